@@ -1,0 +1,3 @@
+from keyscan.cli import main
+
+raise SystemExit(main())

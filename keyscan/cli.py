@@ -1,0 +1,167 @@
+"""Command line: parse arguments, call scan.py, hand the result to a reporter, exit.
+
+Exit codes: 0 nothing found, 1 leaks found (--exit-code), 2 usage or runtime error.
+Only the standard library is imported at start-up; every command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from keyscan import __version__
+from keyscan.errors import KeyscanError
+
+EXIT_CLEAN = 0
+EXIT_LEAKS = 1
+EXIT_ERROR = 2
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = text.strip().lower().rstrip("b")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 50M)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keyscan",
+        description="Find AWS access keys leaked in files and git repositories.",
+    )
+    parser.add_argument("--version", action="version", version=f"keyscan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan a folder, a repository, staged changes or history")
+    scan.add_argument("path", nargs="?", default=".", help="file, folder or repository (.)")
+    mode = scan.add_mutually_exclusive_group()
+    mode.add_argument("--staged", action="store_true",
+                      help="scan what is staged for the next commit (the pre-commit hook)")
+    _add_common(scan)
+    scan.set_defaults(func=cmd_scan)
+
+    rules = sub.add_parser("rules", help="list the rules in force")
+    rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
+    rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    rules.set_defaults(func=cmd_rules)
+    return parser
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("output")
+    out.add_argument("--format", "-f", choices=("text", "json", "jsonl", "sarif"),
+                     default="text")
+    out.add_argument("--output", "-o", type=Path, metavar="FILE",
+                     help="write the report to FILE (created private, mode 0600)")
+    out.add_argument("--show-secrets", action="store_true",
+                     help="print secrets in full (redacted by default)")
+    out.add_argument("--verbose", "-v", action="store_true",
+                     help="also list examples, allowed findings and skipped files")
+    out.add_argument("--no-color", action="store_true", help="never use colour")
+    out.add_argument("--exit-code", type=int, default=EXIT_LEAKS, metavar="N",
+                     help="exit code when leaks are found (default 1)")
+    out.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    cfg = p.add_argument_group("rules and limits")
+    cfg.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
+                     help="also load rule files from DIR (repeatable)")
+    cfg.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
+                     help="skip (and report) files larger than SIZE (default 100M)")
+    cfg.add_argument("--follow-symlinks", action="store_true",
+                     help="follow symbolic links (not followed by default)")
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from keyscan import scan
+    from keyscan.rules import load_rules
+
+    rules = load_rules(args.rules)
+    options = scan.ScanOptions(
+        max_file_size=args.max_file_size or scan.DEFAULT_MAX_FILE_SIZE,
+        follow_symlinks=args.follow_symlinks,
+    )
+    target = Path(args.path)
+    if args.staged:
+        result = scan.scan_staged(target, rules, options)
+    else:
+        result = scan.scan_worktree(target, rules, options)
+    emit(result, args)
+    return args.exit_code if result.leaks else EXIT_CLEAN
+
+
+def emit(result: object, args: argparse.Namespace) -> None:
+    """Report to stdout (or --output), the one-line summary to stderr."""
+    from keyscan.model import ScanResult
+    from keyscan.report import write_private
+    from keyscan.report import text as text_report
+
+    assert isinstance(result, ScanResult)
+    reveal = args.show_secrets
+    if args.format == "json":
+        from keyscan.report import json as json_report
+
+        body = json_report.render(result, reveal)
+    elif args.format == "jsonl":
+        from keyscan.report import json as json_report
+
+        body = json_report.render_lines(result, reveal)
+    elif args.format == "sarif":
+        from keyscan.report import sarif
+
+        body = sarif.render(result, reveal)
+    else:
+        colour = args.output is None and sys.stdout.isatty() and not args.no_color \
+            and "NO_COLOR" not in os.environ
+        body = text_report.render(result, reveal, args.verbose, colour)
+    if args.output is not None:
+        write_private(args.output, body)
+    elif body:
+        sys.stdout.write(body)
+        sys.stdout.flush()
+    for error in result.errors:
+        print(f"keyscan: error: {error}", file=sys.stderr)
+    for note in result.notes:
+        print(f"keyscan: note: {note}", file=sys.stderr)
+    print(text_report.summary(result), file=sys.stderr)
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from keyscan.rules import load_rules
+
+    for compiled in load_rules(args.rules).rules:
+        r = compiled.rule
+        print(f"{r.id:32s} {r.severity:9s} {r.role.value:14s} {r.description}")
+    return EXIT_CLEAN
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyscanError as exc:
+        if args.debug:
+            raise
+        print(f"keyscan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("keyscan: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_CLEAN
+    except Exception as exc:  # no traceback (it could hold scanned content) unless --debug
+        if args.debug:
+            raise
+        print(f"keyscan: internal error: {type(exc).__name__}; rerun with --debug for details",
+              file=sys.stderr)
+        return EXIT_ERROR

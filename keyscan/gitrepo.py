@@ -1,0 +1,136 @@
+"""The one place that runs git. Plumbing with -z output, parsed into plain values.
+
+The hook path uses plain `git` subprocesses (no gitpython import: it costs ~80 ms).
+History scans use gitpython for refs and metadata, and stream objects through
+`git cat-file --batch` (see sources/history.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from keyscan.errors import KeyscanError
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+@dataclass(frozen=True, slots=True)
+class Repo:
+    root: Path  # the work tree, or the git dir of a bare repository
+    git_dir: Path
+    bare: bool = False
+
+
+def run(repo: Path, args: Sequence[str], check: bool = True, input: bytes | None = None
+        ) -> bytes:
+    """Run git in `repo`, keeping git's own environment (GIT_INDEX_FILE in hooks)."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(repo), *args], input=input, capture_output=True, check=False
+        )
+    except FileNotFoundError:
+        raise KeyscanError("git is not installed or not on PATH: install git") from None
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = err[-1] if err else f"exit {proc.returncode}"
+        raise KeyscanError(f"git {args[0]} failed in {repo}: {detail}")
+    return proc.stdout
+
+
+def discover(path: Path) -> Repo | None:
+    """The repository containing `path`, or None for a plain folder."""
+    folder = path if path.is_dir() else path.parent
+    out = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--is-bare-repository", "--absolute-git-dir",
+         "--show-toplevel"],
+        capture_output=True, check=False,
+    )
+    if out.returncode != 0:
+        return None
+    lines = out.stdout.decode("utf-8", "surrogateescape").splitlines()
+    bare = lines[0] == "true"
+    git_dir = Path(lines[1])
+    root = git_dir if bare or len(lines) < 3 else Path(lines[2])
+    return Repo(root=root, git_dir=git_dir, bare=bare)
+
+
+def split_z(raw: bytes) -> list[bytes]:
+    return [p for p in raw.split(b"\0") if p]
+
+
+def worktree_files(folder: Path) -> list[bytes]:
+    """Paths (relative to `folder`) git would commit: tracked plus untracked-not-ignored."""
+    raw = run(folder, ["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+    return list(dict.fromkeys(split_z(raw)))
+
+
+@dataclass(frozen=True, slots=True)
+class StagedEntry:
+    path: bytes  # relative to the repository root
+    mode: str
+    blob: str
+
+
+def staged_entries(root: Path) -> list[StagedEntry]:
+    """Files added or changed in the index against HEAD (all of them before the first commit)."""
+    has_head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
+        capture_output=True, check=False,
+    ).returncode == 0
+    raw = run(root, ["diff-index", "--cached", "-z", "--no-renames", "--diff-filter=ACMT",
+                     "HEAD" if has_head else EMPTY_TREE])
+    fields = raw.split(b"\0")
+    entries = []
+    for i in range(0, len(fields) - 1, 2):
+        meta = fields[i].decode("ascii").split()
+        if len(meta) < 5:
+            continue
+        entries.append(StagedEntry(path=fields[i + 1], mode=meta[1], blob=meta[3]))
+    return entries
+
+
+def read_blobs(repo: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
+    """Contents of many blobs through one `git cat-file --batch` (None: missing)."""
+    if not blobs:
+        return
+    proc = subprocess.Popen(
+        ["git", "-C", str(repo), "cat-file", "--batch"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        # write from a thread: git stops reading requests while its answers are unread
+        requests = b"".join(f"{b}\n".encode() for b in blobs)
+        writer = threading.Thread(target=_write_all, args=(proc.stdin, requests), daemon=True)
+        writer.start()
+        for blob in blobs:
+            header = proc.stdout.readline().split()
+            if len(header) < 3 or header[1] == b"missing":
+                yield blob, None
+                continue
+            size = int(header[2])
+            data = proc.stdout.read(size)
+            proc.stdout.read(1)
+            yield blob, data
+    finally:
+        proc.stdout.close()
+        proc.wait()
+
+
+def _write_all(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def fsdecode(path: bytes) -> str:
+    """A git path as str; bytes that are not UTF-8 survive as surrogate escapes."""
+    return os.fsdecode(path) if os.name != "nt" else path.decode("utf-8", "replace")

@@ -1,0 +1,359 @@
+"""Pure matching: bytes + compiled rules -> credentials. No I/O, no git, no AWS.
+
+The hot path per piece of content is one literal-prefixed regex pass for key IDs,
+a couple of `bytes.find` calls for secret keywords and one rare-prefix regex for
+base64 text. Everything slower (the 40-character secret class, decoders) runs only
+on the few lines those passes point at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from keyscan import decode
+from keyscan.model import Role, Secret, Status
+from keyscan.rules import CompiledRule, RuleSet
+
+ALLOW_MARK = b"keyscan:allow"
+_MAX_DEPTH = 2  # base64 inside base64 is real (a base64 credentials file in a k8s Secret)
+_WIDE_STEMS = (b"A\0K\0I\0A\0", b"A\0S\0I\0A\0", b"e\0c\0r\0e\0t\0", b"E\0C\0R\0E\0T\0")
+
+
+@dataclass(slots=True)
+class Hit:
+    """One value one rule matched, with its byte span in the top-level content."""
+
+    rule: CompiledRule
+    value: str
+    start: int
+    end: int
+    encoding: str = "plain"
+    near_only: bool = False  # a secret found only because a key ID was near it
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    rule: CompiledRule
+    value: str
+    line: int
+    column: int
+    status: Status
+    encoding: str
+
+
+@dataclass(slots=True)
+class Credential:
+    """What the matcher reports: one credential, possibly a paired ID + secret (+ token)."""
+
+    key_id: Part | None = None
+    secret: Part | None = None
+    token: Part | None = None
+    other: Part | None = None
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def anchor(self) -> Part:
+        first = self.key_id or self.secret or self.token or self.other
+        assert first is not None
+        return first
+
+    @property
+    def status(self) -> Status:
+        statuses = {p.status for p in self.parts}
+        if Status.ALLOWED in statuses:
+            return Status.ALLOWED
+        if Status.EXAMPLE in statuses:
+            return Status.EXAMPLE
+        return Status.LEAK
+
+
+class Matcher:
+    """Rules compiled once into the few passes the hot path makes."""
+
+    def __init__(self, rules: RuleSet) -> None:
+        self.rules = rules
+        self.key_rules = rules.by_role(Role.KEY_ID)
+        self.line_rules = tuple(r for r in rules.rules if r.rule.role is not Role.KEY_ID)
+        self.boundaries = {
+            id(r): frozenset(_class_bytes(r.rule.boundary)) for r in self.key_rules
+        }
+        prefixes = sorted({p.encode() for r in self.key_rules for p, _ in r.rule.prefixes})
+        self.b64_trigger = decode.base64_trigger([p for p in prefixes if len(p) >= 4])
+
+    def find(self, data: bytes) -> list[Credential]:
+        text = decode.utf16_text(data)
+        if text is not None:
+            return [_with_encoding(c, "utf-16") for c in self.find(text)]
+        hits = self._hits(data, 0)
+        return _assemble(data, hits) if hits else []
+
+    # -- passes -------------------------------------------------------------
+
+    def _hits(self, data: bytes, depth: int) -> list[Hit]:
+        hits: list[Hit] = []
+        for rule in self.key_rules:
+            hits.extend(self._key_ids(rule, data))
+        for rule in self.line_rules:
+            if not rule.keywords:
+                hits.extend(_span_hits(rule, data, 0, len(data)))
+            elif any(k in data for k in rule.keywords):
+                hits.extend(self._keyword_hits(rule, data))
+        key_hits = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
+        for rule in self.line_rules:
+            if rule.near_pattern is not None and key_hits:
+                hits.extend(_near_hits(rule, data, key_hits))
+        if depth < _MAX_DEPTH:
+            hits.extend(self._base64_hits(data, depth))
+            if depth == 0 and b"\0" in data:
+                hits.extend(self._wide_hits(data))
+        return hits
+
+    def _key_ids(self, rule: CompiledRule, data: bytes) -> list[Hit]:
+        bad = self.boundaries[id(rule)]
+        out = []
+        for m in rule.pattern.finditer(data):
+            s, e = m.span("value")
+            if (s > 0 and data[s - 1] in bad) or (e < len(data) and data[e] in bad):
+                continue
+            out.append(Hit(rule, m.group("value").decode("ascii", "replace"), s, e))
+        return out
+
+    def _keyword_hits(self, rule: CompiledRule, data: bytes) -> list[Hit]:
+        out: list[Hit] = []
+        done: set[int] = set()
+        for keyword in rule.keywords:
+            pos = data.find(keyword)
+            while pos != -1:
+                ls, le = _line_bounds(data, pos)
+                if ls not in done:
+                    done.add(ls)
+                    out.extend(_span_hits(rule, data, ls, le))
+                pos = data.find(keyword, le)
+        return out
+
+    def _base64_hits(self, data: bytes, depth: int) -> list[Hit]:
+        out: list[Hit] = []
+        seen_end = -1
+        for m in self.b64_trigger.finditer(data):
+            if m.start() < seen_end:
+                continue
+            start, end = decode.base64_run(data, m.start())
+            seen_end = end
+            decoded = decode.decode_base64(data[start:end])
+            if decoded is None:
+                continue
+            for hit in self._hits(decoded, depth + 1):
+                out.append(Hit(hit.rule, hit.value, start, end, "base64", hit.near_only))
+        return out
+
+    def _wide_hits(self, data: bytes) -> list[Hit]:
+        """UTF-16 text without a byte-order mark (Windows tools, .reg exports)."""
+        out: list[Hit] = []
+        for offset in (0, 1):
+            view = data[offset:]
+            if not any(stem in view for stem in _WIDE_STEMS):
+                continue
+            text = view[: len(view) - len(view) % 2].decode("utf-16-le", "replace")
+            utf8 = text.encode("utf-8")
+            for hit in self._hits(utf8, _MAX_DEPTH):
+                chars = len(utf8[: hit.start].decode("utf-8", "replace"))
+                start = offset + 2 * chars
+                end = start + 2 * len(hit.value)
+                out.append(Hit(hit.rule, hit.value, start, end, "utf-16", hit.near_only))
+        return out
+
+
+def _class_bytes(spec: str) -> set[int]:
+    pattern = re.compile(f"[{spec}]".encode())
+    return {b for b in range(256) if pattern.fullmatch(bytes([b]))}
+
+
+def _line_bounds(data: bytes, pos: int) -> tuple[int, int]:
+    start = data.rfind(b"\n", 0, pos) + 1
+    end = data.find(b"\n", pos)
+    return start, len(data) if end == -1 else end
+
+
+def _span_hits(rule: CompiledRule, data: bytes, start: int, end: int) -> list[Hit]:
+    """A rule's regex over one span, and over its percent-decoded form if it has escapes."""
+    out = []
+    for m in rule.pattern.finditer(data, start, end):
+        hit = _value_hit(rule, m, 0, None)
+        if hit is not None:
+            out.append(hit)
+    if b"%" in data[start:end]:
+        decoded, where = decode.percent_decode(data[start:end])
+        if decoded != data[start:end]:
+            for m in rule.pattern.finditer(decoded):
+                hit = _value_hit(rule, m, start, where)
+                if hit is not None and not any(h.value == hit.value for h in out):
+                    out.append(hit)
+    return out
+
+
+def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: list[int] | None
+               ) -> Hit | None:
+    s, e = m.span("value")
+    raw = m.group("value")
+    encoding = "plain" if where is None else "percent"
+    if where is not None:
+        s, e = where[s], where[e]
+    if rule.rule.role is Role.SECRET and rule.rule.value_length and len(raw) != rule.rule.value_length:
+        # the 56-character form is the base64 of a 40-character secret (Kubernetes Secrets)
+        decoded = decode.decode_base64(raw)
+        if decoded is None or len(decoded) != rule.rule.value_length:
+            return None
+        if rule.near_pattern is None or not rule.near_pattern.fullmatch(decoded):
+            return None
+        raw, encoding = decoded, "base64"
+    return Hit(rule, raw.decode("utf-8", "replace"), base + s, base + e, encoding)
+
+
+def _near_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit]:
+    """Secrets within a few lines of a key ID: the only place the bare class runs."""
+    assert rule.near_pattern is not None
+    out: list[Hit] = []
+    done: set[tuple[int, int]] = set()
+    for key in key_hits:
+        start, end = _window(data, key.start, key.end, rule.rule.near_lines)
+        if (start, end) in done:
+            continue
+        done.add((start, end))
+        for m in rule.near_pattern.finditer(data, start, end):
+            out.append(Hit(rule, m.group().decode("ascii"), m.start(), m.end(), near_only=True))
+        if b"%" in data[start:end]:
+            decoded, where = decode.percent_decode(data[start:end])
+            for m in rule.near_pattern.finditer(decoded):
+                s, e = where[m.start()] + start, where[m.end()] + start
+                out.append(Hit(rule, m.group().decode("ascii"), s, e, "percent", True))
+    return out
+
+
+def _window(data: bytes, start: int, end: int, lines: int) -> tuple[int, int]:
+    """The span from `lines` lines above `start` to `lines` lines below `end`."""
+    start = data.rfind(b"\n", 0, start) + 1
+    for _ in range(lines):
+        if start == 0:
+            break
+        start = data.rfind(b"\n", 0, start - 1) + 1
+    for _ in range(lines + 1):
+        nxt = data.find(b"\n", end)
+        if nxt == -1:
+            return start, len(data)
+        end = nxt + 1
+    return start, end - 1
+
+
+# -- assembling hits into credentials -------------------------------------------
+
+
+def _status(rule: CompiledRule, value: str, line_text: bytes) -> Status | None:
+    """None: allowlisted, not reported at all."""
+    if any(p.search(value) for p in rule.allow_values):
+        return None
+    if ALLOW_MARK in line_text:
+        return Status.ALLOWED
+    if rule.rule.placeholder or any(p.search(value) for p in rule.examples):
+        return Status.EXAMPLE
+    return Status.LEAK
+
+
+def _assemble(data: bytes, hits: list[Hit]) -> list[Credential]:
+    newline = b"\n" if b"\n" in data or b"\r" not in data else b"\r"
+    unique: dict[tuple[str, str, int], Hit] = {}
+    for hit in sorted(hits, key=lambda h: (h.start, h.near_only)):
+        unique.setdefault((hit.rule.rule.id, hit.value, hit.start), hit)
+    parts: dict[int, Part] = {}
+    for hit in unique.values():
+        line_start = data.rfind(newline, 0, hit.start) + 1
+        line_end = data.find(newline, hit.start)
+        line_text = data[line_start : len(data) if line_end == -1 else line_end]
+        status = _status(hit.rule, hit.value, line_text)
+        if status is None:
+            continue
+        line = data.count(newline, 0, hit.start) + 1
+        column = len(data[line_start : hit.start].decode("utf-8", "replace")) + 1
+        parts[id(hit)] = Part(hit.rule, hit.value, line, column, status, hit.encoding)
+    kept = [h for h in unique.values() if id(h) in parts]
+    return _pair(kept, parts)
+
+
+def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
+    ids = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
+    secrets = [h for h in hits if h.rule.rule.role is Role.SECRET]
+    tokens = [h for h in hits if h.rule.rule.role is Role.SESSION_TOKEN]
+    others = [h for h in hits if h.rule.rule.role is Role.GENERIC]
+    secrets = _drop_same_value_near(secrets)
+
+    creds: dict[int, Credential] = {}
+    for key in ids:
+        creds[id(key)] = Credential(key_id=parts[id(key)], parts=[parts[id(key)]])
+    options = []
+    for s in secrets:
+        for key in ids:
+            dist = abs(parts[id(s)].line - parts[id(key)].line)
+            if dist <= s.rule.rule.near_lines:
+                options.append((dist, key.start > s.start, abs(key.start - s.start), id(s), id(key)))
+    used_s: set[int] = set()
+    used_k: set[int] = set()
+    for _, _, _, sid, kid in sorted(options):
+        if sid in used_s or kid in used_k:
+            continue
+        used_s.add(sid)
+        used_k.add(kid)
+        creds[kid].secret = parts[sid]
+        creds[kid].parts.append(parts[sid])
+    out = list(creds.values())
+    for s in secrets:
+        if id(s) not in used_s and not s.near_only:
+            out.append(Credential(secret=parts[id(s)], parts=[parts[id(s)]]))
+    for t in tokens:
+        home = _token_home(t, parts, [creds[id(k)] for k in ids])
+        if home is not None:
+            home.token = parts[id(t)]
+            home.parts.append(parts[id(t)])
+        else:
+            out.append(Credential(token=parts[id(t)], parts=[parts[id(t)]]))
+    out.extend(Credential(other=parts[id(o)], parts=[parts[id(o)]]) for o in others)
+    return out
+
+
+def _drop_same_value_near(secrets: list[Hit]) -> list[Hit]:
+    """Keep a near-only hit only when no keyword hit found the same value at that spot."""
+    keyed = {(h.value, h.start) for h in secrets if not h.near_only}
+    values = {h.value for h in secrets if not h.near_only}
+    return [h for h in secrets if not h.near_only or (h.value not in values and
+                                                      (h.value, h.start) not in keyed)]
+
+
+def _token_home(token: Hit, parts: dict[int, Part], creds: list[Credential]) -> Credential | None:
+    line = parts[id(token)].line
+    best: tuple[int, Credential] | None = None
+    for cred in creds:
+        key = cred.key_id
+        if key is None or cred.token is not None:
+            continue
+        prefixes = token.rule.rule.near_prefixes
+        if prefixes and not key.value.startswith(tuple(prefixes)):
+            continue
+        dist = abs(key.line - line)
+        if dist <= token.rule.rule.near_lines and (best is None or dist < best[0]):
+            best = (dist, cred)
+    return best[1] if best else None
+
+
+def _with_encoding(cred: Credential, encoding: str) -> Credential:
+    def relabel(p: Part | None) -> Part | None:
+        if p is None:
+            return None
+        enc = encoding if p.encoding == "plain" else f"{encoding}+{p.encoding}"
+        return Part(p.rule, p.value, p.line, p.column, p.status, enc)
+
+    parts = [relabel(p) for p in cred.parts]
+    return Credential(relabel(cred.key_id), relabel(cred.secret), relabel(cred.token),
+                      relabel(cred.other), [p for p in parts if p is not None])
+
+
+def secret_of(part: Part) -> Secret:
+    return Secret(part.value)

@@ -1,0 +1,200 @@
+"""The few value types every stage of the pipeline shares.
+
+sources -> match -> attribute -> ownership -> act -> report. Each stage takes and
+returns these plain, frozen values; none of them can print a secret by accident.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+# A fixed key: fingerprints must be stable across runs and machines (baselines,
+# ignore files), and must not be a plain hash a reader could look up.
+_FINGERPRINT_KEY = b"keyscan-fingerprint-v1"
+
+
+class Secret:
+    """A found credential value whose str/repr never shows it.
+
+    Only the report layer calls `reveal()`, and only to redact or on
+    `--show-secrets`. Logging, tracebacks and `dataclasses.asdict` see a mask.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __repr__(self) -> str:
+        return f"Secret(<{len(self._value)} chars>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def digest(self) -> str:
+        """A keyed hash of the value: identifies it without revealing it."""
+        return hmac.new(_FINGERPRINT_KEY, self._value.encode(), hashlib.sha256).hexdigest()
+
+
+class Role(str, enum.Enum):
+    """What part of an AWS credential a rule finds."""
+
+    KEY_ID = "key-id"
+    SECRET = "secret"
+    SESSION_TOKEN = "session-token"
+    GENERIC = "generic"
+
+
+class Status(str, enum.Enum):
+    LEAK = "leak"  # fails the build
+    EXAMPLE = "example"  # documentation example or placeholder: listed, never fails
+    ALLOWED = "allowed"  # suppressed by an inline keyscan:allow comment
+
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    description: str
+    severity: str
+    role: Role
+    regex: str
+    keywords: tuple[str, ...] = ()
+    allow_values: tuple[str, ...] = ()  # regexes: a matching value is not reported
+    allow_paths: tuple[str, ...] = ()  # globs: files never reported by this rule
+    example_values: tuple[str, ...] = ()  # regexes: a matching value is an example
+    prefixes: tuple[tuple[str, str], ...] = ()  # key-id: (prefix, what it means)
+    boundary: str = "A-Za-z0-9"  # characters that may not touch the value
+    value_chars: str = ""  # secrets: the value alphabet, used when pairing near an ID
+    value_length: int = 0
+    near_lines: int = 0  # secrets/tokens: look this many lines around each key ID
+    near_prefixes: tuple[str, ...] = ()  # tokens: only near IDs with these prefixes
+    placeholder: bool = False  # every match is a placeholder: listed as an example
+    source: str = ""  # the file the rule came from
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One value a rule matched in one piece of content (pure matcher output)."""
+
+    rule: Rule
+    value: Secret
+    line: int  # 1-based
+    column: int  # 1-based, in characters of the line
+    end_line: int
+    status: Status = Status.LEAK
+    encoding: str = "plain"  # plain | base64 | percent | utf-16
+    line_text: str = ""  # the line with the value already masked: safe context
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where content came from: a file now, a staged blob, or a blob in history."""
+
+    path: str
+    blob: str = ""  # git blob id when the content came from git
+    source: str = "worktree"  # worktree | staged | history | commit-message
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    sha: str
+    author_name: str
+    author_email: str
+    author_date: str
+    commit_date: str
+    message: str = ""  # first line only
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A credential found at a location: the unit every reporter consumes.
+
+    `key_id`/`secret`/`session_token` hold the AWS parts when known; a paired
+    finding has both an ID and a secret.
+    """
+
+    rule_id: str
+    description: str
+    severity: str
+    status: Status
+    location: Location
+    line: int
+    column: int
+    kind: str = "key-id"  # pair | key-id | secret | session-token | generic
+    key_id: str = ""  # key IDs are identifiers, not secrets: AWS logs them in CloudTrail
+    key_type: str = ""  # e.g. "AKIA: long-term key of an IAM user"
+    secret: Secret | None = None
+    session_token: Secret | None = None
+    encoding: str = "plain"
+    line_text: str = ""
+    account: str = ""  # decoded offline from the key ID, "" when it cannot be
+    commit: Commit | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def value_digest(self) -> str:
+        """Identifies the credential across files and commits without revealing it."""
+        parts = [self.key_id]
+        for value in (self.secret, self.session_token):
+            if value is not None:
+                parts.append(value.digest())
+                break
+        joined = "\0".join(parts).encode()
+        return hmac.new(_FINGERPRINT_KEY, joined, hashlib.sha256).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable identity for baselines and ignore files: rule, path and value.
+
+        Not the line number, so a finding keeps its fingerprint when lines move.
+        """
+        material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}".encode()
+        return hashlib.sha256(material).hexdigest()[:20]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Something the scan did not read, and why: never skipped silently."""
+
+    path: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ScanStats:
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    allowed: int = 0
+
+
+@dataclass(slots=True)
+class ScanResult:
+    target: str
+    mode: str  # worktree | staged | history
+    findings: list[Finding] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    stats: ScanStats = field(default_factory=ScanStats)
+
+    @property
+    def leaks(self) -> list[Finding]:
+        return [f for f in self.findings if f.status is Status.LEAK]

@@ -1,0 +1,81 @@
+"""JSON and JSON Lines reports: stable, documented fields (see README "JSON report")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from keyscan import __version__
+from keyscan.model import Finding, ScanResult, Status
+from keyscan.report.redact import display_path, show
+
+SCHEMA_VERSION = 1
+
+
+def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "rule": f.rule_id,
+        "kind": f.kind,
+        "status": f.status.value,
+        "severity": f.severity,
+        "description": f.description,
+        "path": display_path(f.location.path),
+        "line": f.line,
+        "column": f.column,
+        "source": f.location.source,
+        "key_id": f.key_id or None,
+        "key_type": f.key_type or None,
+        "account": f.account or None,
+        "secret": show(f.secret, reveal),
+        "session_token": show(f.session_token, reveal),
+        "encoding": f.encoding,
+        "fingerprint": f.fingerprint,
+        "blob": f.location.blob or None,
+        "commit": None,
+    }
+    if f.commit is not None:
+        out["commit"] = {
+            "sha": f.commit.sha,
+            "author_name": f.commit.author_name,
+            "author_email": f.commit.author_email,
+            "author_date": f.commit.author_date,
+            "commit_date": f.commit.commit_date,
+            "message": f.commit.message,
+        }
+    out.update(f.extra)
+    return out
+
+
+def summary_dict(result: ScanResult) -> dict[str, Any]:
+    count = {s: 0 for s in Status}
+    for f in result.findings:
+        count[f.status] += 1
+    return {
+        "files": result.stats.files,
+        "bytes": result.stats.bytes,
+        "seconds": round(result.stats.seconds, 3),
+        "leaks": count[Status.LEAK],
+        "examples": count[Status.EXAMPLE],
+        "allowed": count[Status.ALLOWED],
+        "skipped": len(result.skipped),
+        "errors": len(result.errors),
+    }
+
+
+def render(result: ScanResult, reveal: bool = False) -> str:
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "keyscan", "version": __version__},
+        "target": display_path(result.target),
+        "mode": result.mode,
+        "summary": summary_dict(result),
+        "findings": [finding_dict(f, reveal) for f in result.findings],
+        "skipped": [{"path": display_path(s.path), "reason": s.reason} for s in result.skipped],
+        "errors": list(result.errors),
+        "notes": list(result.notes),
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_lines(result: ScanResult, reveal: bool = False) -> str:
+    return "".join(json.dumps(finding_dict(f, reveal)) + "\n" for f in result.findings)

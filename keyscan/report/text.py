@@ -1,0 +1,80 @@
+"""The terminal report: findings on stdout, one short block each; colour only on a TTY."""
+
+from __future__ import annotations
+
+from keyscan.model import Finding, ScanResult, Status
+from keyscan.report.json import summary_dict
+from keyscan.report.redact import display_path, show
+
+_COLOURS = {"critical": "\033[1;31m", "high": "\033[31m", "medium": "\033[33m",
+            "low": "\033[36m"}
+_RESET = "\033[0m"
+
+ADVICE = (
+    "What to do:\n"
+    "  1. Remove the key from the file (read it from the environment or a secrets manager).\n"
+    "  2. Rotate the key: deactivate it and create a new one. History, forks and remotes may\n"
+    "     already hold it, so removing the line is not enough.\n"
+    "  3. If it is an intended example, mark the line with a `keyscan:allow` comment.\n"
+)
+
+
+def render(result: ScanResult, reveal: bool = False, verbose: bool = False,
+           colour: bool = False) -> str:
+    shown = [f for f in result.findings if verbose or f.status is Status.LEAK]
+    blocks = [_block(f, reveal, colour) for f in shown]
+    out = "\n".join(blocks)
+    if verbose and result.skipped:
+        out += "\nSkipped:\n" + "".join(
+            f"  {display_path(s.path)}: {s.reason}\n" for s in result.skipped)
+    if result.leaks:
+        out += "\n" + ADVICE
+    return out
+
+
+def _block(f: Finding, reveal: bool, colour: bool) -> str:
+    where = f"{display_path(f.location.path)}:{f.line}:{f.column}"
+    label = f.status.value.upper()
+    sev = f.severity
+    if colour and f.status is Status.LEAK:
+        sev = f"{_COLOURS.get(sev, '')}{sev}{_RESET}"
+    lines = [f"{label:8s}{sev:9s} {where}  {f.description}"]
+    if f.key_id:
+        account = f"account {f.account}" if f.account else "account unknown (older key ID)"
+        lines.append(f"        key ID   {f.key_id}  ({f.key_type}; {account})")
+    if f.secret is not None:
+        lines.append(f"        secret   {show(f.secret, reveal)}")
+    if f.session_token is not None:
+        lines.append(f"        token    {show(f.session_token, reveal)}")
+    if f.encoding != "plain":
+        lines.append(f"        encoded  {f.encoding}")
+    if f.commit is not None:
+        c = f.commit
+        lines.append(f"        commit   {c.sha[:12]} by {c.author_name} <{c.author_email}>"
+                     f" on {c.author_date}")
+    for key, value in f.extra.items():
+        if isinstance(value, (str, int, bool)):
+            lines.append(f"        {key:8s} {value}")
+    lines.append(f"        rule     {f.rule_id}  fingerprint {f.fingerprint}")
+    return "\n".join(lines) + "\n"
+
+
+def summary(result: ScanResult) -> str:
+    s = summary_dict(result)
+    unit = "blobs" if result.mode == "history" else "files"
+    parts = [f"{s['leaks']} leak{'s' if s['leaks'] != 1 else ''}",
+             f"{s['files']} {unit}", f"{s['bytes'] / 1e6:.1f} MB", f"{s['seconds']:.2f} s"]
+    tail = []
+    if s["examples"]:
+        tail.append(f"{s['examples']} example{'s' if s['examples'] != 1 else ''}"
+                    " (listed with --verbose)")
+    if s["allowed"]:
+        tail.append(f"{s['allowed']} allowed by keyscan:allow")
+    if s["skipped"]:
+        tail.append(f"{s['skipped']} skipped (listed with --verbose)")
+    if s["errors"]:
+        tail.append(f"{s['errors']} errors")
+    line = "keyscan: " + ", ".join(parts)
+    if tail:
+        line += "; " + ", ".join(tail)
+    return line

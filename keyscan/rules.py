@@ -1,0 +1,256 @@
+"""Rules as data: load rules/*.yaml, validate them, compile them for the matcher.
+
+A rule file is YAML with a top-level `rules:` list. Each rule:
+
+    id           unique name, [a-z0-9-]
+    description  one line for reports
+    severity     low | medium | high | critical
+    role         key-id | secret | session-token | generic
+    regex        Python regex with a named group `value`
+    keywords     literal strings; the rule runs only on content holding one
+    boundary     key-id: characters that may not touch the value (default A-Za-z0-9)
+    prefixes     key-id: {prefix: what a key with it is}
+    near_lines   secret/session-token: also look this many lines around key IDs
+    near_prefixes session-token: only around IDs with these prefixes
+    value_chars, value_length   secret: the value alphabet and length near an ID
+    placeholder  true: every match is a documentation placeholder (never fails)
+    examples     regexes: a value matching one is a documentation example
+    allowlist    {values: [regex], paths: [glob]}: never reported
+    tests        {match: [line], no_match: [line]}: checked by the test suite
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keyscan.errors import KeyscanError
+from keyscan.model import SEVERITIES, Role, Rule
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_KNOWN_FIELDS = {
+    "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
+    "near_lines", "near_prefixes", "value_chars", "value_length", "placeholder", "examples",
+    "allowlist", "tests",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rule: Rule
+    pattern: re.Pattern[bytes]
+    keywords: tuple[bytes, ...]
+    allow_values: tuple[re.Pattern[str], ...]
+    examples: tuple[re.Pattern[str], ...]
+    near_pattern: re.Pattern[bytes] | None  # secret value alone, used only near key IDs
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: tuple[CompiledRule, ...]
+    digest: str  # changes whenever any rule changes: keys caches of scan results
+
+    def by_role(self, role: Role) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if r.rule.role is role)
+
+    def without(self, disabled: Iterable[str]) -> RuleSet:
+        drop = set(disabled)
+        kept = tuple(r for r in self.rules if r.rule.id not in drop)
+        return RuleSet(kept, _digest([r.rule for r in kept]))
+
+
+def builtin_rules_dir() -> Path:
+    """rules/ ships inside the wheel as keyscan/rules; a source checkout has it at the top."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "rules", here.parent / "rules"):
+        if candidate.is_dir():
+            return candidate
+    raise KeyscanError("keyscan's built-in rules folder is missing: reinstall keyscan")
+
+
+def rule_files(folders: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for folder in folders:
+        if folder.is_file():
+            files.append(folder)
+        elif folder.is_dir():
+            files.extend(sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]))
+        else:
+            raise KeyscanError(f"rules folder {folder} does not exist: check --rules")
+    return files
+
+
+def load_rules(extra: Sequence[Path] = (), builtin: bool = True) -> RuleSet:
+    folders = ([builtin_rules_dir()] if builtin else []) + list(extra)
+    rules: list[Rule] = []
+    raw_tests: dict[str, dict[str, list[str]]] = {}
+    for path in rule_files(folders):
+        for rule, tests in parse_rule_file(path):
+            rules.append(rule)
+            raw_tests[rule.id] = tests
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise KeyscanError(f"{rule.source}: rule id '{rule.id}' is defined twice")
+        seen.add(rule.id)
+    return RuleSet(tuple(compile_rule(r) for r in rules), _digest(rules))
+
+
+def rule_tests(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
+    """The true/false examples each rule in a file carries (for the test suite)."""
+    return parse_rule_file(path)
+
+
+def parse_rule_file(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
+    import yaml  # only commands that load rules from YAML pay for it
+
+    try:
+        doc = yaml.safe_load(path.read_bytes())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise KeyscanError(f"{path}:{where} is not valid YAML: fix the rule file") from None
+    except OSError as exc:
+        raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise KeyscanError(f"{path}: expected a mapping with a 'rules:' list")
+    return [_parse_rule(path, i, entry) for i, entry in enumerate(doc["rules"])]
+
+
+def _fail(path: Path, where: str, message: str) -> KeyscanError:
+    return KeyscanError(f"{path}: {where}: {message}")
+
+
+def _strings(path: Path, where: str, value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, where, f"field '{name}' must be a list of strings")
+    return tuple(value)
+
+
+def _parse_rule(path: Path, index: int, entry: Any) -> tuple[Rule, dict[str, list[str]]]:
+    where = f"rule #{index + 1}"
+    if not isinstance(entry, dict):
+        raise _fail(path, where, "each rule must be a mapping")
+    rid = entry.get("id")
+    if not isinstance(rid, str) or not _ID_RE.match(rid):
+        raise _fail(path, where, "field 'id' is required: lowercase letters, digits and '-'")
+    where = f"rule '{rid}'"
+    unknown = sorted(set(entry) - _KNOWN_FIELDS)
+    if unknown:
+        raise _fail(path, where, f"unknown field '{unknown[0]}'")
+    for name in ("description", "regex"):
+        if not isinstance(entry.get(name), str) or not entry[name]:
+            raise _fail(path, where, f"field '{name}' is required and must be a string")
+    severity = entry.get("severity", "high")
+    if severity not in SEVERITIES:
+        raise _fail(path, where, f"field 'severity' must be one of {', '.join(SEVERITIES)}")
+    try:
+        role = Role(entry.get("role", "generic"))
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise _fail(path, where, f"field 'role' must be one of {roles}") from None
+    _check_regex(path, where, "regex", entry["regex"], need_value=True)
+    allow = entry.get("allowlist") or {}
+    if not isinstance(allow, dict) or set(allow) - {"values", "paths"}:
+        raise _fail(path, where, "field 'allowlist' must be a mapping with 'values' and 'paths'")
+    allow_values = _strings(path, where, allow.get("values"), "allowlist.values")
+    examples = _strings(path, where, entry.get("examples"), "examples")
+    for name, patterns in (("allowlist.values", allow_values), ("examples", examples)):
+        for pattern in patterns:
+            _check_regex(path, where, name, pattern, need_value=False)
+    prefixes = entry.get("prefixes") or {}
+    if not isinstance(prefixes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in prefixes.items()
+    ):
+        raise _fail(path, where, "field 'prefixes' must map prefix to description")
+    ints = {}
+    for name in ("near_lines", "value_length"):
+        value = entry.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+            raise _fail(path, where, f"field '{name}' must be a whole number 0-1000")
+        ints[name] = value
+    for name in ("boundary", "value_chars"):
+        if name in entry and not isinstance(entry[name], str):
+            raise _fail(path, where, f"field '{name}' must be a string")
+    placeholder = entry.get("placeholder", False)
+    if not isinstance(placeholder, bool):
+        raise _fail(path, where, "field 'placeholder' must be true or false")
+    tests = entry.get("tests") or {}
+    if not isinstance(tests, dict) or set(tests) - {"match", "no_match"}:
+        raise _fail(path, where, "field 'tests' must be a mapping with 'match' and 'no_match'")
+    parsed_tests = {
+        "match": list(_strings(path, where, tests.get("match"), "tests.match")),
+        "no_match": list(_strings(path, where, tests.get("no_match"), "tests.no_match")),
+    }
+    rule = Rule(
+        id=rid,
+        description=entry["description"],
+        severity=severity,
+        role=role,
+        regex=entry["regex"],
+        keywords=_strings(path, where, entry.get("keywords"), "keywords"),
+        allow_values=allow_values,
+        allow_paths=_strings(path, where, allow.get("paths"), "allowlist.paths"),
+        example_values=examples,
+        prefixes=tuple(sorted(prefixes.items(), key=lambda kv: -len(kv[0]))),
+        boundary=entry.get("boundary", "A-Za-z0-9"),
+        value_chars=entry.get("value_chars", ""),
+        value_length=ints["value_length"],
+        near_lines=ints["near_lines"],
+        near_prefixes=_strings(path, where, entry.get("near_prefixes"), "near_prefixes"),
+        placeholder=placeholder,
+        source=str(path),
+    )
+    return rule, parsed_tests
+
+
+def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bool) -> None:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise _fail(path, where, f"field '{name}' is not a valid regex: {exc}") from None
+    if need_value and "value" not in compiled.groupindex:
+        raise _fail(path, where, f"field '{name}' needs a named group (?P<value>...)")
+    if _nested_quantifier(pattern):
+        raise _fail(
+            path, where,
+            f"field '{name}' nests repeats like (a+)+ that can take forever on some input: "
+            "rewrite it without a repeated group inside a repeat",
+        )
+
+
+_NESTED = re.compile(r"\((?:\?:)?[^()]*[+*][^()]*\)[+*{]")
+
+
+def _nested_quantifier(pattern: str) -> bool:
+    """A load-time guard against catastrophic backtracking, e.g. (a+)+ or (\\w*)*."""
+    return bool(_NESTED.search(pattern))
+
+
+def compile_rule(rule: Rule) -> CompiledRule:
+    near = None
+    if rule.role is Role.SECRET and rule.value_chars and rule.value_length:
+        c, n = rule.value_chars, rule.value_length
+        near = re.compile(f"(?<![{c}])[{c}]{{{n}}}(?![{c}=])".encode())
+    keywords = tuple(k.encode() for k in rule.keywords)
+    return CompiledRule(
+        rule=rule,
+        pattern=re.compile(rule.regex.encode()),
+        keywords=keywords,
+        allow_values=tuple(re.compile(p) for p in rule.allow_values),
+        examples=tuple(re.compile(p) for p in rule.example_values),
+        near_pattern=near,
+    )
+
+
+def _digest(rules: Iterable[Rule]) -> str:
+    h = hashlib.sha256()
+    for rule in rules:
+        h.update(repr(rule).encode())
+    return h.hexdigest()

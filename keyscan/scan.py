@@ -1,0 +1,135 @@
+"""Composes the pipeline for one target: source -> match -> attribute -> findings.
+
+The CLI, the pre-commit hook and the fleet audit all call these functions.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyscan import attribute, gitrepo
+from keyscan.errors import KeyscanError
+from keyscan.match import Credential, Matcher, Part
+from keyscan.model import Finding, Location, ScanResult, Secret, Status
+from keyscan.rules import RuleSet
+from keyscan.sources import Content, Unit
+
+DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
+PAIR_SEVERITY = "critical"
+PAIR_DESCRIPTION = "AWS access key ID with its secret access key"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    follow_symlinks: bool = False
+    allow_paths: tuple[str, ...] = ()  # globs never reported, whatever the rule
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResult:
+    from keyscan.sources import worktree
+
+    _require_exists(target)
+    base, paths = worktree.files(target, options.follow_symlinks)
+    units = worktree.read(base, paths, options.max_file_size, options.follow_symlinks)
+    return _run(str(target), "worktree", units, rules, options)
+
+
+def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResult:
+    from keyscan.sources import staged
+
+    _require_exists(target)
+    repo = gitrepo.discover(target)
+    if repo is None or repo.bare:
+        raise KeyscanError(f"{target} is not inside a git work tree: --staged needs one")
+    return _run(str(repo.root), "staged", staged.read(repo.root, options.max_file_size),
+                rules, options)
+
+
+def _require_exists(target: Path) -> None:
+    if not target.exists():
+        raise KeyscanError(f"{target} does not exist: give a file, folder or repository")
+
+
+def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options: ScanOptions
+         ) -> ScanResult:
+    started = time.perf_counter()
+    result = ScanResult(target=target, mode=mode)
+    matcher = Matcher(rules)
+    for unit in units:
+        if not isinstance(unit, Content):
+            result.skipped.append(unit)
+            continue
+        result.stats.files += 1
+        result.stats.bytes += len(unit.data)
+        for finding in findings_in(unit, matcher, options):
+            if finding.status is Status.ALLOWED:
+                result.stats.allowed += 1
+            result.findings.append(finding)
+    result.stats.seconds = time.perf_counter() - started
+    return result
+
+
+def findings_in(unit: Content, matcher: Matcher, options: ScanOptions) -> list[Finding]:
+    creds = matcher.find(unit.data)
+    if not creds:
+        return []
+    path = unit.location.path
+    out = []
+    for cred in creds:
+        if _path_allowed(path, cred, options):
+            continue
+        out.append(to_finding(cred, unit.location))
+    return out
+
+
+def _path_allowed(path: str, cred: Credential, options: ScanOptions) -> bool:
+    globs = [*options.allow_paths, *(g for p in cred.parts for g in p.rule.rule.allow_paths)]
+    return any(fnmatch.fnmatch(path, g) for g in globs)
+
+
+def to_finding(cred: Credential, location: Location) -> Finding:
+    anchor = cred.anchor
+    rule = anchor.rule.rule
+    key = cred.key_id
+    paired = key is not None and cred.secret is not None
+    return Finding(
+        rule_id=rule.id,
+        description=PAIR_DESCRIPTION if paired else rule.description,
+        severity=PAIR_SEVERITY if paired else rule.severity,
+        status=cred.status,
+        location=location,
+        line=anchor.line,
+        column=anchor.column,
+        kind=_kind(cred),
+        key_id=key.value if key else "",
+        key_type=_key_type(key) if key else "",
+        secret=_secret(cred.secret) or _secret(cred.other),
+        session_token=_secret(cred.token),
+        encoding=anchor.encoding,
+        account=attribute.account_id(key.value) if key else "",
+    )
+
+
+def _kind(cred: Credential) -> str:
+    if cred.key_id is not None:
+        return "pair" if cred.secret is not None else "key-id"
+    if cred.secret is not None:
+        return "secret"
+    return "session-token" if cred.token is not None else "generic"
+
+
+def _secret(part: Part | None) -> Secret | None:
+    return Secret(part.value) if part is not None else None
+
+
+def _key_type(part: Part) -> str:
+    for prefix, meaning in part.rule.rule.prefixes:
+        if part.value.startswith(prefix):
+            return f"{prefix}: {meaning}"
+    return ""

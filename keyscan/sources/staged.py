@@ -1,0 +1,32 @@
+"""What is staged: the index's blobs for changed files, not the working files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from keyscan import gitrepo
+from keyscan.model import Location, Skipped
+from keyscan.sources import Content, Unit
+
+_SUBMODULE = "160000"
+
+
+def read(root: Path, max_size: int) -> Iterator[Unit]:
+    entries = gitrepo.staged_entries(root)
+    wanted = []
+    for entry in entries:
+        if entry.mode == _SUBMODULE:
+            yield Skipped(gitrepo.fsdecode(entry.path), "submodule (not followed)")
+        else:
+            wanted.append(entry)
+    blobs = gitrepo.read_blobs(root, [e.blob for e in wanted])
+    for entry, (blob, data) in zip(wanted, blobs):
+        shown = gitrepo.fsdecode(entry.path)
+        if data is None:
+            yield Skipped(shown, f"blob {blob} is missing from the object store")
+        elif len(data) > max_size:
+            yield Skipped(shown, f"larger than the size limit ({len(data)} > {max_size} bytes;"
+                                 " raise it with --max-file-size)")
+        else:
+            yield Content(Location(path=shown, blob=blob, source="staged"), data)

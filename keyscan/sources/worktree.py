@@ -1,0 +1,83 @@
+"""Files as they are now: what git would commit in a repository, every file in a folder."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from keyscan import gitrepo
+from keyscan.model import Location, Skipped
+from keyscan.sources import Content, Unit
+
+
+def files(target: Path, follow_symlinks: bool = False) -> tuple[Path, list[bytes]]:
+    """(base folder, relative paths) to scan for `target`: a file, a folder or a repository."""
+    if target.is_file() and not target.is_symlink():
+        return target.parent, [os.fsencode(target.name)]
+    if gitrepo.discover(target) is not None:
+        return target, sorted(gitrepo.worktree_files(target))
+    return target, sorted(_walk(target, follow_symlinks))
+
+
+def _walk(top: Path, follow_symlinks: bool) -> Iterator[bytes]:
+    base = os.fsencode(top)
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, names in os.walk(base, followlinks=follow_symlinks):
+        if follow_symlinks:  # a symlink loop must not walk forever
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                dirs[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        dirs[:] = [d for d in dirs if d != b".git"]
+        rel = os.path.relpath(folder, base)
+        for name in names:
+            yield name if rel == b"." else os.path.join(rel, name)
+        if not follow_symlinks:
+            yield from (os.path.join(rel, d) if rel != b"." else d
+                        for d in dirs if os.path.islink(os.path.join(folder, d)))
+
+
+def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: bool = False
+         ) -> Iterator[Unit]:
+    """Each file's bytes, or a Skipped saying why not. Never raises for one bad file."""
+    base_b = os.fsencode(base)
+    for rel in paths:
+        full = os.path.join(base_b, rel)
+        shown = gitrepo.fsdecode(rel)
+        try:
+            st = os.stat(full) if follow_symlinks else os.lstat(full)
+        except FileNotFoundError:
+            continue  # tracked but deleted in the work tree: nothing there to leak
+        except OSError as exc:
+            yield Skipped(shown, _why(exc))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            yield Skipped(shown, "symlink not followed (use --follow-symlinks)")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            if not stat.S_ISDIR(st.st_mode):
+                yield Skipped(shown, "not a regular file (FIFO, socket or device)")
+            continue
+        if st.st_size > max_size:
+            yield Skipped(shown, f"larger than the size limit ({st.st_size} > {max_size} bytes;"
+                                 " raise it with --max-file-size)")
+            continue
+        try:
+            with open(full, "rb") as fh:
+                data = fh.read(max_size + 1)
+        except OSError as exc:
+            yield Skipped(shown, _why(exc))
+            continue
+        yield Content(Location(path=shown), data)
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "unreadable: permission denied"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    return f"unreadable: {exc.strerror or exc}"
