@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(scan)
     scan.set_defaults(func=cmd_scan)
 
+    from keyscan.aws import cli as aws_cli
+
+    aws_cli.add_scan_options(scan)
+    aws_cli.register(sub)
+
     rules = sub.add_parser("rules", help="list the rules in force")
     rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
     rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
@@ -91,7 +96,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         result = scan.scan_staged(target, rules, options)
     else:
         result = scan.scan_worktree(target, rules, options)
+    from keyscan.aws import cli as aws_cli
+
+    action_code = aws_cli.after_scan(result, args)
     emit(result, args)
+    if action_code:
+        return action_code
     return args.exit_code if result.leaks else EXIT_CLEAN
 
 
