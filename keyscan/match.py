@@ -94,13 +94,16 @@ class Matcher:
         hits: list[Hit] = []
         for rule in self.key_rules:
             hits.extend(self._key_ids(rule, data))
-        for rule in self.line_rules:
-            if not rule.keywords:
-                hits.extend(_span_hits(rule, data, 0, len(data)))
-            elif any(k in data for k in rule.keywords):
-                hits.extend(self._keyword_hits(rule, data))
         key_hits = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
+        present: dict[bytes, bool] = {}  # rules sharing keywords scan for them once
         for rule in self.line_rules:
+            if rule.rule.near_prefixes:
+                # e.g. session tokens: only looked for around the key IDs they belong to
+                hits.extend(_near_rule_hits(rule, data, key_hits))
+            elif not rule.keywords:
+                hits.extend(_span_hits(rule, data, 0, len(data)))
+            elif any(_has(data, k, present) for k in rule.keywords):
+                hits.extend(self._keyword_hits(rule, data))
             if rule.near_pattern is not None and key_hits:
                 hits.extend(_near_hits(rule, data, key_hits))
         if depth < _MAX_DEPTH:
@@ -162,6 +165,27 @@ class Matcher:
                 end = start + 2 * len(hit.value)
                 out.append(Hit(hit.rule, hit.value, start, end, "utf-16", hit.near_only))
         return out
+
+
+def _has(data: bytes, keyword: bytes, present: dict[bytes, bool]) -> bool:
+    found = present.get(keyword)
+    if found is None:
+        found = present[keyword] = keyword in data
+    return found
+
+
+def _near_rule_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit]:
+    """A keyword rule run only in the lines around key IDs with the rule's prefixes."""
+    out: list[Hit] = []
+    done: set[tuple[int, int]] = set()
+    for key in key_hits:
+        if not key.value.startswith(tuple(rule.rule.near_prefixes)):
+            continue
+        span = _window(data, key.start, key.end, rule.rule.near_lines)
+        if span not in done:
+            done.add(span)
+            out.extend(_span_hits(rule, data, *span))
+    return out
 
 
 def _class_bytes(spec: str) -> set[int]:
