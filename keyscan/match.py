@@ -60,12 +60,14 @@ class Credential:
 
     @property
     def status(self) -> Status:
+        # One real part makes the whole credential real: a real key ID next to the
+        # documentation's example secret is still a leaked key ID.
         statuses = {p.status for p in self.parts}
         if Status.ALLOWED in statuses:
             return Status.ALLOWED
-        if Status.EXAMPLE in statuses:
-            return Status.EXAMPLE
-        return Status.LEAK
+        if Status.LEAK in statuses:
+            return Status.LEAK
+        return Status.EXAMPLE
 
 
 class Matcher:
@@ -272,15 +274,20 @@ def _window(data: bytes, start: int, end: int, lines: int) -> tuple[int, int]:
 # -- assembling hits into credentials -------------------------------------------
 
 
-def _status(rule: CompiledRule, value: str, line_text: bytes) -> Status | None:
-    """None: allowlisted, not reported at all."""
-    if any(p.search(value) for p in rule.allow_values):
+def _status(rule: CompiledRule, value: str, line_text: bytes, near_only: bool
+            ) -> Status | None:
+    """None: allowlisted, not reported at all.
+
+    A value next to its keyword that looks like an example (all one character,
+    XXXX...) is listed as one even when the allowlist would drop it; a bare value
+    found only near a key ID is dropped, so it cannot pair with a real ID.
+    """
+    example = rule.rule.placeholder or any(p.search(value) for p in rule.examples)
+    if (near_only or not example) and any(p.search(value) for p in rule.allow_values):
         return None
     if ALLOW_MARK in line_text:
         return Status.ALLOWED
-    if rule.rule.placeholder or any(p.search(value) for p in rule.examples):
-        return Status.EXAMPLE
-    return Status.LEAK
+    return Status.EXAMPLE if example else Status.LEAK
 
 
 def _assemble(data: bytes, hits: list[Hit]) -> list[Credential]:
@@ -293,7 +300,7 @@ def _assemble(data: bytes, hits: list[Hit]) -> list[Credential]:
         line_start = data.rfind(newline, 0, hit.start) + 1
         line_end = data.find(newline, hit.start)
         line_text = data[line_start : len(data) if line_end == -1 else line_end]
-        status = _status(hit.rule, hit.value, line_text)
+        status = _status(hit.rule, hit.value, line_text, hit.near_only)
         if status is None:
             continue
         line = data.count(newline, 0, hit.start) + 1

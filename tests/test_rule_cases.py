@@ -1,0 +1,420 @@
+"""Every AWS rule case of issue 2, true and false, through the matcher and through the CLI.
+
+Each case builds its content from keys made at run time and says what a user should
+see: which findings, of which kind, how severe, on which line and column. The same
+cases run twice: once through the pure matcher, once by writing a file and running
+`keyscan scan --format json`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from conftest import CliResult
+from fakes import fake_key_id, fake_secret, fake_session_token
+from keyscan.model import Finding
+
+DOC_KEY_ID = "AKIAIOSFODNN7" + "EXAMPLE"  # the ID in AWS documentation
+DOC_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY" + "EXAMPLEKEY"  # its secret
+
+
+@dataclass(frozen=True)
+class Keys:
+    akia: str
+    asia: str
+    abia: str
+    acca: str
+    a3t: str
+    secret: str
+    secret2: str
+    token: str
+    slashy: str  # a secret holding '/' and '+', which URLs must percent-encode
+
+
+@pytest.fixture
+def keys() -> Keys:
+    rng = random.Random()
+    slashy = fake_secret(rng)
+    slashy = slashy[:10] + "/" + slashy[11:20] + "+" + slashy[21:]
+    return Keys(fake_key_id("AKIA", rng), fake_key_id("ASIA", rng), fake_key_id("ABIA", rng),
+                fake_key_id("ACCA", rng), fake_key_id("A3T", rng), fake_secret(rng),
+                fake_secret(rng), fake_session_token(rng), slashy)
+
+
+def where(content: str, value: str) -> tuple[int, int]:
+    """1-based (line, column) of the first `value` in `content`."""
+    before = content[: content.index(value)]
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+# -- two ways to scan some content, giving the same plain view of each finding ---------
+
+
+def view_of_finding(f: Finding) -> dict[str, Any]:
+    return {"kind": f.kind, "status": f.status.value, "severity": f.severity,
+            "key_id": f.key_id or None, "key_type": f.key_type or None,
+            "secret": f.secret.reveal() if f.secret else None,
+            "token": f.session_token.reveal() if f.session_token else None,
+            "line": f.line, "column": f.column, "encoding": f.encoding}
+
+
+def view_of_json(d: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": d["kind"], "status": d["status"], "severity": d["severity"],
+            "key_id": d["key_id"], "key_type": d["key_type"], "secret": d["secret"],
+            "token": d["session_token"], "line": d["line"], "column": d["column"],
+            "encoding": d["encoding"]}
+
+
+Scanner = Callable[[str | bytes], list[dict[str, Any]]]
+
+
+@pytest.fixture(params=["matcher", "cli"])
+def scan(request: pytest.FixtureRequest, find: Callable[..., list[Finding]],
+         cli: Callable[..., CliResult], tmp_path: Path) -> Scanner:
+    if request.param == "matcher":
+        return lambda content: [view_of_finding(f) for f in find(content)]
+
+    def through_cli(content: str | bytes) -> list[dict[str, Any]]:
+        folder = tmp_path / "plain-folder"
+        folder.mkdir(exist_ok=True)
+        target = folder / "file.txt"
+        target.write_bytes(content.encode() if isinstance(content, str) else content)
+        result = cli("scan", folder, "--format", "json", "--show-secrets")
+        doc = result.json
+        leaks = [f for f in doc["findings"] if f["status"] == "leak"]
+        assert result.code == (1 if leaks else 0), result.err
+        assert all(f["path"] == "file.txt" for f in doc["findings"])
+        return [view_of_json(f) for f in doc["findings"]]
+
+    return through_cli
+
+
+def assert_findings(found: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Each expected finding (a partial view) matches exactly one found finding, and no more."""
+    assert len(found) == len(expected), f"expected {len(expected)} findings, got {found}"
+    remaining = list(found)
+    for want in expected:
+        hits = [f for f in remaining if all(f[k] == v for k, v in want.items())]
+        assert hits, f"no finding like {want} in {found}"
+        remaining.remove(hits[0])
+
+
+# -- access key IDs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"])
+def test_each_kind_of_key_id_is_found_and_named(scan: Scanner, prefix: str) -> None:
+    key = fake_key_id(prefix)
+    content = f"[default]\naws_access_key_id = {key}\nregion = eu-west-1\n"
+    found = scan(content)
+    line, column = where(content, key)
+    assert_findings(found, [{"kind": "key-id", "status": "leak", "severity": "high",
+                             "key_id": key, "line": line, "column": column, "secret": None}])
+    assert found[0]["key_type"].startswith(f"{prefix}: ")
+
+
+def test_a_key_id_alone_is_a_finding(scan: Scanner, keys: Keys) -> None:
+    assert_findings(scan(keys.akia), [{"kind": "key-id", "key_id": keys.akia, "line": 1,
+                                       "column": 1, "status": "leak"}])
+
+
+# -- secret access keys next to a keyword ------------------------------------------------
+
+
+SECRET_FORMS = {
+    "ini": "aws_secret_access_key = {s}\n",
+    "json": '{{\n  "SecretAccessKey": "{s}"\n}}\n',
+    "shell": "export AWS_SECRET_ACCESS_KEY={s}\n",
+    "shell-quoted": 'export AWS_SECRET_ACCESS_KEY="{s}"\n',
+    "xml": "<Credentials>\n  <SecretAccessKey>{s}</SecretAccessKey>\n</Credentials>\n",
+    "yaml": "aws:\n  secret_key: {s}\n",
+}
+
+
+@pytest.mark.parametrize("form", sorted(SECRET_FORMS))
+def test_a_secret_next_to_an_aws_keyword_is_found(scan: Scanner, keys: Keys, form: str) -> None:
+    content = SECRET_FORMS[form].format(s=keys.secret)
+    line, column = where(content, keys.secret)
+    assert_findings(scan(content), [{"kind": "secret", "status": "leak", "severity": "high",
+                                     "secret": keys.secret, "key_id": None,
+                                     "line": line, "column": column}])
+
+
+def test_a_40_character_value_without_an_aws_keyword_is_not_a_secret(scan: Scanner,
+                                                                       keys: Keys) -> None:
+    assert scan(f"client_name = {keys.secret}\nchecksum: {keys.secret2}\n") == []
+
+
+# -- pairing ---------------------------------------------------------------------------
+
+
+def test_an_id_and_its_secret_a_few_lines_apart_are_one_critical_finding(
+        scan: Scanner, keys: Keys) -> None:
+    content = (f"[default]\naws_access_key_id = {keys.akia}\n# rotated monthly\n\n"
+               f"aws_secret_access_key = {keys.secret}\n")
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical", "status": "leak",
+                                     "key_id": keys.akia, "secret": keys.secret,
+                                     "line": line, "column": column}])
+
+
+def test_an_unlabelled_secret_near_an_id_is_paired(scan: Scanner, keys: Keys) -> None:
+    content = f"creds:\n  - {keys.akia}\n  - {keys.secret}\n"
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical",
+                                     "key_id": keys.akia, "secret": keys.secret}])
+
+
+def test_an_unlabelled_value_far_from_any_id_is_not_paired(scan: Scanner, keys: Keys) -> None:
+    content = f"id: {keys.akia}\n" + "filler\n" * 12 + f"value: {keys.secret}\n"
+    assert_findings(scan(content), [{"kind": "key-id", "key_id": keys.akia, "secret": None}])
+
+
+def test_two_credentials_in_one_file_pair_with_their_own_secrets(scan: Scanner,
+                                                                  keys: Keys) -> None:
+    content = (f"[dev]\naws_access_key_id = {keys.akia}\naws_secret_access_key = {keys.secret}\n"
+               + "\n" * 10 +
+               f"[prod]\naws_access_key_id = {keys.abia}\naws_secret_access_key = {keys.secret2}\n")
+    assert_findings(scan(content), [
+        {"kind": "pair", "key_id": keys.akia, "secret": keys.secret},
+        {"kind": "pair", "key_id": keys.abia, "secret": keys.secret2},
+    ])
+
+
+def test_temporary_credentials_carry_their_session_token(scan: Scanner, keys: Keys) -> None:
+    content = (f"[session]\naws_access_key_id = {keys.asia}\n"
+               f"aws_secret_access_key = {keys.secret}\naws_session_token = {keys.token}\n")
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical",
+                                     "key_id": keys.asia, "secret": keys.secret,
+                                     "token": keys.token}])
+
+
+def test_sts_json_output_carries_the_session_token(scan: Scanner, keys: Keys) -> None:
+    content = json.dumps({"Credentials": {
+        "AccessKeyId": keys.asia, "SecretAccessKey": keys.secret,
+        "SessionToken": keys.token, "Expiration": "2030-01-01T00:00:00Z"}}, indent=4)
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.asia,
+                                     "secret": keys.secret, "token": keys.token}])
+
+
+# -- documentation examples and placeholders -----------------------------------------------
+
+
+EXAMPLES = {
+    "aws-docs-pair": f"aws_access_key_id = {DOC_KEY_ID}\naws_secret_access_key = {DOC_SECRET}\n",
+    "xmpl-id": "key = AKIA" + "XMPL" + "Q7RT2ZLMNW5H\n",
+    "all-one-char-id": "key = AKIA" + "Q" * 16 + "\n",
+    "filler-id": "aws_access_key_id = AKIA" + "X" * 16 + "\n",
+    "all-one-char-secret": "aws_secret_access_key = " + "a" * 40 + "\n",
+    "xxxx-secret": "aws_secret_access_key = " + "X" * 40 + "\n",
+    "angle-placeholder": "aws_secret_access_key = <your secret access key>\n",
+    "env-placeholder": "AWS_SECRET_ACCESS_KEY: ${AWS_SECRET}\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_documentation_examples_are_listed_as_examples(scan: Scanner, name: str) -> None:
+    found = scan(EXAMPLES[name])
+    assert found, "an example must be listed (as an example), not dropped"
+    assert {f["status"] for f in found} == {"example"}
+
+
+def test_the_aws_documentation_pair_is_one_example_finding(scan: Scanner) -> None:
+    assert_findings(scan(EXAMPLES["aws-docs-pair"]),
+                    [{"kind": "pair", "status": "example", "key_id": DOC_KEY_ID,
+                      "secret": DOC_SECRET}])
+
+
+def test_examples_never_fail_the_build_but_show_in_verbose_and_json(
+        cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("".join(EXAMPLES.values()))
+    quiet = cli("scan", tmp_path)
+    assert quiet.code == 0
+    assert "EXAMPLE" not in quiet.out
+    assert "example" in quiet.err  # the summary counts them
+    verbose = cli("scan", tmp_path, "--verbose")
+    assert verbose.code == 0
+    assert verbose.out.count("EXAMPLE ") >= len(EXAMPLES) - 1  # the pair is one finding
+    assert DOC_KEY_ID in verbose.out
+    as_json = cli("scan", tmp_path, "--format", "json")
+    assert as_json.code == 0
+    statuses = {f["status"] for f in as_json.json["findings"]}
+    assert statuses == {"example"}
+    assert as_json.json["summary"]["leaks"] == 0
+    assert as_json.json["summary"]["examples"] == len(as_json.json["findings"])
+
+
+def test_a_real_key_next_to_an_example_still_fails(cli: Callable[..., CliResult],
+                                                   tmp_path: Path, keys: Keys) -> None:
+    (tmp_path / "notes.md").write_text(EXAMPLES["xmpl-id"] + "\n" * 10 + f"real: {keys.akia}\n")
+    result = cli("scan", tmp_path, "--format", "json")
+    assert result.code == 1
+    assert sorted(f["status"] for f in result.json["findings"]) == ["example", "leak"]
+
+
+# -- encodings people commit ---------------------------------------------------------------
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_kubernetes_secret_data_values_are_decoded(scan: Scanner, keys: Keys) -> None:
+    content = ("apiVersion: v1\nkind: Secret\nmetadata:\n  name: aws\ntype: Opaque\ndata:\n"
+               f"  AWS_ACCESS_KEY_ID: {b64(keys.akia)}\n"
+               f"  AWS_SECRET_ACCESS_KEY: {b64(keys.secret)}\n")
+    line, column = where(content, b64(keys.akia))
+    assert_findings(scan(content), [{"kind": "pair", "status": "leak", "key_id": keys.akia,
+                                     "secret": keys.secret, "encoding": "base64",
+                                     "line": line, "column": column}])
+
+
+def test_a_base64_encoded_credentials_file_is_decoded(scan: Scanner, keys: Keys) -> None:
+    credentials = (f"[default]\naws_access_key_id = {keys.akia}\n"
+                   f"aws_secret_access_key = {keys.secret}\n")
+    content = f"CREDENTIALS_B64={b64(credentials)}\n"
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret,
+                                     "encoding": "base64", "line": 1, "column": 17}])
+
+
+@pytest.mark.parametrize("shift", ["", "#", "##"])
+def test_a_base64_credentials_file_is_found_at_any_alignment(scan: Scanner, keys: Keys,
+                                                            shift: str) -> None:
+    credentials = (f"{shift}\n[default]\naws_access_key_id = {keys.akia}\n"
+                   f"aws_secret_access_key = {keys.secret}\n")
+    found = scan(b64(credentials))
+    assert_findings(found, [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret}])
+
+
+def test_a_percent_encoded_s3_url_is_decoded(scan: Scanner, keys: Keys) -> None:
+    url = f"s3://{keys.akia}:{quote(keys.slashy, safe='')}@my-bucket/backups/"
+    assert "%2F" in url and "%2B" in url
+    content = f"backup_target = {url}\n"
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.slashy, "line": line, "column": column}])
+
+
+def test_the_console_accesskeys_csv_download(scan: Scanner, keys: Keys) -> None:
+    content = f"Access key ID,Secret access key\r\n{keys.akia},{keys.secret}\r\n"
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret, "line": 2, "column": 1}])
+
+
+def test_the_console_credentials_csv_with_more_columns(scan: Scanner, keys: Keys) -> None:
+    content = ("User name,Password,Access key ID,Secret access key,Console login link\n"
+               f"deploy,,{keys.akia},{keys.secret},https://123456789012.signin.aws.amazon.com\n")
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret}])
+
+
+def test_aws_iam_create_access_key_output(scan: Scanner, keys: Keys) -> None:
+    content = json.dumps({"AccessKey": {
+        "UserName": "deploy", "AccessKeyId": keys.akia, "Status": "Active",
+        "SecretAccessKey": keys.secret, "CreateDate": "2024-05-01T12:00:00+00:00"}}, indent=4)
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical",
+                                     "key_id": keys.akia, "secret": keys.secret,
+                                     "line": line, "column": column}])
+
+
+# -- boundaries ----------------------------------------------------------------------------
+
+
+def test_a_21_character_id_like_token_is_not_a_key(scan: Scanner, keys: Keys) -> None:
+    assert scan(f"token = {keys.akia}Q\n") == []
+
+
+@pytest.mark.parametrize("template", ["X{k}", "{k}x", "abc{k}def", "9{k}", "{k}7"])
+def test_an_id_inside_a_longer_token_is_not_a_key(scan: Scanner, keys: Keys,
+                                                  template: str) -> None:
+    assert scan(f"value = {template.format(k=keys.akia)}\n") == []
+
+
+def test_a_41_character_base64_run_is_not_a_secret(scan: Scanner, keys: Keys) -> None:
+    assert scan(f"aws_secret_access_key = {keys.secret}Z\n") == []
+
+
+def test_a_41_character_run_near_an_id_is_not_paired(scan: Scanner, keys: Keys) -> None:
+    content = f"{keys.akia}\n{keys.secret}q\n"
+    assert_findings(scan(content), [{"kind": "key-id", "secret": None}])
+
+
+@pytest.mark.parametrize("text", [
+    "SLOVAKIA", "Slovakia and SLOVAKIANS", "CZECHOSLOVAKIA2024ABCDEFGHIJKL",
+    "ASIAN MARKETS", "WALKIATALKIA",
+])
+def test_words_holding_a_prefix_are_not_keys(scan: Scanner, text: str) -> None:
+    assert scan(f"{text}\n") == []
+
+
+def test_characters_outside_base32_do_not_make_a_key(scan: Scanner) -> None:
+    assert scan("AKIA0189" + "QRSTUV" * 2 + "QR\n") == []
+
+
+# -- the contexts keys are found in --------------------------------------------------------
+
+
+def test_inside_a_json_string(scan: Scanner, keys: Keys) -> None:
+    content = json.dumps({"config": {"aws": {"id": keys.akia, "key": keys.secret}}})
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia, "line": line,
+                                     "column": column}])
+
+
+def test_in_a_presigned_url_query_string(scan: Scanner, keys: Keys) -> None:
+    content = ("curl 'https://bucket.s3.amazonaws.com/report.csv?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+               f"&X-Amz-Credential={keys.akia}%2F20240101%2Fus-east-1%2Fs3%2Faws4_request"
+               "&X-Amz-Date=20240101T000000Z&X-Amz-Expires=3600'\n")
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "key-id", "key_id": keys.akia, "line": line,
+                                     "column": column}])
+
+
+def test_in_a_url_with_credentials(scan: Scanner, keys: Keys) -> None:
+    content = f"endpoint: https://{keys.akia}@sqs.eu-west-1.amazonaws.com/1/q\n"
+    assert_findings(scan(content), [{"kind": "key-id", "key_id": keys.akia}])
+
+
+def test_in_a_minified_single_line(scan: Scanner, keys: Keys) -> None:
+    content = ("!function(e){var t={};" * 400 + f'var c={{accessKeyId:"{keys.akia}",'
+               f'secretAccessKey:"{keys.secret}"}};' + "e.exports=t}();" * 400)
+    line, column = where(content, keys.akia)
+    assert line == 1 and column > 8000
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret, "line": 1, "column": column}])
+
+
+@pytest.mark.parametrize("quote_char", ["'", '"', "`"])
+def test_quoted_values(scan: Scanner, keys: Keys, quote_char: str) -> None:
+    q = quote_char
+    content = f"const id = {q}{keys.akia}{q};\nconst secretKey = {q}{keys.secret}{q};\n"
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret, "line": 1, "column": 13}])
+
+
+def test_a_real_key_id_paired_with_the_example_secret_still_fails(scan: Scanner,
+                                                                  keys: Keys) -> None:
+    content = f"aws_access_key_id = {keys.akia}\naws_secret_access_key = {DOC_SECRET}\n"
+    assert_findings(scan(content), [{"kind": "pair", "status": "leak", "key_id": keys.akia}])
+
+
+def test_a_real_secret_paired_with_the_example_id_still_fails(scan: Scanner,
+                                                              keys: Keys) -> None:
+    content = f"aws_access_key_id = {DOC_KEY_ID}\naws_secret_access_key = {keys.secret}\n"
+    assert_findings(scan(content), [{"kind": "pair", "status": "leak",
+                                     "secret": keys.secret}])
+
+
+def test_a_lowercase_path_near_an_id_is_not_taken_for_its_secret(scan: Scanner,
+                                                                keys: Keys) -> None:
+    content = f"id = {keys.akia}\nhome = /home/xxxx/projects/infra/terraform/main\n"
+    assert_findings(scan(content), [{"kind": "key-id", "status": "leak", "secret": None}])
