@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     mode = scan.add_mutually_exclusive_group()
     mode.add_argument("--staged", action="store_true",
                       help="scan what is staged for the next commit (the pre-commit hook)")
+    mode.add_argument("--history", action="store_true",
+                      help="scan every blob and commit message in the whole git history")
+    hist = scan.add_argument_group("history")
+    hist.add_argument("--since-commit", metavar="REV", default="",
+                      help="only what the commits after REV up to HEAD added (implies --history)")
+    hist.add_argument("--range", metavar="A..B", default="",
+                      help="only what the commits in A..B added (implies --history)")
+    hist.add_argument("--unreachable", action="store_true",
+                      help="also report objects no ref reaches (deleted branches, rewrites)")
+    hist.add_argument("--reflog", action="store_true", help="also scan commits in the reflog")
+    hist.add_argument("--no-cache", action="store_true",
+                      help="ignore and do not update the incremental cache in .git/keyscan")
+    hist.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress on stderr (default: on a terminal, outside CI)")
     _add_common(scan)
     scan.set_defaults(func=cmd_scan)
 
@@ -94,6 +108,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if args.staged:
         result = scan.scan_staged(target, rules, options)
+    elif args.history or args.since_commit or args.range:
+        from keyscan.history import HistoryOptions, scan_history
+
+        hopts = HistoryOptions(
+            since_commit=args.since_commit, range=args.range, unreachable=args.unreachable,
+            reflog=args.reflog, use_cache=not args.no_cache, progress=args.progress,
+        )
+        result = scan_history(target, rules, options, hopts)
     else:
         result = scan.scan_worktree(target, rules, options)
     from keyscan.aws import cli as aws_cli

@@ -52,16 +52,25 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
         c = f.commit
         lines.append(f"        commit   {c.sha[:12]} by {c.author_name} <{c.author_email}>"
                      f" on {c.author_date}")
-    for key, value in f.extra.items():
-        if isinstance(value, (str, int, bool)):
-            lines.append(f"        {key:8s} {value}")
+    if "in_head" in f.extra:
+        lines.append(_history_line(f))
     lines.append(f"        rule     {f.rule_id}  fingerprint {f.fingerprint}")
     return "\n".join(lines) + "\n"
 
 
+def _history_line(f: Finding) -> str:
+    head = "still in HEAD" if f.extra.get("in_head") else "not in HEAD"
+    count = f.extra.get("count", 1)
+    refs = f.extra.get("refs") or []
+    shown_refs = ", ".join(str(r).removeprefix("refs/") for r in list(refs)[:5])
+    if isinstance(refs, list) and len(refs) > 5:
+        shown_refs += f" and {len(refs) - 5} more"
+    return (f"        history  {head}; seen {count}x; on {shown_refs or 'no ref'}")
+
+
 def summary(result: ScanResult) -> str:
     s = summary_dict(result)
-    unit = "blobs" if result.mode == "history" else "files"
+    unit = "objects" if result.mode == "history" else "files"
     parts = [f"{s['leaks']} leak{'s' if s['leaks'] != 1 else ''}",
              f"{s['files']} {unit}", f"{s['bytes'] / 1e6:.1f} MB", f"{s['seconds']:.2f} s"]
     tail = []

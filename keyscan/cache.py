@@ -1,0 +1,110 @@
+"""The per-repository incremental cache under .git/keyscan/.
+
+It holds object ids, never content or secrets: the ids of objects already scanned,
+the ref tips of the last scan, the ids of blobs and commits that held findings (they
+are re-read and re-matched each run, so reports stay complete), and the hash of the
+rules (a rules change invalidates everything). Written atomically under a lock, so
+two runs at once cannot corrupt it; a damaged cache is rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VERSION = 1
+
+
+@dataclass(slots=True)
+class CacheState:
+    rules_digest: str = ""
+    tips: list[str] = field(default_factory=list)
+    scanned: set[bytes] = field(default_factory=set)  # 20-byte object ids
+    finding_blobs: list[str] = field(default_factory=list)
+    finding_commits: list[str] = field(default_factory=list)
+
+
+def cache_dir(git_dir: Path) -> Path:
+    return git_dir / "keyscan"
+
+
+@contextlib.contextmanager
+def locked(git_dir: Path) -> Iterator[None]:
+    """Serialise cache updates between concurrent runs on the same repository."""
+    folder = cache_dir(git_dir)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    with open(folder / "lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
+    """(state, warning). None when absent, stale or damaged; warning says which."""
+    folder = cache_dir(git_dir)
+    meta_path, ids_path = folder / "state.json", folder / "scanned.bin"
+    if not meta_path.exists():
+        return None, ""
+    try:
+        meta = json.loads(meta_path.read_text())
+        ids = ids_path.read_bytes()
+        if meta.get("version") != VERSION or len(ids) % 20 or meta.get("count") != len(ids) // 20:
+            raise ValueError("inconsistent")
+        if meta["rules_digest"] != rules_digest:
+            return None, "rules changed since the last scan: scanning the whole history again"
+        state = CacheState(
+            rules_digest=rules_digest,
+            tips=[str(t) for t in meta["tips"]],
+            scanned={ids[i : i + 20] for i in range(0, len(ids), 20)},
+            finding_blobs=[str(b) for b in meta["finding_blobs"]],
+            finding_commits=[str(c) for c in meta["finding_commits"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"the scan cache in {folder} was damaged: rebuilding it"
+    return state, ""
+
+
+def save(git_dir: Path, state: CacheState) -> None:
+    folder = cache_dir(git_dir)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    ids = b"".join(sorted(state.scanned))
+    meta = {
+        "version": VERSION,
+        "rules_digest": state.rules_digest,
+        "tips": state.tips,
+        "count": len(ids) // 20,
+        "finding_blobs": sorted(set(state.finding_blobs)),
+        "finding_commits": sorted(set(state.finding_commits)),
+    }
+    # ids first, then the metadata that vouches for them: a crash in between leaves a
+    # count mismatch, which load() treats as damage and rebuilds.
+    _atomic_write(folder / "scanned.bin", ids)
+    _atomic_write(folder / "state.json", json.dumps(meta).encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def clear(git_dir: Path) -> None:
+    for name in ("state.json", "scanned.bin"):
+        with contextlib.suppress(OSError):
+            (cache_dir(git_dir) / name).unlink()

@@ -1,0 +1,278 @@
+"""Composes a history scan: list objects -> read each once -> match -> attribute.
+
+Full scan: every object in the store, in pack order, while a background walk of all
+refs finds what is reachable and what is missing. Incremental scan (cache) and CI
+ranges: only the objects the new commits added. Attribution (paths, commits, authors,
+refs, still-in-HEAD) is paid only for the few blobs that hold findings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from keyscan import attribute, cache, gitrepo
+from keyscan.errors import KeyscanError
+from keyscan.match import Credential, Matcher
+from keyscan.model import Finding, Location, ScanResult, Skipped
+from keyscan.rules import RuleSet
+from keyscan.scan import ScanOptions, to_finding
+from keyscan.sources import history as source
+
+_SCANNED_KINDS = ("blob", "commit", "tag")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryOptions:
+    since_commit: str = ""
+    range: str = ""  # "A..B"
+    unreachable: bool = False
+    reflog: bool = False
+    use_cache: bool = True
+    progress: bool | None = None  # None: only on a TTY outside CI
+
+
+@dataclass(slots=True)
+class _Hits:
+    blobs: dict[str, list[Credential]] = field(default_factory=dict)
+    commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
+
+
+def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
+                 ) -> ScanResult:
+    if not target.exists():
+        raise KeyscanError(f"{target} does not exist: give a repository path")
+    repo = gitrepo.discover(target)
+    if repo is None:
+        raise KeyscanError(f"{target} is not a git repository: --history needs one "
+                           "(scan a plain folder without --history)")
+    started = time.perf_counter()
+    git_dir = repo.git_dir
+    result = ScanResult(target=str(repo.root), mode="history")
+    if source.is_shallow(git_dir):
+        result.notes.append("shallow clone: only the history present locally was scanned "
+                            "(run `git fetch --unshallow` for all of it)")
+    if (repo.root / ".gitmodules").exists():
+        result.notes.append("submodules are not followed: scan each submodule on its own")
+    tips = source.all_refs(git_dir, hopts.reflog)
+    if not tips:
+        result.notes.append("the repository has no commits yet")
+        return result
+    ranged = bool(hopts.since_commit or hopts.range)
+    with cache.locked(git_dir) if hopts.use_cache and not ranged else _nullcontext():
+        state = None
+        if hopts.use_cache and not ranged:
+            state, warning = cache.load(git_dir, rules.digest)
+            if warning:
+                result.notes.append(warning)
+        refs, walk = _plan(git_dir, tips, hopts, state, result)
+        hits = _read_and_match(git_dir, refs, Matcher(rules), options, result, hopts)
+        reach = walk.wait() if walk is not None else None
+        _report_missing(reach, result)
+        _filter_unreachable(hits, reach, hopts, result)
+        result.findings = _attribute(git_dir, hits, tips)
+        if hopts.use_cache and not ranged:
+            _save(git_dir, rules, state, refs, hits, tips)
+    result.stats.seconds = time.perf_counter() - started
+    return result
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
+          state: cache.CacheState | None, result: ScanResult
+          ) -> tuple[list[source.ObjectRef], source.Reachability | None]:
+    if hopts.range or hopts.since_commit:
+        if hopts.range:
+            base, _, head = hopts.range.partition("..")
+            head = head or "HEAD"
+        else:
+            base, head = hopts.since_commit, "HEAD"
+        for rev in (base, head):
+            if not source.existing(git_dir, [_resolve(git_dir, rev)]):
+                raise KeyscanError(f"revision {rev!r} not found: check --range/--since-commit")
+        ids = source.new_objects(git_dir, [_resolve(git_dir, head)], [_resolve(git_dir, base)])
+        return source.describe_objects(git_dir, ids), None
+    if state is not None:
+        old_tips = source.existing(git_dir, state.tips)
+        ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
+        fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
+        again = [*state.finding_blobs, *state.finding_commits]  # re-matched: reports stay whole
+        refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again)))
+        if not old_tips:
+            return source.list_all_objects(git_dir), source.Reachability(git_dir, tips)
+        return refs, None
+    return source.list_all_objects(git_dir), source.Reachability(git_dir, tips)
+
+
+def _resolve(git_dir: Path, rev: str) -> str:
+    out = gitrepo.run(git_dir, ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"],
+                      check=False).decode().strip()
+    return out or rev
+
+
+def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matcher,
+                    options: ScanOptions, result: ScanResult, hopts: HistoryOptions) -> _Hits:
+    hits = _Hits()
+    wanted = []
+    for ref in refs:
+        if ref.kind == "missing":
+            result.skipped.append(Skipped(f"object {ref.sha}", "missing from the object store"))
+        elif ref.kind == "blob" and ref.size > options.max_file_size:
+            result.skipped.append(Skipped(
+                f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes)"))
+        elif ref.kind in _SCANNED_KINDS:
+            wanted.append(ref)
+    progress = _Progress(sum(r.size for r in wanted), hopts.progress)
+    for obj in source.read_objects(git_dir, wanted):
+        if obj.data is None:
+            why = "corrupt: git could not read it" if obj.kind == "corrupt" else "missing"
+            result.skipped.append(Skipped(f"object {obj.sha}", why))
+            continue
+        result.stats.files += 1
+        result.stats.bytes += len(obj.data)
+        progress.update(result.stats.files, result.stats.bytes)
+        if obj.kind == "blob":
+            creds = matcher.find(obj.data)
+            if creds:
+                hits.blobs[obj.sha] = creds
+        else:
+            message = source.message_of(obj.kind, obj.data)
+            creds = matcher.find(message) if message else []
+            if creds:
+                hits.commits[obj.sha] = (obj.kind, creds)
+    progress.done()
+    return hits
+
+
+def _report_missing(reach: source.Reachability | None, result: ScanResult) -> None:
+    if reach is None:
+        return
+    if reach.error:
+        result.errors.append(f"walking the history: {reach.error} (the scan read every "
+                             "object still in the store)")
+    for sha in reach.missing:
+        result.skipped.append(Skipped(f"object {sha}", "missing from the object store "
+                                      "(partial clone or damaged repository)"))
+
+
+def _filter_unreachable(hits: _Hits, reach: source.Reachability | None,
+                        hopts: HistoryOptions, result: ScanResult) -> None:
+    if reach is None or hopts.unreachable or reach.error:
+        return
+    dropped = [b for b in hits.blobs if b not in reach]
+    dropped += [c for c in hits.commits if c not in reach]
+    for sha in dropped:
+        hits.blobs.pop(sha, None)
+        hits.commits.pop(sha, None)
+    if dropped:
+        result.notes.append(f"{len(dropped)} unreachable objects hold credentials "
+                            "(deleted branches, rewritten history): add --unreachable to list them")
+
+
+def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
+    appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
+    head = attribute.head_blobs(git_dir) if hits.blobs else {}
+    grouped: dict[tuple[str, str], list[Finding]] = {}
+    for blob, creds in hits.blobs.items():
+        places = appearances.get(blob) or []
+        for cred in creds:
+            for place in places or [None]:
+                path = place.path if place else "(path unknown: blob not in any commit)"
+                finding = to_finding(cred, Location(path=path, blob=blob, source="history"))
+                finding = _with_commit(finding, place.commit if place else None)
+                finding.extra["in_head"] = blob in head
+                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(finding)
+    if hits.commits:
+        meta = attribute.commits(git_dir, hits.commits.keys())
+        for sha, (kind, creds) in hits.commits.items():
+            where = "commit message" if kind == "commit" else "tag message"
+            for cred in creds:
+                finding = to_finding(cred, Location(path=f"({where} {sha[:12]})", blob=sha,
+                                                    source=f"{kind}-message"))
+                finding = _with_commit(finding, meta.get(sha))
+                finding.extra["in_head"] = False
+                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(finding)
+    refs_cache: dict[str, list[str]] = {}
+    return [_merge(group, git_dir, refs_cache) for group in grouped.values()]
+
+
+def _with_commit(finding: Finding, commit: attribute.Commit | None) -> Finding:
+    from dataclasses import replace
+
+    return replace(finding, commit=commit, extra={})
+
+
+def _merge(group: list[Finding], git_dir: Path, refs_cache: dict[str, list[str]]) -> Finding:
+    """One finding per credential: the first appearance, with every other listed."""
+    group.sort(key=lambda f: (f.commit.commit_date if f.commit else "~", f.location.path))
+    first = group[0]
+    refs: set[str] = set()
+    for f in group:
+        if f.commit is None:
+            continue
+        if f.commit.sha not in refs_cache:
+            refs_cache[f.commit.sha] = attribute.refs_containing(git_dir, f.commit.sha)
+        refs.update(refs_cache[f.commit.sha])
+    first.extra.update({
+        "in_head": any(f.extra.get("in_head") for f in group),
+        "count": len(group),
+        "refs": sorted(refs),
+        "first_seen": first.commit.commit_date if first.commit else None,
+        "last_seen": group[-1].commit.commit_date if group[-1].commit else None,
+        "occurrences": [
+            {"path": f.location.path, "blob": f.location.blob, "line": f.line,
+             "commit": f.commit.sha if f.commit else None} for f in group
+        ],
+    })
+    return first
+
+
+def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
+          refs: list[source.ObjectRef], hits: _Hits, tips: list[str]) -> None:
+    scanned = state.scanned if state is not None else set()
+    scanned.update(bytes.fromhex(r.sha) for r in refs if r.kind != "missing")
+    cache.save(git_dir, cache.CacheState(
+        rules_digest=rules.digest, tips=tips, scanned=scanned,
+        finding_blobs=list(hits.blobs), finding_commits=list(hits.commits),
+    ))
+
+
+class _Progress:
+    """Objects, bytes, rate and time left on stderr; only on a TTY and outside CI."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty() and not os.environ.get("CI")
+        self.enabled = enabled
+        self.total = total
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, objects: int, done: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.5:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-6)
+        left = (self.total - done) / rate if rate else 0
+        sys.stderr.write(f"\rkeyscan: {objects} objects, {done / 1e6:.0f}/"
+                         f"{self.total / 1e6:.0f} MB, {rate / 1e6:.0f} MB/s, "
+                         f"~{left:.0f} s left ")
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

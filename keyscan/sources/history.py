@@ -1,0 +1,228 @@
+"""Every object in a repository's history, each read once, streamed from git.
+
+Objects come from one `git cat-file --batch` process fed with object ids: git
+decompresses on one core while keyscan matches on the other, with no process per
+object and never the history in memory. A missing or corrupt object is reported
+and the stream resumes after it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from keyscan.errors import KeyscanError
+
+_PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031  # Linux: a bigger pipe means fewer wake-ups per MB
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    sha: str
+    kind: str  # blob | commit | tag | tree
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class GitObject:
+    sha: str
+    kind: str
+    data: bytes | None  # None: missing or unreadable
+
+
+def _git(git_dir: Path, *args: str) -> list[str]:
+    return ["git", f"--git-dir={git_dir}", *args]
+
+
+def list_all_objects(git_dir: Path) -> list[ObjectRef]:
+    """Every object in the store (reachable or not), in pack order for fast reading."""
+    proc = subprocess.run(
+        _git(git_dir, "cat-file", "--batch-all-objects", "--unordered",
+             "--batch-check=%(objectname) %(objecttype) %(objectsize)"),
+        capture_output=True, check=False,
+    )
+    if proc.returncode != 0 and not proc.stdout:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise KeyscanError(f"cannot list objects in {git_dir}: {detail[-1] if detail else ''}")
+    return _parse_check(proc.stdout)
+
+
+def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
+    """Type and size of given objects; missing ones come back with kind 'missing'."""
+    if not shas:
+        return []
+    proc = subprocess.run(
+        _git(git_dir, "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"),
+        input="".join(f"{s}\n" for s in shas).encode(), capture_output=True, check=False,
+    )
+    out = []
+    for line in proc.stdout.decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "missing":
+            out.append(ObjectRef(parts[0], "missing", 0))
+        elif len(parts) == 3:
+            out.append(ObjectRef(parts[0], parts[1], int(parts[2])))
+    return out
+
+
+def _parse_check(raw: bytes) -> list[ObjectRef]:
+    out = []
+    for line in raw.split(b"\n"):
+        parts = line.split(b" ")
+        if len(parts) == 3:
+            out.append(ObjectRef(parts[0].decode(), parts[1].decode(), int(parts[2])))
+    return out
+
+
+def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
+    """Objects reachable from `tips` but not from `since`: what those commits added."""
+    args = ["rev-list", "--objects", "--missing=print", "--no-object-names", "--stdin"]
+    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{s}\n" for s in since)
+    proc = subprocess.run(_git(git_dir, *args), input=spec.encode(), capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise KeyscanError(f"git rev-list failed: {detail[-1] if detail else 'unknown error'}")
+    return [line.lstrip("?") for line in proc.stdout.decode("ascii").split()]
+
+
+class Reachability:
+    """Walks all refs in a background thread: reachable object ids and missing ones.
+
+    Runs while the scan reads objects, so its cost overlaps with the scan's.
+    """
+
+    def __init__(self, git_dir: Path, refs: Sequence[str]) -> None:
+        self.reachable: set[bytes] = set()
+        self.missing: list[str] = []
+        self.error = ""
+        self._thread = threading.Thread(target=self._walk, args=(git_dir, refs), daemon=True)
+        self._thread.start()
+
+    def _walk(self, git_dir: Path, refs: Sequence[str]) -> None:
+        proc = subprocess.Popen(
+            _git(git_dir, "rev-list", "--objects", "--missing=print", "--no-object-names",
+                 "--stdin"),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        _feed(proc.stdin, "".join(f"{r}\n" for r in refs).encode())
+        for line in proc.stdout:
+            if line.startswith(b"?"):
+                self.missing.append(line[1:].strip().decode())
+            else:
+                self.reachable.add(line[:40])
+        err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        if proc.wait() != 0:
+            self.error = err[-1] if err else "git rev-list failed"
+
+    def wait(self) -> Reachability:
+        self._thread.join()
+        return self
+
+    def __contains__(self, sha: str) -> bool:
+        return sha.encode() in self.reachable
+
+
+def read_objects(git_dir: Path, refs: Sequence[ObjectRef]) -> Iterator[GitObject]:
+    """Contents of `refs`, in order, through `cat-file --batch`; restarts after a bad object."""
+    start = 0
+    while start < len(refs):
+        done = yield from _read_batch(git_dir, refs, start)
+        if done >= len(refs):
+            return
+        bad = refs[done]
+        yield GitObject(bad.sha, "corrupt", None)
+        start = done + 1
+
+
+def _read_batch(git_dir: Path, refs: Sequence[ObjectRef], start: int
+                ) -> Iterator[GitObject]:
+    proc = subprocess.Popen(
+        _git(git_dir, "cat-file", "--batch"),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        bufsize=_PIPE_SIZE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    for pipe in (proc.stdout, proc.stdin):
+        try:
+            fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+        except OSError:
+            pass
+    request = "".join(f"{r.sha}\n" for r in refs[start:]).encode()
+    threading.Thread(target=_feed, args=(proc.stdin, request), daemon=True).start()
+    out = proc.stdout
+    index = start
+    try:
+        while index < len(refs):
+            header = out.readline()
+            if not header:
+                break  # git died on a corrupt object: the caller resumes after it
+            parts = header.split()
+            if len(parts) == 2 and parts[1] == b"missing":
+                yield GitObject(parts[0].decode(), "missing", None)
+                index += 1
+                continue
+            size = int(parts[2])
+            data = out.read(size)
+            out.read(1)
+            if len(data) < size:
+                break
+            yield GitObject(parts[0].decode(), parts[1].decode(), data)
+            index += 1
+    finally:
+        out.close()
+        proc.kill()
+        proc.wait()
+    return index
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+
+
+def message_of(kind: str, data: bytes) -> bytes:
+    """The message of a commit or annotated tag (what follows the header's blank line)."""
+    cut = data.find(b"\n\n")
+    if cut == -1:
+        return b""
+    body = data[cut + 2 :]
+    if kind == "tag":
+        sig = body.find(b"-----BEGIN PGP SIGNATURE-----")
+        if sig != -1:
+            body = body[:sig]
+    return body
+
+
+def all_refs(git_dir: Path, reflog: bool = False) -> list[str]:
+    """Every ref (branches, tags, remotes, stash) as object ids; plus reflog entries."""
+    proc = subprocess.run(_git(git_dir, "for-each-ref", "--format=%(objectname)"),
+                          capture_output=True, check=False)
+    tips = list(dict.fromkeys(proc.stdout.decode("ascii", "replace").split()))
+    head = subprocess.run(_git(git_dir, "rev-parse", "-q", "--verify", "HEAD"),
+                          capture_output=True, check=False).stdout.decode().strip()
+    if head and head not in tips:
+        tips.append(head)
+    if reflog:
+        log = subprocess.run(_git(git_dir, "log", "-g", "--all", "--format=%H"),
+                             capture_output=True, check=False)
+        tips.extend(t for t in dict.fromkeys(log.stdout.decode().split()) if t not in tips)
+    return tips
+
+
+def is_shallow(git_dir: Path) -> bool:
+    return (git_dir / "shallow").exists()
+
+
+def existing(git_dir: Path, shas: Iterable[str]) -> list[str]:
+    return [r.sha for r in describe_objects(git_dir, list(shas)) if r.kind != "missing"]
