@@ -1,0 +1,165 @@
+"""Rules are data: every rule file carries its own true and false examples, and they hold.
+
+A user who writes a rule file gets one clear error line naming the file and the field
+when it is wrong, and their rule is used when it is right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import CliResult
+from keyscan.match import Matcher
+from keyscan.model import Role, Rule
+from keyscan.rules import RuleSet, builtin_rules_dir, compile_rule, load_rules, rule_tests
+
+RULE_FILES = sorted(builtin_rules_dir().glob("*.y*ml"))
+RULE_CASES = [
+    (path, rule, tests) for path in RULE_FILES for rule, tests in rule_tests(path)
+]
+
+
+def test_the_builtin_rules_ship_and_load() -> None:
+    assert RULE_FILES, "rules/ holds no rule file"
+    ids = [c.rule.id for c in load_rules().rules]
+    assert {"aws-access-key-id", "aws-secret-access-key"} <= set(ids)
+    assert len(ids) == len(set(ids))
+
+
+def test_every_rule_carries_true_and_false_examples() -> None:
+    for _, rule, tests in RULE_CASES:
+        assert tests["match"], f"rule {rule.id} has no tests.match lines"
+        assert tests["no_match"], f"rule {rule.id} has no tests.no_match lines"
+
+
+def rules_for(rule: Rule) -> RuleSet:
+    """Only this rule, plus the key-ID rules it is looked for around (session tokens)."""
+    compiled = [compile_rule(rule)]
+    if rule.near_prefixes:
+        compiled += [compile_rule(r) for _, r, _ in RULE_CASES if r.role is Role.KEY_ID]
+    return RuleSet(tuple(compiled), "")
+
+
+def rule_ids_found(rule: Rule, line: str) -> set[str]:
+    creds = Matcher(rules_for(rule)).find(line.encode())
+    return {p.rule.rule.id for c in creds for p in c.parts}
+
+
+@pytest.mark.parametrize(
+    "rule,line", [(r, line) for _, r, t in RULE_CASES for line in t["match"]],
+    ids=lambda v: v.id if isinstance(v, Rule) else "")
+def test_a_rule_matches_its_own_match_lines(rule: Rule, line: str) -> None:
+    assert rule.id in rule_ids_found(rule, line), f"{rule.id} misses: {line}"
+
+
+@pytest.mark.parametrize(
+    "rule,line", [(r, line) for _, r, t in RULE_CASES for line in t["no_match"]],
+    ids=lambda v: v.id if isinstance(v, Rule) else "")
+def test_a_rule_does_not_match_its_own_no_match_lines(rule: Rule, line: str) -> None:
+    assert rule.id not in rule_ids_found(rule, line), f"{rule.id} wrongly matches: {line}"
+
+
+# -- a user's own rules --------------------------------------------------------------------
+
+GOOD_RULE = """\
+rules:
+  - id: acme-deploy-token
+    description: ACME deploy token
+    severity: high
+    role: generic
+    regex: 'acme_(?P<value>dt_[a-z0-9]{24})'
+    keywords: [acme_dt_]
+    tests:
+      match: ['token = acme_dt_0123456789abcdefghijklmn']
+      no_match: ['token = acme_dt_short']
+"""
+
+
+def test_a_user_rule_from_rules_dir_is_used(cli: Callable[..., CliResult],
+                                            tmp_path: Path) -> None:
+    rules_dir = tmp_path / "my-rules"
+    rules_dir.mkdir()
+    (rules_dir / "acme.yaml").write_text(GOOD_RULE)
+    target = tmp_path / "code"
+    target.mkdir()
+    token = "acme_" + "dt_" + "q8" * 12
+    (target / "deploy.sh").write_text(f"#!/bin/sh\nexport TOKEN={token}\n")
+
+    without = cli("scan", target)
+    assert without.code == 0
+
+    result = cli("scan", target, "--rules", rules_dir, "--format", "json")
+    assert result.code == 1, result.err
+    (finding,) = result.json["findings"]
+    assert finding["rule"] == "acme-deploy-token"
+    assert (finding["path"], finding["line"], finding["column"]) == ("deploy.sh", 2, 19)
+    assert token[5:] not in result.out  # redacted like any secret
+
+    listed = cli("rules", "--rules", rules_dir)
+    assert "acme-deploy-token" in listed.out and "aws-access-key-id" in listed.out
+
+
+def test_the_user_rules_own_examples_hold(tmp_path: Path) -> None:
+    (tmp_path / "acme.yaml").write_text(GOOD_RULE)
+    ((rule, tests),) = rule_tests(tmp_path / "acme.yaml")
+    for line in tests["match"]:
+        assert rule.id in rule_ids_found(rule, line)
+    for line in tests["no_match"]:
+        assert rule.id not in rule_ids_found(rule, line)
+
+
+BROKEN = {
+    "bad-yaml": ("rules:\n  - id: x\n    regex: [unclosed\n", ["not valid YAML", "line"]),
+    "not-a-rule-list": ("rules: nope\n", ["'rules:' list"]),
+    "missing-id": ("rules:\n  - description: d\n    regex: '(?P<value>x)'\n", ["'id'"]),
+    "missing-description": ("rules:\n  - id: r1\n    regex: '(?P<value>x)'\n",
+                            ["r1", "'description'"]),
+    "missing-regex": ("rules:\n  - id: r1\n    description: d\n", ["r1", "'regex'"]),
+    "bad-regex": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>[a-'\n",
+                  ["r1", "'regex'", "not a valid regex"]),
+    "no-value-group": ("rules:\n  - id: r1\n    description: d\n    regex: 'AKIA[A-Z]{16}'\n",
+                       ["r1", "'regex'", "(?P<value>"]),
+    "unknown-field": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)'\n"
+                      "    colour: red\n", ["r1", "'colour'"]),
+    "bad-severity": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)'\n"
+                     "    severity: apocalyptic\n", ["r1", "'severity'"]),
+    "bad-role": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)'\n"
+                 "    role: password\n", ["r1", "'role'"]),
+    "bad-keywords": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)'\n"
+                     "    keywords: AKIA\n", ["r1", "'keywords'"]),
+    "bad-example-regex": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)'\n"
+                          "    examples: ['(']\n", ["r1", "'examples'"]),
+    "catastrophic-regex": ("rules:\n  - id: r1\n    description: d\n"
+                           "    regex: '(?P<value>(a+)+b)'\n", ["r1", "'regex'"]),
+    "duplicate-id": ("rules:\n  - id: aws-access-key-id\n    description: d\n"
+                     "    regex: '(?P<value>x)'\n", ["aws-access-key-id", "twice"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_malformed_rule_file_gives_one_clear_line(cli: Callable[..., CliResult],
+                                                    tmp_path: Path, case: str) -> None:
+    text, words = BROKEN[case]
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "mine.yaml").write_text(text)
+    result = cli("scan", tmp_path, "--rules", rules_dir)
+    assert result.code == 2
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("keyscan: error: ")
+    assert "mine.yaml" in lines[0]
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in result.err
+
+
+def test_a_missing_rules_dir_is_a_clear_error(cli: Callable[..., CliResult],
+                                              tmp_path: Path) -> None:
+    result = cli("scan", tmp_path, "--rules", tmp_path / "nope")
+    assert result.code == 2
+    assert "nope" in result.err and "--rules" in result.err
