@@ -123,6 +123,34 @@ class Commit:
 
 
 @dataclass(frozen=True, slots=True)
+class Ownership:
+    """Whose key a found key ID is: offline classification, then (with --verify) IAM's answer.
+
+    Failures are values here (`error`), never exceptions: one key's failure never
+    stops the others.
+    """
+
+    classification: str = "unknown"  # ours | foreign | unknown | canary
+    account: str = ""  # decoded offline, or from sts:GetAccessKeyInfo
+    checked: bool = False  # IAM/STS were asked (--verify)
+    confirmed: bool = False  # IAM lists the key under a user of the operator's account
+    user: str = ""
+    arn: str = ""
+    root: bool = False  # a root-user key: critical
+    status: str = ""  # Active | Inactive, per iam:ListAccessKeys
+    created: str = ""
+    last_used: str = ""
+    last_service: str = ""
+    last_region: str = ""
+    key_count: int = 0  # the owner's access keys (IAM allows at most two)
+    live: bool | None = None  # --verify-live: the found pair signs requests
+    live_arn: str = ""
+    action: str = ""  # what deactivation did or would do
+    notes: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     """A credential found at a location: the unit every reporter consumes.
 
@@ -147,6 +175,7 @@ class Finding:
     account: str = ""  # decoded offline from the key ID, "" when it cannot be
     commit: Commit | None = None
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+    ownership: Ownership | None = None  # keyscan.aws: offline classification, --verify
 
     @property
     def value_digest(self) -> str:

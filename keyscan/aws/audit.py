@@ -1,0 +1,89 @@
+"""The audit log: one JSON line per change keyscan makes (or fails to make) in IAM.
+
+Fields: time (UTC), action, key_id, user, account, previous_status, new_status,
+result (ok | failed), error, operator_arn, tool. Never a secret: key IDs are
+identifiers that AWS itself logs in CloudTrail. Created private (0600).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from keyscan import __version__
+from keyscan.errors import KeyscanError
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    action: str  # deactivate | reactivate | quarantine | unquarantine
+    key_id: str
+    user: str
+    account: str
+    previous_status: str
+    new_status: str
+    result: str
+    operator_arn: str
+    error: str = ""
+    time: str = ""
+    tool: str = ""
+
+
+def default_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "keyscan" / "audit.jsonl"
+
+
+class AuditLog:
+    """Appends entries; each line is written and flushed at once, so a crash loses none."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def record(self, entry: Entry) -> Entry:
+        stamped = Entry(**{**asdict(entry),
+                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                           "tool": f"keyscan {__version__}"})
+        line = json.dumps(asdict(stamped), sort_keys=True) + "\n"
+        with self._lock:
+            fd = self._open()
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        return stamped
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise KeyscanError(f"cannot write the audit log {self.path}: {exc.strerror}; "
+                               "choose another with --audit-log FILE") from None
+        os.fchmod(fd, 0o600)  # an existing file keeps its old mode unless changed
+        return fd
+
+
+def read(path: Path) -> Iterator[Entry]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise KeyscanError(f"cannot read the audit log {path}: {exc.strerror}") from None
+    fields = set(Entry.__dataclass_fields__)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            yield Entry(**{k: str(v) for k, v in data.items() if k in fields})
+        except (ValueError, TypeError):
+            raise KeyscanError(f"{path}:{number}: not a keyscan audit log line") from None

@@ -1,0 +1,82 @@
+"""Liveness (--verify-live): sign sts:GetCallerIdentity with a found ID + secret pair.
+
+This *uses* the leaked key: AWS records the call against it (CloudTrail, last-used
+date) and a canary key raises its alarm, so it is a separate opt-in and canary keys
+are never sent. The operator's credentials are never mixed in: the client gets the
+found pair explicitly.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from keyscan.aws import classify
+from keyscan.aws.session import AwsOptions, client, describe, error_code
+from keyscan.model import Finding, Ownership, Secret
+
+_DEAD = {
+    "InvalidClientTokenId": "AWS does not know this key ID (deleted, or never existed)",
+    "SignatureDoesNotMatch": "the key ID exists but this secret does not match it",
+    "ExpiredToken": "the temporary credentials have expired",
+    "ExpiredTokenException": "the temporary credentials have expired",
+}
+
+
+def check_findings(findings: list[Finding], session: Any, options: AwsOptions) -> list[Finding]:
+    todo = {_pair_id(f): f for f in findings if _checkable(f)}
+    if not todo:
+        return findings
+    with ThreadPoolExecutor(max_workers=max(1, min(options.workers, len(todo)))) as pool:
+        answers = dict(zip(todo, pool.map(lambda f: check_pair(f, session, options),
+                                          todo.values()), strict=True))
+    return [_attach(f, answers.get(_pair_id(f))) if _checkable(f) else f for f in findings]
+
+
+def _checkable(f: Finding) -> bool:
+    if not f.key_id or f.secret is None or f.ownership is None:
+        return False
+    return f.ownership.classification != classify.CANARY
+
+
+def _pair_id(f: Finding) -> tuple[str, str]:
+    return f.key_id, f.secret.digest() if f.secret is not None else ""
+
+
+def _attach(f: Finding, answer: tuple[bool | None, str, str] | None) -> Finding:
+    if answer is None or f.ownership is None:
+        return f
+    live, arn, why = answer
+    own: Ownership = f.ownership
+    if live is None:
+        own = replace(own, error="; ".join(filter(None, (own.error, why))))
+    else:
+        notes = own.notes + ((f"not live: {why}",) if not live else ())
+        own = replace(own, live=live, live_arn=arn, notes=notes)
+    return replace(f, ownership=own)
+
+
+def check_pair(f: Finding, session: Any, options: AwsOptions) -> tuple[bool | None, str, str]:
+    """(live, caller ARN, why not); live is None when the check itself failed."""
+    if f.key_id.startswith("ASIA") and f.session_token is None:
+        return None, "", "temporary key without its session token: liveness not checked"
+    try:
+        sts = client(session, "sts", options, **_credentials(f.key_id, f.secret,
+                                                             f.session_token))
+        identity = sts.get_caller_identity()
+    except Exception as exc:
+        code = error_code(exc)
+        if code in _DEAD:
+            return False, "", _DEAD[code]
+        return None, "", describe(exc, "sts:GetCallerIdentity with the found key")
+    return True, str(identity.get("Arn", "")), ""
+
+
+def _credentials(key_id: str, secret: Secret | None, token: Secret | None) -> dict[str, str]:
+    # The one place outside the report layer that unwraps a Secret: signing needs it.
+    creds = {"aws_access_key_id": key_id,
+             "aws_secret_access_key": secret.reveal() if secret is not None else ""}
+    if token is not None:
+        creds["aws_session_token"] = token.reveal()
+    return creds
