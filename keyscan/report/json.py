@@ -43,6 +43,7 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
             "message": f.commit.message,
         }
     out.update(f.extra)
+    out.update(ownership_fields(f))
     return out
 
 
@@ -79,3 +80,22 @@ def render(result: ScanResult, reveal: bool = False) -> str:
 
 def render_lines(result: ScanResult, reveal: bool = False) -> str:
     return "".join(json.dumps(finding_dict(f, reveal)) + "\n" for f in result.findings)
+
+
+# --- AWS ownership (keyscan.aws): the offline classification of every key ID always;
+# "ownership" holds IAM's answer, null unless --verify/--verify-live asked AWS.
+def ownership_fields(f: Finding) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from keyscan.aws.canaries import canary_service
+
+    own = f.ownership
+    if own is not None:
+        classification: str | None = own.classification
+    elif f.key_id:
+        classification = "canary" if canary_service(f.account) else "unknown"
+    else:
+        classification = None
+    checked = own is not None and (own.checked or own.live is not None)
+    return {"classification": classification,
+            "ownership": asdict(own) if checked and own is not None else None}

@@ -42,6 +42,7 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
     if f.key_id:
         account = f"account {f.account}" if f.account else "account unknown (older key ID)"
         lines.append(f"        key ID   {f.key_id}  ({f.key_type}; {account})")
+        lines.extend(ownership_lines(f))
     if f.secret is not None:
         lines.append(f"        secret   {show(f.secret, reveal)}")
     if f.session_token is not None:
@@ -87,3 +88,29 @@ def summary(result: ScanResult) -> str:
     if tail:
         line += "; " + ", ".join(tail)
     return line
+
+
+# --- AWS ownership (keyscan.aws): classification, IAM's answer, liveness, action taken.
+def ownership_lines(f: Finding) -> list[str]:
+    own = f.ownership
+    if own is None:
+        return []
+    pad = "        "
+    lines = []
+    if own.classification != "unknown" or own.checked:
+        confirmed = " (confirmed by IAM)" if own.confirmed else ""
+        lines.append(f"{pad}class    {own.classification}{confirmed}")
+    if own.user:
+        root = " (root user)" if own.root else ""
+        lines.append(f"{pad}owner    {own.arn or own.user}{root}; {own.status or 'status ?'};"
+                     f" {own.key_count} key(s); created {own.created or '?'}")
+        used = " ".join(filter(None, (own.last_used, own.last_service, own.last_region)))
+        lines.append(f"{pad}used     {used or 'never, per IAM'}")
+    if own.live is not None:
+        lines.append(f"{pad}live     {'yes, as ' + own.live_arn if own.live else 'no'}")
+    if own.action:
+        lines.append(f"{pad}action   {own.action}")
+    lines.extend(f"{pad}note     {n}" for n in own.notes if not n.startswith("account unknown"))
+    if own.error:
+        lines.append(f"{pad}error    {own.error}")
+    return lines
