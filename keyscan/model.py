@@ -194,7 +194,7 @@ class Finding:
 
         Not the line number, so a finding keeps its fingerprint when lines move.
         """
-        material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}".encode()
+        material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}".encode("utf-8", "surrogateescape")
         return hashlib.sha256(material).hexdigest()[:20]
 
 
