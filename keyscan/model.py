@@ -194,8 +194,8 @@ class Finding:
 
         Not the line number, so a finding keeps its fingerprint when lines move.
         """
-        material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}".encode("utf-8", "surrogateescape")
-        return hashlib.sha256(material).hexdigest()[:20]
+        material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}"
+        return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
 @dataclass(frozen=True, slots=True)
