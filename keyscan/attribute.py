@@ -40,6 +40,7 @@ class Appearance:
     blob: str
     path: str
     commit: Commit
+    order: int  # position in history, oldest first
 
 
 def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str]
@@ -73,7 +74,7 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str]
             new = meta[3].decode() if len(meta) > 3 else ""
             if new in wanted and not any(a.commit.sha == commit.sha and a.path == path
                                          for a in found[new]):
-                found[new].append(Appearance(new, path, commit))
+                found[new].append(Appearance(new, path, commit, i))
     return found
 
 

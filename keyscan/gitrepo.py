@@ -48,16 +48,20 @@ def discover(path: Path) -> Repo | None:
     folder = path if path.is_dir() else path.parent
     out = subprocess.run(
         ["git", "-C", str(folder), "rev-parse", "--is-bare-repository", "--absolute-git-dir",
-         "--show-toplevel"],
+         "--show-cdup"],
         capture_output=True, check=False,
     )
     if out.returncode != 0:
         return None
-    lines = out.stdout.decode("utf-8", "surrogateescape").splitlines()
+    lines = out.stdout.decode("utf-8", "surrogateescape").splitlines() + [""]
     bare = lines[0] == "true"
     git_dir = Path(lines[1])
-    root = git_dir if bare or len(lines) < 3 else Path(lines[2])
-    return Repo(root=root, git_dir=git_dir, bare=bare)
+    if bare:
+        return Repo(root=git_dir, git_dir=git_dir, bare=True)
+    root = (folder / lines[2]).resolve()
+    if root == git_dir or git_dir in root.parents:
+        root = git_dir.parent  # asked from inside .git itself
+    return Repo(root=root, git_dir=git_dir, bare=False)
 
 
 def split_z(raw: bytes) -> list[bytes]:

@@ -127,6 +127,8 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
     for ref in refs:
         if ref.kind == "missing":
             result.skipped.append(Skipped(f"object {ref.sha}", "missing from the object store"))
+        elif ref.kind == "corrupt":
+            result.skipped.append(Skipped(f"object {ref.sha}", "corrupt: git cannot read it"))
         elif ref.kind == "blob" and ref.size > options.max_file_size:
             result.skipped.append(Skipped(
                 f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes)"))
@@ -182,7 +184,8 @@ def _filter_unreachable(hits: _Hits, reach: source.Reachability | None,
 def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
     appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
     head = attribute.head_blobs(git_dir) if hits.blobs else {}
-    grouped: dict[tuple[str, str], list[Finding]] = {}
+    grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
+    last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():
         places = appearances.get(blob) or []
         for cred in creds:
@@ -191,7 +194,9 @@ def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
                 finding = to_finding(cred, Location(path=path, blob=blob, source="history"))
                 finding = _with_commit(finding, place.commit if place else None)
                 finding.extra["in_head"] = blob in head
-                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(finding)
+                order = place.order if place else last
+                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
+                    (order, finding))
     if hits.commits:
         meta = attribute.commits(git_dir, hits.commits.keys())
         for sha, (kind, creds) in hits.commits.items():
@@ -201,7 +206,8 @@ def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
                                                     source=f"{kind}-message"))
                 finding = _with_commit(finding, meta.get(sha))
                 finding.extra["in_head"] = False
-                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(finding)
+                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
+                    (last, finding))
     refs_cache: dict[str, list[str]] = {}
     return [_merge(group, git_dir, refs_cache) for group in grouped.values()]
 
@@ -212,9 +218,11 @@ def _with_commit(finding: Finding, commit: attribute.Commit | None) -> Finding:
     return replace(finding, commit=commit, extra={})
 
 
-def _merge(group: list[Finding], git_dir: Path, refs_cache: dict[str, list[str]]) -> Finding:
+def _merge(ordered: list[tuple[int, Finding]], git_dir: Path,
+           refs_cache: dict[str, list[str]]) -> Finding:
     """One finding per credential: the first appearance, with every other listed."""
-    group.sort(key=lambda f: (f.commit.commit_date if f.commit else "~", f.location.path))
+    ordered.sort(key=lambda o: (o[0], o[1].commit.commit_date if o[1].commit else "~"))
+    group = [f for _, f in ordered]
     first = group[0]
     refs: set[str] = set()
     for f in group:

@@ -77,6 +77,9 @@ def _parse_check(raw: bytes) -> list[ObjectRef]:
         parts = line.split(b" ")
         if len(parts) == 3:
             out.append(ObjectRef(parts[0].decode(), parts[1].decode(), int(parts[2])))
+        elif len(parts) == 2 and parts[1] == b"missing":
+            # listed in a pack or folder, yet git cannot read its header: damaged
+            out.append(ObjectRef(parts[0].decode(), "corrupt", 0))
     return out
 
 

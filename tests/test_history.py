@@ -1,0 +1,332 @@
+"""Full-history scans on real repositories with keys planted at known commits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import fake_key_id, fake_secret
+from repos import clean_env, git
+
+Cli = Callable[..., Any]
+
+
+def commit(repo: Path, files: dict[str, str | None], message: str, author: str = "Alice"
+           ) -> str:
+    """Write (or delete, with None) files and commit them as `author`; return the sha."""
+    for name, text in files.items():
+        path = repo / name
+        if text is None:
+            git(repo, "rm", "-q", name)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        git(repo, "add", name)
+    env = clean_env(GIT_AUTHOR_NAME=author, GIT_AUTHOR_EMAIL=f"{author.lower()}@example.com")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message, env=env)
+    return git(repo, "rev-parse", "HEAD").stdout.strip()
+
+
+def pair_text(key: str, secret: str) -> str:
+    return f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+
+
+def history(cli: Cli, repo: Path, *extra: str) -> tuple[int, list[dict[str, Any]], Any]:
+    result = cli("scan", "--history", repo, "--format", "json", *extra)
+    doc = result.json
+    return result.code, doc["findings"], doc
+
+
+def by_key(findings: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    matches = [f for f in findings if f["key_id"] == key]
+    assert len(matches) == 1, f"expected one finding for the key, got {len(matches)}"
+    return matches[0]
+
+
+@pytest.fixture
+def planted(repo: Path) -> dict[str, Any]:
+    """A repository whose history holds keys in all the places a leak hides."""
+    keys = {name: fake_key_id() for name in
+            ("deleted", "renamed", "side", "tagged", "message", "merge", "head")}
+    secret = fake_secret()
+    commit(repo, {"README.md": "project\n"}, "initial", "Alice")
+    c_deleted = commit(repo, {"config/prod.ini": pair_text(keys["deleted"], secret)},
+                       "add prod config", "Bob")
+    commit(repo, {"config/prod.ini": None}, "remove prod config", "Alice")
+    c_renamed = commit(repo, {"old.env": f"KEY={keys['renamed']}\n"}, "env file", "Carol")
+    git(repo, "mv", "old.env", "new.env")
+    commit(repo, {}, "rename env file", "Alice")
+    commit(repo, {}, f"rotate: old key was {keys['message']}", "Dave")
+    c_head = commit(repo, {"app/settings.py": f"KEY = '{keys['head']}'\n"}, "settings", "Eve")
+    git(repo, "checkout", "-q", "-b", "feature")
+    c_side = commit(repo, {"side.txt": f"id {keys['side']}\n"}, "side work", "Frank")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "checkout", "-q", "-b", "release")
+    c_tagged = commit(repo, {"tagged.txt": f"id {keys['tagged']}\n"}, "for the tag", "Grace")
+    git(repo, "tag", "-a", "v1.0", "-m", "release v1.0")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-D", "release")
+    git(repo, "checkout", "-q", "-b", "topic")
+    commit(repo, {"topic.txt": "topic\n"}, "topic work", "Heidi")
+    git(repo, "checkout", "-q", "main")
+    # an evil merge: the key enters in the merge commit itself
+    git(repo, "merge", "-q", "--no-ff", "--no-commit", "topic")
+    (repo / "merged.txt").write_text(f"id {keys['merge']}\n")
+    git(repo, "add", "merged.txt")
+    git(repo, "commit", "-q", "-m", "merge topic",
+        env=clean_env(GIT_AUTHOR_NAME="Ivan", GIT_AUTHOR_EMAIL="ivan@example.com"))
+    c_merge = git(repo, "rev-parse", "HEAD").stdout.strip()
+    return {"keys": keys, "secret": secret, "commits": {
+        "deleted": c_deleted, "renamed": c_renamed, "side": c_side, "tagged": c_tagged,
+        "merge": c_merge, "head": c_head}}
+
+
+def test_every_hiding_place_is_found_and_attributed(cli: Cli, repo: Path,
+                                                    planted: dict[str, Any]) -> None:
+    code, findings, doc = history(cli, repo, "--no-cache")
+    keys, commits = planted["keys"], planted["commits"]
+    assert code == 1
+    deleted = by_key(findings, keys["deleted"])
+    assert deleted["kind"] == "pair" and deleted["severity"] == "critical"
+    assert deleted["path"] == "config/prod.ini" and deleted["line"] == 2
+    assert deleted["commit"]["sha"] == commits["deleted"]
+    assert deleted["commit"]["author_name"] == "Bob"
+    assert deleted["commit"]["author_email"] == "bob@example.com"
+    assert deleted["in_head"] is False
+    assert "refs/heads/main" in deleted["refs"]
+
+    renamed = by_key(findings, keys["renamed"])
+    assert renamed["commit"]["sha"] == commits["renamed"]  # introduced, not the rename
+    assert renamed["commit"]["author_name"] == "Carol"
+    assert renamed["in_head"] is True
+    assert {o["path"] for o in renamed["occurrences"]} == {"old.env", "new.env"}
+    assert renamed["count"] == 2
+
+    side = by_key(findings, keys["side"])
+    assert side["refs"] == ["refs/heads/feature"] and side["in_head"] is False
+    assert side["commit"]["author_name"] == "Frank"
+
+    tagged = by_key(findings, keys["tagged"])
+    assert tagged["refs"] == ["refs/tags/v1.0"]
+    assert tagged["commit"]["sha"] == commits["tagged"]
+
+    message = by_key(findings, keys["message"])
+    assert message["source"] == "commit-message"
+    assert message["commit"]["author_name"] == "Dave"
+
+    merged = by_key(findings, keys["merge"])
+    assert merged["commit"]["sha"] == commits["merge"]
+    assert merged["commit"]["author_name"] == "Ivan"
+    assert merged["in_head"] is True
+
+    head = by_key(findings, keys["head"])
+    assert head["in_head"] is True and head["path"] == "app/settings.py"
+    assert doc["summary"]["leaks"] == len(keys)
+
+
+def test_each_blob_is_read_once_and_one_secret_is_one_finding(cli: Cli, repo: Path) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    text = pair_text(key, secret)
+    for i in range(3):  # the same content at three paths in three commits: one blob
+        commit(repo, {f"copy{i}.ini": text}, f"copy {i}")
+    _, findings, doc = history(cli, repo, "--no-cache")
+    assert len(findings) == 1
+    assert findings[0]["count"] == 3
+    blobs = git(repo, "rev-list", "--objects", "--all").stdout.split("\n")
+    commits_and_blobs = len(blobs) - 1 - 3  # minus the trailing newline and 3 trees
+    assert doc["summary"]["files"] == commits_and_blobs
+
+
+def test_annotated_tag_message_is_scanned(cli: Cli, repo: Path) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    key = fake_key_id()
+    git(repo, "tag", "-a", "v2", "-m", f"release notes mention {key}")
+    _, findings, _ = history(cli, repo, "--no-cache")
+    assert by_key(findings, key)["source"] == "tag-message"
+
+
+def test_range_scans_only_what_the_commits_added(cli: Cli, repo: Path) -> None:
+    old_key, new_key = fake_key_id(), fake_key_id()
+    base = commit(repo, {"old.txt": f"id {old_key}\n"}, "old leak")
+    commit(repo, {"new.txt": f"id {new_key}\n", "clean.txt": "x\n"}, "new leak")
+    _, findings, doc = history(cli, repo, "--range", f"{base}..HEAD")
+    assert [f["key_id"] for f in findings] == [new_key]
+    assert doc["summary"]["files"] == 3  # one commit, two new blobs: not the old blob
+    _, since, _ = history(cli, repo, "--since-commit", base)
+    assert [f["key_id"] for f in since] == [new_key]
+
+
+def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")
+    assert result.code == 2
+    assert "nosuchrev" in result.err and "not found" in result.err
+
+
+def test_incremental_cache_rescans_only_new_objects(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    for i in range(5):
+        commit(repo, {f"f{i}.txt": f"content {i}\n"}, f"c{i}")
+    commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
+    _, first, doc1 = history(cli, repo)
+    assert (repo / ".git" / "keyscan" / "state.json").exists()
+    commit(repo, {"later.txt": "later\n"}, "later")
+    _, second, doc2 = history(cli, repo)
+    # the new commit and its blob, plus the one blob with a finding re-read for the report
+    assert doc2["summary"]["files"] == 3 < doc1["summary"]["files"]
+    assert [f["key_id"] for f in second] == [f["key_id"] for f in first] == [key]
+    assert second[0]["commit"] == first[0]["commit"]
+
+
+def test_rules_change_invalidates_the_cache(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    _, _, doc1 = history(cli, repo)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "extra.yaml").write_text(
+        "rules:\n  - id: internal-token\n    description: internal token\n"
+        "    regex: 'itok_(?P<value>[a-z0-9]{24})'\n    keywords: [itok_]\n")
+    result = cli("scan", "--history", repo, "--rules", rules, "--format", "json")
+    assert "rules changed" in result.err
+    assert result.json["summary"]["files"] == doc1["summary"]["files"]
+
+
+def test_damaged_cache_is_rebuilt_with_a_warning(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
+    history(cli, repo)
+    (repo / ".git" / "keyscan" / "state.json").write_text("{not json")
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "damaged" in result.err and "rebuilding" in result.err
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+    _, again, _ = history(cli, repo)
+    assert [f["key_id"] for f in again] == [key]
+
+
+def test_cache_never_holds_a_secret(cli: Cli, repo: Path) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    commit(repo, {"c.ini": pair_text(key, secret)}, "leak")
+    history(cli, repo)
+    for path in (repo / ".git" / "keyscan").iterdir():
+        data = path.read_bytes()
+        assert secret.encode() not in data and key.encode() not in data
+        if path.name != "lock":
+            assert path.stat().st_mode & 0o077 == 0
+
+
+def test_concurrent_runs_leave_a_consistent_cache(repo: Path) -> None:
+    from repos import run_keyscan
+
+    for i in range(20):
+        commit(repo, {f"f{i}.txt": f"{i}\n" * 100}, f"c{i}")
+    procs = [subprocess.Popen([str(Path(os.sys.executable).parent / "keyscan"), "scan",
+                               "--history", str(repo), "-f", "json"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=clean_env()) for _ in range(4)]
+    for p in procs:
+        p.wait()
+        assert p.returncode == 0
+    again = run_keyscan(["scan", "--history", repo])
+    assert again.returncode == 0 and "damaged" not in again.stderr
+
+
+def test_missing_blob_is_reported_and_the_scan_goes_on(cli: Cli, repo: Path) -> None:
+    kept, lost = fake_key_id(), fake_key_id()
+    commit(repo, {"kept.txt": f"id {kept}\n"}, "kept")
+    commit(repo, {"lost.txt": f"id {lost}\n"}, "lost")
+    blob = git(repo, "rev-parse", "HEAD:lost.txt").stdout.strip()
+    obj = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    obj.chmod(0o644)
+    obj.unlink()
+    result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
+    doc = result.json
+    assert [f["key_id"] for f in doc["findings"]] == [kept]
+    assert any(blob in s["path"] and "missing" in s["reason"] for s in doc["skipped"])
+
+
+def test_corrupt_object_is_reported_and_the_scan_goes_on(cli: Cli, repo: Path) -> None:
+    kept = fake_key_id()
+    commit(repo, {"kept.txt": f"id {kept}\n"}, "kept")
+    commit(repo, {"bad.txt": "soon corrupt\n"}, "bad")
+    blob = git(repo, "rev-parse", "HEAD:bad.txt").stdout.strip()
+    obj = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"this is not zlib data")
+    result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
+    doc = result.json
+    assert [f["key_id"] for f in doc["findings"]] == [kept]
+    assert any(blob in s["path"] for s in doc["skipped"])
+
+
+def test_shallow_clone_is_scanned_and_said_to_be_shallow(cli: Cli, repo: Path,
+                                                         tmp_path: Path) -> None:
+    old, new = fake_key_id(), fake_key_id()
+    commit(repo, {"old.txt": f"id {old}\n"}, "old")
+    commit(repo, {"old.txt": None, "new.txt": f"id {new}\n"}, "new")
+    clone = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(clone)],
+                   check=True, env=clean_env())
+    result = cli("scan", "--history", clone, "--format", "json")
+    assert [f["key_id"] for f in result.json["findings"]] == [new]
+    assert "shallow" in result.err
+
+
+def test_bare_repository(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True,
+                   env=clean_env())
+    _, findings, _ = history(cli, bare)
+    assert findings[0]["key_id"] == key and findings[0]["in_head"] is True
+
+
+def test_unreachable_objects_only_on_request(cli: Cli, repo: Path) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    git(repo, "checkout", "-q", "-b", "doomed")
+    key = fake_key_id()
+    commit(repo, {"d.txt": f"id {key}\n"}, "doomed work")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-D", "doomed")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
+    assert result.json["findings"] == []
+    assert "unreachable" in result.err
+    _, found, _ = history(cli, repo, "--no-cache", "--unreachable")
+    assert [f["key_id"] for f in found] == [key]
+
+
+def test_not_a_repository_and_empty_repository(cli: Cli, tmp_path: Path, repo: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = cli("scan", "--history", plain)
+    assert result.code == 2 and "not a git repository" in result.err
+    empty = cli("scan", "--history", repo)
+    assert empty.code == 0 and "no commits" in empty.err
+
+
+def test_submodule_is_not_followed_and_said(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    git(sub, "init", "-q")
+    commit(sub, {"s.txt": f"id {fake_key_id()}\n"}, "sub")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub), "sub")
+    commit(repo, {}, "add submodule")
+    result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
+    assert result.json["findings"] == []
+    assert "submodules are not followed" in result.err
+
+
+def test_many_refs(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    refs = "".join(f"create refs/tags/t{i} {head}\n" for i in range(2000))
+    subprocess.run(["git", "-C", str(repo), "update-ref", "--stdin"], input=refs, text=True,
+                   check=True, env=clean_env())
+    _, findings, _ = history(cli, repo, "--no-cache")
+    assert len(findings) == 1 and len(findings[0]["refs"]) == 2001
