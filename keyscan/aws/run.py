@@ -92,11 +92,15 @@ class Acting:
 
 
 def plan_deactivation(findings: list[Finding], aws: Aws, acting: Acting) -> list[Step]:
+    if not any(f.key_id and f.status is Status.LEAK for f in findings):
+        return []
     checker = aws.connect()
     return deactivate.plan(findings, checker.operator, aws.accounts.ours, acting.quarantine)
 
 
 def apply_deactivation(steps: list[Step], aws: Aws, acting: Acting) -> list[Outcome]:
+    if not steps:
+        return []
     checker = aws.connect()
     log = AuditLog(acting.audit_log or default_path())
     dry = acting.dry_run or not acting.yes
