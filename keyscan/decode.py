@@ -83,8 +83,26 @@ def percent_decode(data: bytes) -> tuple[bytes, list[int]]:
 
 
 def utf16_text(data: bytes) -> bytes | None:
-    """UTF-16 content with a byte-order mark, re-encoded as UTF-8 for matching."""
-    if data[:2] not in UTF16_BOMS:
+    """UTF-16 text, re-encoded as UTF-8 for matching: with a byte-order mark, or
+    without one when the file is plainly mostly-ASCII UTF-16 (Windows exports)."""
+    if data[:2] in UTF16_BOMS:
+        codec = "utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be"
+        return data[2:].decode(codec, "replace").encode("utf-8")
+    codec = _bomless_utf16(data)
+    if codec is None:
         return None
-    codec = "utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be"
-    return data[2:].decode(codec, "replace").encode("utf-8")
+    return data[: len(data) - len(data) % 2].decode(codec, "replace").encode("utf-8")
+
+
+def _bomless_utf16(data: bytes) -> str | None:
+    # Whole-file text only: nearly every high byte NUL and no low byte NUL. A binary
+    # file with a few wide strings inside stays raw bytes (the matcher's wide pass).
+    sample = data[:4096]
+    half = len(sample) // 2
+    if half < 8 or b"\0" not in sample:
+        return None
+    even, odd = sample[0 : 2 * half : 2], sample[1 : 2 * half : 2]
+    for codec, high, low in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if high.count(0) >= 0.9 * half and low.count(0) == 0:
+            return codec
+    return None

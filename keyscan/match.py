@@ -116,10 +116,14 @@ class Matcher:
 
     def _key_ids(self, rule: CompiledRule, data: bytes) -> list[Hit]:
         bad = self.boundaries[id(rule)]
+        # Binary formats store values back to back (a SQLite row: "aws_access_key_id"
+        # then the key), so there a key ID may touch other letters; in text it may not.
+        binary = b"\0" in data[:8192]
         out = []
         for m in rule.pattern.finditer(data):
             s, e = m.span("value")
-            if (s > 0 and data[s - 1] in bad) or (e < len(data) and data[e] in bad):
+            if not binary and ((s > 0 and data[s - 1] in bad) or
+                               (e < len(data) and data[e] in bad)):
                 continue
             out.append(Hit(rule, m.group("value").decode("ascii", "replace"), s, e))
         return out

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from repos import CliResult, git
 
 from keyscan.cli import main
 from keyscan.match import Matcher
@@ -16,8 +15,6 @@ from keyscan.model import Finding, Location
 from keyscan.rules import RuleSet, load_rules
 from keyscan.scan import ScanOptions, findings_in
 from keyscan.sources import Content
-from repos import git
-
 
 # -- the matcher, as a function of text -------------------------------------------------
 
@@ -53,17 +50,6 @@ def repo(tmp_path: Path) -> Path:
 
 
 # -- the CLI -------------------------------------------------------------------------------
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @pytest.fixture

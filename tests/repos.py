@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
 KEYSCAN_BIN = Path(sys.executable).parent / "keyscan"
@@ -46,3 +49,14 @@ def run_keyscan(args: Sequence[str | Path], cwd: Path | None = None,
     """The installed `keyscan` console script in a child process."""
     return subprocess.run([str(KEYSCAN_BIN), *map(str, args)], cwd=cwd, env=env or clean_env(),
                           capture_output=True, text=True, check=False)
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)

@@ -18,9 +18,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-
-from conftest import CliResult
 from fakes import fake_key_id, fake_secret, fake_session_token
+from repos import CliResult
+
 from keyscan.model import Finding
 
 DOC_KEY_ID = "AKIAIOSFODNN7" + "EXAMPLE"  # the ID in AWS documentation

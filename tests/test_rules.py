@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from repos import CliResult
 
-from conftest import CliResult
 from keyscan.match import Matcher
 from keyscan.model import Role, Rule
 from keyscan.rules import RuleSet, builtin_rules_dir, compile_rule, load_rules, rule_tests

@@ -1,0 +1,435 @@
+"""`keyscan scan [PATH]`: the files as they are now, in a repository or a plain folder.
+
+Every story builds real files (and real git repositories) in a temporary folder,
+runs the CLI and checks what a user reads in the JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import fake_key_id, fake_secret
+from repos import KEYSCAN_BIN, CliResult, commit_all, git, run_keyscan
+
+Cli = Callable[..., CliResult]
+
+
+def scan(cli: Cli, target: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    result = cli("scan", target, "--format", "json", *extra)
+    assert result.code in (0, 1), result.err
+    return result.code, result.json
+
+
+def paths_of(doc: dict[str, Any], status: str = "leak") -> list[str]:
+    return sorted(f["path"] for f in doc["findings"] if f["status"] == status)
+
+
+def credentials(key: str | None = None, secret: str | None = None) -> str:
+    return (f"[default]\naws_access_key_id = {key or fake_key_id()}\n"
+            f"aws_secret_access_key = {secret or fake_secret()}\n")
+
+
+# -- which files -------------------------------------------------------------------------
+
+
+def test_a_repository_scans_what_git_would_commit(cli: Cli, repo: Path) -> None:
+    (repo / ".gitignore").write_text("*.log\nbuild/\n")
+    (repo / "committed.ini").write_text(credentials())
+    (repo / "forced.log").write_text(credentials())
+    commit_all(repo)
+    git(repo, "add", "-f", "forced.log")
+    git(repo, "commit", "-qm", "force-add an ignored name")
+    (repo / "new-untracked.env").write_text(credentials())
+    (repo / "debug.log").write_text(credentials())
+    (repo / "build").mkdir()
+    (repo / "build" / "out.ini").write_text(credentials())
+
+    code, doc = scan(cli, repo)
+    assert code == 1
+    assert paths_of(doc) == ["committed.ini", "forced.log", "new-untracked.env"]
+
+
+def test_a_file_deleted_from_the_work_tree_is_not_an_error(cli: Cli, repo: Path) -> None:
+    (repo / "gone.ini").write_text(credentials())
+    (repo / "kept.txt").write_text("hello\n")
+    commit_all(repo)
+    (repo / "gone.ini").unlink()
+    code, doc = scan(cli, repo)
+    assert code == 0 and doc["errors"] == [] and doc["findings"] == []
+
+
+def test_a_subfolder_of_a_repository_scans_only_that_folder(cli: Cli, repo: Path) -> None:
+    (repo / "app").mkdir()
+    (repo / "app" / "config.ini").write_text(credentials())
+    (repo / "other.ini").write_text(credentials())
+    commit_all(repo)
+    code, doc = scan(cli, repo / "app")
+    assert code == 1
+    assert paths_of(doc) == ["config.ini"]
+
+
+def test_a_plain_folder_scans_every_regular_file(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "not-a-repo"
+    (folder / "deep" / "er").mkdir(parents=True)
+    (folder / ".env").write_text(credentials())
+    (folder / "deep" / "er" / "x.log").write_text(credentials())
+    (folder / "notes.md").write_text("nothing here\n")
+    code, doc = scan(cli, folder)
+    assert code == 1
+    assert paths_of(doc) == [".env", "deep/er/x.log"]
+    assert doc["summary"]["files"] == 3
+
+
+def test_a_single_file_can_be_scanned(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "one.ini").write_text(credentials())
+    (tmp_path / "two.ini").write_text(credentials())
+    code, doc = scan(cli, tmp_path / "one.ini")
+    assert code == 1
+    assert paths_of(doc) == ["one.ini"]
+
+
+def test_an_empty_repository_is_clean(cli: Cli, repo: Path) -> None:
+    result = cli("scan", repo)
+    assert result.code == 0
+    assert result.out == ""
+    assert "0 leaks" in result.err
+
+
+def test_an_empty_folder_is_clean(cli: Cli, tmp_path: Path) -> None:
+    assert cli("scan", tmp_path).code == 0
+
+
+def test_a_path_that_does_not_exist_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    result = cli("scan", tmp_path / "no-such-dir")
+    assert result.code == 2
+    assert result.out == ""
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith("keyscan: error:") and "no-such-dir" in line
+    assert "does not exist" in line
+
+
+def test_the_default_target_is_the_current_folder(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.ini").write_text(credentials())
+    result = cli("scan", "--format", "json", cwd=tmp_path)
+    assert result.code == 1
+    assert paths_of(result.json) == ["a.ini"]
+
+
+# -- what is inside files ------------------------------------------------------------------
+
+
+def test_a_key_in_a_binary_file_is_found(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    blob = bytes(range(256)) * 4 + b"\0\0" + key.encode() + b"\0\x01\x02" + bytes(range(256))
+    (tmp_path / "app.bin").write_bytes(blob)
+    code, doc = scan(cli, tmp_path)
+    assert code == 1
+    assert [f["key_id"] for f in doc["findings"]] == [key]
+
+
+def test_a_key_in_a_sqlite_database_is_found(cli: Cli, tmp_path: Path) -> None:
+    # SQLite stores a row's text values back to back: the key touches its neighbours
+    key, other = fake_key_id(), fake_key_id("ASIA")
+    with sqlite3.connect(tmp_path / "app.db") as db:
+        db.execute("create table settings (id integer primary key, name text, value text,"
+                   " note text)")
+        db.execute("insert into settings (name, value, note) values"
+                   " ('aws_access_key_id', ?, 'deploy user')", (key,))
+        db.execute("create table cache (k text)")
+        db.execute("insert into cache values (?)", (other,))
+    db.close()
+    code, doc = scan(cli, tmp_path)
+    assert code == 1
+    assert {f["key_id"] for f in doc["findings"]} == {key, other}
+    assert {f["path"] for f in doc["findings"]} == {"app.db"}
+
+
+def test_a_wide_string_key_inside_a_binary_is_found(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    wide = f"AccessKey={key}".encode("utf-16-le")
+    blob = b"MZ\x90\0" + bytes(range(256)) * 8 + wide + b"\0" * 64
+    (tmp_path / "tool.exe").write_bytes(blob)
+    _code, doc = scan(cli, tmp_path)
+    assert [(f["key_id"], f["encoding"]) for f in doc["findings"]] == [(key, "utf-16")]
+
+
+def test_a_key_in_an_uncompressed_archive_is_found(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    with zipfile.ZipFile(tmp_path / "bundle.jar", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("config/app.properties", f"aws.accessKeyId={key}\n")
+    code, doc = scan(cli, tmp_path)
+    assert code == 1
+    assert [(f["path"], f["key_id"]) for f in doc["findings"]] == [("bundle.jar", key)]
+
+
+def test_invalid_utf8_around_a_key(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    before = b"caf\xe9 \xc3\x28 \x80\x81\xfe "
+    content = b"line one \xff\n" + before + key.encode() + b" \xe9t\xe9\n"
+    (tmp_path / "latin1.txt").write_bytes(content)
+    code, doc = scan(cli, tmp_path)
+    assert code == 1
+    (f,) = doc["findings"]
+    assert (f["key_id"], f["line"]) == (key, 2)
+    assert f["column"] == len(before.decode("utf-8", "replace")) + 1
+
+
+@pytest.mark.parametrize("codec,bom", [
+    ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-16-le", b""),
+    ("utf-16-be", b""),
+], ids=["le-bom", "be-bom", "le-no-bom", "be-no-bom"])
+def test_utf16_files(cli: Cli, tmp_path: Path, codec: str, bom: bytes) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    text = (f'Windows Registry Editor\r\n\r\n  "AccessKey"="{key}"\r\n'
+            f'"SecretAccessKey"="{secret}"\r\n')
+    (tmp_path / "export.reg").write_bytes(bom + text.encode(codec))
+    code, doc = scan(cli, tmp_path, "--show-secrets")
+    assert code == 1
+    (f,) = doc["findings"]
+    assert (f["kind"], f["key_id"], f["secret"]) == ("pair", key, secret)
+    assert (f["line"], f["column"]) == (3, 16)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_keyscan_allow_works_in_utf16_files_without_a_bom(cli: Cli, tmp_path: Path,
+                                                          codec: str) -> None:
+    text = f"key = {fake_key_id()}  # keyscan:allow\r\n"
+    (tmp_path / "allowed.txt").write_bytes(text.encode(codec))
+    code, doc = scan(cli, tmp_path)
+    assert code == 0
+    assert [f["status"] for f in doc["findings"]] == ["allowed"]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_line_endings_give_the_right_line_and_column(cli: Cli, tmp_path: Path,
+                                                     newline: str) -> None:
+    key = fake_key_id()
+    lines = ["# settings", "", "name = demo", f"  key: '{key}'", "end"]
+    (tmp_path / "f.yml").write_bytes(newline.join(lines).encode())
+    _code, doc = scan(cli, tmp_path)
+    (f,) = doc["findings"]
+    assert (f["line"], f["column"]) == (4, 9)
+
+
+def test_lines_and_columns_are_one_based(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    (tmp_path / "k").write_text(key)
+    _code, doc = scan(cli, tmp_path)
+    (f,) = doc["findings"]
+    assert (f["line"], f["column"]) == (1, 1)
+
+
+def test_columns_count_characters_not_bytes(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    (tmp_path / "k.txt").write_text(f"clé→ключ: {key}\n", encoding="utf-8")
+    _code, doc = scan(cli, tmp_path)
+    (f,) = doc["findings"]
+    assert f["column"] == len("clé→ключ: ") + 1
+
+
+# -- what is skipped, and said so --------------------------------------------------------------
+
+
+def test_a_file_over_the_size_limit_is_skipped_and_reported(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "big.sql").write_text("-- dump\n" * 300 + credentials())
+    (tmp_path / "small.ini").write_text(credentials())
+    code, doc = scan(cli, tmp_path, "--max-file-size", "1k")
+    assert code == 1
+    assert paths_of(doc) == ["small.ini"]
+    (skipped,) = doc["skipped"]
+    assert skipped["path"] == "big.sql"
+    assert "size limit" in skipped["reason"] and "--max-file-size" in skipped["reason"]
+    assert doc["summary"]["skipped"] == 1
+
+    text = cli("scan", tmp_path, "--max-file-size", "1k", "--verbose")
+    assert "big.sql" in text.out and "size limit" in text.out
+    assert "1 skipped" in text.err
+    quiet = cli("scan", tmp_path, "--max-file-size", "1k")
+    assert "1 skipped" in quiet.err  # never silent, even without --verbose
+
+
+def test_the_size_limit_also_applies_in_a_repository(cli: Cli, repo: Path) -> None:
+    (repo / "big.txt").write_text("x" * 5000 + fake_key_id())
+    commit_all(repo)
+    code, doc = scan(cli, repo, "--max-file-size", "4K")
+    assert code == 0
+    assert [s["path"] for s in doc["skipped"]] == ["big.txt"]
+
+
+def test_symlinks_are_not_followed_by_default(cli: Cli, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secrets.ini").write_text(credentials())
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hi\n")
+    (folder / "linked.ini").symlink_to(outside / "secrets.ini")
+    (folder / "linked-dir").symlink_to(outside, target_is_directory=True)
+
+    code, doc = scan(cli, folder)
+    assert code == 0
+    assert sorted(s["path"] for s in doc["skipped"]) == ["linked-dir", "linked.ini"]
+    assert all("symlink" in s["reason"] for s in doc["skipped"])
+
+    code, doc = scan(cli, folder, "--follow-symlinks")
+    assert code == 1
+    assert paths_of(doc) == ["linked-dir/secrets.ini", "linked.ini"]
+
+
+def test_a_symlink_loop_does_not_hang(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
+    (tmp_path / "a" / "k.ini").write_text(credentials())
+    _code, doc = scan(cli, tmp_path, "--follow-symlinks")
+    assert paths_of(doc) == ["a/k.ini"]
+
+
+def test_a_committed_symlink_is_not_followed(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.ini").write_text(credentials())
+    (repo / "link.ini").symlink_to(tmp_path / "secret.ini")
+    commit_all(repo)
+    code, doc = scan(cli, repo)
+    assert code == 0
+    assert [s["path"] for s in doc["skipped"]] == ["link.ini"]
+
+
+def test_a_fifo_is_skipped_and_the_scan_continues(cli: Cli, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "k.ini").write_text(credentials())
+    code, doc = scan(cli, tmp_path)
+    assert code == 1
+    assert paths_of(doc) == ["k.ini"]
+    assert [s["path"] for s in doc["skipped"]] == ["pipe"]
+
+
+def _unreadable_story(folder: Path) -> None:
+    (folder / "locked.ini").write_text(credentials())
+    (folder / "locked.ini").chmod(0)
+    (folder / "open.ini").write_text(credentials())
+
+
+def _check_unreadable(code: int, doc: dict[str, Any]) -> None:
+    assert code == 1
+    assert paths_of(doc) == ["open.ini"]
+    (skipped,) = doc["skipped"]
+    assert skipped["path"] == "locked.ini"
+    assert "permission denied" in skipped["reason"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_an_unreadable_file_is_reported_and_the_scan_continues(cli: Cli,
+                                                              tmp_path: Path) -> None:
+    _unreadable_story(tmp_path)
+    try:
+        _check_unreadable(*scan(cli, tmp_path))
+    finally:
+        (tmp_path / "locked.ini").chmod(0o600)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to drop to an unprivileged user")
+def test_an_unreadable_file_is_reported_when_run_as_an_ordinary_user() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="keyscan-unreadable-"))
+    try:
+        folder.chmod(0o755)
+        _unreadable_story(folder)
+        (folder / "open.ini").chmod(0o644)
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             str(KEYSCAN_BIN), "scan", str(folder),
+             "--format", "json"],
+            capture_output=True, text=True, check=False, cwd=folder)
+        _check_unreadable(proc.returncode, json.loads(proc.stdout))
+    finally:
+        shutil.rmtree(folder)
+
+
+# -- names -----------------------------------------------------------------------------
+
+ODD_NAMES = {
+    "space": (b"my config file.ini", "my config file.ini"),
+    "newline": (b"two\nlines.ini", "two\\nlines.ini"),
+    "tab": (b"tab\there.ini", "tab\\there.ini"),
+    "latin1": (b"caf\xe9.ini", "caf\\xe9.ini"),
+    "unicode": ("naïve ключ.ini".encode(), "naïve ключ.ini"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ODD_NAMES))
+@pytest.mark.parametrize("where", ["folder", "repo-tracked", "repo-untracked"])
+def test_odd_file_names(cli: Cli, tmp_path: Path, case: str, where: str) -> None:
+    raw, shown = ODD_NAMES[case]
+    target = tmp_path / "t"
+    target.mkdir()
+    if where != "folder":
+        git(target, "init", "-q")
+    sub = os.path.join(os.fsencode(target), b"sub dir")
+    os.mkdir(sub)
+    with open(os.path.join(sub, raw), "wb") as fh:
+        fh.write(credentials().encode())
+    if where == "repo-tracked":
+        commit_all(target)
+    code, doc = scan(cli, target)
+    assert code == 1
+    assert paths_of(doc) == [f"sub dir/{shown}"]
+    text = cli("scan", target)
+    assert f"sub dir/{shown}:2:21" in text.out
+
+
+# -- inline allow ----------------------------------------------------------------------
+
+
+def test_keyscan_allow_suppresses_a_finding_and_the_summary_counts_it(cli: Cli,
+                                                                       tmp_path: Path) -> None:
+    key = fake_key_id()
+    (tmp_path / "fixture.py").write_text(
+        f'TEST_KEY = "{key}"  # keyscan:allow (a revoked key used in tests)\n')
+    result = cli("scan", tmp_path)
+    assert result.code == 0
+    assert key not in result.out
+    assert "1 allowed by keyscan:allow" in result.err
+    code, doc = scan(cli, tmp_path)
+    assert code == 0
+    assert doc["summary"]["allowed"] == 1 and doc["summary"]["leaks"] == 0
+    assert [f["status"] for f in doc["findings"]] == ["allowed"]
+    verbose = cli("scan", tmp_path, "--verbose")
+    assert "ALLOWED" in verbose.out and "fixture.py:1:13" in verbose.out
+
+
+def test_keyscan_allow_only_covers_its_own_line(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text(f"a = {fake_key_id()}  # keyscan:allow\n" + "\n" * 8
+                                    + f"b = {fake_key_id()}\n")
+    code, doc = scan(cli, tmp_path)
+    assert code == 1
+    assert sorted(f["status"] for f in doc["findings"]) == ["allowed", "leak"]
+    assert doc["summary"]["allowed"] == 1
+
+
+def test_many_files_one_bad_does_not_stop_the_scan(cli: Cli, tmp_path: Path) -> None:
+    for i in range(30):
+        (tmp_path / f"f{i:02}.txt").write_text(f"value {i}\n")
+    (tmp_path / "f15.txt").write_bytes(b"\xff\xfe\x00\xd8")  # a BOM and half a surrogate
+    (tmp_path / "f29.txt").write_text(credentials())
+    os.mkfifo(tmp_path / "f16.txt.fifo")
+    code, doc = scan(cli, tmp_path)
+    assert code == 1 and paths_of(doc) == ["f29.txt"]
+
+
+def test_the_installed_command_scans_a_repository(repo: Path) -> None:
+    (repo / "k.ini").write_text(credentials())
+    commit_all(repo)
+    proc = run_keyscan(["scan", "."], cwd=repo)
+    assert proc.returncode == 1
+    assert "k.ini:2:21" in proc.stdout
+    assert "\033[" not in proc.stdout  # not a TTY: no colour
+    assert "leak" in proc.stderr
