@@ -1,0 +1,201 @@
+"""`keyscan scan --staged`: what the next commit would hold, read from the index.
+
+Also as a plain git hook (no framework), including `git commit -a` and `git commit PATH`,
+where git hands the hook a temporary index through GIT_INDEX_FILE.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import fake_key_id, fake_secret
+from repos import KEYSCAN_BIN, CliResult, clean_env, commit_all, git, run_keyscan
+
+Cli = Callable[..., CliResult]
+
+
+def staged_json(cli: Cli, repo: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    result = cli("scan", "--staged", "--format", "json", *extra, cwd=repo)
+    assert result.code in (0, 1), result.err
+    return result.code, result.json
+
+
+def leak_paths(doc: dict[str, Any]) -> list[str]:
+    return sorted(f["path"] for f in doc["findings"] if f["status"] == "leak")
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    """A repository with one commit and nothing staged."""
+    (repo / "README.md").write_text("# demo\n")
+    (repo / "app.py").write_text("print('hi')\n")
+    commit_all(repo, "initial")
+    return repo
+
+
+def test_a_staged_key_is_found_with_its_place(cli: Cli, project: Path) -> None:
+    key = fake_key_id()
+    (project / "settings.py").write_text(f"import os\n\nAWS_KEY = '{key}'\n")
+    git(project, "add", "settings.py")
+    code, doc = staged_json(cli, project)
+    assert code == 1
+    assert doc["mode"] == "staged"
+    (f,) = doc["findings"]
+    assert (f["path"], f["line"], f["column"], f["key_id"]) == ("settings.py", 3, 12, key)
+    assert f["source"] == "staged" and f["blob"]
+
+
+def test_nothing_staged_is_clean(cli: Cli, project: Path) -> None:
+    result = cli("scan", "--staged", cwd=project)
+    assert result.code == 0 and result.out == ""
+
+
+def test_the_index_is_scanned_not_the_working_file(cli: Cli, project: Path) -> None:
+    key = fake_key_id()
+    target = project / "config.ini"
+    target.write_text(f"key = {key}\n")
+    git(project, "add", "config.ini")
+    target.write_text("key = read from the environment\n")  # fixed, but not staged
+    code, doc = staged_json(cli, project)
+    assert code == 1 and leak_paths(doc) == ["config.ini"]
+
+
+def test_an_unstaged_key_does_not_block(cli: Cli, project: Path) -> None:
+    target = project / "config.ini"
+    target.write_text("key = from the environment\n")
+    git(project, "add", "config.ini")
+    target.write_text(f"key = {fake_key_id()}\n")  # in the work tree only
+    code, doc = staged_json(cli, project)
+    assert code == 0 and doc["findings"] == []
+
+
+def test_only_changed_files_are_scanned(cli: Cli, repo: Path) -> None:
+    (repo / "old.ini").write_text(f"key = {fake_key_id()}\n")
+    commit_all(repo, "an old leak already in history")
+    (repo / "new.txt").write_text("hello\n")
+    git(repo, "add", "new.txt")
+    code, doc = staged_json(cli, repo)
+    assert code == 0 and doc["summary"]["files"] == 1
+
+
+def test_before_the_first_commit_everything_staged_is_scanned(cli: Cli, repo: Path) -> None:
+    (repo / "a.ini").write_text(f"aws_secret_access_key = {fake_secret()}\n")
+    (repo / "b.txt").write_text("fine\n")
+    git(repo, "add", ".")
+    code, doc = staged_json(cli, repo)
+    assert code == 1 and leak_paths(doc) == ["a.ini"]
+
+
+def test_an_empty_repository_with_nothing_staged_is_clean(cli: Cli, repo: Path) -> None:
+    assert cli("scan", "--staged", cwd=repo).code == 0
+
+
+def test_a_staged_deletion_is_not_a_leak(cli: Cli, repo: Path) -> None:
+    (repo / "k.ini").write_text(f"key = {fake_key_id()}\n")
+    commit_all(repo)
+    git(repo, "rm", "-q", "k.ini")
+    code, doc = staged_json(cli, repo)
+    assert code == 0 and doc["findings"] == []
+
+
+def test_a_renamed_file_with_a_key_is_still_reported(cli: Cli, repo: Path) -> None:
+    (repo / "k.ini").write_text(f"key = {fake_key_id()}\n")
+    commit_all(repo)
+    git(repo, "mv", "k.ini", "moved.ini")
+    code, doc = staged_json(cli, repo)
+    assert code == 1 and leak_paths(doc) == ["moved.ini"]
+
+
+def test_paths_are_from_the_repository_root_when_run_in_a_subfolder(cli: Cli,
+                                                                    project: Path) -> None:
+    sub = project / "src" / "deep"
+    sub.mkdir(parents=True)
+    (sub / "k.py").write_text(f"K = '{fake_key_id()}'\n")
+    git(project, "add", ".")
+    result = cli("scan", "--staged", "--format", "json", cwd=sub)
+    assert result.code == 1
+    assert leak_paths(result.json) == ["src/deep/k.py"]
+
+
+def test_odd_names_and_binary_content_in_the_index(cli: Cli, project: Path) -> None:
+    key = fake_key_id()
+    raw_names = [b"with space.ini", b"new\nline.ini", b"caf\xe9.ini"]
+    for name in raw_names:
+        with open(os.path.join(os.fsencode(project), name), "wb") as fh:
+            fh.write(f"aws_access_key_id = {key}\n".encode())
+    (project / "blob.bin").write_bytes(b"\0\1\2" + key.encode() + b"\0\xff")
+    git(project, "add", ".")
+    code, doc = staged_json(cli, project)
+    assert code == 1
+    assert leak_paths(doc) == ["blob.bin", "caf\\xe9.ini", "new\\nline.ini", "with space.ini"]
+
+
+def test_a_staged_file_over_the_size_limit_is_reported(cli: Cli, project: Path) -> None:
+    (project / "dump.sql").write_text("-- x\n" * 1000 + f"{fake_key_id()}\n")
+    git(project, "add", "dump.sql")
+    code, doc = staged_json(cli, project, "--max-file-size", "1k")
+    assert code == 0
+    assert [s["path"] for s in doc["skipped"]] == ["dump.sql"]
+
+
+def test_staged_outside_a_repository_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:
+    result = cli("scan", "--staged", tmp_path)
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert "not inside a git work tree" in line
+
+
+def test_a_temporary_index_from_git_index_file_is_honoured(project: Path) -> None:
+    """What `git commit -a` does: stage into a temporary index and point the hook at it."""
+    key = fake_key_id()
+    (project / "app.py").write_text(f"KEY = '{key}'\n")
+    temp_index = project / ".git" / "next-index.tmp"
+    env = clean_env(GIT_INDEX_FILE=str(temp_index))
+    git(project, "read-tree", "HEAD", env=env)
+    git(project, "add", "app.py", env=env)
+
+    with_temp = run_keyscan(["scan", "--staged", "--format", "json"], cwd=project, env=env)
+    assert with_temp.returncode == 1, with_temp.stderr
+    assert key in with_temp.stdout
+    with_default = run_keyscan(["scan", "--staged"], cwd=project)
+    assert with_default.returncode == 0, with_default.stdout
+
+
+# -- as a plain git hook ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def hooked(project: Path) -> Path:
+    hook = project / ".git" / "hooks" / "pre-commit"
+    hook.write_text(f"#!/bin/sh\nexec '{KEYSCAN_BIN}' scan --staged\n")
+    hook.chmod(0o755)
+    return project
+
+
+def test_a_plain_hook_blocks_git_commit_a(hooked: Path) -> None:
+    key = fake_key_id()
+    (hooked / "app.py").write_text(f"KEY = '{key}'\n")  # tracked, modified, not staged
+    proc = git(hooked, "commit", "-a", "-m", "oops", check=False)
+    assert proc.returncode != 0
+    assert "app.py:1:8" in proc.stdout + proc.stderr
+    assert git(hooked, "rev-list", "--count", "HEAD").stdout.strip() == "1"
+
+
+def test_a_plain_hook_blocks_a_partial_commit_of_a_path(hooked: Path) -> None:
+    (hooked / "app.py").write_text(f"KEY = '{fake_key_id()}'\n")
+    (hooked / "README.md").write_text("# demo, edited\n")
+    git(hooked, "add", "README.md")
+    proc = git(hooked, "commit", "-m", "only app.py", "--", "app.py", check=False)
+    assert proc.returncode != 0
+    assert "app.py" in proc.stdout + proc.stderr
+
+
+def test_a_plain_hook_lets_a_clean_commit_a_through(hooked: Path) -> None:
+    (hooked / "app.py").write_text("print('clean')\n")
+    (hooked / "config.ini").write_text(f"key = {fake_key_id()}\n")  # untracked: not in -a
+    proc = git(hooked, "commit", "-a", "-m", "clean", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
