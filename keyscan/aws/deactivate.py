@@ -107,7 +107,7 @@ def _with(step: Step, **changes: Any) -> Step:
 
 def render_plan(steps: list[Step], verb: str = "deactivate", extra: str = "quarantine") -> str:
     if not steps:
-        return "Plan: no leaked AWS key IDs to act on.\n"
+        return f"Plan: no keys to {verb}.\n"
     lines = ["Plan:"]
     for s in steps:
         what = verb if s.act else "skip"

@@ -70,6 +70,7 @@ class Iam:
         self.server = server
         self.monkeypatch = monkeypatch
         self.sent: list[tuple[str, str]] = []  # (operation, body) keyscan sent
+        self.signers: list[str] = []  # the access key ID that signed each request
         self._faults: list[Callable[[str, str], Any]] = []
         self._hooked = False
 
@@ -133,6 +134,10 @@ class Iam:
         body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
         op = next((p.split("=", 1)[1] for p in body.split("&") if p.startswith("Action=")), "")
         self.sent.append((op, body))
+        auth = str(request.headers.get("Authorization", b""), "utf-8", "replace") \
+            if isinstance(request.headers.get("Authorization"), bytes) \
+            else str(request.headers.get("Authorization", ""))
+        self.signers.append(auth.partition("Credential=")[2].partition("/")[0])
         for fault in self._faults:
             response = fault(op, body)
             if response is not None:

@@ -1,0 +1,228 @@
+"""Deactivation end to end: plan, --dry-run, --yes, audit log, idempotence, guards, undo."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from aws_helpers import (
+    DEFAULT_ACCOUNT,
+    OTHER_ACCOUNT,
+    Iam,
+    env_file,
+    json_findings,
+    make_repo,
+    run_cli,
+)
+
+from keyscan.aws.deactivate import QUARANTINE_POLICY
+
+
+@pytest.fixture
+def leaked(iam: Iam) -> dict[str, str]:
+    return iam.new_key("ci-deployer")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, leaked: dict[str, str]) -> Path:
+    return make_repo(tmp_path / "repo", {
+        "deploy/prod.env": env_file(leaked["AccessKeyId"], leaked["SecretAccessKey"])})
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "audit" / "keyscan.jsonl"
+
+
+def entries(log: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_without_yes_only_the_plan_is_printed(iam: Iam, repo: Path, leaked: dict[str, str],
+                                              log: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--audit-log", str(log))
+    assert code == 0
+    assert f"deactivate               {leaked['AccessKeyId']}" in out
+    assert "user ci-deployer, account 123456789012, status Active" in out
+    assert "deploy/prod.env:1" in out
+    assert "rerun with --yes" in out
+    assert iam.status(leaked) == "Active"
+    assert not log.exists()
+
+
+def test_dry_run_changes_nothing(iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--dry-run", "--yes",
+                           "--audit-log", str(log))
+    assert code == 0
+    assert "Dry run: nothing changed." in out
+    assert "would-deactivate" in out
+    assert iam.status(leaked) == "Active"
+    assert not log.exists()
+
+
+def test_yes_deactivates_and_audits(iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    assert code == 0, err
+    assert iam.status(leaked) == "Inactive"  # moto still accepts inactive keys: ask IAM
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    [entry] = entries(log)
+    assert entry["action"] == "deactivate"
+    assert entry["key_id"] == leaked["AccessKeyId"]
+    assert entry["user"] == "ci-deployer"
+    assert entry["account"] == DEFAULT_ACCOUNT
+    assert (entry["previous_status"], entry["new_status"], entry["result"]) == \
+        ("Active", "Inactive", "ok")
+    assert entry["operator_arn"].startswith("arn:aws:")
+    assert entry["time"].endswith("+00:00")
+    assert leaked["SecretAccessKey"] not in log.read_text() + out + err
+
+
+def test_second_run_is_idempotent(iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    iam.record()
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    assert code == 0
+    assert "already-inactive" in out
+    assert iam.calls("UpdateAccessKey") == []
+    assert len(entries(log)) == 1
+
+
+def test_deactivate_from_a_saved_report(iam: Iam, repo: Path, leaked: dict[str, str],
+                                        log: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.json"
+    run_cli(capsys, "scan", str(repo), "-f", "json", "-o", str(report))
+    code, out, _ = run_cli(capsys, "deactivate", "--report", str(report), "--yes",
+                           "--audit-log", str(log))
+    assert code == 0
+    assert "deactivated" in out
+    assert iam.status(leaked) == "Inactive"
+
+
+def test_scan_and_deactivate_in_one_ci_step(iam: Iam, repo: Path, leaked: dict[str, str],
+                                            log: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "scan", str(repo), "--deactivate", "--yes", "-f", "json",
+                             "--audit-log", str(log))
+    assert code == 1  # leaks found; every action succeeded
+    own = json_findings(out)[leaked["AccessKeyId"]]["ownership"]
+    assert (own["action"], own["status"]) == ("deactivated", "Inactive")
+    assert "Plan:" in err
+    assert iam.status(leaked) == "Inactive"
+
+
+def test_a_foreign_key_is_never_touched(iam: Iam, leaked: dict[str, str], tmp_path: Path,
+                                        log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    theirs = iam.new_key("partner", account=OTHER_ACCOUNT)
+    repo = make_repo(tmp_path / "repo", {"ours.env": env_file(leaked["AccessKeyId"]),
+                                         "theirs.env": env_file(theirs["AccessKeyId"])})
+    iam.record()
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--quarantine",
+                           "--audit-log", str(log))
+    assert code == 0
+    assert f"not a key of your account {DEFAULT_ACCOUNT}" in out
+    assert iam.status(leaked) == "Inactive"
+    assert iam.status(theirs, account=OTHER_ACCOUNT) == "Active"
+    changes = iam.calls("UpdateAccessKey") + iam.calls("PutUserPolicy")
+    assert changes and not [b for b in changes if theirs["AccessKeyId"] in b or "partner" in b]
+    assert {e["key_id"] for e in entries(log)} == {leaked["AccessKeyId"]}
+
+
+def test_lock_out_guard_spares_the_operators_own_key(iam: Iam, tmp_path: Path, log: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    mine = iam.new_key("keyscan-ci")
+    iam.use_operator(mine)
+    repo = make_repo(tmp_path / "repo", {"ci.env": env_file(mine["AccessKeyId"])})
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--quarantine",
+                           "--audit-log", str(log))
+    assert code == 0
+    assert "lock-out guard: keyscan is running with this key" in out
+    assert iam.status(mine) == "Active"
+    assert not log.exists()
+
+
+def test_no_quarantine_for_the_operators_own_user(iam: Iam, tmp_path: Path, log: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    iam.use_operator(iam.new_key("keyscan-ci"))
+    old = iam.new_key("keyscan-ci")  # the operator's second, leaked key
+    repo = make_repo(tmp_path / "repo", {"ci.env": env_file(old["AccessKeyId"])})
+    run_cli(capsys, "deactivate", str(repo), "--yes", "--quarantine", "--audit-log", str(log))
+    assert iam.status(old) == "Inactive"
+    assert iam.client("iam").list_user_policies(UserName="keyscan-ci")["PolicyNames"] == []
+
+
+def test_quarantine_and_its_undo(iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    client = iam.client("iam")
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--quarantine",
+                           "--audit-log", str(log))
+    assert code == 0
+    assert "quarantined" in out
+    policy = client.get_user_policy(UserName="ci-deployer", PolicyName=QUARANTINE_POLICY)
+    assert policy["PolicyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert [e["action"] for e in entries(log)] == ["deactivate", "quarantine"]
+
+    code, out, _ = run_cli(capsys, "reactivate", leaked["AccessKeyId"], "--yes",
+                           "--audit-log", str(log))
+    assert code == 0
+    assert iam.status(leaked) == "Active"
+    assert client.list_user_policies(UserName="ci-deployer")["PolicyNames"] == []
+    assert [e["action"] for e in entries(log)][2:] == ["reactivate", "unquarantine"]
+
+
+def test_reactivate_needs_yes(iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    code, out, _ = run_cli(capsys, "reactivate", leaked["AccessKeyId"], "--audit-log",
+                           str(log))
+    assert code == 0
+    assert "rerun with --yes" in out
+    assert iam.status(leaked) == "Inactive"
+
+
+def test_reactivate_from_the_audit_log(iam: Iam, leaked: dict[str, str], tmp_path: Path,
+                                       log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    second = iam.new_key("web")
+    repo = make_repo(tmp_path / "repo", {"a.env": env_file(leaked["AccessKeyId"]),
+                                         "b.env": env_file(second["AccessKeyId"])})
+    run_cli(capsys, "deactivate", str(repo), "--yes", "--quarantine", "--audit-log", str(log))
+    assert (iam.status(leaked), iam.status(second)) == ("Inactive", "Inactive")
+    code, out, _ = run_cli(capsys, "reactivate", "--from-audit-log", str(log), "--yes",
+                           "--audit-log", str(log))
+    assert code == 0, out
+    assert (iam.status(leaked), iam.status(second)) == ("Active", "Active")
+    assert iam.client("iam").list_user_policies(UserName="web")["PolicyNames"] == []
+    code, out, _ = run_cli(capsys, "reactivate", "--from-audit-log", str(log), "--yes",
+                           "--audit-log", str(log))
+    assert (code, out) == (0, "Plan: no keys to reactivate.\n")  # all undone already
+
+
+def test_one_failed_deactivation_does_not_stop_the_others(
+        iam: Iam, leaked: dict[str, str], tmp_path: Path, log: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    second = iam.new_key("web")
+    iam.fail("UpdateAccessKey", "AccessDenied", status=403, when=leaked["AccessKeyId"])
+    repo = make_repo(tmp_path / "repo", {"a.env": env_file(leaked["AccessKeyId"]),
+                                         "b.env": env_file(second["AccessKeyId"])})
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    assert code == 3
+    assert "access denied for iam:UpdateAccessKey" in out
+    assert (iam.status(leaked), iam.status(second)) == ("Active", "Inactive")
+    results = {e["key_id"]: e["result"] for e in entries(log)}
+    assert results == {leaked["AccessKeyId"]: "failed", second["AccessKeyId"]: "ok"}
+
+
+def test_keys_outside_our_accounts_are_skipped(iam: Iam, repo: Path, leaked: dict[str, str],
+                                               log: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--our-account",
+                           OTHER_ACCOUNT, "--audit-log", str(log))
+    assert code == 0
+    assert f"account {DEFAULT_ACCOUNT} is not in --our-account" in out
+    assert iam.status(leaked) == "Active"

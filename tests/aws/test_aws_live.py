@@ -1,0 +1,63 @@
+"""--verify-live: sign sts:GetCallerIdentity with the found pair (auth on in moto)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aws_helpers import (
+    DEFAULT_ACCOUNT,
+    Iam,
+    env_file,
+    fake_secret,
+    json_findings,
+    make_repo,
+    run_cli,
+)
+
+
+def test_live_and_dead_pairs(iam: Iam, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    alive = iam.new_key("alice")
+    wrong = iam.new_key("carol")
+    gone = iam.new_key("bob")
+    iam.client("iam").delete_access_key(UserName="bob", AccessKeyId=gone["AccessKeyId"])
+    iam.auth_on()  # from here on, moto checks every signature
+    repo = make_repo(tmp_path / "repo", {
+        "alive.env": env_file(alive["AccessKeyId"], alive["SecretAccessKey"]),
+        "wrong.env": env_file(wrong["AccessKeyId"], fake_secret()),
+        "gone.env": env_file(gone["AccessKeyId"], gone["SecretAccessKey"]),
+    })
+    code, out, err = run_cli(capsys, "scan", str(repo), "--verify-live", "-f", "json")
+    found = {k: f["ownership"] for k, f in json_findings(out).items()}
+    assert code == 1, err
+    assert found[alive["AccessKeyId"]]["live"] is True
+    assert found[alive["AccessKeyId"]]["live_arn"] == \
+        f"arn:aws:iam::{DEFAULT_ACCOUNT}:user/alice"
+    assert found[wrong["AccessKeyId"]]["live"] is False
+    assert "secret does not match" in " ".join(found[wrong["AccessKeyId"]]["notes"])
+    assert found[gone["AccessKeyId"]]["live"] is False
+    assert "does not know this key ID" in " ".join(found[gone["AccessKeyId"]]["notes"])
+    for key in (alive, wrong, gone):
+        assert key["SecretAccessKey"] not in out + err
+
+
+def test_live_check_never_uses_the_operator_credentials(
+        iam: Iam, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    iam.record()
+    key = iam.new_key("alice")
+    repo = make_repo(tmp_path / "repo", {
+        "a.env": env_file(key["AccessKeyId"], key["SecretAccessKey"])})
+    _, out, _ = run_cli(capsys, "scan", str(repo), "--verify-live", "-f", "json")
+    assert json_findings(out)[key["AccessKeyId"]]["ownership"]["live"] is True
+    assert [op for op, _ in iam.sent] == ["GetCallerIdentity"]
+    assert iam.signers == [key["AccessKeyId"]]  # signed with the found pair only
+
+
+def test_text_report_shows_liveness(iam: Iam, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    key = iam.new_key("alice")
+    repo = make_repo(tmp_path / "repo", {
+        "a.env": env_file(key["AccessKeyId"], key["SecretAccessKey"])})
+    _, out, _ = run_cli(capsys, "scan", str(repo), "--verify-live")
+    assert f"live     yes, as arn:aws:iam::{DEFAULT_ACCOUNT}:user/alice" in out
