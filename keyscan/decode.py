@@ -26,16 +26,18 @@ def base64_stems(word: bytes) -> set[bytes]:
     return stems
 
 
-def base64_trigger(words: list[bytes]) -> re.Pattern[bytes]:
-    """A pattern for where base64 text may hide one of `words`.
+def base64_triggers(words: list[bytes]) -> tuple[re.Pattern[bytes], tuple[bytes, ...]]:
+    """Where base64 text may hide one of `words`: a pattern and some literals.
 
-    Only the alignment where the encoded text starts with the word (a Kubernetes
-    Secret value, `echo -n KEY | base64`) plus whole base64-encoded credentials
-    files; every stem starts with a rare capital so `re` scans at GB/s.
+    The pattern covers the alignment where the encoded text starts with the word (a
+    Kubernetes Secret value, `echo -n KEY | base64`): every stem starts with the rare
+    capital Q, so `re` scans at GB/s. The literals, long and so fast to find, cover
+    base64-encoded credentials files: `[default]` or `aws_access_key_id` at any
+    alignment.
     """
     aligned = sorted(base64.b64encode(w)[: (len(w) * 8) // 6] for w in words)
-    extra = sorted(base64_stems(b"[default]") | base64_stems(b"aws_access_key_id"))
-    return re.compile(b"|".join(re.escape(s) for s in aligned + extra))
+    files = tuple(sorted(base64_stems(b"[default]") | base64_stems(b"aws_access_key_id")))
+    return re.compile(b"|".join(re.escape(s) for s in aligned)), files
 
 
 def base64_run(data: bytes, pos: int) -> tuple[int, int]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from keyscan import decode
 from keyscan.model import Role, Secret, Status
+from keyscan.prefilter import BASE64, KEY, Prefilter, keyword_trigger, literal
 from keyscan.rules import CompiledRule, RuleSet
 
 ALLOW_MARK = b"keyscan:allow"
@@ -81,7 +82,21 @@ class Matcher:
             id(r): frozenset(_class_bytes(r.rule.boundary)) for r in self.key_rules
         }
         prefixes = sorted({p.encode() for r in self.key_rules for p, _ in r.rule.prefixes})
-        self.b64_trigger = decode.base64_trigger([p for p in prefixes if len(p) >= 4])
+        self.b64_pattern, self.b64_files = decode.base64_triggers(
+            [p for p in prefixes if len(p) >= 4])
+        self.prefilter = Prefilter(self._triggers(prefixes))
+
+    def _triggers(self, prefixes: list[bytes]) -> dict[str, list[bytes]]:
+        triggers: dict[str, list[bytes]] = {
+            BASE64: [self.b64_pattern.pattern, *(literal(f) for f in self.b64_files)],
+        }
+        # a key rule without declared prefixes could match anywhere: never gate it
+        if self.key_rules and all(r.rule.prefixes for r in self.key_rules):
+            triggers[KEY] = [literal(p) for p in prefixes]
+        for rule in self.line_rules:
+            for keyword in rule.keywords:
+                triggers[keyword_trigger(keyword)] = [literal(keyword)]
+        return triggers
 
     def find(self, data: bytes) -> list[Credential]:
         text = decode.utf16_text(data)
@@ -94,10 +109,15 @@ class Matcher:
 
     def _hits(self, data: bytes, depth: int) -> list[Hit]:
         hits: list[Hit] = []
-        for rule in self.key_rules:
-            hits.extend(self._key_ids(rule, data))
-        key_hits = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
+        triggers = self.prefilter.present(data) if depth == 0 else None
         present: dict[bytes, bool] = {}  # rules sharing keywords scan for them once
+        if triggers is not None:
+            present = {k: keyword_trigger(k) in triggers
+                       for r in self.line_rules for k in r.keywords}
+        if triggers is None or KEY in triggers or KEY not in self.prefilter.names:
+            for rule in self.key_rules:
+                hits.extend(self._key_ids(rule, data))
+        key_hits = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
         for rule in self.line_rules:
             if rule.rule.near_prefixes:
                 # e.g. session tokens: only looked for around the key IDs they belong to
@@ -108,10 +128,10 @@ class Matcher:
                 hits.extend(self._keyword_hits(rule, data))
             if rule.near_pattern is not None and key_hits:
                 hits.extend(_near_hits(rule, data, key_hits))
-        if depth < _MAX_DEPTH:
+        if depth < _MAX_DEPTH and (triggers is None or BASE64 in triggers):
             hits.extend(self._base64_hits(data, depth))
-            if depth == 0 and b"\0" in data:
-                hits.extend(self._wide_hits(data))
+        if depth == 0 and b"\0" in data:
+            hits.extend(self._wide_hits(data))
         return hits
 
     def _key_ids(self, rule: CompiledRule, data: bytes) -> list[Hit]:
@@ -144,10 +164,10 @@ class Matcher:
     def _base64_hits(self, data: bytes, depth: int) -> list[Hit]:
         out: list[Hit] = []
         seen_end = -1
-        for m in self.b64_trigger.finditer(data):
-            if m.start() < seen_end:
+        for pos in self._base64_positions(data):
+            if pos < seen_end:
                 continue
-            start, end = decode.base64_run(data, m.start())
+            start, end = decode.base64_run(data, pos)
             seen_end = end
             decoded = decode.decode_base64(data[start:end])
             if decoded is None:
@@ -155,6 +175,15 @@ class Matcher:
             for hit in self._hits(decoded, depth + 1):
                 out.append(Hit(hit.rule, hit.value, start, end, "base64", hit.near_only))
         return out
+
+    def _base64_positions(self, data: bytes) -> list[int]:
+        positions = [m.start() for m in self.b64_pattern.finditer(data)]
+        for stem in self.b64_files:
+            pos = data.find(stem)
+            while pos != -1:
+                positions.append(pos)
+                pos = data.find(stem, pos + 1)
+        return sorted(positions)
 
     def _wide_hits(self, data: bytes) -> list[Hit]:
         """UTF-16 text without a byte-order mark (Windows tools, .reg exports)."""

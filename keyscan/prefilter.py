@@ -1,0 +1,74 @@
+"""Which triggers a piece of content holds, found in one pass.
+
+Most content holds no credential. The matcher asks this module which of its
+triggers (key-ID prefixes, rule keywords, base64 stems) occur at all, and runs
+only the passes those triggers call for. With Hyperscan (a SIMD multi-pattern
+engine, wheels for x86-64 Linux) that is one pass over the bytes for every
+trigger at once, ~5x faster than a `re`/`bytes.find` pass per trigger; without
+it, `present()` returns None and the matcher checks each trigger itself. Both
+paths give the same findings: the prefilter only skips work, never decides.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+KEY = "key"
+BASE64 = "b64"
+
+
+def keyword_trigger(keyword: bytes) -> str:
+    return "kw:" + keyword.decode("latin-1")
+
+
+class Prefilter:
+    def __init__(self, triggers: Mapping[str, Sequence[bytes]]) -> None:
+        """`triggers`: name -> regexes (bytes); a trigger is present if any matches."""
+        self._names: list[str] = []
+        self._db: Any = None
+        if os.environ.get("KEYSCAN_NO_HYPERSCAN"):
+            return
+        try:
+            import hyperscan
+        except ImportError:
+            return
+        expressions, ids = [], []
+        for name, patterns in triggers.items():
+            for pattern in patterns:
+                expressions.append(pattern)
+                ids.append(len(self._names))
+            self._names.append(name)
+        if not expressions:
+            return
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        try:
+            db.compile(expressions=expressions, ids=ids,
+                       flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(expressions))
+        except hyperscan.error:
+            return  # a trigger Hyperscan cannot take: fall back to per-trigger checks
+        self._db = db
+        self._scratch = hyperscan.Scratch(db)
+
+    @property
+    def active(self) -> bool:
+        return self._db is not None
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._names)
+
+    def present(self, data: bytes) -> frozenset[str] | None:
+        """Trigger names found in `data`; None when there is no one-pass engine."""
+        if self._db is None:
+            return None
+        found: set[int] = set()
+        on_match: Callable[..., None] = lambda i, _s, _e, _f, _c: found.add(i)  # noqa: E731
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
+        return frozenset(self._names[i] for i in found)
+
+
+def literal(text: bytes) -> bytes:
+    """`text` as a pattern both engines read literally (hex escapes: no NUL, no syntax)."""
+    return b"".join(b"\\x%02x" % c for c in text)

@@ -1,0 +1,57 @@
+"""The one-pass prefilter only skips work: findings are the same with and without it."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+from fakes import fake_key_id, fake_secret, fake_session_token
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keyscan.match import Matcher
+from keyscan.rules import RuleSet
+
+
+def _both(rules: RuleSet, monkeypatch: pytest.MonkeyPatch) -> tuple[Matcher, Matcher]:
+    fast = Matcher(rules)
+    monkeypatch.setenv("KEYSCAN_NO_HYPERSCAN", "1")
+    plain = Matcher(rules)
+    monkeypatch.delenv("KEYSCAN_NO_HYPERSCAN")
+    assert not plain.prefilter.active
+    return fast, plain
+
+
+def _summary(matcher: Matcher, data: bytes) -> list[tuple[object, ...]]:
+    return sorted((c.anchor.rule.rule.id, c.anchor.value, c.anchor.line, c.anchor.column,
+                   c.secret.value if c.secret else "", c.status.value)
+                  for c in matcher.find(data))
+
+
+def _pieces(rng: random.Random) -> list[str]:
+    key, secret = fake_key_id(rng=rng), fake_secret(rng=rng)
+    asia = fake_key_id("ASIA", rng=rng)
+    creds = f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    return [
+        f"aws_access_key_id = {key}\n", f"aws_secret_access_key = {secret}\n",
+        f'"AccessKeyId": "{asia}", "SessionToken": "{fake_session_token(rng)}"\n',
+        f"value: {base64.b64encode(key.encode()).decode()}\n",
+        f"blob: {base64.b64encode(creds.encode()).decode()}\n",
+        "def secret_sauce(): return 42\n", "SECRET_ACCESS_KEY = os.environ['X']\n",
+        "AKIAIOSFODNN7EXAMPLE\n", "plain text line\n", "aws_secret_access_key = <yours>\n",
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32), picks=st.lists(st.integers(0, 9), max_size=12))
+def test_same_findings_with_and_without_the_prefilter(
+        rules: RuleSet, seed: int, picks: list[int]) -> None:
+    pytest.importorskip("hyperscan")
+    with pytest.MonkeyPatch.context() as mp:
+        fast, plain = _both(rules, mp)
+    if not fast.prefilter.active:
+        pytest.skip("Hyperscan is not available on this platform")
+    pieces = _pieces(random.Random(seed))
+    data = "".join(pieces[i] for i in picks).encode()
+    assert _summary(fast, data) == _summary(plain, data)
