@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from keyscan.model import Finding, ScanResult
+from keyscan.model import Finding, ScanResult, Status
 
 if TYPE_CHECKING:
     from keyscan.aws.deactivate import Outcome, Step
@@ -144,7 +144,8 @@ def _note_canaries(result: ScanResult) -> None:
     seen = set()
     for f in result.findings:
         own = f.ownership
-        if own is not None and own.classification == "canary" and f.key_id not in seen:
+        if own is not None and own.classification == "canary" and f.key_id not in seen \
+                and f.status is Status.LEAK:
             seen.add(f.key_id)
             result.notes.append(f"{f.key_id}: {own.notes[0]}")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from keyscan.aws import classify
 from keyscan.aws.session import AwsOptions, client, describe, error_code
-from keyscan.model import Finding, Ownership, Secret
+from keyscan.model import Finding, Ownership, Secret, Status
 
 _DEAD = {
     "InvalidClientTokenId": "AWS does not know this key ID (deleted, or never existed)",
@@ -35,7 +35,7 @@ def check_findings(findings: list[Finding], session: Any, options: AwsOptions) -
 
 
 def _checkable(f: Finding) -> bool:
-    if not f.key_id or f.secret is None or f.ownership is None:
+    if not f.key_id or f.secret is None or f.ownership is None or f.status is not Status.LEAK:
         return False
     return f.ownership.classification != classify.CANARY
 

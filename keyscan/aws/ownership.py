@@ -19,7 +19,7 @@ from typing import Any
 from keyscan.aws import classify
 from keyscan.aws.classify import Accounts
 from keyscan.aws.session import AwsOptions, Operator, client, describe, error_code
-from keyscan.model import Finding, Ownership
+from keyscan.model import Finding, Ownership, Status
 
 ROOT_USER_NAMES = ("<root_account>", "root")
 MAX_KEYS_PER_USER = 2  # an IAM limit: a third CreateAccessKey fails with LimitExceeded
@@ -50,7 +50,7 @@ class Checker:
         """Findings with IAM's answer attached; canaries are never sent to AWS."""
         findings = list(findings)
         todo = {f.key_id: f.ownership or Ownership() for f in findings
-                if f.key_id and not _is_canary(f)}
+                if f.key_id and f.status is Status.LEAK and not _is_canary(f)}
         self.check_many(todo)
         return [self._attach(f) for f in findings]
 

@@ -65,7 +65,7 @@ def verify_live(findings: list[Finding], aws: Aws) -> list[Finding]:
 
 
 def _askable(f: Finding) -> bool:
-    return bool(f.key_id) and f.ownership is not None \
+    return bool(f.key_id) and f.status is Status.LEAK and f.ownership is not None \
         and f.ownership.classification != classify.CANARY
 
 
