@@ -72,3 +72,8 @@ def scan_json(cli: Callable[..., CliResult], *args: str | Path) -> tuple[int, di
     result = cli("scan", *args, "--format", "json")
     assert result.code in (0, 1), result.err
     return result.code, result.json
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # honoured by pytest-timeout when installed; declared so the mark is never "unknown"
+    config.addinivalue_line("markers", "timeout(seconds): fail a test that runs longer")
