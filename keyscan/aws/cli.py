@@ -135,6 +135,10 @@ def after_scan(result: ScanResult, args: argparse.Namespace) -> int | None:
                         canaries=parse_accounts(args.canary_account))
     result.findings[:] = classify_all(result.findings, accounts)
     _note_canaries(result)
+    if args.quarantine and not args.deactivate:
+        from keyscan.errors import KeyscanError
+
+        raise KeyscanError("--quarantine only works with --deactivate")
     if not (args.verify or args.verify_live or args.deactivate):
         return None
     return _scan_aws(result, args)
@@ -218,10 +222,15 @@ def cmd_deactivate(args: argparse.Namespace) -> int:
     """Plan (and with --yes apply) deactivation of the leaked keys of a report or a scan."""
     from keyscan.aws import run
     from keyscan.aws.classify import classify_all
+    from keyscan.errors import KeyscanError
 
     aws = _aws(args)
     findings = classify_all(_findings_for(args), aws.accounts)
-    findings = run.verify(findings, aws)
+    try:
+        findings = run.verify(findings, aws)
+    except KeyscanError as exc:  # credentials: nothing can be checked, so nothing is done
+        print(f"keyscan: error: {exc}", file=sys.stderr)
+        return EXIT_AWS_FAILED
     for error in aws.errors:
         print(f"keyscan: error: {error}", file=sys.stderr)
     outcomes = _deactivate(findings, aws, _acting(args), sys.stdout)
@@ -239,7 +248,11 @@ def cmd_reactivate(args: argparse.Namespace) -> int:
         raise KeyscanError("name the keys to reactivate (KEY_ID ...) or give "
                            "--from-audit-log FILE")
     aws = _aws(args)
-    checker = aws.connect()
+    try:
+        checker = aws.connect()
+    except KeyscanError as exc:
+        print(f"keyscan: error: {exc}", file=sys.stderr)
+        return EXIT_AWS_FAILED
     steps = reactivate.steps_for_keys(args.key_ids, checker) if args.key_ids else []
     if args.from_audit_log is not None:
         steps += reactivate.steps_from_log(args.from_audit_log, checker.operator)

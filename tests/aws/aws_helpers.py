@@ -94,7 +94,7 @@ class Iam:
     def status(self, key: dict[str, str], account: str | None = None) -> str:
         keys = self.client("iam", account).list_access_keys(
             UserName=key["UserName"])["AccessKeyMetadata"]
-        return next(k["Status"] for k in keys if k["AccessKeyId"] == key["AccessKeyId"])
+        return next(str(k["Status"]) for k in keys if k["AccessKeyId"] == key["AccessKeyId"])
 
     def use_operator(self, key: dict[str, str]) -> None:
         """Run keyscan as the IAM user owning `key` (its account follows the key)."""

@@ -226,3 +226,21 @@ def test_keys_outside_our_accounts_are_skipped(iam: Iam, repo: Path, leaked: dic
     assert code == 0
     assert f"account {DEFAULT_ACCOUNT} is not in --our-account" in out
     assert iam.status(leaked) == "Active"
+
+
+def test_deactivate_without_credentials_changes_nothing_and_says_why(
+        iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    code, _, err = run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    assert code == 3
+    assert err.count("no usable AWS credentials") == 1
+    assert iam.status(leaked) == "Active"
+
+
+def test_quarantine_needs_deactivate(iam: Iam, repo: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "scan", str(repo), "--quarantine")
+    assert code == 2
+    assert "--quarantine only works with --deactivate" in err
