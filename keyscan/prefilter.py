@@ -11,8 +11,11 @@ paths give the same findings: the prefilter only skips work, never decides.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 KEY = "key"
@@ -42,11 +45,8 @@ class Prefilter:
             self._names.append(name)
         if not expressions:
             return
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        try:
-            db.compile(expressions=expressions, ids=ids,
-                       flags=[hyperscan.HS_FLAG_SINGLEMATCH] * len(expressions))
-        except hyperscan.error:
+        db = _load_or_compile(hyperscan, expressions, ids)
+        if db is None:
             return  # a trigger Hyperscan cannot take: fall back to per-trigger checks
         self._db = db
         self._scratch = hyperscan.Scratch(db)
@@ -67,6 +67,40 @@ class Prefilter:
         on_match: Callable[..., None] = lambda i, _s, _e, _f, _c: found.add(i)  # noqa: E731
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
         return frozenset(self._names[i] for i in found)
+
+
+def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int]) -> Any:
+    """Compiling costs ~50 ms, too much for a pre-commit hook: keep the compiled
+    database in the user's cache folder (patterns only, nothing scanned)."""
+    flags = [hs.HS_FLAG_SINGLEMATCH] * len(expressions)
+    key = hashlib.sha256(repr((expressions, ids, flags, _engine_version(hs))).encode())
+    path = _cache_folder() / f"prefilter-{key.hexdigest()[:24]}.hsdb"
+    try:
+        return hs.loadb(path.read_bytes(), mode=hs.HS_MODE_BLOCK)
+    except Exception:  # absent, unreadable or from another build: compile again
+        pass
+    db = hs.Database(mode=hs.HS_MODE_BLOCK)
+    try:
+        db.compile(expressions=expressions, ids=ids, flags=flags)
+    except hs.error:
+        return None
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(hs.dumpb(db))
+        os.replace(tmp, path)
+    return db
+
+
+def _engine_version(hs: Any) -> str:
+    return str(getattr(hs, "__version__", "")) + str(getattr(hs, "HS_VERSION", ""))
+
+
+def _cache_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "keyscan"
 
 
 def literal(text: bytes) -> bytes:

@@ -108,8 +108,9 @@ def rule_tests(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
 def parse_rule_file(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
     import yaml  # only commands that load rules from YAML pay for it
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~30x faster
     try:
-        doc = yaml.safe_load(path.read_bytes())
+        doc = yaml.load(path.read_bytes(), Loader=loader)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
