@@ -142,8 +142,8 @@ class Matcher:
         out = []
         for m in rule.pattern.finditer(data):
             s, e = m.span("value")
-            if not binary and ((s > 0 and data[s - 1] in bad) or
-                               (e < len(data) and data[e] in bad)):
+            if not binary and ((s > 0 and data[s - 1] in bad and not _after_escape(data, s, bad))
+                               or (e < len(data) and data[e] in bad)):
                 continue
             out.append(Hit(rule, m.group("value").decode("ascii", "replace"), s, e))
         return out
@@ -223,6 +223,19 @@ def _near_rule_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> lis
     return out
 
 
+def _after_escape(data: bytes, pos: int, bad: frozenset[int]) -> bool:
+    """`pos` follows an escaped separator: `key%3DAKIA...` in an encoded URL, or
+    `...\\nAKIA...` in a JSON or source-code string."""
+    if pos >= 2 and data[pos - 2] == 0x5C and data[pos - 1] in b"nrt":  # backslash
+        return True
+    if pos < 3 or data[pos - 3] != 0x25:  # '%'
+        return False
+    try:
+        return int(data[pos - 2 : pos], 16) not in bad
+    except ValueError:
+        return False
+
+
 def _class_bytes(spec: str) -> set[int]:
     pattern = re.compile(f"[{spec}]".encode())
     return {b for b in range(256) if pattern.fullmatch(bytes([b]))}
@@ -258,7 +271,8 @@ def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: list[in
     encoding = "plain" if where is None else "percent"
     if where is not None:
         s, e = where[s], where[e]
-    if rule.rule.role is Role.SECRET and rule.rule.value_length and len(raw) != rule.rule.value_length:
+    length = rule.rule.value_length
+    if rule.rule.role is Role.SECRET and length and len(raw) != length:
         # the 56-character form is the base64 of a 40-character secret (Kubernetes Secrets)
         decoded = decode.decode_base64(raw)
         if decoded is None or len(decoded) != rule.rule.value_length:
@@ -358,7 +372,8 @@ def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
         for key in ids:
             dist = abs(parts[id(s)].line - parts[id(key)].line)
             if dist <= s.rule.rule.near_lines:
-                options.append((dist, key.start > s.start, abs(key.start - s.start), id(s), id(key)))
+                options.append(
+                    (dist, key.start > s.start, abs(key.start - s.start), id(s), id(key)))
     used_s: set[int] = set()
     used_k: set[int] = set()
     for _, _, _, sid, kid in sorted(options):

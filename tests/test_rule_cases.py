@@ -418,3 +418,24 @@ def test_a_lowercase_path_near_an_id_is_not_taken_for_its_secret(scan: Scanner,
                                                                 keys: Keys) -> None:
     content = f"id = {keys.akia}\nhome = /home/xxxx/projects/infra/terraform/main\n"
     assert_findings(scan(content), [{"kind": "key-id", "status": "leak", "secret": None}])
+
+
+def test_a_key_after_an_escaped_newline_in_a_json_string(scan: Scanner, keys: Keys) -> None:
+    csv = f"Access key ID,Secret access key\n{keys.akia},{keys.secret}\n"
+    content = json.dumps({"attachment": csv})
+    assert "\\n" + keys.akia in content
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret}])
+
+
+def test_a_key_in_a_percent_encoded_url_inside_a_url(scan: Scanner, keys: Keys) -> None:
+    inner = (f"https://b.s3.amazonaws.com/o?X-Amz-Credential={keys.akia}%2F20240101"
+             "%2Fus-east-1%2Fs3%2Faws4_request")
+    content = f"https://example.com/login?next={quote(inner, safe='')}\n"
+    assert "%3D" + keys.akia in content
+    assert_findings(scan(content), [{"kind": "key-id", "key_id": keys.akia}])
+
+
+def test_an_escaped_letter_before_a_key_still_makes_a_longer_token(scan: Scanner,
+                                                                  keys: Keys) -> None:
+    assert scan(f"value = %41{keys.akia}\n") == []  # %41 is 'A': "AAKIA..."

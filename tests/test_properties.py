@@ -1,0 +1,118 @@
+"""Properties over large input spaces: matching anywhere in any text, redaction of any value."""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+
+from fakes import BASE32
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from keyscan.match import Matcher
+from keyscan.model import Finding, Location, ScanResult, Secret, Status
+from keyscan.report import json as json_report
+from keyscan.report import sarif as sarif_report
+from keyscan.report import text as text_report
+from keyscan.report.redact import SHOWN, show
+
+FAST = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+key_ids = st.builds(
+    lambda prefix, body: prefix + body,
+    st.sampled_from(["AKIA", "ASIA", "ABIA", "ACCA", "A3TQ", "A3T7"]),
+    st.text(alphabet=BASE32, min_size=16, max_size=16),
+)
+# Text around a key: anything printable, tabs and newlines (line endings are tested
+# elsewhere), with non-ASCII characters so columns must count characters, not bytes.
+filler = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\x85")
+    | st.sampled_from("\n\t "),
+    max_size=300,
+)
+separators = st.sampled_from(list(" \t\n,;:=\"'`()[]{}<>|!?#&*@") + ["%2F", "\\n", " = "])
+
+
+def position(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    line_start = before.rfind("\n") + 1
+    return before.count("\n") + 1, index - line_start + 1
+
+
+@FAST
+@given(key=key_ids, before=filler, after=filler, left=separators, right=separators)
+@example(key="AKIA" + "Q" * 16, before="", after="", left=" ", right=" ")
+def test_a_key_anywhere_in_text_is_found_once_at_its_place(
+        find: Callable[[str | bytes], list[Finding]], key: str, before: str, after: str,
+        left: str, right: str) -> None:
+    text = before + left + key + right + after
+    found = [f for f in find(text) if f.key_id == key]
+    assert len(found) == 1, [(f.kind, f.line, f.column) for f in find(text)]
+    start = len(before) + len(left)
+    assert (found[0].line, found[0].column) == position(text, start)
+
+
+@FAST
+@given(keys=st.lists(key_ids, min_size=2, max_size=6, unique=True), gaps=st.lists(
+    st.sampled_from([" ", "\n", ", ", "\n\n\n", '", "']), min_size=6, max_size=6))
+def test_many_keys_in_one_text_are_each_found(
+        find: Callable[[str | bytes], list[Finding]], keys: list[str], gaps: list[str]) -> None:
+    text = "".join(gap + key for gap, key in zip(gaps, keys))
+    assert sorted(f.key_id for f in find(text)) == sorted(keys)
+
+
+@FAST
+@given(data=st.binary(max_size=2000))
+def test_any_bytes_are_matched_without_error(matcher: Matcher, data: bytes) -> None:
+    matcher.find(data)
+
+
+@FAST
+@given(data=st.binary(max_size=500), key=key_ids)
+def test_a_key_in_any_binary_is_found(find: Callable[[str | bytes], list[Finding]],
+                                      data: bytes, key: str) -> None:
+    half = len(data) // 2
+    blob = data[:half] + b"\0" + key.encode() + b"\0" + data[half:]
+    assert key in {f.key_id for f in find(blob)}
+
+
+secrets = st.text(alphabet=string.ascii_letters + string.digits + "/+", min_size=40,
+                  max_size=40)
+tokens = st.text(alphabet=string.ascii_letters + string.digits + "/+=", min_size=100,
+                 max_size=400)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(max_size=200))
+def test_redaction_never_shows_more_than_4_characters(value: str) -> None:
+    out = show(Secret(value), reveal=False)
+    assert out is not None
+    shown, _, rest = out.partition("…")
+    assert len(shown) <= SHOWN and value.startswith(shown)
+    assert len(shown) <= len(value) // 4  # a short value shows even less
+    assert rest == f"({len(value)} chars, redacted)"
+    assert show(Secret(value), reveal=True) == value
+
+
+def every_report(secret: str, token: str, status: Status) -> list[str]:
+    finding = Finding(
+        rule_id="aws-access-key-id", description="AWS access key ID", severity="critical",
+        status=status, location=Location(path="a b/c.ini"), line=3, column=7, kind="pair",
+        key_id="", secret=Secret(secret), session_token=Secret(token))
+    result = ScanResult(target=".", mode="worktree", findings=[finding])
+    return [json_report.render(result), json_report.render_lines(result),
+            sarif_report.render(result), text_report.render(result, verbose=True),
+            text_report.summary(result), repr(finding), str(finding)]
+
+
+@FAST
+@given(secret=secrets, token=tokens, status=st.sampled_from(list(Status)))
+def test_no_report_shows_a_5_character_piece_of_a_secret(secret: str, token: str,
+                                                         status: Status) -> None:
+    pieces = {v[i : i + 5] for v in (secret, token) for i in range(len(v) - 4)}
+    real = every_report(secret, token, status)
+    # the same report for stand-in values: what it prints whatever the secret is
+    stand_in = every_report("~" * len(secret), "~" * len(token), status)
+    for out, baseline in zip(real, stand_in):
+        assert not {p for p in pieces if p in out and p not in baseline}
