@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from keyscan.aws import classify
-from keyscan.aws.session import AwsOptions, client, describe, error_code
+from keyscan.aws.session import ERROR_SEPARATOR, AwsOptions, client, describe, error_code
 from keyscan.model import Finding, Ownership, Secret, Status
 
 _DEAD = {
@@ -50,7 +50,7 @@ def _attach(f: Finding, answer: tuple[bool | None, str, str] | None) -> Finding:
     live, arn, why = answer
     own: Ownership = f.ownership
     if live is None:
-        own = replace(own, error="; ".join(filter(None, (own.error, why))))
+        own = replace(own, error=ERROR_SEPARATOR.join(filter(None, (own.error, why))))
     else:
         notes = own.notes + ((f"not live: {why}",) if not live else ())
         own = replace(own, live=live, live_arn=arn, notes=notes)

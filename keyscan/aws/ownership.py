@@ -18,7 +18,14 @@ from typing import Any
 
 from keyscan.aws import classify
 from keyscan.aws.classify import Accounts
-from keyscan.aws.session import AwsOptions, Operator, client, describe, error_code
+from keyscan.aws.session import (
+    ERROR_SEPARATOR,
+    AwsOptions,
+    Operator,
+    client,
+    describe,
+    error_code,
+)
 from keyscan.model import Finding, Ownership, Status
 
 ROOT_USER_NAMES = ("<root_account>", "root")
@@ -125,7 +132,7 @@ def _finish(offline: Ownership, accounts: Accounts, operator: Operator, *, accou
     if found.get("confirmed") and kind != classify.OURS:
         notes.append(f"in the operator's account {account}, which is not in --our-account")
     return replace(offline, classification=kind, account=account, checked=True,
-                   notes=tuple(dict.fromkeys(notes)), error="; ".join(errors), **found)
+                   notes=tuple(dict.fromkeys(notes)), error=ERROR_SEPARATOR.join(errors), **found)
 
 
 def _account(clients: Clients, key_id: str, errors: list[str]) -> str:

@@ -18,7 +18,7 @@ from keyscan.aws.audit import AuditLog, default_path
 from keyscan.aws.classify import Accounts
 from keyscan.aws.deactivate import Outcome, Step
 from keyscan.aws.ownership import Checker, Clients
-from keyscan.aws.session import AwsOptions, Operator
+from keyscan.aws.session import ERROR_SEPARATOR, AwsOptions, Operator
 from keyscan.errors import KeyscanError
 from keyscan.model import Finding, Location, Status
 
@@ -76,7 +76,7 @@ def _distinct_errors(findings: Iterable[Finding]) -> list[str]:
     for f in findings:
         if f.ownership is not None and f.ownership.error and f.key_id not in seen:
             seen.add(f.key_id)
-            for part in f.ownership.error.split("; "):
+            for part in f.ownership.error.split(ERROR_SEPARATOR):
                 counts[part] += 1
     return [f"{msg} ({n} keys)" if n > 1 else msg for msg, n in counts.items()]
 

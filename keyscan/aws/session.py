@@ -14,6 +14,7 @@ from keyscan.errors import KeyscanError
 
 RETRY_MODES = ("standard", "adaptive")
 DEFAULT_REGION = "us-east-1"  # IAM and STS are global; boto3 still wants a region
+ERROR_SEPARATOR = " | "  # between several failures of one key (messages hold "; ")
 
 
 @dataclass(frozen=True, slots=True)

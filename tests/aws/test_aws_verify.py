@@ -119,10 +119,10 @@ def test_access_denied_is_one_clear_message_and_the_report_stays(
     code, out, err = run_cli(capsys, "scan", str(repo), "--verify", "-f", "json")
     assert code == 3
     assert set(json_findings(out)) == set(keys)
-    denied = [line for line in err.splitlines() if "access denied" in line]
-    assert len(denied) == 2  # one per operation, each naming how many keys it hit
-    assert all("(2 keys)" in line for line in denied)
-    assert any("iam:GetAccessKeyLastUsed" in line for line in denied)
+    errors = [line for line in err.splitlines() if line.startswith("keyscan: error:")]
+    assert len(errors) == 2  # one per operation, each naming how many keys it hit
+    assert all("access denied" in line and "(2 keys)" in line for line in errors)
+    assert any("iam:GetAccessKeyLastUsed" in line for line in errors)
 
 
 def test_missing_credentials_are_reported_clearly(iam: Iam, tmp_path: Path,
