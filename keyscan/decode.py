@@ -90,10 +90,10 @@ def utf16_text(data: bytes) -> bytes | None:
     if data[:2] in UTF16_BOMS:
         codec = "utf-16-le" if data[:2] == b"\xff\xfe" else "utf-16-be"
         return data[2:].decode(codec, "replace").encode("utf-8")
-    codec = _bomless_utf16(data)
-    if codec is None:
+    guessed = _bomless_utf16(data)
+    if guessed is None:
         return None
-    return data[: len(data) - len(data) % 2].decode(codec, "replace").encode("utf-8")
+    return data[: len(data) - len(data) % 2].decode(guessed, "replace").encode("utf-8")
 
 
 def _bomless_utf16(data: bytes) -> str | None:

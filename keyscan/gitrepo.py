@@ -74,6 +74,33 @@ def worktree_files(folder: Path) -> list[bytes]:
     return list(dict.fromkeys(split_z(raw)))
 
 
+def worktree_listing(folder: Path) -> tuple[list[bytes], list[bytes]]:
+    """`worktree_files`, plus the folders git could not open (reported, never silent)."""
+    env = {**os.environ, "LC_ALL": "C", "LANGUAGE": "C"}  # git's warnings, untranslated
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(folder), "ls-files", "-z", "--cached", "--others",
+             "--exclude-standard"], capture_output=True, check=False, env=env)
+    except FileNotFoundError:
+        raise KeyscanError("git is not installed or not on PATH: install git") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise KeyscanError(f"git ls-files failed in {folder}: {err[-1] if err else ''}")
+    return list(dict.fromkeys(split_z(proc.stdout))), unopened_folders(proc.stderr)
+
+
+def unopened_folders(stderr: bytes) -> list[bytes]:
+    """Folders named in git's "could not open directory 'PATH/': ..." warnings."""
+    marker = b"could not open directory '"
+    out = []
+    for line in stderr.splitlines():
+        at = line.find(marker)
+        end = line.rfind(b"'")
+        if at != -1 and end > at + len(marker):
+            out.append(line[at + len(marker) : end].rstrip(b"/"))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class StagedEntry:
     path: bytes  # relative to the repository root

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from fakes import fake_key_id, fake_secret
-from repos import KEYSCAN_BIN, CliResult, commit_all, git, run_keyscan
+from repos import KEYSCAN_BIN, CliResult, clean_env, commit_all, git, run_keyscan
 
 Cli = Callable[..., CliResult]
 
@@ -312,45 +312,64 @@ def test_a_fifo_is_skipped_and_the_scan_continues(cli: Cli, tmp_path: Path) -> N
     assert [s["path"] for s in doc["skipped"]] == ["pipe"]
 
 
-def _unreadable_story(folder: Path) -> None:
+def _unreadable_story(folder: Path, repo: bool) -> None:
+    if repo:
+        git(folder, "init", "-q")
     (folder / "locked.ini").write_text(credentials())
-    (folder / "locked.ini").chmod(0)
+    (folder / "locked-dir").mkdir()
+    (folder / "locked-dir" / "k.ini").write_text(credentials())
     (folder / "open.ini").write_text(credentials())
+
+
+def _lock(folder: Path) -> None:
+    (folder / "locked.ini").chmod(0)
+    (folder / "locked-dir").chmod(0)
 
 
 def _check_unreadable(code: int, doc: dict[str, Any]) -> None:
     assert code == 1
     assert paths_of(doc) == ["open.ini"]
-    (skipped,) = doc["skipped"]
-    assert skipped["path"] == "locked.ini"
-    assert "permission denied" in skipped["reason"]
+    skipped = {s["path"]: s["reason"] for s in doc["skipped"]}
+    assert sorted(skipped) == ["locked-dir", "locked.ini"]
+    assert all("permission denied" in reason for reason in skipped.values())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_an_unreadable_file_is_reported_and_the_scan_continues(cli: Cli,
-                                                              tmp_path: Path) -> None:
-    _unreadable_story(tmp_path)
+@pytest.mark.parametrize("repo", [False, True], ids=["folder", "repo"])
+def test_unreadable_files_and_folders_are_reported_and_the_scan_continues(
+        cli: Cli, tmp_path: Path, repo: bool) -> None:
+    _unreadable_story(tmp_path, repo)
+    _lock(tmp_path)
     try:
         _check_unreadable(*scan(cli, tmp_path))
     finally:
         (tmp_path / "locked.ini").chmod(0o600)
+        (tmp_path / "locked-dir").chmod(0o700)
+
+
+NOBODY = 65534
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                     reason="needs root to drop to an unprivileged user")
-def test_an_unreadable_file_is_reported_when_run_as_an_ordinary_user() -> None:
+@pytest.mark.parametrize("repo", [False, True], ids=["folder", "repo"])
+def test_unreadable_files_and_folders_are_reported_for_an_ordinary_user(repo: bool) -> None:
+    """The same story when the suite runs as root: keyscan runs as `nobody`."""
     folder = Path(tempfile.mkdtemp(prefix="keyscan-unreadable-"))
     try:
-        folder.chmod(0o755)
-        _unreadable_story(folder)
-        (folder / "open.ini").chmod(0o644)
+        _unreadable_story(folder, repo)
+        for path in [folder, *folder.rglob("*")]:
+            os.lchown(path, NOBODY, NOBODY)  # git refuses a repository owned by another user
+        _lock(folder)
         proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-             str(KEYSCAN_BIN), "scan", str(folder),
-             "--format", "json"],
-            capture_output=True, text=True, check=False, cwd=folder)
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             str(KEYSCAN_BIN), "scan", str(folder), "--format", "json"],
+            capture_output=True, text=True, check=False, cwd=folder,
+            env=clean_env(HOME=str(folder)))
+        assert proc.stdout, proc.stderr
         _check_unreadable(proc.returncode, json.loads(proc.stdout))
     finally:
+        (folder / "locked-dir").chmod(0o700)
         shutil.rmtree(folder)
 
 
@@ -433,3 +452,18 @@ def test_the_installed_command_scans_a_repository(repo: Path) -> None:
     assert "k.ini:2:21" in proc.stdout
     assert "\033[" not in proc.stdout  # not a TTY: no colour
     assert "leak" in proc.stderr
+
+
+def test_a_nested_repository_is_reported_not_silently_skipped(cli: Cli, repo: Path) -> None:
+    nested = repo / "vendor" / "lib"
+    nested.mkdir(parents=True)
+    git(nested, "init", "-q")
+    (nested / "k.ini").write_text(credentials())
+    (repo / "a.txt").write_text("hi\n")
+    code, doc = scan(cli, repo)
+    assert code == 0
+    (skipped,) = doc["skipped"]
+    assert skipped["path"].rstrip("/") == "vendor/lib"
+    assert "scan it on its own" in skipped["reason"]
+    code, doc = scan(cli, nested)
+    assert code == 1 and paths_of(doc) == ["k.ini"]

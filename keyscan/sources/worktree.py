@@ -18,14 +18,19 @@ def files(target: Path, follow_symlinks: bool = False) -> tuple[Path, list[bytes
     if target.is_file() and not target.is_symlink():
         return target.parent, [os.fsencode(target.name)]
     if gitrepo.discover(target) is not None:
-        return target, sorted(gitrepo.worktree_files(target))
+        listed, unopened = gitrepo.worktree_listing(target)
+        return target, sorted(listed) + unopened  # read() reports the unopened folders
     return target, sorted(_walk(target, follow_symlinks))
 
 
 def _walk(top: Path, follow_symlinks: bool) -> Iterator[bytes]:
     base = os.fsencode(top)
     seen: set[tuple[int, int]] = set()
-    for folder, dirs, names in os.walk(base, followlinks=follow_symlinks):
+    unopened: list[bytes] = []  # read() reports these folders: nothing is skipped silently
+    for folder, dirs, names in os.walk(base, followlinks=follow_symlinks,
+                                       onerror=lambda exc: unopened.append(exc.filename)):
+        yield from (os.path.relpath(u, base) for u in unopened)
+        unopened.clear()
         if follow_symlinks:  # a symlink loop must not walk forever
             st = os.stat(folder)
             if (st.st_dev, st.st_ino) in seen:
@@ -39,6 +44,7 @@ def _walk(top: Path, follow_symlinks: bool) -> Iterator[bytes]:
         if not follow_symlinks:
             yield from (os.path.join(rel, d) if rel != b"." else d
                         for d in dirs if os.path.islink(os.path.join(folder, d)))
+    yield from (os.path.relpath(u, base) for u in unopened)
 
 
 def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: bool = False
@@ -58,9 +64,11 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
         if stat.S_ISLNK(st.st_mode):
             yield Skipped(shown, "symlink not followed (use --follow-symlinks)")
             continue
+        if stat.S_ISDIR(st.st_mode):
+            yield Skipped(shown, _why_folder(full))
+            continue
         if not stat.S_ISREG(st.st_mode):
-            if not stat.S_ISDIR(st.st_mode):
-                yield Skipped(shown, "not a regular file (FIFO, socket or device)")
+            yield Skipped(shown, "not a regular file (FIFO, socket or device)")
             continue
         if st.st_size > max_size:
             yield Skipped(shown, f"larger than the size limit ({st.st_size} > {max_size} bytes;"
@@ -73,6 +81,15 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
             yield Skipped(shown, _why(exc))
             continue
         yield Content(Location(path=shown), data)
+
+
+def _why_folder(full: bytes) -> str:
+    """Folders reach read() only when they could not be listed, or hold another repository."""
+    if not os.access(full, os.R_OK | os.X_OK):
+        return "unreadable folder: permission denied"
+    if os.path.lexists(os.path.join(full, b".git")):
+        return "another git repository (submodule or nested): scan it on its own"
+    return "folder not listed"
 
 
 def _why(exc: OSError) -> str:
