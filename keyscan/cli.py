@@ -130,8 +130,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def emit(result: object, args: argparse.Namespace) -> None:
     """Report to stdout (or --output), the one-line summary to stderr."""
     from keyscan.model import ScanResult
-    from keyscan.report import write_private
     from keyscan.report import text as text_report
+    from keyscan.report import write_private
 
     assert isinstance(result, ScanResult)
     reveal = args.show_secrets

@@ -53,7 +53,7 @@ def discover(path: Path) -> Repo | None:
     )
     if out.returncode != 0:
         return None
-    lines = out.stdout.decode("utf-8", "surrogateescape").splitlines() + [""]
+    lines = [*out.stdout.decode("utf-8", "surrogateescape").splitlines(), ""]
     bare = lines[0] == "true"
     git_dir = Path(lines[1])
     if bare:

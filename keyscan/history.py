@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from keyscan import attribute, cache, gitrepo
 from keyscan.errors import KeyscanError
 from keyscan.match import Credential, Matcher
-from keyscan.model import Finding, Location, ScanResult, Skipped
+from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, to_finding
 from keyscan.sources import history as source
@@ -187,9 +187,9 @@ def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():
-        places = appearances.get(blob) or []
+        places: list[attribute.Appearance | None] = [*appearances.get(blob, [])] or [None]
         for cred in creds:
-            for place in places or [None]:
+            for place in places:
                 path = place.path if place else "(path unknown: blob not in any commit)"
                 finding = to_finding(cred, Location(path=path, blob=blob, source="history"))
                 finding = _with_commit(finding, place.commit if place else None)
@@ -212,9 +212,7 @@ def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
     return [_merge(group, git_dir, refs_cache) for group in grouped.values()]
 
 
-def _with_commit(finding: Finding, commit: attribute.Commit | None) -> Finding:
-    from dataclasses import replace
-
+def _with_commit(finding: Finding, commit: Commit | None) -> Finding:
     return replace(finding, commit=commit, extra={})
 
 

@@ -62,9 +62,10 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
 def _history_line(f: Finding) -> str:
     head = "still in HEAD" if f.extra.get("in_head") else "not in HEAD"
     count = f.extra.get("count", 1)
-    refs = f.extra.get("refs") or []
-    shown_refs = ", ".join(str(r).removeprefix("refs/") for r in list(refs)[:5])
-    if isinstance(refs, list) and len(refs) > 5:
+    refs = f.extra.get("refs")
+    refs = refs if isinstance(refs, list) else []
+    shown_refs = ", ".join(str(r).removeprefix("refs/") for r in refs[:5])
+    if len(refs) > 5:
         shown_refs += f" and {len(refs) - 5} more"
     return (f"        history  {head}; seen {count}x; on {shown_refs or 'no ref'}")
 

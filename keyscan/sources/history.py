@@ -8,10 +8,11 @@ and the stream resumes after it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import subprocess
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -146,7 +147,7 @@ def read_objects(git_dir: Path, refs: Sequence[ObjectRef]) -> Iterator[GitObject
 
 
 def _read_batch(git_dir: Path, refs: Sequence[ObjectRef], start: int
-                ) -> Iterator[GitObject]:
+                ) -> Generator[GitObject, None, int]:
     proc = subprocess.Popen(
         _git(git_dir, "cat-file", "--batch"),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -154,10 +155,8 @@ def _read_batch(git_dir: Path, refs: Sequence[ObjectRef], start: int
     )
     assert proc.stdin is not None and proc.stdout is not None
     for pipe in (proc.stdout, proc.stdin):
-        try:
+        with contextlib.suppress(OSError):
             fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
-        except OSError:
-            pass
     request = "".join(f"{r.sha}\n" for r in refs[start:]).encode()
     threading.Thread(target=_feed, args=(proc.stdin, request), daemon=True).start()
     out = proc.stdout

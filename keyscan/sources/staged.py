@@ -21,7 +21,7 @@ def read(root: Path, max_size: int) -> Iterator[Unit]:
         else:
             wanted.append(entry)
     blobs = gitrepo.read_blobs(root, [e.blob for e in wanted])
-    for entry, (blob, data) in zip(wanted, blobs):
+    for entry, (blob, data) in zip(wanted, blobs, strict=False):
         shown = gitrepo.fsdecode(entry.path)
         if data is None:
             yield Skipped(shown, f"blob {blob} is missing from the object store")
