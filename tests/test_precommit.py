@@ -59,6 +59,17 @@ def framework_repo(tmp_path: Path, project_rev: str, hook_env: dict[str, str]) -
     return repo
 
 
+def test_the_hook_definition_scans_what_is_staged() -> None:
+    import yaml
+
+    hooks = {h["id"]: h for h in yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())}
+    hook = hooks["keyscan"]
+    assert hook["entry"].split() == ["keyscan", "scan", "--staged"]
+    assert hook["language"] == "python"
+    assert hook["pass_filenames"] is False  # the index, not a list of working files
+    assert hook.get("always_run") is True
+
+
 def commit(repo: Path, env: dict[str, str], message: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", str(repo), "commit", "-m", message], env=env,
                           capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False)
