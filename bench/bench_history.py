@@ -1,0 +1,418 @@
+#!/usr/bin/env python3
+"""Full-history scan benchmark: keyscan vs git's own read vs betterleaks, in one run.
+
+For every repository given (build them with bench/build_history_releases.py and
+bench/build_history_small.py), in this order:
+
+1. repository stats: commits (all refs), blobs, blob bytes;
+2. baseline: ``git cat-file --batch-all-objects --batch --unordered > /dev/null``,
+   one warm-up run then the median of ``--repeat`` (default 3) runs;
+3. optional (``--log-p``): ``git log -p --all > /dev/null`` (what diff-based scanners pay);
+4. ``betterleaks git <repo> -ir aws-access-token,aws-secret-access-key`` (its AWS rules
+   only; ``aws-secret-access-key`` is the component rule the AWS composite needs);
+5. ``keyscan scan --history <repo> --format json -o <tmp>/out.json`` with a cold cache
+   (entries matching ``<git-dir>/keyscan*`` are removed first; see --keyscan-cache-glob);
+6. one new commit on ``refs/heads/bench/incremental`` (the file the HEAD commit touched,
+   plus one line that is new on every run), then the same keyscan command again (the
+   incremental re-scan); the ref is deleted afterwards unless --keep-incremental.
+
+If keyscan or its ``--history`` option is missing, or it fails, the keyscan rows say so
+and the baselines are still reported.
+
+Every command runs under ``/usr/bin/time -v`` (wall, "Maximum resident set size" = the
+largest single process) while psutil samples the whole process tree every 20 ms:
+"tree RSS" is the peak of the summed RSS of all processes (keyscan + its git children +
+workers); "tree anon" excludes file-backed pages (git mmaps pack files, which counts
+toward RSS but is page cache, not heap). The 250 MB target is checked against tree RSS
+minus git's file-backed pages, i.e. "tree anon", and tree RSS is shown too.
+
+Targets (issue 3): keyscan/cat-file <= 1.3; keyscan faster than betterleaks on every
+repository; incremental <= 3% of full; peak RSS <= 250 MB.
+
+Usage:
+    .venv/bin/python bench/bench_history.py bench/work/releases bench/work/small \\
+        [--repeat 3] [--log-p] [--json results.json] > table.md
+The markdown table goes to stdout; progress to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - the venv has it; degrade to time -v only
+    psutil = None
+
+HERE = Path(__file__).resolve().parent
+AWS_RULES = "aws-access-token,aws-secret-access-key"
+TIME = "/usr/bin/time"
+
+
+def log(*a) -> None:
+    print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+def find_betterleaks() -> str | None:
+    try:
+        import betterleaks  # type: ignore
+        cand = Path(betterleaks.__file__).parent / "bin" / "betterleaks"
+        if cand.exists():
+            return str(cand)
+    except Exception:
+        pass
+    for c in glob.glob(str(Path(sys.prefix) / "lib" / "python*" / "site-packages" /
+                           "betterleaks" / "bin" / "betterleaks")):
+        return c
+    return shutil.which("betterleaks")
+
+
+def find_keyscan() -> list[str] | None:
+    exe = Path(sys.executable).parent / "keyscan"
+    if exe.exists():
+        return [str(exe)]
+    w = shutil.which("keyscan")
+    return [w] if w else None
+
+
+class Sampler(threading.Thread):
+    """Peak summed RSS (and anonymous RSS) of a process tree, sampled."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_rss = 0
+        self.peak_anon = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        if psutil is None:
+            return
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.stop.is_set():
+            rss = anon = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            for p in procs:
+                try:
+                    if p.name() == "time":   # the /usr/bin/time wrapper itself
+                        continue
+                    mi = p.memory_info()
+                    rss += mi.rss
+                    anon += mi.rss - getattr(mi, "shared", 0)
+                except psutil.Error:
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_anon = max(self.peak_anon, anon)
+            self.stop.wait(self.interval)
+
+
+def run_measured(cmd: list[str], cwd: str | None = None, stdout=subprocess.DEVNULL,
+                 env: dict | None = None) -> dict:
+    with tempfile.NamedTemporaryFile("r", suffix=".time", delete=False) as tf:
+        tpath = tf.name
+    full = [TIME, "-v", "-o", tpath, *cmd] if os.path.exists(TIME) else cmd
+    errf = tempfile.TemporaryFile()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(full, cwd=cwd, stdout=stdout, stderr=errf, env=env)
+    s = Sampler(proc.pid)
+    s.start()
+    rc = proc.wait()
+    wall = time.perf_counter() - t0
+    s.stop.set()
+    s.join()
+    errf.seek(0)
+    err = errf.read().decode(errors="replace")
+    maxrss_kb = None
+    try:
+        text = Path(tpath).read_text()
+        for line in text.splitlines():
+            if "Maximum resident set size" in line:
+                maxrss_kb = int(line.rsplit(":", 1)[1])
+            if "Command exited with non-zero status" in line:
+                rc = int(line.rsplit(" ", 1)[1])
+    except OSError:
+        pass
+    finally:
+        try:
+            os.unlink(tpath)
+        except OSError:
+            pass
+    return {"cmd": cmd, "rc": rc, "wall": wall,
+            "maxrss_mb": maxrss_kb / 1024 if maxrss_kb else None,
+            "tree_rss_mb": s.peak_rss / 2**20 if psutil else None,
+            "tree_anon_mb": s.peak_anon / 2**20 if psutil else None,
+            "stderr_tail": err[-2000:]}
+
+
+def git(repo: str, *args: str, input: bytes | None = None, env=None) -> str:
+    return subprocess.run(["git", "-C", repo, *args], input=input, capture_output=True,
+                          check=True, env=env).stdout.decode()
+
+
+def repo_stats(repo: str) -> dict:
+    commits = int(git(repo, "rev-list", "--all", "--count"))
+    p = subprocess.Popen(["git", "-C", repo, "cat-file", "--batch-all-objects",
+                          "--batch-check=%(objecttype) %(objectsize)"], stdout=subprocess.PIPE)
+    blobs = blob_bytes = objects = 0
+    for line in p.stdout:
+        objects += 1
+        if line.startswith(b"blob "):
+            blobs += 1
+            blob_bytes += int(line[5:])
+    p.wait()
+    return {"commits": commits, "objects": objects, "blobs": blobs, "blob_bytes": blob_bytes}
+
+
+def count_findings(path: str) -> int | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, list):
+        return len(data)
+    if isinstance(data, dict):
+        for k in ("findings", "results", "leaks"):
+            if isinstance(data.get(k), list):
+                return len(data[k])
+    return None
+
+
+def keyscan_has_history(keyscan: list[str] | None) -> tuple[bool, str]:
+    if not keyscan:
+        return False, "keyscan not installed"
+    try:
+        r = subprocess.run([*keyscan, "scan", "--help"], capture_output=True, text=True,
+                           timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"keyscan scan --help failed: {e}"
+    if "--history" not in (r.stdout + r.stderr):
+        return False, "keyscan scan has no --history option yet"
+    return True, ""
+
+
+def clear_keyscan_cache(repo: str, pattern: str) -> list[str]:
+    gitdir = git(repo, "rev-parse", "--absolute-git-dir").strip()
+    removed = []
+    for p in glob.glob(os.path.join(gitdir, pattern)):
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+        removed.append(p)
+    return removed
+
+
+def add_incremental_commit(repo: str, ref: str) -> str:
+    """One realistic new commit on `ref`: re-edit the file HEAD's commit touched."""
+    changed = [p for p in git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r",
+                              "--diff-filter=AM", "HEAD").splitlines() if p]
+    if not changed:
+        changed = git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()[:1]
+    path = changed[0]
+    old = subprocess.run(["git", "-C", repo, "cat-file", "blob", f"HEAD:{path}"],
+                         capture_output=True, check=True).stdout
+    nonce = f"{time.time_ns()}"
+    new = old + (f"\n# bench incremental edit {nonce}\n" if path.endswith(".py")
+                 else f"\n bench incremental edit {nonce}\n").encode()
+    blob = git(repo, "hash-object", "-w", "--stdin", input=new).strip()
+    with tempfile.TemporaryDirectory() as td:
+        env = dict(os.environ, GIT_INDEX_FILE=os.path.join(td, "index"))
+        git(repo, "read-tree", "HEAD", env=env)
+        git(repo, "update-index", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = git(repo, "write-tree", env=env).strip()
+    env = dict(os.environ, GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
+               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com")
+    commit = git(repo, "commit-tree", tree, "-p", "HEAD", "-m",
+                 f"bench: incremental edit of {path}", env=env).strip()
+    git(repo, "update-ref", ref, commit)
+    return commit
+
+
+def fmt(x, spec=".1f", none="–") -> str:
+    return none if x is None else format(x, spec)
+
+
+def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | None,
+               tmp: str) -> dict:
+    name = Path(repo).name
+    res: dict = {"repo": repo, "name": name}
+    log(f"{name}: stats")
+    res["stats"] = repo_stats(repo)
+
+    # --- git's own read
+    catfile = ["git", "-C", repo, "cat-file", "--batch-all-objects", "--batch", "--unordered"]
+    log(f"{name}: cat-file warm-up")
+    run_measured(catfile)
+    runs = []
+    for i in range(args.repeat):
+        r = run_measured(catfile)
+        log(f"{name}: cat-file run {i + 1}: {r['wall']:.2f}s")
+        runs.append(r)
+    med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
+    res["catfile"] = dict(med, walls=[r["wall"] for r in runs],
+                          wall=statistics.median(r["wall"] for r in runs))
+
+    if args.log_p:
+        log(f"{name}: git log -p --all")
+        res["logp"] = run_measured(["git", "-C", repo, "log", "-p", "--all"])
+        log(f"{name}: git log -p --all: {res['logp']['wall']:.1f}s")
+
+    # --- betterleaks, AWS rules only
+    if betterleaks and not args.skip_betterleaks:
+        out = os.path.join(tmp, f"{name}-betterleaks.json")
+        log(f"{name}: betterleaks git")
+        r = run_measured([betterleaks, "git", repo, "-ir", AWS_RULES, "--no-banner",
+                          "--no-color", "-o", out, "--exit-code", "0"])
+        r["findings"] = count_findings(out)
+        res["betterleaks"] = r
+        log(f"{name}: betterleaks {r['wall']:.1f}s rc={r['rc']} findings={r['findings']}")
+
+    # --- keyscan full + incremental
+    ok, why = keyscan_has_history(keyscan)
+    if not ok:
+        res["keyscan_error"] = why
+        log(f"{name}: keyscan skipped: {why}")
+        return res
+    removed = clear_keyscan_cache(repo, args.keyscan_cache_glob)
+    if removed:
+        log(f"{name}: removed keyscan cache {removed}")
+    out = os.path.join(tmp, f"{name}-keyscan.json")
+    kcmd = [*keyscan, "scan", "--history", repo, "--format", "json", "-o", out]
+    log(f"{name}: keyscan full")
+    r = run_measured(kcmd)
+    r["findings"] = count_findings(out)
+    res["keyscan"] = r
+    log(f"{name}: keyscan full {r['wall']:.1f}s rc={r['rc']} findings={r['findings']}")
+    if r["rc"] not in (0, 1):
+        res["keyscan_error"] = f"keyscan exited {r['rc']}: {r['stderr_tail'][-300:]}"
+        return res
+    ref = "refs/heads/bench/incremental"
+    try:
+        commit = add_incremental_commit(repo, ref)
+        log(f"{name}: added {commit[:12]} on {ref}; keyscan incremental")
+        r = run_measured(kcmd)
+        r["findings"] = count_findings(out)
+        res["keyscan_incr"] = r
+        log(f"{name}: keyscan incremental {r['wall']:.2f}s rc={r['rc']}")
+    finally:
+        if not args.keep_incremental:
+            subprocess.run(["git", "-C", repo, "update-ref", "-d", ref], check=False)
+    return res
+
+
+def table(results: list[dict]) -> str:
+    lines = []
+    lines.append("| repository | commits | blobs | blob bytes |")
+    lines.append("|---|---:|---:|---:|")
+    for r in results:
+        s = r["stats"]
+        lines.append(f"| {r['name']} | {s['commits']:,} | {s['blobs']:,} | "
+                     f"{s['blob_bytes'] / 1e9:.2f} GB |")
+    lines.append("")
+    lines.append("| repository | command | wall (s) | × cat-file | max RSS 1 proc (MB) | "
+                 "tree RSS (MB) | tree anon (MB) | findings |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        base = r["catfile"]["wall"]
+        rows = [("cat-file --batch-all-objects (median of %d)" % len(r["catfile"]["walls"]),
+                 r["catfile"])]
+        if "logp" in r:
+            rows.append(("git log -p --all", r["logp"]))
+        if "betterleaks" in r:
+            rows.append(("betterleaks git, AWS rules", r["betterleaks"]))
+        if "keyscan" in r:
+            rows.append(("keyscan scan --history (full, cold cache)", r["keyscan"]))
+        if "keyscan_incr" in r:
+            rows.append(("keyscan scan --history (after 1 new commit)", r["keyscan_incr"]))
+        for label, m in rows:
+            rc = "" if m.get("rc", 0) in (0, 1) or label.startswith("betterleaks") \
+                else f" (exit {m['rc']})"
+            lines.append(f"| {r['name']} | {label}{rc} | {m['wall']:.2f} | "
+                         f"{m['wall'] / base:.2f} | {fmt(m.get('maxrss_mb'), '.0f')} | "
+                         f"{fmt(m.get('tree_rss_mb'), '.0f')} | "
+                         f"{fmt(m.get('tree_anon_mb'), '.0f')} | "
+                         f"{fmt(m.get('findings'), 'd')} |")
+        if "keyscan_error" in r:
+            lines.append(f"| {r['name']} | keyscan: {r['keyscan_error']} | – | – | – | – | – | – |")
+    lines.append("")
+    lines.append("| repository | keyscan / cat-file (≤ 1.3) | betterleaks / keyscan (> 1; ≥ 2.5 "
+                 "where betterleaks is slow) | incremental / full (≤ 3%) | "
+                 "keyscan peak anon RSS (≤ 250 MB) |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for r in results:
+        k, ki, bl = r.get("keyscan"), r.get("keyscan_incr"), r.get("betterleaks")
+        base = r["catfile"]["wall"]
+
+        def mark(ok):
+            return " ✅" if ok else " ❌"
+        c1 = f"{k['wall'] / base:.2f}{mark(k['wall'] / base <= 1.3)}" if k else "n/a"
+        c2 = (f"{bl['wall'] / k['wall']:.2f}{mark(bl['wall'] > k['wall'])}"
+              if k and bl else "n/a")
+        c3 = (f"{100 * ki['wall'] / k['wall']:.1f}%{mark(ki['wall'] <= 0.03 * k['wall'])}"
+              if k and ki else "n/a")
+        peak = None
+        if k:
+            vals = [m.get("tree_anon_mb") or m.get("maxrss_mb") for m in (k, ki) if m]
+            peak = max(v for v in vals if v is not None) if any(vals) else None
+        c4 = f"{peak:.0f} MB{mark(peak <= 250)}" if peak is not None else "n/a"
+        lines.append(f"| {r['name']} | {c1} | {c2} | {c3} | {c4} |")
+    if results:
+        bl_ratio = [f"{r['name']}: {r['betterleaks']['wall'] / r['catfile']['wall']:.1f}×"
+                    for r in results if "betterleaks" in r]
+        if bl_ratio:
+            lines.append("")
+            lines.append("betterleaks / cat-file: " + ", ".join(bl_ratio) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("repos", nargs="+")
+    ap.add_argument("--repeat", type=int, default=3, help="cat-file runs (median)")
+    ap.add_argument("--log-p", action="store_true", help="also time git log -p --all")
+    ap.add_argument("--skip-betterleaks", action="store_true")
+    ap.add_argument("--betterleaks", help="path to the betterleaks binary")
+    ap.add_argument("--keyscan", help="keyscan command (default: the venv's console script)")
+    ap.add_argument("--keyscan-cache-glob", default="keyscan*",
+                    help="entries under the git dir removed before the cold full scan")
+    ap.add_argument("--keep-incremental", action="store_true",
+                    help="keep refs/heads/bench/incremental after the run")
+    ap.add_argument("--json", help="also write raw results here")
+    args = ap.parse_args()
+
+    betterleaks = args.betterleaks or find_betterleaks()
+    keyscan = args.keyscan.split() if args.keyscan else find_keyscan()
+    if not betterleaks:
+        log("betterleaks not found: skipping it")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+        for repo in args.repos:
+            repo = str(Path(repo).resolve())
+            results.append(bench_repo(repo, args, betterleaks, keyscan, tmp))
+    info = (f"Machine: {os.cpu_count()} cores; git {git('.', 'version').split()[-1]}; "
+            f"betterleaks {subprocess.run([betterleaks, '--version'], capture_output=True, text=True).stdout.strip() if betterleaks else 'n/a'}; "
+            f"{time.strftime('%Y-%m-%d %H:%M')}.")
+    print(info + "\n")
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
