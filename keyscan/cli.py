@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--unreachable", action="store_true",
                       help="also report objects no ref reaches (deleted branches, rewrites)")
     hist.add_argument("--reflog", action="store_true", help="also scan commits in the reflog")
+    hist.add_argument("--check-missing", action=argparse.BooleanOptionalAction, default=None,
+                      help="walk all refs to report objects missing from the store "
+                           "(default: on partial clones and repositories under 100k objects)")
     hist.add_argument("--no-cache", action="store_true",
                       help="ignore and do not update the incremental cache in .git/keyscan")
     hist.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -114,6 +117,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         hopts = HistoryOptions(
             since_commit=args.since_commit, range=args.range, unreachable=args.unreachable,
             reflog=args.reflog, use_cache=not args.no_cache, progress=args.progress,
+            check_missing=args.check_missing,
         )
         result = scan_history(target, rules, options, hopts)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, to_finding
 from keyscan.sources import history as source
+from keyscan.sources import parallel
 
 _SCANNED_KINDS = ("blob", "commit", "tag")
 
@@ -32,6 +34,7 @@ class HistoryOptions:
     unreachable: bool = False
     reflog: bool = False
     use_cache: bool = True
+    check_missing: bool | None = None  # None: on partial clones and below 100k objects
     progress: bool | None = None  # None: only on a TTY outside CI
 
 
@@ -68,12 +71,28 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             state, warning = cache.load(git_dir, rules.digest)
             if warning:
                 result.notes.append(warning)
-        refs, walk = _plan(git_dir, tips, hopts, state, result)
-        hits = _read_and_match(git_dir, refs, Matcher(rules), options, result, hopts)
-        reach = walk.wait() if walk is not None else None
+        refs, walk = _plan(git_dir, tips, hopts, state)
+        if walk and not _walk_wanted(git_dir, refs, hopts):
+            walk = False
+            result.notes.append(
+                f"{len(refs)} objects: the check for objects missing from the store was "
+                "skipped to keep the scan fast (add --check-missing to run it)")
+        walks: list[source.Reachability] = []
+
+        def start_walk() -> None:
+            # runs alongside the reading; started only once the workers exist, so no
+            # worker inherits the walk's pipes
+            if walk:
+                walks.append(source.Reachability(git_dir, tips))
+
+        hits = _read_and_match(git_dir, refs, Matcher(rules), options, result, hopts,
+                               start_walk)
+        reach = walks[0].wait() if walks else None
         _report_missing(reach, result)
-        _filter_unreachable(hits, reach, hopts, result)
-        result.findings = _attribute(git_dir, hits, tips)
+        appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
+        reachable = _reachable(git_dir, hits, reach, appearances, tips)
+        _filter_unreachable(hits, reachable, hopts, result)
+        result.findings = _attribute(git_dir, hits, tips, appearances)
         if hopts.use_cache and not ranged:
             _save(git_dir, rules, state, refs, hits, tips)
     result.stats.seconds = time.perf_counter() - started
@@ -89,8 +108,8 @@ class _nullcontext:
 
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
-          state: cache.CacheState | None, result: ScanResult
-          ) -> tuple[list[source.ObjectRef], source.Reachability | None]:
+          state: cache.CacheState | None) -> tuple[list[source.ObjectRef], bool]:
+    """The objects to read, and whether to walk all refs for reachability alongside."""
     if hopts.range or hopts.since_commit:
         if hopts.range:
             base, _, head = hopts.range.partition("..")
@@ -101,17 +120,16 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
             if not source.existing(git_dir, [_resolve(git_dir, rev)]):
                 raise KeyscanError(f"revision {rev!r} not found: check --range/--since-commit")
         ids = source.new_objects(git_dir, [_resolve(git_dir, head)], [_resolve(git_dir, base)])
-        return source.describe_objects(git_dir, ids), None
+        return source.describe_objects(git_dir, ids), False
     if state is not None:
         old_tips = source.existing(git_dir, state.tips)
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
         again = [*state.finding_blobs, *state.finding_commits]  # re-matched: reports stay whole
         refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again)))
-        if not old_tips:
-            return source.list_all_objects(git_dir), source.Reachability(git_dir, tips)
-        return refs, None
-    return source.list_all_objects(git_dir), source.Reachability(git_dir, tips)
+        if old_tips:
+            return refs, False
+    return source.list_all_objects(git_dir), True
 
 
 def _resolve(git_dir: Path, rev: str) -> str:
@@ -121,8 +139,8 @@ def _resolve(git_dir: Path, rev: str) -> str:
 
 
 def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matcher,
-                    options: ScanOptions, result: ScanResult, hopts: HistoryOptions) -> _Hits:
-    hits = _Hits()
+                    options: ScanOptions, result: ScanResult, hopts: HistoryOptions,
+                    start_walk: Callable[[], None]) -> _Hits:
     wanted = []
     for ref in refs:
         if ref.kind == "missing":
@@ -135,25 +153,52 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
         elif ref.kind in _SCANNED_KINDS:
             wanted.append(ref)
     progress = _Progress(sum(r.size for r in wanted), hopts.progress)
-    for obj in source.read_objects(git_dir, wanted):
-        if obj.data is None:
-            why = "corrupt: git could not read it" if obj.kind == "corrupt" else "missing"
-            result.skipped.append(Skipped(f"object {obj.sha}", why))
-            continue
-        result.stats.files += 1
-        result.stats.bytes += len(obj.data)
-        progress.update(result.stats.files, result.stats.bytes)
-        if obj.kind == "blob":
-            creds = matcher.find(obj.data)
-            if creds:
-                hits.blobs[obj.sha] = creds
-        else:
-            message = source.message_of(obj.kind, obj.data)
-            creds = matcher.find(message) if message else []
-            if creds:
-                hits.commits[obj.sha] = (obj.kind, creds)
+    workers = parallel.worker_count()
+    if workers > 1 and sum(r.size for r in wanted) > parallel.PARALLEL_BYTES:
+        # Each worker owns a `git cat-file` and matches what it reads: the pipe from git
+        # costs as much CPU as git's own decompression, so both cores share both. Only
+        # the ids of the few objects with findings come back; they are re-read here.
+        found = parallel.find_in_objects(git_dir, wanted, matcher.rules, workers,
+                                         progress.update, start_walk)
+        for sha, why in found.bad:
+            result.skipped.append(Skipped(f"object {sha}", why))
+        result.stats.files += found.objects
+        result.stats.bytes += found.bytes
+        wanted = found.hits
+        progress.done()
+        return _match_objects(git_dir, wanted, matcher, None, None)
+    start_walk()
+    hits = _match_objects(git_dir, wanted, matcher, result, progress)
     progress.done()
     return hits
+
+
+def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Matcher,
+                   result: ScanResult | None, progress: _Progress | None) -> _Hits:
+    hits = _Hits()
+    for obj in source.read_objects(git_dir, wanted):
+        if obj.data is None:
+            if result is not None:
+                why = "corrupt: git could not read it" if obj.kind == "corrupt" else "missing"
+                result.skipped.append(Skipped(f"object {obj.sha}", why))
+            continue
+        if result is not None and progress is not None:
+            result.stats.files += 1
+            result.stats.bytes += len(obj.data)
+            progress.update(result.stats.files, result.stats.bytes)
+        creds = matcher.find(obj.data) if obj.kind == "blob" else _message_hits(obj, matcher)
+        if not creds:
+            continue
+        if obj.kind == "blob":
+            hits.blobs[obj.sha] = creds
+        else:
+            hits.commits[obj.sha] = (obj.kind, creds)
+    return hits
+
+
+def _message_hits(obj: source.GitObject, matcher: Matcher) -> list[Credential]:
+    message = source.message_of(obj.kind, obj.data or b"")
+    return matcher.find(message) if message else []
 
 
 def _report_missing(reach: source.Reachability | None, result: ScanResult) -> None:
@@ -167,12 +212,40 @@ def _report_missing(reach: source.Reachability | None, result: ScanResult) -> No
                                       "(partial clone or damaged repository)"))
 
 
-def _filter_unreachable(hits: _Hits, reach: source.Reachability | None,
+_WALK_OBJECTS = 100_000  # walking all refs costs ~8 µs an object: check below this size
+
+
+def _walk_wanted(git_dir: Path, refs: list[source.ObjectRef], hopts: HistoryOptions) -> bool:
+    """Whether to walk all refs to find objects missing from the store."""
+    if hopts.check_missing is not None:
+        return hopts.check_missing
+    return len(refs) <= _WALK_OBJECTS or source.is_partial_clone(git_dir)
+
+
+def _reachable(git_dir: Path, hits: _Hits, reach: source.Reachability | None,
+               appearances: dict[str, list[attribute.Appearance]], tips: list[str]
+               ) -> set[str] | None:
+    """Which objects holding findings some ref reaches; None when that cannot be told."""
+    if reach is not None:
+        if reach.error:
+            return None
+        return {sha for sha in [*hits.blobs, *hits.commits] if sha in reach}
+    # no walk: a blob is reachable when some commit on a ref put it at a path, a commit
+    # when a ref contains it, an annotated tag when a ref points at it
+    found = {b for b in hits.blobs if appearances.get(b)}
+    for sha, (kind, _) in hits.commits.items():
+        if (kind == "tag" and sha in tips) or (
+                kind == "commit" and attribute.refs_containing(git_dir, sha)):
+            found.add(sha)
+    return found
+
+
+def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
                         hopts: HistoryOptions, result: ScanResult) -> None:
-    if reach is None or hopts.unreachable or reach.error:
+    if reachable is None or hopts.unreachable:
         return
-    dropped = [b for b in hits.blobs if b not in reach]
-    dropped += [c for c in hits.commits if c not in reach]
+    dropped = [b for b in hits.blobs if b not in reachable]
+    dropped += [c for c in hits.commits if c not in reachable]
     for sha in dropped:
         hits.blobs.pop(sha, None)
         hits.commits.pop(sha, None)
@@ -181,8 +254,8 @@ def _filter_unreachable(hits: _Hits, reach: source.Reachability | None,
                             "(deleted branches, rewritten history): add --unreachable to list them")
 
 
-def _attribute(git_dir: Path, hits: _Hits, tips: list[str]) -> list[Finding]:
-    appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
+def _attribute(git_dir: Path, hits: _Hits, tips: list[str],
+               appearances: dict[str, list[attribute.Appearance]]) -> list[Finding]:
     head = attribute.head_blobs(git_dir) if hits.blobs else {}
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32

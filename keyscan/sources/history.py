@@ -222,6 +222,16 @@ def all_refs(git_dir: Path, reflog: bool = False) -> list[str]:
     return tips
 
 
+def is_partial_clone(git_dir: Path) -> bool:
+    """A partial clone lacks objects by design: promisor packs or a partial-clone filter."""
+    packs = git_dir / "objects" / "pack"
+    if packs.is_dir() and any(packs.glob("*.promisor")):
+        return True
+    proc = subprocess.run(_git(git_dir, "config", "--get", "extensions.partialclone"),
+                          capture_output=True, check=False)
+    return bool(proc.stdout.strip())
+
+
 def is_shallow(git_dir: Path) -> bool:
     return (git_dir / "shallow").exists()
 
