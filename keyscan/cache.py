@@ -30,6 +30,23 @@ class CacheState:
     finding_commits: list[str] = field(default_factory=list)
 
 
+def user_cache_folder() -> Path:
+    """Per-user cache of derived data that holds nothing scanned (compiled rules)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "keyscan"
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Atomically write a cache file only its owner can read; failures are not errors."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+
+
 def cache_dir(git_dir: Path) -> Path:
     return git_dir / "keyscan"
 

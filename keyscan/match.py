@@ -188,6 +188,8 @@ class Matcher:
     def _wide_hits(self, data: bytes) -> list[Hit]:
         """UTF-16 text without a byte-order mark (Windows tools, .reg exports)."""
         out: list[Hit] = []
+        if not any(stem in data for stem in _WIDE_STEMS):
+            return out  # one check on the data before any copy of it
         for offset in (0, 1):
             view = data[offset:]
             if not any(stem in view for stem in _WIDE_STEMS):

@@ -11,12 +11,12 @@ paths give the same findings: the prefilter only skips work, never decides.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
+
+from keyscan.cache import user_cache_folder, write_private
 
 KEY = "key"
 BASE64 = "b64"
@@ -74,7 +74,7 @@ def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int]) -> Any:
     database in the user's cache folder (patterns only, nothing scanned)."""
     flags = [hs.HS_FLAG_SINGLEMATCH] * len(expressions)
     key = hashlib.sha256(repr((expressions, ids, flags, _engine_version(hs))).encode())
-    path = _cache_folder() / f"prefilter-{key.hexdigest()[:24]}.hsdb"
+    path = user_cache_folder() / f"prefilter-{key.hexdigest()[:24]}.hsdb"
     try:
         return hs.loadb(path.read_bytes(), mode=hs.HS_MODE_BLOCK)
     except Exception:  # absent, unreadable or from another build: compile again
@@ -84,23 +84,12 @@ def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int]) -> Any:
         db.compile(expressions=expressions, ids=ids, flags=flags)
     except hs.error:
         return None
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(hs.dumpb(db))
-        os.replace(tmp, path)
+    write_private(path, hs.dumpb(db))
     return db
 
 
 def _engine_version(hs: Any) -> str:
     return str(getattr(hs, "__version__", "")) + str(getattr(hs, "HS_VERSION", ""))
-
-
-def _cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "keyscan"
 
 
 def literal(text: bytes) -> bytes:

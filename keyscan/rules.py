@@ -106,7 +106,39 @@ def rule_tests(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
 
 
 def parse_rule_file(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
-    import yaml  # only commands that load rules from YAML pay for it
+    doc = _read_rule_doc(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise KeyscanError(f"{path}: expected a mapping with a 'rules:' list")
+    return [_parse_rule(path, i, entry) for i, entry in enumerate(doc["rules"])]
+
+
+def _read_rule_doc(path: Path) -> Any:
+    """The parsed YAML, from a JSON copy in the user cache when the file is unchanged:
+    importing and running a YAML parser is a third of a pre-commit hook's time."""
+    import json
+
+    from keyscan.cache import user_cache_folder, write_private
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
+    key = hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    cached = user_cache_folder() / f"rules-{key.hexdigest()[:24]}.json"
+    try:
+        return json.loads(cached.read_bytes())
+    except (OSError, ValueError):
+        pass
+    doc = _parse_yaml(path)
+    try:
+        write_private(cached, json.dumps(doc).encode())
+    except (TypeError, ValueError):
+        pass  # a value JSON cannot hold (a YAML date): validation will say what is wrong
+    return doc
+
+
+def _parse_yaml(path: Path) -> Any:
+    import yaml  # only a changed rule file pays for the parser
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~30x faster
     try:
@@ -117,9 +149,7 @@ def parse_rule_file(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
         raise KeyscanError(f"{path}:{where} is not valid YAML: fix the rule file") from None
     except OSError as exc:
         raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
-        raise KeyscanError(f"{path}: expected a mapping with a 'rules:' list")
-    return [_parse_rule(path, i, entry) for i, entry in enumerate(doc["rules"])]
+    return doc
 
 
 def _fail(path: Path, where: str, message: str) -> KeyscanError:

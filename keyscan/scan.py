@@ -32,12 +32,58 @@ class ScanOptions:
 
 
 def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResult:
-    from keyscan.sources import worktree
+    from keyscan.sources import parallel, worktree
 
     _require_exists(target)
     base, paths = worktree.files(target, options.follow_symlinks)
+    workers = parallel.worker_count() if len(paths) >= _PARALLEL_FILES else 1
+    if workers > 1 and len(paths) >= _PARALLEL_FILES:
+        return _run_parallel(str(target), base, paths, rules, options, workers)
     units = worktree.read(base, paths, options.max_file_size, options.follow_symlinks)
     return _run(str(target), "worktree", units, rules, options)
+
+
+_PARALLEL_FILES = 2000  # below this, starting workers costs more than it saves
+_CHUNK_FILES = 256
+_worker_state: dict[str, object] = {}
+
+
+def _run_parallel(target: str, base: Path, paths: list[bytes], rules: RuleSet,
+                  options: ScanOptions, workers: int) -> ScanResult:
+    """Big trees: forked workers read and match chunks of files (re and Python hold the
+    GIL, so threads would not help); results come back in path order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = time.perf_counter()
+    _worker_state.update(rules=rules, options=options, base=base)
+    chunks = [paths[i : i + _CHUNK_FILES] for i in range(0, len(paths), _CHUNK_FILES)]
+    result = ScanResult(target=target, mode="worktree")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        for part in pool.map(_scan_chunk, chunks):
+            result.findings.extend(part.findings)
+            result.skipped.extend(part.skipped)
+            result.errors.extend(part.errors)
+            result.stats.files += part.stats.files
+            result.stats.bytes += part.stats.bytes
+            result.stats.allowed += part.stats.allowed
+    _worker_state.clear()
+    result.stats.seconds = time.perf_counter() - started
+    return result
+
+
+def _scan_chunk(paths: list[bytes]) -> ScanResult:
+    from keyscan.sources import worktree
+
+    rules, options, base = (_worker_state["rules"], _worker_state["options"],
+                            _worker_state["base"])
+    assert isinstance(rules, RuleSet) and isinstance(options, ScanOptions)
+    assert isinstance(base, Path)
+    matcher = _worker_state.get("matcher")
+    if not isinstance(matcher, Matcher):
+        matcher = _worker_state["matcher"] = Matcher(rules)
+    units = worktree.read(base, paths, options.max_file_size, options.follow_symlinks)
+    return _run("", "worktree", units, rules, options, matcher)
 
 
 def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResult:
@@ -56,11 +102,11 @@ def _require_exists(target: Path) -> None:
         raise KeyscanError(f"{target} does not exist: give a file, folder or repository")
 
 
-def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options: ScanOptions
-         ) -> ScanResult:
+def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options: ScanOptions,
+         matcher: Matcher | None = None) -> ScanResult:
     started = time.perf_counter()
     result = ScanResult(target=target, mode=mode)
-    matcher = Matcher(rules)
+    matcher = matcher or Matcher(rules)
     for unit in units:
         if not isinstance(unit, Content):
             result.skipped.append(unit)

@@ -34,6 +34,13 @@ class Found:
 
 
 def worker_count() -> int:
+    """CPUs this process may use; 1 inside a daemon process (e.g. a Dask worker), which
+    may not start processes of its own, or when KEYSCAN_WORKERS says so."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    configured = os.environ.get("KEYSCAN_WORKERS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

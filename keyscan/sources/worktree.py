@@ -75,12 +75,27 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
                                  " raise it with --max-file-size)")
             continue
         try:
-            with open(full, "rb") as fh:
-                data = fh.read(max_size + 1)
+            data = _read_file(full, st.st_size, max_size)
         except OSError as exc:
             yield Skipped(shown, _why(exc))
             continue
         yield Content(Location(path=shown), data)
+
+
+def _read_file(full: bytes, size: int, max_size: int) -> bytes:
+    """The file's bytes, sized from stat: no buffer of max_size allocated per file."""
+    fd = os.open(full, os.O_RDONLY)
+    try:
+        want = min(size, max_size) + 1
+        data = os.read(fd, want)
+        while len(data) < want:  # a short read, or the file grew since stat
+            more = os.read(fd, want - len(data))
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
 
 
 def _why_folder(full: bytes) -> str:
