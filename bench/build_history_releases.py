@@ -12,9 +12,11 @@ versions (a large file edited often), added and deleted files go in batches. Aut
 dates and commit messages are synthetic and seeded. Every release ends in an
 annotated tag ``v<version>``; a few maintenance branches point at older releases.
 
-Result (seed 1, default options): >= 10,000 commits and several GB of blob bytes
-(``git cat-file --batch-all-objects --batch-check='%(objectsize)'`` summed); see the
-summary printed at the end and ``<out>/build-summary.json``.
+Result (seed 1, default options, measured 2026-11-25): 10,501 commits, 22,342 blobs,
+5.88 GB of blob bytes (``git cat-file --batch-all-objects --batch-check='%(objectsize)'``
+summed), an 84 MB pack; ~8 minutes on 2 cores (2.5 of them the final repack) once the
+51 archives (~530 MB) are cached. The summary is printed at the end and written to
+``<out>/build-summary.json``.
 
 Planted fake AWS keys
 ---------------------
