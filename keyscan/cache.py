@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keyscan.interrupt import held
+
 VERSION = 1
 
 
@@ -102,9 +104,12 @@ def save(git_dir: Path, state: CacheState) -> None:
         "finding_commits": sorted(set(state.finding_commits)),
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
-    # count mismatch, which load() treats as damage and rebuilds.
-    _atomic_write(folder / "scanned.bin", ids)
-    _atomic_write(folder / "state.json", json.dumps(meta).encode())
+    # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for both.
+    with held() as hold:
+        _atomic_write(folder / "scanned.bin", ids)
+        _atomic_write(folder / "state.json", json.dumps(meta).encode())
+    if hold.received:
+        raise KeyboardInterrupt
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from keyscan import __version__
-from keyscan.errors import KeyscanError
+from keyscan.errors import KeyscanError, ScanInterrupted
 
 EXIT_CLEAN = 0
 EXIT_LEAKS = 1
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for Ctrl-C
 
 
 def _size(text: str) -> int:
@@ -194,9 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"keyscan: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except ScanInterrupted as stop:  # Ctrl-C in a history scan: report what was read
+        emit(stop.partial, args)
+        print("keyscan: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("keyscan: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_CLEAN
     except Exception as exc:  # no traceback (it could hold scanned content) unless --debug

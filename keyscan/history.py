@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from keyscan import attribute, cache, gitrepo
-from keyscan.errors import KeyscanError
+from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import Credential, Matcher
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.rules import RuleSet
@@ -42,6 +42,7 @@ class HistoryOptions:
 class _Hits:
     blobs: dict[str, list[Credential]] = field(default_factory=dict)
     commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C: what was read so far
 
 
 def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
@@ -87,7 +88,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
 
         hits = _read_and_match(git_dir, refs, Matcher(rules), options, result, hopts,
                                start_walk)
-        reach = walks[0].wait() if walks else None
+        reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
         appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
         reachable = _reachable(git_dir, hits, reach, appearances, tips)
@@ -96,6 +97,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if hopts.use_cache and not ranged:
             _save(git_dir, rules, state, refs, hits, tips)
     result.stats.seconds = time.perf_counter() - started
+    if hits.interrupted:
+        raise ScanInterrupted(result)
     return result
 
 
@@ -164,35 +167,48 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
             result.skipped.append(Skipped(f"object {sha}", why))
         result.stats.files += found.objects
         result.stats.bytes += found.bytes
-        wanted = found.hits
         progress.done()
-        return _match_objects(git_dir, wanted, matcher, None, None)
-    start_walk()
-    hits = _match_objects(git_dir, wanted, matcher, result, progress)
-    progress.done()
+        hits = _match_objects(git_dir, found.hits, matcher, None, None)
+        hits.interrupted |= found.interrupted
+    else:
+        start_walk()
+        hits = _match_objects(git_dir, wanted, matcher, result, progress)
+        progress.done()
+    if hits.interrupted:
+        result.notes.append(
+            f"interrupted: partial results, {result.stats.files} of {len(wanted)} objects "
+            "read; the cache was not updated (the next scan reads them all again)")
     return hits
 
 
 def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Matcher,
                    result: ScanResult | None, progress: _Progress | None) -> _Hits:
     hits = _Hits()
-    for obj in source.read_objects(git_dir, wanted):
-        if obj.data is None:
-            if result is not None:
-                why = "corrupt: git could not read it" if obj.kind == "corrupt" else "missing"
-                result.skipped.append(Skipped(f"object {obj.sha}", why))
-            continue
-        if result is not None and progress is not None:
-            result.stats.files += 1
-            result.stats.bytes += len(obj.data)
-            progress.update(result.stats.files, result.stats.bytes)
-        creds = matcher.find(obj.data) if obj.kind == "blob" else _message_hits(obj, matcher)
-        if not creds:
-            continue
-        if obj.kind == "blob":
-            hits.blobs[obj.sha] = creds
-        else:
-            hits.commits[obj.sha] = (obj.kind, creds)
+    objects = source.read_objects(git_dir, wanted)
+    try:
+        for obj in objects:
+            if obj.data is None:
+                if result is not None:
+                    why = "corrupt: git could not read it" if obj.kind == "corrupt" \
+                        else "missing"
+                    result.skipped.append(Skipped(f"object {obj.sha}", why))
+                continue
+            if result is not None and progress is not None:
+                result.stats.files += 1
+                result.stats.bytes += len(obj.data)
+                progress.update(result.stats.files, result.stats.bytes)
+            creds = matcher.find(obj.data) if obj.kind == "blob" \
+                else _message_hits(obj, matcher)
+            if not creds:
+                continue
+            if obj.kind == "blob":
+                hits.blobs[obj.sha] = creds
+            else:
+                hits.commits[obj.sha] = (obj.kind, creds)
+    except KeyboardInterrupt:  # every object matched so far is whole: report those
+        hits.interrupted = True
+    finally:
+        objects.close()  # stops git now, not when the generator is collected
     return hits
 
 
@@ -318,6 +334,8 @@ def _merge(ordered: list[tuple[int, Finding]], git_dir: Path,
 
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
           refs: list[source.ObjectRef], hits: _Hits, tips: list[str]) -> None:
+    if hits.interrupted:
+        return  # the cache stays as the last complete scan left it
     scanned = state.scanned if state is not None else set()
     scanned.update(bytes.fromhex(r.sha) for r in refs if r.kind != "missing")
     cache.save(git_dir, cache.CacheState(

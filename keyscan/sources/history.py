@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import subprocess
 import threading
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -134,7 +134,8 @@ class Reachability:
         return sha.encode() in self.reachable
 
 
-def read_objects(git_dir: Path, refs: Sequence[ObjectRef]) -> Iterator[GitObject]:
+def read_objects(git_dir: Path, refs: Sequence[ObjectRef]
+                 ) -> Generator[GitObject, None, None]:
     """Contents of `refs`, in order, through `cat-file --batch`; restarts after a bad object."""
     start = 0
     while start < len(refs):

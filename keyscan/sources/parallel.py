@@ -11,8 +11,10 @@ thread or pipe of its own for the scan.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ class Found:
     bad: list[tuple[str, str]] = field(default_factory=list)
     objects: int = 0
     bytes: int = 0
+    interrupted: bool = False  # Ctrl-C: the chunks finished before it
 
 
 def worker_count() -> int:
@@ -75,14 +78,25 @@ def find_in_objects(git_dir: Path, refs: Sequence[ObjectRef], rules: RuleSet, wo
         futures = [pool.submit(_scan_chunk, git_dir, chunk)
                    for chunk in chunks(refs, workers * 4)]
         on_started()
-        for future in as_completed(futures):
-            part = future.result()
-            found.hits.extend(part.hits)
-            found.bad.extend(part.bad)
-            found.objects += part.objects
-            found.bytes += part.bytes
-            on_progress(found.objects, found.bytes)
+        try:
+            for future in as_completed(futures):
+                part = future.result()
+                found.hits.extend(part.hits)
+                found.bad.extend(part.bad)
+                found.objects += part.objects
+                found.bytes += part.bytes
+                on_progress(found.objects, found.bytes)
+        except KeyboardInterrupt:
+            found.interrupted = True
+            _stop(pool)
     return found
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C: end the workers now rather than let them finish every queued chunk."""
+    for process in list((pool._processes or {}).values()):
+        process.terminate()  # its `git cat-file` dies on the closed pipe
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 _matcher = None
@@ -92,7 +106,22 @@ def _start_worker(rules: RuleSet) -> None:
     global _matcher
     from keyscan.match import Matcher
 
+    # Ctrl-C on a terminal reaches the whole process group: the parent alone decides,
+    # and stops the workers; and a worker never outlives its parent (Linux).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     _matcher = Matcher(rules)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own pipes end the workers
+        pass
 
 
 def _scan_chunk(git_dir: Path, refs: list[ObjectRef]) -> Found:
