@@ -11,9 +11,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyscan import __version__
 from keyscan.errors import KeyscanError, ScanInterrupted
+
+if TYPE_CHECKING:
+    from keyscan.model import ScanResult
 
 EXIT_CLEAN = 0
 EXIT_LEAKS = 1
@@ -40,14 +44,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keyscan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    from keyscan import baseline, explain
+
     scan = sub.add_parser("scan", help="scan a folder, a repository, staged changes or history")
-    scan.add_argument("path", nargs="?", default=".", help="file, folder or repository (.)")
-    mode = scan.add_mutually_exclusive_group()
+    _add_target(scan)
+    _add_common(scan)
+    baseline.add_scan_option(scan)
+    scan.set_defaults(func=cmd_scan)
+
+    from keyscan.aws import cli as aws_cli
+
+    aws_cli.add_scan_options(scan)
+    aws_cli.register(sub)
+
+    base = sub.add_parser("baseline", help="write the current leaks to a baseline file, so "
+                                           "later scans report only new ones")
+    _add_target(base)
+    base.add_argument("--output", "-o", type=Path, metavar="FILE", required=True,
+                      help="the baseline file to write (mode 0600; no secrets in it)")
+    base.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_rules_and_limits(base)
+    base.set_defaults(func=cmd_baseline)
+
+    explain.register(sub)
+
+    rules = sub.add_parser("rules", help="list the rules in force")
+    rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
+    rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    rules.set_defaults(func=cmd_rules)
+    return parser
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", nargs="?", default=".", help="file, folder or repository (.)")
+    mode = p.add_mutually_exclusive_group()
     mode.add_argument("--staged", action="store_true",
                       help="scan what is staged for the next commit (the pre-commit hook)")
     mode.add_argument("--history", action="store_true",
                       help="scan every blob and commit message in the whole git history")
-    hist = scan.add_argument_group("history")
+    hist = p.add_argument_group("history")
     hist.add_argument("--since-commit", metavar="REV", default="",
                       help="only what the commits after REV up to HEAD added (implies --history)")
     hist.add_argument("--range", metavar="A..B", default="",
@@ -62,25 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ignore and do not update the incremental cache in .git/keyscan")
     hist.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress on stderr (default: on a terminal, outside CI)")
-    _add_common(scan)
-    scan.set_defaults(func=cmd_scan)
-
-    from keyscan.aws import cli as aws_cli
-
-    aws_cli.add_scan_options(scan)
-    aws_cli.register(sub)
-
-    rules = sub.add_parser("rules", help="list the rules in force")
-    rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
-    rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    rules.set_defaults(func=cmd_rules)
-    return parser
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--format", "-f", choices=("text", "json", "jsonl", "sarif"),
-                     default="text")
+                     default=None, help="report format (default text)")
     out.add_argument("--output", "-o", type=Path, metavar="FILE",
                      help="write the report to FILE (created private, mode 0600)")
     out.add_argument("--show-secrets", action="store_true",
@@ -88,9 +110,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     out.add_argument("--verbose", "-v", action="store_true",
                      help="also list examples, allowed findings and skipped files")
     out.add_argument("--no-color", action="store_true", help="never use colour")
-    out.add_argument("--exit-code", type=int, default=EXIT_LEAKS, metavar="N",
+    out.add_argument("--exit-code", type=int, default=None, metavar="N",
                      help="exit code when leaks are found (default 1)")
     out.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    _add_rules_and_limits(p)
+
+
+def _add_rules_and_limits(p: argparse.ArgumentParser) -> None:
+    from keyscan import config
+
     cfg = p.add_argument_group("rules and limits")
     cfg.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
                      help="also load rule files from DIR (repeatable)")
@@ -98,18 +126,51 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                      help="skip (and report) files larger than SIZE (default 100M)")
     cfg.add_argument("--follow-symlinks", action="store_true",
                      help="follow symbolic links (not followed by default)")
+    config.add_options(p)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from keyscan import scan
+    result = run_scan(args)
+    if args.baseline is not None:
+        from keyscan import baseline
+
+        baseline.apply(result, args.baseline, complete=_complete(args))
+    from keyscan.aws import cli as aws_cli
+
+    action_code = aws_cli.after_scan(result, args)
+    emit(result, args)
+    if action_code:
+        return action_code
+    code: int = args.exit_code if result.leaks else EXIT_CLEAN
+    return code
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from keyscan import baseline
+    from keyscan.report import text as text_report
+    from keyscan.report import write_private
+
+    result = run_scan(args)
+    write_private(args.output, baseline.render(result))
+    print(f"keyscan: baseline of {len(result.leaks)} leak(s) written to {args.output}",
+          file=sys.stderr)
+    print(text_report.summary(result), file=sys.stderr)
+    return EXIT_CLEAN
+
+
+def run_scan(args: argparse.Namespace) -> ScanResult:
+    """The scan `args` ask for, with the project's settings and .keyscanignore applied."""
+    from keyscan import config, ignore, scan
     from keyscan.rules import load_rules
 
-    rules = load_rules(args.rules)
+    target = Path(args.path)
+    settings = config.for_target(target, args.config, args.no_config)
+    config.apply(args, settings)
+    rules = config.without_rules(load_rules(args.rules), args.disable_rule, settings)
     options = scan.ScanOptions(
         max_file_size=args.max_file_size or scan.DEFAULT_MAX_FILE_SIZE,
-        follow_symlinks=args.follow_symlinks,
+        follow_symlinks=args.follow_symlinks, allow_paths=tuple(args.allow_path),
     )
-    target = Path(args.path)
     if args.staged:
         result = scan.scan_staged(target, rules, options)
     elif args.history or args.since_commit or args.range:
@@ -123,13 +184,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
         result = scan_history(target, rules, options, hopts)
     else:
         result = scan.scan_worktree(target, rules, options)
-    from keyscan.aws import cli as aws_cli
+    ignore.apply(result, ignore.read(config.project_root(target) / ignore.FILE_NAME))
+    return result
 
-    action_code = aws_cli.after_scan(result, args)
-    emit(result, args)
-    if action_code:
-        return action_code
-    return args.exit_code if result.leaks else EXIT_CLEAN
+
+def _complete(args: argparse.Namespace) -> bool:
+    """Whether the scan saw everything (and so can tell a baseline entry is gone)."""
+    return not (args.staged or args.since_commit or args.range)
 
 
 def emit(result: object, args: argparse.Namespace) -> None:

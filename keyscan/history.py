@@ -20,7 +20,7 @@ from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import Credential, Matcher
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.rules import RuleSet
-from keyscan.scan import ScanOptions, to_finding
+from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
 from keyscan.sources import parallel
 
@@ -93,7 +93,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
         reachable = _reachable(git_dir, hits, reach, appearances, tips)
         _filter_unreachable(hits, reachable, hopts, result)
-        result.findings = _attribute(git_dir, hits, tips, appearances)
+        result.findings = _attribute(git_dir, hits, tips, appearances, options)
         if hopts.use_cache and not ranged:
             _save(git_dir, rules, state, refs, hits, tips)
     result.stats.seconds = time.perf_counter() - started
@@ -271,7 +271,8 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
 
 
 def _attribute(git_dir: Path, hits: _Hits, tips: list[str],
-               appearances: dict[str, list[attribute.Appearance]]) -> list[Finding]:
+               appearances: dict[str, list[attribute.Appearance]], options: ScanOptions
+               ) -> list[Finding]:
     head = attribute.head_blobs(git_dir) if hits.blobs else {}
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32
@@ -280,6 +281,8 @@ def _attribute(git_dir: Path, hits: _Hits, tips: list[str],
         for cred in creds:
             for place in places:
                 path = place.path if place else "(path unknown: blob not in any commit)"
+                if path_allowed(path, cred, options):  # rule and --allow-path globs
+                    continue
                 finding = to_finding(cred, Location(path=path, blob=blob, source="history"))
                 finding = _with_commit(finding, place.commit if place else None)
                 finding.extra["in_head"] = blob in head

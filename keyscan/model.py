@@ -212,6 +212,32 @@ class ScanStats:
     bytes: int = 0
     seconds: float = 0.0
     allowed: int = 0
+    ignored: int = 0  # fingerprints listed in .keyscanignore
+    baselined: int = 0  # known already: listed in the --baseline file
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineEntry:
+    """A finding accepted into a baseline file: where and what, never the secret."""
+
+    fingerprint: str
+    rule: str
+    kind: str
+    path: str
+    key_id: str = ""
+    line: int = 0
+    column: int = 0
+    commit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineCheck:
+    """What a scan with --baseline found out about the baseline file."""
+
+    path: str
+    entries: int  # entries in the baseline file
+    stale: tuple[BaselineEntry, ...] = ()  # entries no longer found: fixed, or moved
+    checked_stale: bool = True  # False on partial scans (--staged, --range)
 
 
 @dataclass(slots=True)
@@ -223,6 +249,7 @@ class ScanResult:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stats: ScanStats = field(default_factory=ScanStats)
+    baseline: BaselineCheck | None = None
 
     @property
     def leaks(self) -> list[Finding]:

@@ -128,13 +128,13 @@ def findings_in(unit: Content, matcher: Matcher, options: ScanOptions) -> list[F
     path = unit.location.path
     out = []
     for cred in creds:
-        if _path_allowed(path, cred, options):
+        if path_allowed(path, cred, options):
             continue
         out.append(to_finding(cred, unit.location))
     return out
 
 
-def _path_allowed(path: str, cred: Credential, options: ScanOptions) -> bool:
+def path_allowed(path: str, cred: Credential, options: ScanOptions) -> bool:
     globs = [*options.allow_paths, *(g for p in cred.parts for g in p.rule.rule.allow_paths)]
     return any(fnmatch.fnmatch(path, g) for g in globs)
 

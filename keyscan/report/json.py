@@ -60,7 +60,21 @@ def summary_dict(result: ScanResult) -> dict[str, Any]:
         "allowed": count[Status.ALLOWED],
         "skipped": len(result.skipped),
         "errors": len(result.errors),
+        "ignored": result.stats.ignored,
+        "baselined": result.stats.baselined,
     }
+
+
+def baseline_dict(result: ScanResult) -> dict[str, Any] | None:
+    """With --baseline: how many leaks it knew, and its entries this scan no longer finds."""
+    from keyscan.baseline import entry_dict
+
+    check = result.baseline
+    if check is None:
+        return None
+    return {"file": display_path(check.path), "entries": check.entries,
+            "stale_checked": check.checked_stale,
+            "stale": [entry_dict(e) for e in check.stale]}
 
 
 def render(result: ScanResult, reveal: bool = False) -> str:
@@ -74,6 +88,7 @@ def render(result: ScanResult, reveal: bool = False) -> str:
         "skipped": [{"path": display_path(s.path), "reason": s.reason} for s in result.skipped],
         "errors": list(result.errors),
         "notes": list(result.notes),
+        "baseline": baseline_dict(result),
     }
     return json.dumps(doc, indent=2) + "\n"
 

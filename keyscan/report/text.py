@@ -27,9 +27,24 @@ def render(result: ScanResult, reveal: bool = False, verbose: bool = False,
     if verbose and result.skipped:
         out += "\nSkipped:\n" + "".join(
             f"  {display_path(s.path)}: {s.reason}\n" for s in result.skipped)
+    if result.baseline is not None and result.baseline.stale:
+        out += "\n" + stale_block(result)
     if result.leaks:
         out += "\n" + ADVICE
     return out
+
+
+def stale_block(result: ScanResult) -> str:
+    """Baseline entries no longer found: the leak was fixed, or its file moved."""
+    assert result.baseline is not None
+    stale = result.baseline.stale
+    lines = [f"STALE   {len(stale)} baseline entr{'y' if len(stale) == 1 else 'ies'} no longer "
+             f"found in {display_path(result.baseline.path)} (fixed or moved; rewrite the "
+             "baseline with `keyscan baseline`):"]
+    for e in stale:
+        key = f"  {e.key_id}" if e.key_id else ""
+        lines.append(f"        {e.fingerprint}  {e.rule}  {display_path(e.path)}:{e.line}{key}")
+    return "\n".join(lines) + "\n"
 
 
 def _block(f: Finding, reveal: bool, colour: bool) -> str:
@@ -81,6 +96,12 @@ def summary(result: ScanResult) -> str:
                     " (listed with --verbose)")
     if s["allowed"]:
         tail.append(f"{s['allowed']} allowed by keyscan:allow")
+    if s["ignored"]:
+        tail.append(f"{s['ignored']} suppressed by .keyscanignore")
+    if result.baseline is not None:
+        tail.append(f"{s['baselined']} known in the baseline")
+        if result.baseline.stale:
+            tail.append(f"{len(result.baseline.stale)} stale baseline entries")
     if s["skipped"]:
         tail.append(f"{s['skipped']} skipped (listed with --verbose)")
     if s["errors"]:

@@ -1,0 +1,110 @@
+"""Baselines: accept the leaks a repository already has, fail only on new ones.
+
+`keyscan baseline PATH --output FILE` writes the current leaks — fingerprint, rule,
+kind, path, key ID and location, never a secret — to FILE (mode 0600). A later
+`keyscan scan --baseline FILE` reports only leaks whose fingerprint is not in it, and
+lists the entries no longer found (stale: fixed, or the file moved). A fingerprint is
+rule + path + a keyed hash of the value, so moving lines does not change it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from keyscan import __version__
+from keyscan.errors import KeyscanError
+from keyscan.model import BaselineCheck, BaselineEntry, Finding, ScanResult, Status
+
+FORMAT_VERSION = 1
+ALLOW = "keyscan:allow"  # the inline mark (keyscan.match): a baseline is no leak
+
+
+def add_scan_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", type=Path, metavar="FILE",
+                        help="report only leaks not in FILE (made by `keyscan baseline`) and "
+                             "list FILE's entries no longer found")
+
+
+def entry(f: Finding) -> BaselineEntry:
+    return BaselineEntry(fingerprint=f.fingerprint, rule=f.rule_id, kind=f.kind,
+                         path=f.location.path, key_id=f.key_id, line=f.line, column=f.column,
+                         commit=f.commit.sha if f.commit else "")
+
+
+def entry_dict(e: BaselineEntry) -> dict[str, Any]:
+    from keyscan.report.redact import display_path
+
+    return {"fingerprint": e.fingerprint, "rule": e.rule, "kind": e.kind,
+            "path": display_path(e.path), "key_id": e.key_id or None, "line": e.line,
+            "column": e.column, "commit": e.commit or None}
+
+
+def render(result: ScanResult) -> str:
+    """The baseline file for a scan: its leaks, one line per fingerprint, sorted.
+
+    One entry per line keeps diffs reviewable, and each line carries the inline
+    `keyscan:allow` mark: the key IDs a committed baseline names are not new leaks.
+    """
+    entries = {f.fingerprint: entry(f) for f in result.findings if f.status is Status.LEAK}
+    rows = [json.dumps({**entry_dict(entries[k]), "allow": ALLOW}) for k in sorted(entries)]
+    head = json.dumps({"keyscan_baseline": FORMAT_VERSION,
+                       "tool": {"name": "keyscan", "version": __version__},
+                       "mode": result.mode})
+    body = ",\n".join(f"    {row}" for row in rows)
+    return f"{head[:-1]},\n  \"findings\": [\n{body}\n  ]\n}}\n" if rows else \
+        f"{head[:-1]}, \"findings\": []}}\n"
+
+
+def read(path: Path) -> tuple[str, list[BaselineEntry]]:
+    """(mode the baseline was made in, its entries); KeyscanError says what is wrong."""
+    tip = f"make it with `keyscan baseline PATH --output {path}`"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KeyscanError(f"baseline {path} does not exist: {tip}") from None
+    except OSError as exc:
+        raise KeyscanError(f"cannot read baseline {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise KeyscanError(f"baseline {path} is not JSON: {tip}") from None
+    if not isinstance(doc, dict) or doc.get("keyscan_baseline") != FORMAT_VERSION \
+            or not isinstance(doc.get("findings"), list):
+        raise KeyscanError(f"{path} is not a keyscan baseline (version {FORMAT_VERSION}): {tip}")
+    entries = []
+    for number, row in enumerate(doc["findings"], 1):
+        if not isinstance(row, dict) or not isinstance(row.get("fingerprint"), str):
+            raise KeyscanError(f"{path}: entry {number} has no fingerprint: {tip}")
+        entries.append(BaselineEntry(
+            fingerprint=row["fingerprint"], rule=str(row.get("rule") or ""),
+            kind=str(row.get("kind") or ""), path=str(row.get("path") or ""),
+            key_id=str(row.get("key_id") or ""), line=_int(row.get("line")),
+            column=_int(row.get("column")), commit=str(row.get("commit") or "")))
+    return str(doc.get("mode", "")), entries
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def apply(result: ScanResult, path: Path, complete: bool) -> None:
+    """Drop the leaks the baseline knows; record the entries this scan no longer finds.
+
+    `complete` is False for partial scans (--staged, --range): they cannot tell whether
+    an entry is gone, so they report no stale entries.
+    """
+    mode, entries = read(path)
+    known = {e.fingerprint: e for e in entries}
+    present = {f.fingerprint for f in result.findings}
+    kept = [f for f in result.findings
+            if not (f.status is Status.LEAK and f.fingerprint in known)]
+    result.stats.baselined = len(result.findings) - len(kept)
+    result.findings[:] = kept
+    stale = tuple(e for e in entries if e.fingerprint not in present) if complete else ()
+    result.baseline = BaselineCheck(path=str(path), entries=len(known),
+                                    stale=stale, checked_stale=complete)
+    if complete and mode and mode != result.mode:
+        result.notes.append(f"the baseline was made by a {mode} scan and this is a "
+                            f"{result.mode} scan: entries found only by one of them show as "
+                            "new or stale")

@@ -1,0 +1,224 @@
+"""Project settings: `.keyscan.yaml` at the repository root, or `[tool.keyscan]` in pyproject.toml.
+
+One loader for both (the same keys, validated the same way). A bad file stops keyscan
+with one line naming the file and the key. Settings apply under the command line:
+a flag given on the command line wins over a single value in the file, and list
+settings (rules, disable_rules, allow_paths, our_accounts) add to each other.
+
+    rules: [ci/keyscan-rules]        # extra rule folders, relative to the config file
+    disable_rules: [aws-session-token]
+    allow_paths: ["tests/fixtures/*", "docs/*.md"]
+    our_accounts: ["123456789012"]   # feeds --our-account (ours / foreign, offline)
+    max_file_size: 50M               # a number of bytes, or 10k / 50M / 1G
+    format: json                     # text | json | jsonl | sarif
+    exit_code: 1                     # exit code when leaks are found
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keyscan import gitrepo
+from keyscan.errors import KeyscanError
+from keyscan.rules import RuleSet
+
+YAML_NAME = ".keyscan.yaml"
+PYPROJECT = "pyproject.toml"
+FORMATS = ("text", "json", "jsonl", "sarif")
+KEYS = ("rules", "disable_rules", "allow_paths", "our_accounts", "max_file_size", "format",
+        "exit_code")
+DEFAULT_FORMAT = "text"
+DEFAULT_EXIT_CODE = 1
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: Path | None = None  # the file the settings came from; None: no file
+    rules: tuple[Path, ...] = ()  # resolved against the config file's folder
+    disable_rules: tuple[str, ...] = ()
+    allow_paths: tuple[str, ...] = ()
+    our_accounts: tuple[str, ...] = ()
+    max_file_size: int | None = None
+    format: str | None = None
+    exit_code: int | None = None
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The command-line side of the settings a config file can hold."""
+    g = parser.add_argument_group("configuration (.keyscan.yaml or [tool.keyscan])")
+    g.add_argument("--config", type=Path, metavar="FILE",
+                   help="read settings from FILE (.yaml or pyproject.toml) instead of the "
+                        "repository root's .keyscan.yaml / pyproject.toml")
+    g.add_argument("--no-config", action="store_true", help="ignore any config file")
+    g.add_argument("--disable-rule", action="append", default=[], metavar="ID",
+                   help="do not run rule ID (repeatable)")
+    g.add_argument("--allow-path", action="append", default=[], metavar="GLOB",
+                   help="never report findings in paths matching GLOB (repeatable)")
+
+
+def project_root(target: Path) -> Path:
+    """Where the settings live: the work tree root of `target`'s repository, else the folder."""
+    folder = target if target.is_dir() else target.parent
+    repo = gitrepo.discover(folder) if folder.exists() else None
+    return repo.root if repo is not None else folder
+
+
+def find(root: Path) -> Path | None:
+    """`.keyscan.yaml` wins; otherwise pyproject.toml when it has a [tool.keyscan] table."""
+    yaml_file = root / YAML_NAME
+    if yaml_file.is_file():
+        return yaml_file
+    pyproject = root / PYPROJECT
+    if pyproject.is_file() and re.search(rb"(?m)^\s*\[\s*tool\.keyscan\s*[\].]",
+                                         pyproject.read_bytes()):
+        return pyproject
+    return None
+
+
+def load(path: Path) -> Config:
+    """Read and validate one settings file; KeyscanError names the file and the bad key."""
+    table = _read_toml(path) if path.name.endswith(".toml") else _read_yaml(path)
+    return parse(table, path)
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(path.read_bytes(), Loader=loader)
+    except OSError as exc:
+        raise KeyscanError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise KeyscanError(f"{path}:{where} is not valid YAML: fix the config file") from None
+    return {} if doc is None else doc
+
+
+def _read_toml(path: Path) -> Any:
+    import tomllib
+
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise KeyscanError(f"cannot read config file {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise KeyscanError(f"{path}: is not valid TOML ({exc}): fix the file") from None
+    return doc.get("tool", {}).get("keyscan", {})
+
+
+def parse(table: Any, path: Path) -> Config:
+    where = f"{path}: [tool.keyscan]" if path.name.endswith(".toml") else f"{path}:"
+    if not isinstance(table, dict):
+        raise KeyscanError(f"{where} settings must be a mapping of keys ({', '.join(KEYS)})")
+    for key in table:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key).replace("-", "_"), KEYS, n=1)
+            tip = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(KEYS)})"
+            raise KeyscanError(f"{where} unknown key '{key}'{tip}")
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
+            raise KeyscanError(f"{where} '{key}' must be a list of strings")
+        return tuple(str(v) for v in value)
+
+    accounts = strings("our_accounts")
+    for account in accounts:
+        if len(account) != 12 or not account.isdigit():
+            raise KeyscanError(f"{where} 'our_accounts' has {account!r}, not an AWS account "
+                               "ID: give 12 digits, quoted (\"012345678901\")")
+    return Config(
+        source=path,
+        rules=tuple(path.parent / p for p in strings("rules")),
+        disable_rules=strings("disable_rules"),
+        allow_paths=strings("allow_paths"),
+        our_accounts=accounts,
+        max_file_size=_size(table, "max_file_size", where),
+        format=_choice(table, "format", FORMATS, where),
+        exit_code=_exit_code(table, where),
+    )
+
+
+def _size(table: dict[str, Any], key: str, where: str) -> int | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise KeyscanError(f"{where} '{key}' must be a size such as 1048576, 512k or 50M, "
+                           f"not {value!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _choice(table: dict[str, Any], key: str, choices: tuple[str, ...], where: str) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if value not in choices:
+        raise KeyscanError(f"{where} '{key}' must be one of {', '.join(choices)}, "
+                           f"not {value!r}")
+    return str(value)
+
+
+def _exit_code(table: dict[str, Any], where: str) -> int | None:
+    value = table.get("exit_code")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise KeyscanError(f"{where} 'exit_code' must be a number from 0 to 255, not {value!r}")
+    return value
+
+
+def for_target(target: Path, explicit: Path | None = None, disabled: bool = False) -> Config:
+    """The settings for a scan of `target`: --config FILE, else the repository root's file."""
+    if disabled:
+        return Config()
+    if explicit is not None:
+        if not explicit.is_file():
+            raise KeyscanError(f"config file {explicit} does not exist: check --config")
+        return load(explicit)
+    found = find(project_root(target))
+    return load(found) if found is not None else Config()
+
+
+def apply(args: argparse.Namespace, cfg: Config) -> None:
+    """Fill in what the command line left unset from `cfg`, then keyscan's defaults.
+
+    Single values: the command line wins. Lists: the file's and the command line's add up.
+    """
+    args.rules = [*cfg.rules, *getattr(args, "rules", [])]
+    args.disable_rule = [*cfg.disable_rules, *getattr(args, "disable_rule", [])]
+    args.allow_path = [*cfg.allow_paths, *getattr(args, "allow_path", [])]
+    if hasattr(args, "our_account"):
+        args.our_account = [*cfg.our_accounts, *args.our_account]
+    if getattr(args, "max_file_size", None) is None:
+        args.max_file_size = cfg.max_file_size
+    if getattr(args, "format", None) is None:
+        args.format = cfg.format or DEFAULT_FORMAT
+    if getattr(args, "exit_code", None) is None:
+        args.exit_code = DEFAULT_EXIT_CODE if cfg.exit_code is None else cfg.exit_code
+
+
+def without_rules(rules: RuleSet, disabled: list[str], cfg: Config) -> RuleSet:
+    """`rules` minus the disabled ones; a name no rule has is a mistake worth stopping for."""
+    known = {r.rule.id for r in rules.rules}
+    for rule_id in disabled:
+        if rule_id not in known:
+            where = f"{cfg.source}: 'disable_rules'" if rule_id in cfg.disable_rules \
+                else "--disable-rule"
+            raise KeyscanError(f"{where} names '{rule_id}', which no rule has "
+                               "(`keyscan rules` lists them)")
+    return rules.without(disabled) if disabled else rules
