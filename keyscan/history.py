@@ -36,6 +36,7 @@ class HistoryOptions:
     use_cache: bool = True
     check_missing: bool | None = None  # None: on partial clones and below 100k objects
     progress: bool | None = None  # None: only on a TTY outside CI
+    workers: int = 0  # processes reading objects; 0: as many as CPUs (parallel.worker_count)
 
 
 @dataclass(slots=True)
@@ -156,7 +157,7 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
         elif ref.kind in _SCANNED_KINDS:
             wanted.append(ref)
     progress = _Progress(sum(r.size for r in wanted), hopts.progress)
-    workers = parallel.worker_count()
+    workers = hopts.workers or parallel.worker_count()
     if workers > 1 and sum(r.size for r in wanted) > parallel.PARALLEL_BYTES:
         # Each worker owns a `git cat-file` and matches what it reads: the pipe from git
         # costs as much CPU as git's own decompression, so both cores share both. Only
