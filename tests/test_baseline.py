@@ -1,0 +1,192 @@
+"""Adopting keyscan on an old repository: accept today's leaks, fail only on new ones.
+
+`keyscan baseline` writes what is known; `keyscan scan --baseline FILE` reports only
+what is new and lists the baseline entries that are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fakes import fake_key_id, fake_secret
+from repos import CliResult, commit_all, git
+
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def old_repo(repo: Path) -> dict[str, str]:
+    """Five years of history: two known leaks in the files today."""
+    keys = {"prod": fake_key_id(), "legacy": fake_key_id(), "secret": fake_secret()}
+    (repo / "config").mkdir()
+    (repo / "config" / "prod.ini").write_text(
+        f"[default]\naws_access_key_id = {keys['prod']}\n"
+        f"aws_secret_access_key = {keys['secret']}\n")
+    (repo / "legacy.py").write_text(f"KEY = '{keys['legacy']}'\n")
+    commit_all(repo, "old work")
+    return keys
+
+
+def make_baseline(cli: Cli, repo: Path, *mode: str) -> Path:
+    out = repo.parent / "keyscan-baseline.json"
+    result = cli("baseline", repo, "--output", out, *mode)
+    assert result.code == 0, result.err
+    return out
+
+
+def test_the_baseline_holds_what_is_known_and_no_secret(cli: Cli, repo: Path,
+                                                        old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo)
+
+    text = out.read_text()
+    doc = json.loads(text)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert old_repo["secret"] not in text
+    assert old_repo["secret"][:8] not in text
+    entries = {e["key_id"]: e for e in doc["findings"]}
+    assert set(entries) == {old_repo["prod"], old_repo["legacy"]}
+    prod = entries[old_repo["prod"]]
+    assert (prod["path"], prod["kind"], prod["line"]) == ("config/prod.ini", "pair", 2)
+    assert len(prod["fingerprint"]) == 20
+
+
+def test_a_scan_with_the_baseline_passes_and_counts_what_it_knew(
+        cli: Cli, repo: Path, old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo)
+
+    result = cli("scan", repo, "--baseline", out, "-f", "json")
+
+    assert result.code == 0, result.out
+    assert result.json["findings"] == []
+    assert result.json["summary"]["baselined"] == 2
+    assert result.json["baseline"]["stale"] == []
+
+
+def test_the_baseline_survives_moved_lines(cli: Cli, repo: Path,
+                                           old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo)
+    prod = repo / "config" / "prod.ini"
+    prod.write_text("# production\n\n\n" + prod.read_text() + "region = eu-west-1\n")
+    legacy = repo / "legacy.py"
+    legacy.write_text("import os\n\n\ndef setup():\n    pass\n\n" + legacy.read_text())
+    commit_all(repo, "reformat")
+
+    result = cli("scan", repo, "--baseline", out)
+
+    assert result.code == 0, result.out
+    assert "2 known in the baseline" in result.err
+
+
+def test_only_a_new_leak_is_reported_and_fails(cli: Cli, repo: Path,
+                                               old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo)
+    new_key = fake_key_id()
+    (repo / "deploy.sh").write_text(f"export AWS_ACCESS_KEY_ID={new_key}\n")
+
+    result = cli("scan", repo, "--baseline", out, "-f", "json")
+
+    assert result.code == 1
+    assert [f["key_id"] for f in result.json["findings"]] == [new_key]
+    assert result.json["summary"] | {"leaks": 1, "baselined": 2} == result.json["summary"]
+
+
+def test_entries_no_longer_found_are_listed_as_stale(cli: Cli, repo: Path,
+                                                     old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo)
+    (repo / "legacy.py").write_text("import os\nKEY = os.environ['KEY']\n")
+    commit_all(repo, "read the key from the environment")
+
+    as_json = cli("scan", repo, "--baseline", out, "-f", "json")
+    as_text = cli("scan", repo, "--baseline", out)
+
+    assert as_json.code == as_text.code == 0
+    stale = as_json.json["baseline"]["stale"]
+    assert [(s["key_id"], s["path"]) for s in stale] == [(old_repo["legacy"], "legacy.py")]
+    assert "STALE   1 baseline entry no longer found" in as_text.out
+    assert f"legacy.py:1  {old_repo['legacy']}" in as_text.out
+    assert "1 stale baseline entries" in as_text.err
+
+
+def test_a_committed_baseline_is_not_a_leak_itself(cli: Cli, repo: Path,
+                                                   old_repo: dict[str, str]) -> None:
+    out = repo / ".keyscan-baseline.json"
+    assert cli("baseline", repo, "-o", out).code == 0
+    commit_all(repo, "accept the known leaks")
+
+    with_baseline = cli("scan", repo, "--baseline", out, "-f", "json")
+    again = cli("baseline", repo, "-o", out)
+
+    assert with_baseline.code == 0, with_baseline.out
+    assert with_baseline.json["baseline"]["stale"] == []
+    assert again.code == 0
+    assert len(json.loads(out.read_text())["findings"]) == 2
+
+
+def test_history_baselines_work_the_same(cli: Cli, repo: Path,
+                                         old_repo: dict[str, str]) -> None:
+    (repo / "legacy.py").unlink()
+    commit_all(repo, "drop legacy")
+    out = make_baseline(cli, repo, "--history")
+    entries = json.loads(out.read_text())["findings"]
+    assert all(len(e["commit"]) == 40 for e in entries)
+    assert len(entries) == 2  # legacy.py is gone from the files, not from history
+
+    known = cli("scan", "--history", repo, "--baseline", out, "-f", "json")
+    new_key = fake_key_id()
+    (repo / "new.txt").write_text(f"id {new_key}\n")
+    commit_all(repo, "oops")
+    after = cli("scan", "--history", repo, "--baseline", out, "-f", "json")
+
+    assert known.code == 0
+    assert after.code == 1
+    assert [f["key_id"] for f in after.json["findings"]] == [new_key]
+
+
+def test_a_pull_request_range_scan_reports_no_stale_entries(
+        cli: Cli, repo: Path, old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo, "--history")
+    base = git(repo, "rev-parse", "HEAD").stdout.strip()
+    (repo / "notes.txt").write_text("nothing secret\n")
+    commit_all(repo, "docs")
+
+    result = cli("scan", "--range", f"{base}..HEAD", repo, "--baseline", out, "-f", "json")
+
+    assert result.code == 0
+    assert result.json["baseline"] | {"stale_checked": False, "stale": []} \
+        == result.json["baseline"]
+
+
+def test_staged_baselines_are_made_from_the_index(cli: Cli, repo: Path,
+                                                  old_repo: dict[str, str]) -> None:
+    key = fake_key_id()
+    (repo / "staged.env").write_text(f"KEY={key}\n")
+    git(repo, "add", "staged.env")
+
+    out = make_baseline(cli, repo, "--staged")
+
+    assert [e["key_id"] for e in json.loads(out.read_text())["findings"]] == [key]
+    assert cli("scan", "--staged", repo, "--baseline", out).code == 0
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "does not exist: make it with `keyscan baseline PATH --output"),
+    ("not json", "is not JSON"),
+    ('{"findings": []}', "is not a keyscan baseline"),
+])
+def test_a_bad_baseline_file_is_one_clear_error(cli: Cli, repo: Path,
+                                                old_repo: dict[str, str],
+                                                content: str | None, expected: str) -> None:
+    path = repo.parent / "baseline.json"
+    if content is not None:
+        path.write_text(content)
+
+    result = cli("scan", repo, "--baseline", path)
+
+    assert result.code == 2
+    assert result.err.startswith("keyscan: error:")
+    assert result.err.count("\n") == 1
+    assert expected in result.err

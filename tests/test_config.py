@@ -1,0 +1,212 @@
+""".keyscan.yaml and [tool.keyscan]: one set of settings a team commits, under the flags.
+
+Each story writes a settings file into a real repository, runs `keyscan scan` and
+checks what the user sees: the report, the exit code, or one clear error line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fakes import fake_key_id, fake_secret
+from repos import CliResult, commit_all
+
+from keyscan.attribute import account_id
+
+Cli = Callable[..., CliResult]
+
+
+def pair(key: str | None = None) -> str:
+    return (f"aws_access_key_id = {key or fake_key_id()}\n"
+            f"aws_secret_access_key = {fake_secret()}\n")
+
+
+@pytest.fixture
+def project(repo: Path) -> Path:
+    """A repository with one leak in app code and one in test fixtures."""
+    (repo / "app").mkdir()
+    (repo / "app" / "settings.ini").write_text(pair())
+    (repo / "tests" / "fixtures").mkdir(parents=True)
+    (repo / "tests" / "fixtures" / "creds.ini").write_text(pair())
+    commit_all(repo)
+    return repo
+
+
+def leak_paths(result: CliResult) -> list[str]:
+    return sorted(f["path"] for f in result.json["findings"] if f["status"] == "leak")
+
+
+def test_settings_in_keyscan_yaml_apply_to_a_scan(cli: Cli, project: Path) -> None:
+    (project / ".keyscan.yaml").write_text(
+        "# keyscan settings for this repository\n"
+        "format: json\n"
+        "exit_code: 9\n"
+        "allow_paths: ['tests/fixtures/*']\n")
+
+    result = cli("scan", project)
+
+    assert result.code == 9, result.err
+    assert leak_paths(result) == ["app/settings.ini"]  # json without --format json
+
+
+def test_command_line_flags_win_over_the_file(cli: Cli, project: Path) -> None:
+    (project / ".keyscan.yaml").write_text("format: json\nexit_code: 9\n")
+
+    result = cli("scan", project, "--format", "text", "--exit-code", "4")
+
+    assert result.code == 4
+    assert result.out.startswith("LEAK")
+
+
+def test_list_settings_add_to_the_flags(cli: Cli, project: Path) -> None:
+    (project / "docs").mkdir()
+    (project / "docs" / "setup.md").write_text(pair())
+    (project / ".keyscan.yaml").write_text("allow_paths: ['tests/fixtures/*']\n")
+
+    result = cli("scan", project, "-f", "json", "--allow-path", "docs/*")
+
+    assert leak_paths(result) == ["app/settings.ini"]
+
+
+def test_pyproject_tool_keyscan_table_is_read(cli: Cli, project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n'
+        '[tool.keyscan]\nformat = "json"\nallow_paths = ["tests/fixtures/*"]\n')
+
+    result = cli("scan", project)
+
+    assert leak_paths(result) == ["app/settings.ini"]
+
+
+def test_keyscan_yaml_wins_over_pyproject(cli: Cli, project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.keyscan]\nformat = "sarif"\n')
+    (project / ".keyscan.yaml").write_text("format: json\n")
+
+    assert "schema_version" in cli("scan", project).json
+
+
+def test_settings_are_found_from_a_subfolder(cli: Cli, project: Path) -> None:
+    (project / ".keyscan.yaml").write_text("format: json\nexit_code: 5\n")
+
+    result = cli("scan", project / "app")
+
+    assert result.code == 5
+    assert leak_paths(result) == ["settings.ini"]
+
+
+def test_allow_paths_apply_to_history_scans(cli: Cli, project: Path) -> None:
+    (project / ".keyscan.yaml").write_text("allow_paths: ['tests/fixtures/*']\n")
+
+    result = cli("scan", "--history", project, "-f", "json", "--no-cache")
+
+    assert leak_paths(result) == ["app/settings.ini"]
+
+
+def test_disabled_rules_do_not_run(cli: Cli, repo: Path) -> None:
+    (repo / "secret-only.txt").write_text(f"aws_secret_access_key = {fake_secret()}\n")
+    commit_all(repo)
+    rule_ids = {f["rule"] for f in cli("scan", repo, "-f", "json").json["findings"]}
+    assert len(rule_ids) == 1
+    (repo / ".keyscan.yaml").write_text(f"disable_rules: [{rule_ids.pop()}]\n")
+
+    result = cli("scan", repo, "-f", "json")
+
+    assert result.code == 0
+    assert result.json["findings"] == []
+
+
+def test_extra_rule_folders_are_relative_to_the_settings_file(cli: Cli, repo: Path) -> None:
+    (repo / "ci" / "rules").mkdir(parents=True)
+    (repo / "ci" / "rules" / "internal.yaml").write_text(
+        "version: 1\nrules:\n"
+        "  - id: internal-token\n    description: Internal API token\n    severity: high\n"
+        "    role: generic\n    regex: 'itok_(?P<value>[a-z0-9]{32})'\n    keywords: [itok_]\n")
+    (repo / "service.env").write_text("TOKEN=itok_" + "0123456789abcdef" * 2 + "\n")
+    (repo / ".keyscan.yaml").write_text("rules: [ci/rules]\nformat: json\n")
+    commit_all(repo)
+
+    result = cli("scan", repo / "service.env")
+
+    assert [f["rule"] for f in result.json["findings"]] == ["internal-token"]
+
+
+def test_our_accounts_classify_keys_offline(cli: Cli, repo: Path) -> None:
+    ours, theirs = fake_key_id(), fake_key_id()
+    (repo / "a.env").write_text(f"KEY={ours}\n")
+    (repo / "b.env").write_text(f"KEY={theirs}\n")
+    (repo / ".keyscan.yaml").write_text(f"our_accounts: ['{account_id(ours)}']\n")
+
+    result = cli("scan", repo, "-f", "json")
+
+    by_key = {f["key_id"]: f["classification"] for f in result.json["findings"]}
+    assert by_key == {ours: "ours", theirs: "foreign"}
+
+
+def test_max_file_size_skips_big_files(cli: Cli, repo: Path) -> None:
+    (repo / "big.ini").write_text(pair() + "#" * 2048)
+    (repo / ".keyscan.yaml").write_text("max_file_size: 1k\n")
+
+    result = cli("scan", repo, "-f", "json")
+
+    assert result.code == 0
+    assert [s["path"] for s in result.json["skipped"]] == ["big.ini"]
+
+
+def test_no_config_ignores_the_file(cli: Cli, project: Path) -> None:
+    (project / ".keyscan.yaml").write_text("exit_code: 9\n")
+
+    assert cli("scan", project, "--no-config").code == 1
+
+
+def test_config_flag_names_another_file(cli: Cli, project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "strict.yaml"
+    other.write_text("exit_code: 3\n")
+
+    assert cli("scan", project, "--config", other).code == 3
+
+
+# -- mistakes: one line naming the file and the key, exit 2 ----------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("formt: json\n", "unknown key 'formt' (did you mean 'format'?)"),
+    ("format: xml\n", "'format' must be one of text, json, jsonl, sarif, not 'xml'"),
+    ("exit_code: yes\n", "'exit_code' must be a number from 0 to 255, not True"),
+    ("allow_paths: 3\n", "'allow_paths' must be a list of strings"),
+    ("max_file_size: lots\n", "'max_file_size' must be a size such as"),
+    ("our_accounts: ['12345']\n", "'our_accounts' has '12345', not an AWS account ID"),
+    ("- just\n- a list\n", "settings must be a mapping of keys"),
+    ("format: [json\n", "line 2 is not valid YAML"),
+    ("disable_rules: [no-such-rule]\n", "'disable_rules' names 'no-such-rule', which no rule"),
+])
+def test_a_bad_setting_is_one_clear_line(cli: Cli, project: Path, text: str,
+                                         expected: str) -> None:
+    settings = project / ".keyscan.yaml"
+    settings.write_text(text)
+
+    result = cli("scan", project)
+
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {settings}:")
+    assert expected in result.err
+
+
+def test_a_bad_pyproject_table_names_the_table(cli: Cli, project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.keyscan]\nmax-file-size = "1M"\n')
+
+    result = cli("scan", project)
+
+    assert result.code == 2
+    assert f"{project / 'pyproject.toml'}: [tool.keyscan] unknown key 'max-file-size' " \
+           "(did you mean 'max_file_size'?)" in result.err
+
+
+def test_a_missing_config_file_is_reported(cli: Cli, project: Path) -> None:
+    result = cli("scan", project, "--config", project / "nope.yaml")
+
+    assert result.code == 2
+    assert "nope.yaml does not exist: check --config" in result.err
