@@ -111,8 +111,9 @@ def test_sigint_during_a_history_scan(big_repo: tuple[Path, list[str]], workers:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     err: list[bytes] = []
     assert proc.stderr is not None
+    stderr_fd = proc.stderr.fileno()
     reader = threading.Thread(target=lambda: err.extend(iter(
-        lambda: proc.stderr.read1(4096) if proc.stderr else b"", b"")), daemon=True)
+        lambda: os.read(stderr_fd, 4096), b"")), daemon=True)
     reader.start()
     deadline = time.monotonic() + 30
     while b"objects," not in b"".join(err):  # the progress line: reading has started

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from keyscan.aws.run import Acting, Aws
 
 EXIT_AWS_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 
 def _positive(text: str) -> int:
@@ -169,10 +170,23 @@ def _scan_aws(result: ScanResult, args: argparse.Namespace) -> int | None:
             outcomes = _deactivate(result.findings, aws, _acting(args), sys.stderr)
             result.findings[:] = run.with_outcomes(result.findings, outcomes)
             failed = any(o.failed for o in outcomes)
+            if _interrupted(outcomes):
+                return EXIT_INTERRUPTED
     except KeyscanError as exc:
         aws.errors.append(str(exc))
     result.errors.extend(aws.errors)
     return EXIT_AWS_FAILED if failed or aws.errors else None
+
+
+def _interrupted(outcomes: list[Outcome]) -> bool:
+    """Ctrl-C stopped the run: say so; the audit log holds every change made."""
+    from keyscan.aws.deactivate import INTERRUPTED
+
+    left = sum(o.result == INTERRUPTED for o in outcomes)
+    if left:
+        print(f"keyscan: interrupted: {left} key(s) not attempted; every change made is in "
+              "the audit log", file=sys.stderr)
+    return bool(left)
 
 
 def _deactivate(findings: list[Finding], aws: Aws, acting: Acting, out: TextIO) -> list[Outcome]:
@@ -234,6 +248,8 @@ def cmd_deactivate(args: argparse.Namespace) -> int:
     for error in aws.errors:
         print(f"keyscan: error: {error}", file=sys.stderr)
     outcomes = _deactivate(findings, aws, _acting(args), sys.stdout)
+    if _interrupted(outcomes):
+        return EXIT_INTERRUPTED
     failed = any(o.failed for o in outcomes) or bool(aws.errors)
     return EXIT_AWS_FAILED if failed else 0
 
@@ -262,6 +278,8 @@ def cmd_reactivate(args: argparse.Namespace) -> int:
     dry = acting.dry_run or not acting.yes
     outcomes = reactivate.apply(steps, checker.clients.iam, checker.operator, log, dry)
     _print_outcomes(steps, outcomes, acting, sys.stdout)
+    if _interrupted(outcomes):
+        return EXIT_INTERRUPTED
     return EXIT_AWS_FAILED if any(o.failed for o in outcomes) else 0
 
 

@@ -16,9 +16,11 @@ from typing import Any
 from keyscan.aws import classify
 from keyscan.aws.audit import FAILED, OK, AuditLog, Entry
 from keyscan.aws.session import Operator, describe, error_code
+from keyscan.interrupt import held
 from keyscan.model import Finding, Status
 
 QUARANTINE_POLICY = "keyscan-quarantine"
+INTERRUPTED = "interrupted"  # Ctrl-C came before this step: nothing was done to the key
 DENY_ALL = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Sid": "KeyscanQuarantine", "Effect": "Deny", "Action": "*",
@@ -49,6 +51,10 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.result == FAILED
+
+
+def interrupted(step: Step) -> Outcome:
+    return Outcome(step, INTERRUPTED, "not attempted: interrupted (Ctrl-C)")
 
 
 def plan(findings: Iterable[Finding], operator: Operator, ours: frozenset[str],
@@ -133,15 +139,22 @@ def render_outcomes(outcomes: list[Outcome]) -> str:
 
 def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
           dry_run: bool) -> list[Outcome]:
-    """Deactivate (and optionally quarantine) every step that acts."""
+    """Deactivate (and optionally quarantine) every step that acts.
+
+    Ctrl-C lets the key in progress finish (its IAM change and audit line), then the
+    rest are reported as not attempted.
+    """
     out: list[Outcome] = []
-    for step in steps:
-        if not step.act:
-            out.append(Outcome(step, "skipped", step.reason))
-        elif dry_run:
-            out.append(Outcome(step, "would-deactivate" + ("+quarantine" * step.quarantine)))
-        else:
-            out.extend(_deactivate(step, iam, operator, log))
+    with held() as hold:
+        for step in steps:
+            if not step.act:
+                out.append(Outcome(step, "skipped", step.reason))
+            elif hold.received:
+                out.append(interrupted(step))
+            elif dry_run:
+                out.append(Outcome(step, "would-deactivate" + "+quarantine" * step.quarantine))
+            else:
+                out.extend(_deactivate(step, iam, operator, log))
     return out
 
 
@@ -173,12 +186,29 @@ def set_status(step: Step, iam: Any, operator: Operator, log: AuditLog,
         if previous == status:
             return Outcome(step, f"already-{status.lower()}")
         iam.update_access_key(UserName=step.user, AccessKeyId=step.key_id, Status=status)
+    except KeyboardInterrupt:  # a second Ctrl-C: the call's fate is unknown, so say so
+        log.record(_entry(step, operator, action, previous, "", FAILED,
+                          "interrupted during the IAM call: the change may or may not have "
+                          "been made; check the key's status"))
+        raise
     except Exception as exc:
         message = describe(exc, f"iam:UpdateAccessKey ({action})")
+        if previous and _status_now(iam, step) == status:
+            # the change was made and only its answer lost (a timeout): record what IS
+            log.record(_entry(step, operator, action, previous, status, OK,
+                              f"{message}; yet IAM now lists the key as {status}"))
+            return Outcome(step, "deactivated" if status == "Inactive" else "reactivated")
         log.record(_entry(step, operator, action, previous, previous, FAILED, message))
         return Outcome(step, FAILED, message)
     log.record(_entry(step, operator, action, previous, status, OK))
     return Outcome(step, "deactivated" if status == "Inactive" else "reactivated")
+
+
+def _status_now(iam: Any, step: Step) -> str:
+    try:
+        return current_status(iam, step.user, step.key_id)
+    except Exception:  # unknown: the failure stands
+        return ""
 
 
 def set_quarantine(step: Step, iam: Any, operator: Operator, log: AuditLog,

@@ -13,9 +13,17 @@ from typing import Any
 
 from keyscan.aws import audit
 from keyscan.aws.audit import AuditLog
-from keyscan.aws.deactivate import Outcome, Step, has_quarantine, set_quarantine, set_status
+from keyscan.aws.deactivate import (
+    Outcome,
+    Step,
+    has_quarantine,
+    interrupted,
+    set_quarantine,
+    set_status,
+)
 from keyscan.aws.ownership import Checker
 from keyscan.aws.session import Operator
+from keyscan.interrupt import held
 from keyscan.model import Ownership
 
 
@@ -92,13 +100,16 @@ def _replace(step: Step, **changes: Any) -> Step:
 def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
           dry_run: bool) -> list[Outcome]:
     out: list[Outcome] = []
-    for step in steps:
-        if not step.act:
-            out.append(Outcome(step, "skipped", step.reason))
-        elif dry_run:
-            out.append(Outcome(step, "would-reactivate"))
-        else:
-            out.append(set_status(step, iam, operator, log, "Active"))
-            if step.quarantine:
-                out.append(set_quarantine(step, iam, operator, log, on=False))
+    with held() as hold:  # Ctrl-C: finish the key in progress, then stop
+        for step in steps:
+            if not step.act:
+                out.append(Outcome(step, "skipped", step.reason))
+            elif hold.received:
+                out.append(interrupted(step))
+            elif dry_run:
+                out.append(Outcome(step, "would-reactivate"))
+            else:
+                out.append(set_status(step, iam, operator, log, "Active"))
+                if step.quarantine:
+                    out.append(set_quarantine(step, iam, operator, log, on=False))
     return out

@@ -58,7 +58,8 @@ def config(options: AwsOptions) -> Any:
     from keyscan import __version__
 
     return Config(
-        retries={"mode": options.retry_mode, "max_attempts": options.max_attempts},
+        # total_max_attempts counts the first call; botocore's max_attempts counts retries
+        retries={"mode": options.retry_mode, "total_max_attempts": options.max_attempts},
         connect_timeout=5,
         read_timeout=20,
         max_pool_connections=max(10, options.workers),
