@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     aws_cli.add_scan_options(scan)
     aws_cli.register(sub)
 
+    from keyscan import fleet  # dask itself is imported only when `audit` runs
+
+    fleet.register(sub)
+
     base = sub.add_parser("baseline", help="write the current leaks to a baseline file, so "
                                            "later scans report only new ones")
     _add_target(base)
