@@ -21,6 +21,7 @@ A rule file is YAML with a top-level `rules:` list. Each rule:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -97,7 +98,22 @@ def load_rules(extra: Sequence[Path] = (), builtin: bool = True) -> RuleSet:
         if rule.id in seen:
             raise KeyscanError(f"{rule.source}: rule id '{rule.id}' is defined twice")
         seen.add(rule.id)
+    if extra:
+        _refuse_slow_patterns([r for r in rules if not _is_builtin(r)])
     return RuleSet(tuple(compile_rule(r) for r in rules), _digest(rules))
+
+
+def _is_builtin(rule: Rule) -> bool:
+    return Path(rule.source).parent == builtin_rules_dir()
+
+
+def _refuse_slow_patterns(rules: Sequence[Rule]) -> None:
+    """Users' patterns must finish on adversarial input in time (see regexcheck.py)."""
+    from keyscan.regexcheck import Pattern, refuse_slow
+
+    refuse_slow([Pattern(f"{r.source}: rule '{r.id}'", field, text) for r in rules
+                 for field, texts in (("regex", (r.regex,)), ("allowlist.values", r.allow_values),
+                                      ("examples", r.example_values)) for text in texts])
 
 
 def rule_tests(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
@@ -130,10 +146,9 @@ def _read_rule_doc(path: Path) -> Any:
     except (OSError, ValueError):
         pass
     doc = _parse_yaml(path)
-    try:
+    # a value JSON cannot hold (a YAML date) is not cached: validation says what is wrong
+    with contextlib.suppress(TypeError, ValueError):
         write_private(cached, json.dumps(doc).encode())
-    except (TypeError, ValueError):
-        pass  # a value JSON cannot hold (a YAML date): validation will say what is wrong
     return doc
 
 
