@@ -24,8 +24,9 @@ def account_id(key_id: str) -> str:
         raw = base64.b32decode(key_id[4:])
     except ValueError:
         return ""
-    value = int.from_bytes(raw[:6], "big")
-    return f"{(value & 0x7FFFFFFFFF80) >> 7:012d}"
+    account = (int.from_bytes(raw[:6], "big") & 0x7FFFFFFFFF80) >> 7
+    # 40 bits can hold 13 digits; account IDs have 12, so a larger value is no real key
+    return f"{account:012d}" if account < 10**12 else ""
 
 
 # -- history: where a blob came from, paid only for blobs that hold findings -----------

@@ -10,6 +10,8 @@ import random
 import re
 import string
 
+from keyscan.attribute import account_id
+
 BASE32 = string.ascii_uppercase + "234567"
 NEW_FORMAT_5TH = "QRSTUVWXYZ234567"  # keys since ~2019 encode their account from here
 SECRET_CHARS = string.ascii_letters + string.digits + "/+"
@@ -30,7 +32,8 @@ def fake_key_id(prefix: str = "AKIA", rng: random.Random | None = None) -> str:
         head = prefix + r.choice(BASE32) if prefix == "A3T" else prefix
         body = r.choice(NEW_FORMAT_5TH) + "".join(r.choice(BASE32) for _ in range(15))
         key = head + body
-        if not _EXAMPLE_LIKE.search(key):
+        # a real key encodes a 12-digit account; 40 bits could hold 13 digits
+        if not _EXAMPLE_LIKE.search(key) and (prefix == "A3T" or account_id(key)):
             return key
 
 
