@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = p.add_argument_group("where and how it runs")
     run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                      help="use this running Dask scheduler (default: a local cluster)")
+    run.add_argument("--connect-timeout", type=float, default=15.0, metavar="SECONDS",
+                     help="how long to keep trying to reach --scheduler (15)")
     run.add_argument("--workers", type=int, default=0, metavar="N",
                      help="processes of the local cluster (default: one per CPU)")
     run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
@@ -240,7 +242,7 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     Client, LocalCluster = dist.Client, dist.LocalCluster
     if args.scheduler:
         try:
-            client = Client(args.scheduler, timeout=15)
+            client = Client(args.scheduler, timeout=args.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise KeyscanError(f"cannot reach the Dask scheduler at {args.scheduler} "
                                f"({type(exc).__name__}): is `dask scheduler` running there, "
