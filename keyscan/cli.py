@@ -168,7 +168,8 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     from keyscan.rules import load_rules
 
     target = Path(args.path)
-    settings = config.for_target(target, args.config, args.no_config)
+    root = config.project_root(target)
+    settings = config.for_root(root, args.config, args.no_config)
     config.apply(args, settings)
     rules = config.without_rules(load_rules(args.rules), args.disable_rule, settings)
     options = scan.ScanOptions(
@@ -188,7 +189,7 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
         result = scan_history(target, rules, options, hopts)
     else:
         result = scan.scan_worktree(target, rules, options)
-    ignore.apply(result, ignore.read(config.project_root(target) / ignore.FILE_NAME))
+    ignore.apply(result, ignore.read(root / ignore.FILE_NAME))
     return result
 
 

@@ -182,15 +182,15 @@ def _exit_code(table: dict[str, Any], where: str) -> int | None:
     return value
 
 
-def for_target(target: Path, explicit: Path | None = None, disabled: bool = False) -> Config:
-    """The settings for a scan of `target`: --config FILE, else the repository root's file."""
+def for_root(root: Path, explicit: Path | None = None, disabled: bool = False) -> Config:
+    """The settings for a scan: --config FILE, else the file at the project root `root`."""
     if disabled:
         return Config()
     if explicit is not None:
         if not explicit.is_file():
             raise KeyscanError(f"config file {explicit} does not exist: check --config")
         return load(explicit)
-    found = find(project_root(target))
+    found = find(root)
     return load(found) if found is not None else Config()
 
 

@@ -86,7 +86,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from keyscan.report import explain as report
 
     target = Path(args.path)
-    settings = config.for_target(target, args.config, args.no_config)
+    settings = config.for_root(config.project_root(target), args.config, args.no_config)
     config.apply(args, settings)
     story = gather(args.what, target, args)
     if args.format == "json":
