@@ -13,9 +13,14 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyscan.errors import KeyscanError
 from keyscan.model import Commit, Finding, Ownership, ScanResult, Status
+
+if TYPE_CHECKING:
+    from keyscan.config import Config
+    from keyscan.gitrepo import Repo
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{20}$")
 EXIT_AWS_FAILED = 3  # as keyscan.aws.cli: an AWS check you asked for failed
@@ -86,9 +91,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from keyscan.report import explain as report
 
     target = Path(args.path)
-    settings = config.for_root(config.project_root(target), args.config, args.no_config)
+    root = config.project_root(target)
+    settings = config.for_root(root, args.config, args.no_config)
     config.apply(args, settings)
-    story = gather(args.what, target, args)
+    story = gather(args.what, target, args, settings, root)
     if args.format == "json":
         sys.stdout.write(report.render_json(story))
     else:
@@ -98,9 +104,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_AWS_FAILED if story.errors else 0
 
 
-def gather(query: str, target: Path, args: argparse.Namespace) -> Story:
-    """Scan `target` and collect every finding of the credential `query` names."""
-    from keyscan import config, gitrepo, ignore
+def gather(query: str, target: Path, args: argparse.Namespace, settings: Config, root: Path
+           ) -> Story:
+    """Scan `target` and collect every finding of the credential `query` names.
+
+    `args` holds the merged settings (config.apply); `root` is where .keyscanignore is.
+    """
+    from keyscan import gitrepo, ignore
 
     query = query.strip()
     if not (_FINGERPRINT.match(query.lower()) or re.match(r"^[A-Z0-9]{16,128}$", query)):
@@ -108,8 +118,8 @@ def gather(query: str, target: Path, args: argparse.Namespace) -> Story:
                            "access key ID: copy one from `keyscan scan` output")
     if not target.exists():
         raise KeyscanError(f"{target} does not exist: give a repository path")
-    results = _scans(target, args)
-    found = [f for r in results for f in r.findings]
+    repo = gitrepo.discover(target)
+    found = [f for r in _scans(target, repo, args, settings) for f in r.findings]
     wanted = [f for f in found if f.fingerprint == query.lower() or f.key_id == query]
     if not wanted:
         raise KeyscanError(f"no finding with fingerprint or key ID {query} in {target}: "
@@ -118,26 +128,25 @@ def gather(query: str, target: Path, args: argparse.Namespace) -> Story:
     digests = {f.value_digest for f in wanted}
     group = [f for f in found if f.key_id in key_ids or f.value_digest in digests]
     story = Story(query=query, target=str(target), findings=group)
-    repo = gitrepo.discover(target)
     _history_facts(story, repo.git_dir if repo is not None else None)
-    ignored = ignore.read(config.project_root(target) / ignore.FILE_NAME)
+    ignored = ignore.read(root / ignore.FILE_NAME)
     story.ignored = [f"{f.fingerprint} ({ignored[f.fingerprint].reason or 'no reason given'})"
                      for f in group if f.fingerprint in ignored]
     _ownership(story, args)
     return story
 
 
-def _scans(target: Path, args: argparse.Namespace) -> list[ScanResult]:
-    from keyscan import config, gitrepo, scan
+def _scans(target: Path, repo: Repo | None, args: argparse.Namespace, settings: Config
+           ) -> list[ScanResult]:
+    """The whole history (a repository) and the files as they are now (a work tree)."""
+    from keyscan import config, scan
     from keyscan.history import HistoryOptions, scan_history
     from keyscan.rules import load_rules
 
-    rules = config.without_rules(load_rules(args.rules), args.disable_rule,
-                                 config.Config(disable_rules=tuple(args.disable_rule)))
+    rules = config.without_rules(load_rules(args.rules), args.disable_rule, settings)
     options = scan.ScanOptions(
         max_file_size=args.max_file_size or scan.DEFAULT_MAX_FILE_SIZE,
         allow_paths=tuple(args.allow_path))
-    repo = gitrepo.discover(target)
     results = []
     if repo is not None:
         results.append(scan_history(target, rules, options, HistoryOptions(progress=False)))

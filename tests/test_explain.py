@@ -110,3 +110,14 @@ def test_something_that_is_neither_is_refused(cli: Cli, repo: Path) -> None:
 
     assert result.code == 2
     assert "is neither a fingerprint" in result.err
+
+
+def test_an_ignored_finding_shows_why(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"docs/setup.md": f"Use {key}\n"}, "docs")
+    fingerprint = cli("scan", repo, "-f", "json").json["findings"][0]["fingerprint"]
+    (repo / ".keyscanignore").write_text(f"{fingerprint}  revoked 2024-03-02\n")
+
+    out = cli("explain", key, repo).out
+
+    assert f"ignored     {fingerprint} (revoked 2024-03-02) in .keyscanignore" in out
