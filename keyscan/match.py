@@ -8,6 +8,7 @@ on the few lines those passes point at.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from keyscan.prefilter import BASE64, KEY, Prefilter, keyword_trigger, literal
 from keyscan.rules import CompiledRule, RuleSet
 
 ALLOW_MARK = b"keyscan:allow"
+_NEAREST = 8  # key IDs considered on each side of a secret, per line
 _MAX_DEPTH = 2  # base64 inside base64 is real (a base64 credentials file in a k8s Secret)
 _WIDE_STEMS = (b"A\0K\0I\0A\0", b"A\0S\0I\0A\0", b"e\0c\0r\0e\0t\0", b"E\0C\0R\0E\0T\0")
 
@@ -214,14 +216,9 @@ def _has(data: bytes, keyword: bytes, present: dict[bytes, bool]) -> bool:
 def _near_rule_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit]:
     """A keyword rule run only in the lines around key IDs with the rule's prefixes."""
     out: list[Hit] = []
-    done: set[tuple[int, int]] = set()
-    for key in key_hits:
-        if not key.value.startswith(tuple(rule.rule.near_prefixes)):
-            continue
-        span = _window(data, key.start, key.end, rule.rule.near_lines)
-        if span not in done:
-            done.add(span)
-            out.extend(_span_hits(rule, data, *span))
+    keys = [k for k in key_hits if k.value.startswith(tuple(rule.rule.near_prefixes))]
+    for span in _key_windows(data, keys, rule.rule.near_lines):
+        out.extend(_span_hits(rule, data, *span))
     return out
 
 
@@ -289,12 +286,7 @@ def _near_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit
     """Secrets within a few lines of a key ID: the only place the bare class runs."""
     assert rule.near_pattern is not None
     out: list[Hit] = []
-    done: set[tuple[int, int]] = set()
-    for key in key_hits:
-        start, end = _window(data, key.start, key.end, rule.rule.near_lines)
-        if (start, end) in done:
-            continue
-        done.add((start, end))
+    for start, end in _key_windows(data, key_hits, rule.rule.near_lines):
         for m in rule.near_pattern.finditer(data, start, end):
             out.append(Hit(rule, m.group().decode("ascii"), m.start(), m.end(), near_only=True))
         if b"%" in data[start:end]:
@@ -303,6 +295,21 @@ def _near_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit
                 s, e = where[m.start()] + start, where[m.end()] + start
                 out.append(Hit(rule, m.group().decode("ascii"), s, e, "percent", True))
     return out
+
+
+def _key_windows(data: bytes, keys: list[Hit], lines: int) -> list[tuple[int, int]]:
+    """The distinct windows around key IDs, each line's found once: thousands of keys
+    on one huge line stay linear (a window per key was quadratic)."""
+    spans: dict[int, tuple[int, int]] = {}
+    line_start = seen = 0
+    for key in sorted(keys, key=lambda h: h.start):
+        cut = data.rfind(b"\n", seen, key.start)  # only the stretch not yet seen
+        seen = key.start
+        if cut != -1:
+            line_start = cut + 1
+        if line_start not in spans:
+            spans[line_start] = _window(data, key.start, key.end, lines)
+    return list(dict.fromkeys(spans.values()))
 
 
 def _window(data: bytes, start: int, end: int, lines: int) -> tuple[int, int]:
@@ -323,7 +330,7 @@ def _window(data: bytes, start: int, end: int, lines: int) -> tuple[int, int]:
 # -- assembling hits into credentials -------------------------------------------
 
 
-def _status(rule: CompiledRule, value: str, line_text: bytes, near_only: bool
+def _status(rule: CompiledRule, value: str, allow_marked: bool, near_only: bool
             ) -> Status | None:
     """None: allowlisted, not reported at all.
 
@@ -334,7 +341,7 @@ def _status(rule: CompiledRule, value: str, line_text: bytes, near_only: bool
     example = rule.rule.placeholder or any(p.search(value) for p in rule.examples)
     if (near_only or not example) and any(p.search(value) for p in rule.allow_values):
         return None
-    if ALLOW_MARK in line_text:
+    if allow_marked:
         return Status.ALLOWED
     return Status.EXAMPLE if example else Status.LEAK
 
@@ -345,18 +352,53 @@ def _assemble(data: bytes, hits: list[Hit]) -> list[Credential]:
     for hit in sorted(hits, key=lambda h: (h.start, h.near_only)):
         unique.setdefault((hit.rule.rule.id, hit.value, hit.start), hit)
     parts: dict[int, Part] = {}
-    for hit in unique.values():
-        line_start = data.rfind(newline, 0, hit.start) + 1
-        line_end = data.find(newline, hit.start)
-        line_text = data[line_start : len(data) if line_end == -1 else line_end]
-        status = _status(hit.rule, hit.value, line_text, hit.near_only)
+    places = _Places(data, newline)
+    for hit in unique.values():  # in order of position
+        line, column, allow_marked = places.at(hit.start)
+        status = _status(hit.rule, hit.value, allow_marked, hit.near_only)
         if status is None:
             continue
-        line = data.count(newline, 0, hit.start) + 1
-        column = len(data[line_start : hit.start].decode("utf-8", "replace")) + 1
         parts[id(hit)] = Part(hit.rule, hit.value, line, column, status, hit.encoding)
     kept = [h for h in unique.values() if id(h) in parts]
     return _pair(kept, parts)
+
+
+class _Places:
+    """Line, column and allow mark of ascending positions, each found in time proportional
+    to the distance from the previous one: thousands of hits on one 50 MB line stay linear
+    (counting from the start of the content for each hit was quadratic)."""
+
+    def __init__(self, data: bytes, newline: bytes) -> None:
+        self.data, self.newline = data, newline
+        self._start()
+
+    def _start(self) -> None:
+        self.pos, self.line = 0, 1
+        self.line_start, self.allow_marked = 0, self._marked(0)
+        self.col_pos, self.col = 0, 1  # the column (in characters) at byte col_pos
+
+    def _marked(self, start: int) -> bool:
+        end = self.data.find(self.newline, start)
+        return self.data.find(ALLOW_MARK, start, len(self.data) if end == -1 else end) != -1
+
+    def at(self, pos: int) -> tuple[int, int, bool]:
+        data = self.data
+        if pos < self.pos:
+            self._start()
+        self.line += data.count(self.newline, self.pos, pos)
+        cut = data.rfind(self.newline, self.pos, pos)  # only the stretch not yet seen
+        if cut != -1:  # a new line: its mark is looked for once
+            self.line_start = cut + len(self.newline)
+            self.allow_marked = self._marked(self.line_start)
+            self.col_pos, self.col = self.line_start, 1
+        self.pos = pos
+        # count characters incrementally only where a split cannot cut a UTF-8 sequence
+        chars = len(data[self.col_pos : pos].decode("utf-8", "replace"))
+        if pos == self.col_pos or data[pos - 1] < 0x80 or data[pos] < 0x80:
+            self.col, self.col_pos = self.col + chars, pos
+            return self.line, self.col, self.allow_marked
+        column = len(data[self.line_start : pos].decode("utf-8", "replace")) + 1
+        return self.line, column, self.allow_marked
 
 
 def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
@@ -369,13 +411,23 @@ def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
     creds: dict[int, Credential] = {}
     for key in ids:
         creds[id(key)] = Credential(key_id=parts[id(key)], parts=[parts[id(key)]])
+    # candidates: on each line within reach, the few IDs nearest the secret (every pair
+    # of thousands of secrets and IDs was quadratic: a minute for a 1 MB file)
+    by_line: dict[int, list[Hit]] = {}
+    for key in ids:  # in position order
+        by_line.setdefault(parts[id(key)].line, []).append(key)
+    starts = {line: [k.start for k in keys] for line, keys in by_line.items()}
     options = []
     for s in secrets:
-        for key in ids:
-            dist = abs(parts[id(s)].line - parts[id(key)].line)
-            if dist <= s.rule.rule.near_lines:
-                options.append(
-                    (dist, key.start > s.start, abs(key.start - s.start), id(s), id(key)))
+        line = parts[id(s)].line
+        for other in range(line - s.rule.rule.near_lines, line + s.rule.rule.near_lines + 1):
+            keys = by_line.get(other)
+            if not keys:
+                continue
+            at = bisect.bisect_left(starts[other], s.start)
+            for key in keys[max(0, at - _NEAREST) : at + _NEAREST]:
+                options.append((abs(line - other), key.start > s.start,
+                                abs(key.start - s.start), id(s), id(key)))
     used_s: set[int] = set()
     used_k: set[int] = set()
     for _, _, _, sid, kid in sorted(options):
@@ -389,8 +441,9 @@ def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
     for s in secrets:
         if id(s) not in used_s and not s.near_only:
             out.append(Credential(secret=parts[id(s)], parts=[parts[id(s)]]))
+    homes = _Homes([creds[id(k)] for k in ids])
     for t in tokens:
-        home = _token_home(t, parts, [creds[id(k)] for k in ids])
+        home = homes.find(t, parts[id(t)].line)
         if home is not None:
             home.token = parts[id(t)]
             home.parts.append(parts[id(t)])
@@ -408,20 +461,40 @@ def _drop_same_value_near(secrets: list[Hit]) -> list[Hit]:
                                                       (h.value, h.start) not in keyed)]
 
 
-def _token_home(token: Hit, parts: dict[int, Part], creds: list[Credential]) -> Credential | None:
-    line = parts[id(token)].line
-    best: tuple[int, Credential] | None = None
-    for cred in creds:
-        key = cred.key_id
-        if key is None or cred.token is not None:
-            continue
-        prefixes = token.rule.rule.near_prefixes
-        if prefixes and not key.value.startswith(tuple(prefixes)):
-            continue
-        dist = abs(key.line - line)
-        if dist <= token.rule.rule.near_lines and (best is None or dist < best[0]):
-            best = (dist, cred)
-    return best[1] if best else None
+class _Homes:
+    """The credential a session token belongs to: the nearest line's first key ID without
+    a token (and with one of the token rule's prefixes), within the rule's reach."""
+
+    def __init__(self, creds: list[Credential]) -> None:
+        self.by_line: dict[int, list[Credential]] = {}
+        for cred in creds:  # in position order
+            if cred.key_id is not None:
+                self.by_line.setdefault(cred.key_id.line, []).append(cred)
+        self.first_free = dict.fromkeys(self.by_line, 0)  # credentials before it have tokens
+
+    def find(self, token: Hit, line: int) -> Credential | None:
+        prefixes = tuple(token.rule.rule.near_prefixes)
+        for dist in range(token.rule.rule.near_lines + 1):
+            for other in dict.fromkeys((line - dist, line + dist)):
+                home = self._free(other, prefixes)
+                if home is not None:
+                    return home
+        return None
+
+    def _free(self, line: int, prefixes: tuple[str, ...]) -> Credential | None:
+        creds = self.by_line.get(line)
+        if not creds:
+            return None
+        at = self.first_free[line]
+        while at < len(creds) and creds[at].token is not None:
+            at += 1
+        self.first_free[line] = at
+        for cred in creds[at : at + _NEAREST]:
+            key = cred.key_id
+            if cred.token is None and key is not None and (
+                    not prefixes or key.value.startswith(prefixes)):
+                return cred
+        return None
 
 
 def _with_encoding(cred: Credential, encoding: str) -> Credential:
