@@ -8,6 +8,7 @@ failure rather than as a CI job that never ends. Bounded examples keep it fast i
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -92,7 +93,7 @@ def test_decoders(data: bytes) -> None:
     n = len(data)
     decoded, where = timed(lambda: decode.percent_decode(data), n)
     assert len(where) == len(decoded) + 1 and where[-1] == n
-    assert all(a < b for a, b in zip(where, where[1:]))
+    assert all(a < b for a, b in itertools.pairwise(where))
     for pos in range(0, n, max(1, n // 8)):
         start, end = timed(lambda: decode.base64_run(data, pos), n)
         assert 0 <= start <= pos <= end <= n
