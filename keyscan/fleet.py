@@ -259,8 +259,11 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
 
 def _distributed() -> Any:
     """dask.distributed, imported only when an audit runs (its API is untyped)."""
-    import distributed
-
+    try:
+        import distributed
+    except ImportError:
+        raise KeyscanError("keyscan audit needs Dask: pip install 'keyscan[fleet]' "
+                           "(or 'dask[distributed]')") from None
     return distributed
 
 
