@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from keyscan.model import Commit
 
@@ -44,7 +46,8 @@ class Appearance:
     order: int  # position in history, oldest first
 
 
-def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str]
+def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
+                  exclude: Sequence[str] = (), first_order: int = 0
                   ) -> dict[str, list[Appearance]]:
     """For each blob, every commit that put it at a path, oldest first.
 
@@ -58,8 +61,8 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str]
     args = ["git", f"--git-dir={git_dir}", "log", "--stdin", "--reverse", "--raw",
             "--no-abbrev", "--no-renames", "-m", "-z", f"--format=%x01{_FIELDS}",
             *(f"--find-object={b}" for b in sorted(wanted))]
-    proc = subprocess.run(args, input="".join(f"{t}\n" for t in tips).encode(),
-                          capture_output=True, check=False)
+    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{x}\n" for x in exclude)
+    proc = subprocess.run(args, input=spec.encode(), capture_output=True, check=False)
     commit: Commit | None = None
     tokens = proc.stdout.split(b"\0")
     i = 0
@@ -75,8 +78,23 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str]
             new = meta[3].decode() if len(meta) > 3 else ""
             if new in wanted and not any(a.commit.sha == commit.sha and a.path == path
                                          for a in found[new]):
-                found[new].append(Appearance(new, path, commit, i))
+                found[new].append(Appearance(new, path, commit, first_order + i))
     return found
+
+
+def appearance_rows(found: dict[str, list[Appearance]]) -> dict[str, list[list[object]]]:
+    """Appearances as plain JSON rows for the incremental cache (ids, paths, authors)."""
+    return {blob: [[a.path, a.commit.sha, a.commit.author_name, a.commit.author_email,
+                    a.commit.author_date, a.commit.commit_date, a.commit.message, a.order]
+                   for a in places] for blob, places in found.items()}
+
+
+def appearances_from_rows(rows: dict[str, list[list[object]]]) -> dict[str, list[Appearance]]:
+    out: dict[str, list[Appearance]] = {}
+    for blob, places in rows.items():
+        out[blob] = [Appearance(blob, str(r[0]), Commit(*(str(x) for x in r[1:7])),
+                                int(str(r[7]))) for r in places]
+    return out
 
 
 def _commit(header: bytes) -> Commit:
@@ -125,3 +143,61 @@ def head_blobs(git_dir: Path) -> dict[str, list[str]]:
         if len(parts) == 3 and parts[1] == b"blob":
             out.setdefault(parts[2].decode(), []).append(os.fsdecode(path))
     return out
+
+
+def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, list[str]]:
+    """For each of `commits`, the refs whose history contains it, in one history pass.
+
+    `for-each-ref --contains` walks the history once per commit: with hundreds of
+    findings that is minutes. Here each commit of one `rev-list --topo-order` pass
+    carries a bitset of the wanted commits it descends from; a ref contains what
+    its tip's bitset holds.
+    """
+    wanted = {sha: 1 << i for i, sha in enumerate(sorted(set(commits)))}
+    out: dict[str, list[str]] = {sha: [] for sha in wanted}
+    if not wanted:
+        return out
+    refs = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "for-each-ref",
+         "--format=%(objectname) %(*objectname) %(refname)"],
+        capture_output=True, check=False,
+    ).stdout.decode("utf-8", "surrogateescape").splitlines()
+    tips: list[tuple[str, str]] = []
+    for line in refs:
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            tips.append((parts[1] or parts[0], parts[2]))  # tags: the commit they point at
+    proc = subprocess.Popen(
+        ["git", f"--git-dir={git_dir}", "rev-list", "--reverse", "--topo-order", "--parents",
+         "--stdin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin_data = "".join(f"{t}\n" for t in dict.fromkeys(sha for sha, _ in tips)).encode()
+    threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
+    bits: dict[bytes, int] = {}
+    for row in proc.stdout:
+        ids = row.split()
+        if not ids:
+            continue
+        mark = wanted.get(ids[0].decode(), 0)
+        for parent in ids[1:]:
+            mark |= bits.get(parent, 0)
+        bits[ids[0]] = mark
+    proc.wait()
+    for sha, name in tips:
+        mark = bits.get(sha.encode(), 0)
+        if not mark:
+            continue
+        for commit, bit in wanted.items():
+            if mark & bit:
+                out[commit].append(name)
+    return out
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except OSError:
+        pass

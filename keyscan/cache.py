@@ -30,6 +30,9 @@ class CacheState:
     scanned: set[bytes] = field(default_factory=set)  # 20-byte object ids
     finding_blobs: list[str] = field(default_factory=list)
     finding_commits: list[str] = field(default_factory=list)
+    # where finding blobs appear: paths, commits, authors; no content, no secret
+    appearances: dict[str, list[list[object]]] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # re-read (and re-reported) each run
 
 
 def user_cache_folder() -> Path:
@@ -85,6 +88,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             scanned={ids[i : i + 20] for i in range(0, len(ids), 20)},
             finding_blobs=[str(b) for b in meta["finding_blobs"]],
             finding_commits=[str(c) for c in meta["finding_commits"]],
+            appearances=dict(meta.get("appearances", {})),
+            unreadable=[str(u) for u in meta.get("unreadable", [])],
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"
@@ -102,6 +107,8 @@ def save(git_dir: Path, state: CacheState) -> None:
         "count": len(ids) // 20,
         "finding_blobs": sorted(set(state.finding_blobs)),
         "finding_commits": sorted(set(state.finding_commits)),
+        "appearances": state.appearances,
+        "unreadable": sorted(set(state.unreadable)),
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
     # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for both.
@@ -117,8 +124,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        # no fsync: after a crash, load() detects a count mismatch and rebuilds
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -91,12 +91,18 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                                start_walk)
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
-        appearances = attribute.introductions(git_dir, hits.blobs.keys(), tips)
-        reachable = _reachable(git_dir, hits, reach, appearances, tips)
+        appearances = _appearances(git_dir, hits, tips, state)
+        # one history pass tells which refs contain each commit that matters here
+        refs_of = attribute.refs_containing_all(git_dir, {
+            *(a.commit.sha for places in appearances.values() for a in places),
+            *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")})
+        reachable = _reachable(hits, reach, appearances, tips, refs_of)
         _filter_unreachable(hits, reachable, hopts, result)
-        result.findings = _attribute(git_dir, hits, tips, appearances, options)
+        result.findings = _attribute(git_dir, hits, tips, appearances, options, refs_of)
+        result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
+                                            f.location.path, f.line, f.column))
         if hopts.use_cache and not ranged:
-            _save(git_dir, rules, state, refs, hits, tips)
+            _save(git_dir, rules, state, refs, hits, tips, appearances, result)
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)
@@ -129,7 +135,8 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         old_tips = source.existing(git_dir, state.tips)
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
-        again = [*state.finding_blobs, *state.finding_commits]  # re-matched: reports stay whole
+        # re-matched (and unreadable ones re-reported) so each report stays whole
+        again = [*state.finding_blobs, *state.finding_commits, *state.unreadable]
         refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again)))
         if old_tips:
             return refs, False
@@ -239,9 +246,9 @@ def _walk_wanted(git_dir: Path, refs: list[source.ObjectRef], hopts: HistoryOpti
     return len(refs) <= _WALK_OBJECTS or source.is_partial_clone(git_dir)
 
 
-def _reachable(git_dir: Path, hits: _Hits, reach: source.Reachability | None,
-               appearances: dict[str, list[attribute.Appearance]], tips: list[str]
-               ) -> set[str] | None:
+def _reachable(hits: _Hits, reach: source.Reachability | None,
+               appearances: dict[str, list[attribute.Appearance]], tips: list[str],
+               refs_of: dict[str, list[str]]) -> set[str] | None:
     """Which objects holding findings some ref reaches; None when that cannot be told."""
     if reach is not None:
         if reach.error:
@@ -252,7 +259,7 @@ def _reachable(git_dir: Path, hits: _Hits, reach: source.Reachability | None,
     found = {b for b in hits.blobs if appearances.get(b)}
     for sha, (kind, _) in hits.commits.items():
         if (kind == "tag" and sha in tips) or (
-                kind == "commit" and attribute.refs_containing(git_dir, sha)):
+                kind == "commit" and refs_of.get(sha)):
             found.add(sha)
     return found
 
@@ -272,8 +279,8 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
 
 
 def _attribute(git_dir: Path, hits: _Hits, tips: list[str],
-               appearances: dict[str, list[attribute.Appearance]], options: ScanOptions
-               ) -> list[Finding]:
+               appearances: dict[str, list[attribute.Appearance]], options: ScanOptions,
+               refs_of: dict[str, list[str]]) -> list[Finding]:
     head = attribute.head_blobs(git_dir) if hits.blobs else {}
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32
@@ -301,16 +308,14 @@ def _attribute(git_dir: Path, hits: _Hits, tips: list[str],
                 finding.extra["in_head"] = False
                 grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
                     (last, finding))
-    refs_cache: dict[str, list[str]] = {}
-    return [_merge(group, git_dir, refs_cache) for group in grouped.values()]
+    return [_merge(group, refs_of) for group in grouped.values()]
 
 
 def _with_commit(finding: Finding, commit: Commit | None) -> Finding:
     return replace(finding, commit=commit, extra={})
 
 
-def _merge(ordered: list[tuple[int, Finding]], git_dir: Path,
-           refs_cache: dict[str, list[str]]) -> Finding:
+def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]]) -> Finding:
     """One finding per credential: the first appearance, with every other listed."""
     ordered.sort(key=lambda o: (o[0], o[1].commit.commit_date if o[1].commit else "~"))
     group = [f for _, f in ordered]
@@ -319,9 +324,7 @@ def _merge(ordered: list[tuple[int, Finding]], git_dir: Path,
     for f in group:
         if f.commit is None:
             continue
-        if f.commit.sha not in refs_cache:
-            refs_cache[f.commit.sha] = attribute.refs_containing(git_dir, f.commit.sha)
-        refs.update(refs_cache[f.commit.sha])
+        refs.update(refs_of.get(f.commit.sha, []))
     first.extra.update({
         "in_head": any(f.extra.get("in_head") for f in group),
         "count": len(group),
@@ -336,15 +339,37 @@ def _merge(ordered: list[tuple[int, Finding]], git_dir: Path,
     return first
 
 
+def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None
+                 ) -> dict[str, list[attribute.Appearance]]:
+    """Where finding blobs appear. Incremental: the cached answer plus one `git log`
+    over the new commits only (a blob new to the store can only be in new commits)."""
+    old_tips = source.existing(git_dir, state.tips) if state is not None else []
+    if state is None or not old_tips or not set(state.finding_blobs) <= state.appearances.keys():
+        return attribute.introductions(git_dir, hits.blobs.keys(), tips)
+    known = attribute.appearances_from_rows(
+        {b: rows for b, rows in state.appearances.items() if b in hits.blobs})
+    first = 1 + max((a.order for places in known.values() for a in places), default=0)
+    new = attribute.introductions(git_dir, hits.blobs.keys(), tips, old_tips, first)
+    return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
+
+
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          refs: list[source.ObjectRef], hits: _Hits, tips: list[str]) -> None:
+          refs: list[source.ObjectRef], hits: _Hits, tips: list[str],
+          appearances: dict[str, list[attribute.Appearance]], result: ScanResult) -> None:
     if hits.interrupted:
         return  # the cache stays as the last complete scan left it
+    # objects git could not read stay unscanned: the next scan reports them again
+    bad = {s.path.removeprefix("object ") for s in result.skipped
+           if s.path.startswith("object ")}
     scanned = state.scanned if state is not None else set()
-    scanned.update(bytes.fromhex(r.sha) for r in refs if r.kind != "missing")
+    scanned.update(bytes.fromhex(r.sha) for r in refs
+                   if r.kind not in ("missing", "corrupt") and r.sha not in bad)
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
         finding_blobs=list(hits.blobs), finding_commits=list(hits.commits),
+        appearances=attribute.appearance_rows(
+            {b: a for b, a in appearances.items() if b in hits.blobs}),
+        unreadable=sorted(bad),
     ))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from keyscan import decode
@@ -86,7 +87,8 @@ class Matcher:
         prefixes = sorted({p.encode() for r in self.key_rules for p, _ in r.rule.prefixes})
         self.b64_pattern, self.b64_files = decode.base64_triggers(
             [p for p in prefixes if len(p) >= 4])
-        self.prefilter = Prefilter(self._triggers(prefixes))
+        keywords = sorted({k for r in self.line_rules for k in r.keywords})
+        self.prefilter = Prefilter(self._triggers(prefixes), locate=keywords)
 
     def _triggers(self, prefixes: list[bytes]) -> dict[str, list[bytes]]:
         triggers: dict[str, list[bytes]] = {
@@ -120,6 +122,7 @@ class Matcher:
             for rule in self.key_rules:
                 hits.extend(self._key_ids(rule, data))
         key_hits = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
+        located: dict[bytes, list[int]] | None = None
         for rule in self.line_rules:
             if rule.rule.near_prefixes:
                 # e.g. session tokens: only looked for around the key IDs they belong to
@@ -127,7 +130,9 @@ class Matcher:
             elif not rule.keywords:
                 hits.extend(_span_hits(rule, data, 0, len(data)))
             elif any(_has(data, k, present) for k in rule.keywords):
-                hits.extend(self._keyword_hits(rule, data))
+                if depth == 0 and located is None:
+                    located = self.prefilter.locate(data)
+                hits.extend(self._keyword_hits(rule, data, present, located))
             if rule.near_pattern is not None and key_hits:
                 hits.extend(_near_hits(rule, data, key_hits))
         if depth < _MAX_DEPTH and (triggers is None or BASE64 in triggers):
@@ -150,17 +155,18 @@ class Matcher:
             out.append(Hit(rule, m.group("value").decode("ascii", "replace"), s, e))
         return out
 
-    def _keyword_hits(self, rule: CompiledRule, data: bytes) -> list[Hit]:
+    def _keyword_hits(self, rule: CompiledRule, data: bytes, present: dict[bytes, bool],
+                      located: dict[bytes, list[int]] | None) -> list[Hit]:
         out: list[Hit] = []
         done: set[int] = set()
         for keyword in rule.keywords:
-            pos = data.find(keyword)
-            while pos != -1:
+            if not _has(data, keyword, present):
+                continue
+            for pos in _positions(data, keyword, located):
                 ls, le = _line_bounds(data, pos)
                 if ls not in done:
                     done.add(ls)
                     out.extend(_span_hits(rule, data, ls, le))
-                pos = data.find(keyword, le)
         return out
 
     def _base64_hits(self, data: bytes, depth: int) -> list[Hit]:
@@ -204,6 +210,17 @@ class Matcher:
                 end = start + 2 * len(hit.value)
                 out.append(Hit(hit.rule, hit.value, start, end, "utf-16", hit.near_only))
         return out
+
+
+def _positions(data: bytes, keyword: bytes, located: dict[bytes, list[int]] | None
+               ) -> Iterator[int]:
+    if located is not None and keyword in located:
+        yield from located[keyword]
+        return
+    pos = data.find(keyword)
+    while pos != -1:
+        yield pos
+        pos = data.find(keyword, pos + 1)
 
 
 def _has(data: bytes, keyword: bytes, present: dict[bytes, bool]) -> bool:

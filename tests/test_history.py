@@ -330,3 +330,27 @@ def test_many_refs(cli: Cli, repo: Path) -> None:
                    check=True, env=clean_env())
     _, findings, _ = history(cli, repo, "--no-cache")
     assert len(findings) == 1 and len(findings[0]["refs"]) == 2001
+
+
+def test_a_corrupt_object_is_reported_again_by_incremental_scans(cli: Cli, repo: Path) -> None:
+    commit(repo, {"ok.txt": "fine\n"}, "ok")
+    commit(repo, {"bad.txt": "soon corrupt\n"}, "bad")
+    blob = git(repo, "rev-parse", "HEAD:bad.txt").stdout.strip()
+    obj = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"this is not zlib data")
+    for _ in range(2):  # the first scan fills the cache; the second is incremental
+        doc = cli("scan", "--history", repo, "--format", "json").json
+        assert any(blob in s["path"] for s in doc["skipped"])
+
+
+def test_incremental_scan_attributes_from_the_cache_plus_new_commits(
+        cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    first = commit(repo, {"a.txt": f"id {key}\n"}, "a", "Alice")
+    history(cli, repo)
+    commit(repo, {"b.txt": f"again {key}\n"}, "b", "Bob")
+    _, findings, _ = history(cli, repo)
+    assert len(findings) == 1
+    assert findings[0]["commit"]["sha"] == first and findings[0]["count"] == 2
+    assert {o["path"] for o in findings[0]["occurrences"]} == {"a.txt", "b.txt"}
