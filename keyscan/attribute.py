@@ -9,8 +9,8 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
+from keyscan.gitrepo import feed
 from keyscan.model import Commit
 
 # Since about 2019 the 5th character of a key ID is Q-Z or 2-7 and the ID encodes
@@ -174,7 +174,7 @@ def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, li
     )
     assert proc.stdin is not None and proc.stdout is not None
     stdin_data = "".join(f"{t}\n" for t in dict.fromkeys(sha for sha, _ in tips)).encode()
-    threading.Thread(target=_feed, args=(proc.stdin, stdin_data), daemon=True).start()
+    threading.Thread(target=feed, args=(proc.stdin, stdin_data), daemon=True).start()
     bits: dict[bytes, int] = {}
     for row in proc.stdout:
         ids = row.split()
@@ -193,11 +193,3 @@ def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, li
             if mark & bit:
                 out[commit].append(name)
     return out
-
-
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    try:
-        pipe.write(data)
-        pipe.close()
-    except OSError:
-        pass

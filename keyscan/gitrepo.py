@@ -138,7 +138,7 @@ def read_blobs(repo: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes | 
     try:
         # write from a thread: git stops reading requests while its answers are unread
         requests = b"".join(f"{b}\n".encode() for b in blobs)
-        writer = threading.Thread(target=_write_all, args=(proc.stdin, requests), daemon=True)
+        writer = threading.Thread(target=feed, args=(proc.stdin, requests), daemon=True)
         writer.start()
         for blob in blobs:
             header = proc.stdout.readline().split()
@@ -154,11 +154,13 @@ def read_blobs(repo: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes | 
         proc.wait()
 
 
-def _write_all(pipe: IO[bytes], data: bytes) -> None:
+def feed(pipe: IO[bytes], data: bytes) -> None:
+    """Write requests to a git process and close its input (run it in a thread: git
+    stops reading requests while its answers are unread)."""
     try:
         pipe.write(data)
         pipe.close()
-    except (BrokenPipeError, ValueError):
+    except (OSError, ValueError):  # git exited early: its answers say why
         pass
 
 

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from keyscan.errors import KeyscanError
+from keyscan.gitrepo import feed
 
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: a bigger pipe means fewer wake-ups per MB
@@ -116,7 +116,7 @@ class Reachability:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        _feed(proc.stdin, "".join(f"{r}\n" for r in refs).encode())
+        feed(proc.stdin, "".join(f"{r}\n" for r in refs).encode())
         for line in proc.stdout:
             if line.startswith(b"?"):
                 self.missing.append(line[1:].strip().decode())
@@ -159,7 +159,7 @@ def _read_batch(git_dir: Path, refs: Sequence[ObjectRef], start: int
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
     request = "".join(f"{r.sha}\n" for r in refs[start:]).encode()
-    threading.Thread(target=_feed, args=(proc.stdin, request), daemon=True).start()
+    threading.Thread(target=feed, args=(proc.stdin, request), daemon=True).start()
     out = proc.stdout
     index = start
     try:
@@ -184,14 +184,6 @@ def _read_batch(git_dir: Path, refs: Sequence[ObjectRef], start: int
         proc.kill()
         proc.wait()
     return index
-
-
-def _feed(pipe: IO[bytes], data: bytes) -> None:
-    try:
-        pipe.write(data)
-        pipe.close()
-    except (BrokenPipeError, ValueError, OSError):
-        pass
 
 
 def message_of(kind: str, data: bytes) -> bytes:
