@@ -17,7 +17,7 @@ from pathlib import Path
 
 from keyscan import attribute, cache, gitrepo
 from keyscan.errors import KeyscanError, ScanInterrupted
-from keyscan.match import Credential, Matcher
+from keyscan.match import Credential, Matcher, from_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
@@ -168,7 +168,7 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
     if workers > 1 and sum(r.size for r in wanted) > parallel.PARALLEL_BYTES:
         # Each worker owns a `git cat-file` and matches what it reads: the pipe from git
         # costs as much CPU as git's own decompression, so both cores share both. Only
-        # the ids of the few objects with findings come back; they are re-read here.
+        # the objects with findings come back, with what was found in them.
         found = parallel.find_in_objects(git_dir, wanted, matcher.rules, workers,
                                          progress.update, start_walk)
         for sha, why in found.bad:
@@ -176,8 +176,13 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
         result.stats.files += found.objects
         result.stats.bytes += found.bytes
         progress.done()
-        hits = _match_objects(git_dir, found.hits, matcher, None, None)
-        hits.interrupted |= found.interrupted
+        hits = _Hits(interrupted=found.interrupted)
+        for ref, rows in found.hits:
+            creds = from_rows(rows, matcher.rules)
+            if ref.kind == "blob":
+                hits.blobs[ref.sha] = creds
+            else:
+                hits.commits[ref.sha] = (ref.kind, creds)
     else:
         start_walk()
         hits = _match_objects(git_dir, wanted, matcher, result, progress)
@@ -387,7 +392,7 @@ class _Progress:
         self.last = 0.0
 
     def update(self, objects: int, done: int) -> None:
-        if not self.enabled:
+        if not self.enabled or not objects:
             return
         now = time.perf_counter()
         if now - self.last < 0.5:

@@ -74,6 +74,38 @@ class Credential:
         return Status.EXAMPLE
 
 
+_SLOTS = ("key_id", "secret", "token", "other")
+PartRow = tuple[str, str, str, int, int, str, str]  # slot, rule id, value, line, column, ...
+
+
+def to_rows(creds: list[Credential]) -> list[list[PartRow]]:
+    """Credentials as plain rows (rule ids, not compiled rules): cheap to send from a
+    worker process to its parent."""
+    out = []
+    for cred in creds:
+        rows = []
+        for slot in _SLOTS:
+            p = getattr(cred, slot)
+            if p is not None:
+                rows.append((slot, p.rule.rule.id, p.value, p.line, p.column, p.status.value,
+                             p.encoding))
+        out.append(rows)
+    return out
+
+
+def from_rows(rows: list[list[PartRow]], rules: RuleSet) -> list[Credential]:
+    by_id = {r.rule.id: r for r in rules.rules}
+    creds = []
+    for cred_rows in rows:
+        cred = Credential()
+        for slot, rule_id, value, line, column, status, encoding in cred_rows:
+            part = Part(by_id[rule_id], value, line, column, Status(status), encoding)
+            setattr(cred, slot, part)
+            cred.parts.append(part)
+        creds.append(cred)
+    return creds
+
+
 class Matcher:
     """Rules compiled once into the few passes the hot path makes."""
 
