@@ -57,9 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     aws_cli.add_scan_options(scan)
     aws_cli.register(sub)
 
-    from keyscan import fleet  # dask itself is imported only when `audit` runs
-
-    fleet.register(sub)
+    _add_audit(sub)
 
     base = sub.add_parser("baseline", help="write the current leaks to a baseline file, so "
                                            "later scans report only new ones")
@@ -121,14 +119,72 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     _add_rules_and_limits(p)
 
 
+def _add_rules_and_size(group: argparse._ActionsContainer, what: str) -> None:
+    group.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
+                       help="also load rule files from DIR (repeatable)")
+    group.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
+                       help=f"skip (and report) {what} larger than SIZE (default 100M)")
+
+
+def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`keyscan audit`: defined here so building the parser imports none of the fleet code."""
+    from keyscan.aws import cli as aws_cli
+
+
+    p = sub.add_parser("audit", help="audit the full history of many repositories on Dask",
+                       description="Scan the whole history of every repository listed, "
+                                   "each as one Dask task.")
+    p.add_argument("--repos", required=True, metavar="FILE",
+                   help="one repository per line: a local path or a clone URL ('-' reads "
+                        "stdin; '#' starts a comment)")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE",
+                   help="findings as JSON Lines, each with its repository (mode 0600; "
+                        "default stdout)")
+    p.add_argument("--status", type=Path, metavar="FILE",
+                   help="per-repository status as JSON (default WORKDIR/status.json)")
+    p.add_argument("--sarif-dir", type=Path, metavar="DIR", help="also a SARIF file per "
+                                                                 "repository in DIR")
+    p.add_argument("--workdir", type=Path, metavar="DIR",
+                   help="mirrors of cloned URLs and the --resume state (default "
+                        "~/.cache/keyscan/fleet; on a cluster, a path on each worker)")
+    run = p.add_argument_group("where and how it runs")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="use this running Dask scheduler (default: a local cluster)")
+    run.add_argument("--connect-timeout", type=float, default=15.0, metavar="SECONDS",
+                     help="how long to keep trying to reach --scheduler (15)")
+    run.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="processes of the local cluster (default: one per CPU)")
+    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                     help="give up on a repository after this long, clone included (3600)")
+    run.add_argument("--retries", type=int, default=2, metavar="N",
+                     help="run a task again up to N times when it fails outside the scan "
+                          "(default 2; a worker that dies is retried by the scheduler)")
+    run.add_argument("--resume", action="store_true",
+                     help="skip repositories an earlier audit finished with the same rules")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress on stderr (default: on a terminal)")
+    scan = p.add_argument_group("what is scanned")
+    _add_rules_and_size(scan, "blobs")
+    scan.add_argument("--unreachable", action="store_true",
+                      help="also report objects no ref reaches")
+    scan.add_argument("--exit-code", type=int, default=EXIT_LEAKS, metavar="N",
+                      help="exit code when leaks are found (default 1)")
+    scan.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    aws_cli.add_audit_options(p)
+    p.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from keyscan import fleet  # Dask itself is imported only once the audit runs
+
+    return fleet.cmd_audit(args)
+
+
 def _add_rules_and_limits(p: argparse.ArgumentParser) -> None:
     from keyscan import config
 
     cfg = p.add_argument_group("rules and limits")
-    cfg.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
-                     help="also load rule files from DIR (repeatable)")
-    cfg.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
-                     help="skip (and report) files larger than SIZE (default 100M)")
+    _add_rules_and_size(cfg, "files")
     cfg.add_argument("--follow-symlinks", action="store_true",
                      help="follow symbolic links (not followed by default)")
     config.add_options(p)

@@ -28,56 +28,6 @@ from keyscan.fleet_repo import DONE, ERROR, RepoJob, display_name, failed, is_ur
 EXIT_CLEAN, EXIT_LEAKS, EXIT_ERROR = 0, 1, 2
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from keyscan.aws import fleet as aws_fleet
-    from keyscan.cli import _size
-
-    p = sub.add_parser("audit", help="audit the full history of many repositories on Dask",
-                       description="Scan the whole history of every repository listed, "
-                                   "each as one Dask task.")
-    p.add_argument("--repos", required=True, metavar="FILE",
-                   help="one repository per line: a local path or a clone URL ('-' reads "
-                        "stdin; '#' starts a comment)")
-    p.add_argument("--output", "-o", type=Path, metavar="FILE",
-                   help="findings as JSON Lines, each with its repository (mode 0600; "
-                        "default stdout)")
-    p.add_argument("--status", type=Path, metavar="FILE",
-                   help="per-repository status as JSON (default WORKDIR/status.json)")
-    p.add_argument("--sarif-dir", type=Path, metavar="DIR", help="also a SARIF file per "
-                                                                 "repository in DIR")
-    p.add_argument("--workdir", type=Path, metavar="DIR",
-                   help="mirrors of cloned URLs and the --resume state (default "
-                        "~/.cache/keyscan/fleet; on a cluster, a path on each worker)")
-    run = p.add_argument_group("where and how it runs")
-    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                     help="use this running Dask scheduler (default: a local cluster)")
-    run.add_argument("--connect-timeout", type=float, default=15.0, metavar="SECONDS",
-                     help="how long to keep trying to reach --scheduler (15)")
-    run.add_argument("--workers", type=int, default=0, metavar="N",
-                     help="processes of the local cluster (default: one per CPU)")
-    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
-                     help="give up on a repository after this long, clone included (3600)")
-    run.add_argument("--retries", type=int, default=2, metavar="N",
-                     help="run a task again up to N times when it fails outside the scan "
-                          "(default 2; a worker that dies is retried by the scheduler)")
-    run.add_argument("--resume", action="store_true",
-                     help="skip repositories an earlier audit finished with the same rules")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="progress on stderr (default: on a terminal)")
-    scan = p.add_argument_group("what is scanned")
-    scan.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
-                      help="also load rule files from DIR (repeatable)")
-    scan.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
-                      help="skip (and report) blobs larger than SIZE (default 100M)")
-    scan.add_argument("--unreachable", action="store_true",
-                      help="also report objects no ref reaches")
-    scan.add_argument("--exit-code", type=int, default=EXIT_LEAKS, metavar="N",
-                      help="exit code when leaks are found (default 1)")
-    scan.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    aws_fleet.add_options(p)
-    p.set_defaults(func=cmd_audit)
-
-
 def read_repo_list(spec: str) -> list[str]:
     """The repositories of a list file (or stdin), in order, each once."""
     try:

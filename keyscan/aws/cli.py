@@ -288,3 +288,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     code: int = demo.run(sys.stdout)
     return code
+
+
+def add_audit_options(parser: argparse.ArgumentParser) -> None:
+    """The AWS options of `keyscan audit` (checks run once per key, in keyscan/aws/fleet:
+    sts:GetAccessKeyInfo, iam:GetAccessKeyLastUsed, ListAccessKeys, GetUser)."""
+    g = _add_accounts(parser)
+    g.add_argument("--verify", action="store_true",
+                   help="ask IAM/STS, with your credentials, who owns each distinct key ID "
+                        "(once per key across all repositories)")
+    g.add_argument("--aws-rate", type=_positive, default=5, metavar="N",
+                   help="at most N keys checked per second, all workers together (each is "
+                        "~4 API calls; default 5)")
+    _add_connection(g)

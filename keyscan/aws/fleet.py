@@ -17,21 +17,6 @@ from keyscan.aws import classify
 from keyscan.aws.ownership import Checker, Clients
 from keyscan.model import Ownership, Status
 
-CALLS_PER_KEY = 4  # sts:GetAccessKeyInfo, iam:GetAccessKeyLastUsed, ListAccessKeys, GetUser
-
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    from keyscan.aws.cli import _add_accounts, _add_connection, _positive
-
-    g = _add_accounts(parser)
-    g.add_argument("--verify", action="store_true",
-                   help="ask IAM/STS, with your credentials, who owns each distinct key ID "
-                        "(once per key across all repositories)")
-    g.add_argument("--aws-rate", type=_positive, default=5, metavar="N",
-                   help=f"at most N keys checked per second, all workers together (each "
-                        f"is ~{CALLS_PER_KEY} API calls; default 5)")
-    _add_connection(g)
-
 
 class TokenBucket:
     """At most `rate` takes per second on average, shared by every thread that takes."""
