@@ -121,15 +121,6 @@ def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
     return out
 
 
-def refs_containing(git_dir: Path, commit: str) -> list[str]:
-    proc = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "for-each-ref", f"--contains={commit}",
-         "--format=%(refname)"],
-        capture_output=True, check=False,
-    )
-    return proc.stdout.decode("utf-8", "replace").split()
-
-
 def head_blobs(git_dir: Path) -> dict[str, list[str]]:
     """Blob id -> paths in HEAD's tree (what is 'still in HEAD')."""
     proc = subprocess.run(

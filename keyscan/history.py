@@ -8,6 +8,7 @@ refs, still-in-HEAD) is paid only for the few blobs that hold findings.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -67,7 +68,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.notes.append("the repository has no commits yet")
         return result
     ranged = bool(hopts.since_commit or hopts.range)
-    with cache.locked(git_dir) if hopts.use_cache and not ranged else _nullcontext():
+    with cache.locked(git_dir) if hopts.use_cache and not ranged else contextlib.nullcontext():
         state = None
         if hopts.use_cache and not ranged:
             state, warning = cache.load(git_dir, rules.digest)
@@ -107,14 +108,6 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     if hits.interrupted:
         raise ScanInterrupted(result)
     return result
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,

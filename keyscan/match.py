@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from keyscan import decode
-from keyscan.model import Role, Secret, Status
+from keyscan.model import Role, Status
 from keyscan.prefilter import BASE64, KEY, Prefilter, keyword_trigger, literal
 from keyscan.rules import CompiledRule, RuleSet
 
@@ -556,7 +556,3 @@ def _with_encoding(cred: Credential, encoding: str) -> Credential:
     parts = [relabel(p) for p in cred.parts]
     return Credential(relabel(cred.key_id), relabel(cred.secret), relabel(cred.token),
                       relabel(cred.other), [p for p in parts if p is not None])
-
-
-def secret_of(part: Part) -> Secret:
-    return Secret(part.value)
