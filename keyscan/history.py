@@ -23,7 +23,7 @@ from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
-from keyscan.sources import parallel
+from keyscan.sources import packs, parallel
 
 _SCANNED_KINDS = ("blob", "commit", "tag")
 
@@ -38,6 +38,9 @@ class HistoryOptions:
     check_missing: bool | None = None  # None: on partial clones and below 50k blobs and commits
     progress: bool | None = None  # None: only on a TTY outside CI
     workers: int = 0  # processes reading objects; 0: as many as CPUs (parallel.worker_count)
+    # full scans rebuild packed objects in-process (sources/packs.py); False: all through
+    # `git cat-file` (also KEYSCAN_READ_PACKS=0)
+    read_packs: bool = field(default_factory=lambda: os.environ.get("KEYSCAN_READ_PACKS") != "0")
 
 
 @dataclass(slots=True)
@@ -75,10 +78,12 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             if warning:
                 result.notes.append(warning)
         refs, walk = _plan(git_dir, tips, hopts, state)
-        if walk and not _walk_wanted(git_dir, refs, hopts):
+        store = _pack_store(git_dir) if walk and hopts.read_packs else None
+        count = store.count if store is not None else len(refs)
+        if walk and not _walk_wanted(git_dir, count, hopts):
             walk = False
             result.notes.append(
-                f"{len(refs)} blobs, commits and tags: the check for objects missing from "
+                f"{count} blobs, commits and tags: the check for objects missing from "
                 "the store was skipped to keep the scan fast (add --check-missing to run it)")
         walks: list[source.Reachability] = []
 
@@ -88,8 +93,17 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             if walk:
                 walks.append(source.Reachability(git_dir, tips))
 
-        hits = _read_and_match(git_dir, refs, Matcher(rules), options, result, hopts,
-                               start_walk)
+        matcher = Matcher(rules)
+        if store is not None:
+            hits, scanned = _read_packs(git_dir, store, matcher, options, result, hopts,
+                                        start_walk)
+        else:
+            if walk:
+                refs = source.list_all_objects(git_dir)
+            hits = _read_and_match(git_dir, refs, matcher, options, result, hopts,
+                                   start_walk)
+            scanned = [bytes.fromhex(r.sha) for r in refs
+                       if r.kind not in ("missing", "corrupt")]
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
         appearances = _appearances(git_dir, hits, tips, state)
@@ -103,7 +117,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
         if hopts.use_cache and not ranged:
-            _save(git_dir, rules, state, refs, hits, tips, appearances, result)
+            _save(git_dir, rules, state, scanned, hits, tips, appearances, result)
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)
@@ -133,7 +147,7 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again)))
         if old_tips:
             return refs, False
-    return source.list_all_objects(git_dir), True
+    return [], True  # every object in the store: from the packs, or listed by git
 
 
 def _resolve(git_dir: Path, rev: str) -> str:
@@ -145,17 +159,7 @@ def _resolve(git_dir: Path, rev: str) -> str:
 def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matcher,
                     options: ScanOptions, result: ScanResult, hopts: HistoryOptions,
                     start_walk: Callable[[], None]) -> _Hits:
-    wanted = []
-    for ref in refs:
-        if ref.kind == "missing":
-            result.skipped.append(Skipped(f"object {ref.sha}", "missing from the object store"))
-        elif ref.kind == "corrupt":
-            result.skipped.append(Skipped(f"object {ref.sha}", "corrupt: git cannot read it"))
-        elif ref.kind == "blob" and ref.size > options.max_file_size:
-            result.skipped.append(Skipped(
-                f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes)"))
-        elif ref.kind in _SCANNED_KINDS:
-            wanted.append(ref)
+    wanted = _wanted(refs, options, result)
     progress = _Progress(sum(r.size for r in wanted), hopts.progress)
     workers = hopts.workers or parallel.worker_count()
     if workers > 1 and sum(r.size for r in wanted) > parallel.PARALLEL_BYTES:
@@ -170,12 +174,7 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
         result.stats.bytes += found.bytes
         progress.done()
         hits = _Hits(interrupted=found.interrupted)
-        for ref, rows in found.hits:
-            creds = from_rows(rows, matcher.rules)
-            if ref.kind == "blob":
-                hits.blobs[ref.sha] = creds
-            else:
-                hits.commits[ref.sha] = (ref.kind, creds)
+        _add_found(hits, found, matcher)
     else:
         start_walk()
         hits = _match_objects(git_dir, wanted, matcher, result, progress)
@@ -185,6 +184,103 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
             f"interrupted: partial results, {result.stats.files} of {len(wanted)} objects "
             "read; the cache was not updated (the next scan reads them all again)")
     return hits
+
+
+def _wanted(refs: list[source.ObjectRef], options: ScanOptions, result: ScanResult
+            ) -> list[source.ObjectRef]:
+    """The objects to read; missing, corrupt and over-size ones are reported instead."""
+    wanted = []
+    for ref in refs:
+        if ref.kind == "missing":
+            result.skipped.append(Skipped(f"object {ref.sha}", "missing from the object store"))
+        elif ref.kind == "corrupt":
+            result.skipped.append(Skipped(f"object {ref.sha}", "corrupt: git cannot read it"))
+        elif ref.kind == "blob" and ref.size > options.max_file_size:
+            result.skipped.append(Skipped(
+                f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes)"))
+        elif ref.kind in _SCANNED_KINDS:
+            wanted.append(ref)
+    return wanted
+
+
+@dataclass(slots=True)
+class _PackStore:
+    plans: list[packs.PackPlan]
+    loose: list[str]  # ids git reads: loose objects and entries the plans cannot rebuild
+    count: int  # blobs, commits and tags in all
+
+
+def _pack_store(git_dir: Path) -> _PackStore | None:
+    """The store read from its packs in-process; None when git must list and read it
+    all (alternates, SHA-256, an index or pack format this reader does not know)."""
+    objects = packs.objects_dir(git_dir)
+    if not packs.supported(objects) or _object_format(git_dir) != "sha1":
+        return None
+    seen: set[bytes] = set()
+    plans = []
+    for idx in packs.pack_indexes(objects):
+        plan = packs.plan_pack(idx, seen)
+        if plan is None:
+            return None
+        plans.append(plan)
+    loose = [sha for sha in packs.loose_objects(objects) if bytes.fromhex(sha) not in seen]
+    packed = sum(1 for plan in plans for p in range(len(plan))
+                 if plan.emit[p] and plan.kind[p] in packs.KINDS)
+    if len(loose) > packed:  # mostly unpacked (never gc'd): git's parallel path is better
+        return None
+    loose += [plan.shas[p].hex() for plan in plans for p in dict.fromkeys(plan.broken)]
+    return _PackStore(plans, loose, packed + len(loose))
+
+
+def _object_format(git_dir: Path) -> str:
+    out = gitrepo.run(git_dir, ["rev-parse", "--show-object-format"], check=False)
+    return out.decode().strip() or "sha1"
+
+
+def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: ScanOptions,
+                result: ScanResult, hopts: HistoryOptions, start_walk: Callable[[], None]
+                ) -> tuple[_Hits, list[bytes]]:
+    """Every object of the store: packed ones rebuilt in-process (sources/packs.py),
+    the rest (loose, or an entry that would not rebuild) through `git cat-file`."""
+    total = sum(plan.weight[p] for plan in store.plans for p in plan.roots)
+    progress = _Progress(total, hopts.progress)
+    found = parallel.find_in_packs(store.plans, matcher.rules, options.max_file_size,
+                                   hopts.workers or parallel.worker_count(),
+                                   progress.update, start_walk)
+    result.stats.files += found.objects
+    result.stats.bytes += found.bytes
+    hits = _Hits(interrupted=found.interrupted)
+    _add_found(hits, found, matcher)
+    failed = {(n, p) for n, p in found.failed}
+    read = [plan.shas[p] for n, plan in enumerate(store.plans) for p in range(len(plan))
+            if plan.emit[p] and plan.kind[p] in packs.KINDS and (n, p) not in failed]
+    for n, p, size in found.too_large:
+        result.skipped.append(Skipped(f"blob {store.plans[n].shas[p].hex()}",
+                                      f"larger than the size limit ({size} bytes)"))
+    rest = [*store.loose, *(store.plans[n].shas[p].hex() for n, p in failed)]
+    if rest and not hits.interrupted:
+        refs = source.describe_objects(git_dir, list(dict.fromkeys(rest)))
+        wanted = _wanted(refs, options, result)
+        more = _match_objects(git_dir, wanted, matcher, result, progress)
+        hits.blobs.update(more.blobs)
+        hits.commits.update(more.commits)
+        hits.interrupted = more.interrupted
+        read += [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
+    progress.done()
+    if hits.interrupted:
+        result.notes.append(
+            f"interrupted: partial results, {result.stats.files} of {store.count} objects "
+            "read; the cache was not updated (the next scan reads them all again)")
+    return hits, read
+
+
+def _add_found(hits: _Hits, found: parallel.Found, matcher: Matcher) -> None:
+    for ref, rows in found.hits:
+        creds = from_rows(rows, matcher.rules)
+        if ref.kind == "blob":
+            hits.blobs[ref.sha] = creds
+        else:
+            hits.commits[ref.sha] = (ref.kind, creds)
 
 
 def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Matcher,
@@ -239,11 +335,11 @@ def _report_missing(reach: source.Reachability | None, result: ScanResult) -> No
 _WALK_OBJECTS = 50_000
 
 
-def _walk_wanted(git_dir: Path, refs: list[source.ObjectRef], hopts: HistoryOptions) -> bool:
+def _walk_wanted(git_dir: Path, count: int, hopts: HistoryOptions) -> bool:
     """Whether to walk all refs to find objects missing from the store."""
     if hopts.check_missing is not None:
         return hopts.check_missing
-    return len(refs) <= _WALK_OBJECTS or source.is_partial_clone(git_dir)
+    return count <= _WALK_OBJECTS or source.is_partial_clone(git_dir)
 
 
 def _reachable(hits: _Hits, reach: source.Reachability | None,
@@ -354,7 +450,7 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
 
 
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          refs: list[source.ObjectRef], hits: _Hits, tips: list[str],
+          read: list[bytes], hits: _Hits, tips: list[str],
           appearances: dict[str, list[attribute.Appearance]], result: ScanResult) -> None:
     if hits.interrupted:
         return  # the cache stays as the last complete scan left it
@@ -362,8 +458,8 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
     bad = {s.path.removeprefix("object ") for s in result.skipped
            if s.path.startswith("object ")}
     scanned = state.scanned if state is not None else set()
-    scanned.update(bytes.fromhex(r.sha) for r in refs
-                   if r.kind not in ("missing", "corrupt") and r.sha not in bad)
+    scanned.update(read)
+    scanned.difference_update(bytes.fromhex(sha) for sha in bad)
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
         finding_blobs=list(hits.blobs), finding_commits=list(hits.commits),

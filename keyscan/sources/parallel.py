@@ -12,6 +12,7 @@ parent starts any thread or pipe of its own for the scan.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ from typing import Any
 
 from keyscan.match import PartRow, to_rows
 from keyscan.rules import RuleSet
+from keyscan.sources import packs
 from keyscan.sources.history import ObjectRef, message_of, read_objects
 
 PARALLEL_BYTES = 64 * 1024 * 1024  # below this, worker start-up costs more than it saves
@@ -37,6 +39,16 @@ class Found:
     objects: int = 0
     bytes: int = 0
     interrupted: bool = False  # Ctrl-C: the chunks finished before it
+    failed: list[tuple[int, int]] = field(default_factory=list)  # (pack, p): git reads them
+    too_large: list[tuple[int, int, int]] = field(default_factory=list)  # (pack, p, size)
+
+    def add(self, part: Found) -> None:
+        self.hits.extend(part.hits)
+        self.bad.extend(part.bad)
+        self.failed.extend(part.failed)
+        self.too_large.extend(part.too_large)
+        self.objects += part.objects
+        self.bytes += part.bytes
 
 
 def worker_count() -> int:
@@ -88,17 +100,118 @@ def find_in_objects(git_dir: Path, refs: Sequence[ObjectRef], rules: RuleSet, wo
             while futures:
                 finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    part = future.result()
-                    found.hits.extend(part.hits)
-                    found.bad.extend(part.bad)
-                    found.objects += part.objects
-                    found.bytes += part.bytes
+                    found.add(future.result())
                 on_progress(done[0], done[1])
         except KeyboardInterrupt:
             found.interrupted = True
             # what the workers had read, though their chunks never came back
             found.objects, found.bytes = max(found.objects, done[0]), max(found.bytes, done[1])
             _stop(pool)
+    return found
+
+
+def pack_jobs(plans: Sequence[packs.PackPlan], parts: int) -> list[tuple[int, list[int]]]:
+    """Runs of chain roots (pack order) of about equal rebuilt bytes, about `parts` of them."""
+    total = sum(plan.weight[p] for plan in plans for p in plan.roots)
+    target = max(total // max(parts, 1) + 1, 1)
+    jobs: list[tuple[int, list[int]]] = []
+    for number, plan in enumerate(plans):
+        run: list[int] = []
+        size = 0
+        for p in plan.roots:
+            if size >= target:
+                jobs.append((number, run))
+                run, size = [], 0
+            run.append(p)
+            size += plan.weight[p] + 200
+        if run:
+            jobs.append((number, run))
+    return jobs
+
+
+_plans: Sequence[packs.PackPlan] = ()  # set before the workers fork: they share it
+_max_size = 0
+
+
+def find_in_packs(plans: Sequence[packs.PackPlan], rules: RuleSet, max_size: int,
+                  workers: int, on_progress: Callable[[int, int], None],
+                  on_started: Callable[[], None]) -> Found:
+    """Every scanned-kind object in `plans`, rebuilt and matched where it is read.
+
+    With more than one worker, runs of chain roots go to forked workers; only the
+    objects with findings come back, as rows. Entries that cannot be rebuilt come back
+    as `failed`, blobs over `max_size` as `too_large` (rebuilt for the deltas on them,
+    never matched)."""
+    global _plans, _max_size
+    _plans, _max_size = plans, max_size
+    total = sum(plan.weight[p] for plan in plans for p in plan.roots)
+    if workers <= 1 or total <= PARALLEL_BYTES:
+        found = Found()
+        _start_worker(rules, None)
+        global _done
+        _done = _Counters(on_progress)
+        on_started()
+        for number, roots in pack_jobs(plans, 1):
+            part = _scan_roots(number, roots)
+            found.add(part)
+            if part.interrupted:  # Ctrl-C: every object matched so far is whole
+                found.interrupted = True
+                break
+        return found
+    found = Found()
+    context = multiprocessing.get_context("fork")
+    done = context.Array("q", 2)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_start_worker, initargs=(rules, done)) as pool:
+        # rebuilding needs no warm cache (each chain is walked whole), so many small
+        # jobs balance the cores without cost
+        futures = {pool.submit(_scan_roots, number, roots)
+                   for number, roots in pack_jobs(plans, workers * 8)}
+        on_started()
+        try:
+            while futures:
+                finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    found.add(future.result())
+                on_progress(done[0], done[1])
+        except KeyboardInterrupt:
+            found.interrupted = True
+            found.objects, found.bytes = max(found.objects, done[0]), max(found.bytes, done[1])
+            _stop(pool)
+    return found
+
+
+def _scan_roots(number: int, roots: list[int]) -> Found:
+    assert _matcher is not None
+    matcher = _matcher
+    plan = _plans[number]
+    kinds, emit, max_size = plan.kind, plan.emit, _max_size
+    found = Found()
+    reported = [0, 0]
+
+    def on_object(p: int, content: bytes) -> None:
+        if not emit[p]:
+            return
+        kind = kinds[p]
+        if kind == packs.BLOB and len(content) > max_size:
+            found.too_large.append((number, p, len(content)))  # reported, never read
+            return
+        data = content if kind == packs.BLOB else message_of(packs.KINDS[kind], content)
+        creds = matcher.find(data) if data else []
+        if creds:
+            found.hits.append((packs.ref_of(plan, p, len(content)), to_rows(creds)))
+        # counted once matched: a Ctrl-C in between leaves no half-read object counted
+        found.objects += 1
+        found.bytes += len(content)
+        if found.bytes - reported[1] > _REPORT_BYTES or found.objects - reported[0] >= 256:
+            _add_progress(found.objects - reported[0], found.bytes - reported[1])
+            reported[:] = [found.objects, found.bytes]
+
+    try:
+        packs.walk(plan, roots, on_object, lambda p: found.failed.append((number, p)))
+    except KeyboardInterrupt:  # only in-process: workers ignore SIGINT
+        found.interrupted = True
+    _add_progress(found.objects - reported[0], found.bytes - reported[1])
     return found
 
 
@@ -117,11 +230,13 @@ def _start_worker(rules: RuleSet, done: Any) -> None:
     from keyscan.match import Matcher
 
     _done = done
+    _matcher = Matcher(rules)
+    if done is None:
+        return  # in-process: signals stay the parent's
     # Ctrl-C on a terminal reaches the whole process group: the parent alone decides,
     # and stops the workers; and a worker never outlives its parent (Linux).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    _matcher = Matcher(rules)
 
 
 _PR_SET_PDEATHSIG = 1
@@ -167,3 +282,20 @@ def _add_progress(objects: int, size: int) -> None:
         with _done.get_lock():
             _done[0] += objects
             _done[1] += size
+        if isinstance(_done, _Counters):
+            _done.report()
+
+
+class _Counters(list[int]):
+    """Progress counters for work done in this process (the shape of the workers' shared
+    array), reported as they grow."""
+
+    def __init__(self, on_progress: Callable[[int, int], None]) -> None:
+        super().__init__([0, 0])
+        self.on_progress = on_progress
+
+    def get_lock(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    def report(self) -> None:
+        self.on_progress(self[0], self[1])

@@ -1,0 +1,212 @@
+"""Full-history scans that rebuild packed objects in-process (keyscan/sources/packs.py).
+
+Every rebuilt object is checked against its own id (git's SHA-1 of type, size and
+content), and every scan against the same scan read through `git cat-file`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+from dulwich._pack import create_delta
+from fakes import fake_key_id, fake_secret
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from repos import git
+from test_history import Cli, by_key, commit, history, pair_text
+
+from keyscan.sources import packs
+
+
+def edited_many_times(repo: Path, versions: int, plant_at: int, key: str, secret: str
+                      ) -> dict[str, str]:
+    """A 60 KB file edited in small steps, so a repack stores most versions as deltas;
+    the key pair lives only in version `plant_at`, then is removed."""
+    rng = random.Random(7)
+    lines = [f"line {i}: " + "".join(rng.choice("abcdefgh ") for _ in range(60)) + "\n"
+             for i in range(900)]
+    shas = {}
+    for v in range(versions):
+        lines[rng.randrange(len(lines))] = f"edited in version {v}\n"
+        body = list(lines)
+        if v == plant_at:
+            body.insert(450, pair_text(key, secret))
+        shas[f"v{v}"] = commit(repo, {"big/model.json": "".join(body)}, f"version {v}",
+                               "Mallory" if v == plant_at else "Alice")
+    return shas
+
+
+def repack(repo: Path, *extra: str) -> None:
+    git(repo, "repack", "-a", "-d", "-f", "-q", "--window=50", "--depth=50", *extra)
+    git(repo, "prune")
+
+
+def object_id(kind: str, content: bytes) -> str:
+    return hashlib.sha1(f"{kind} {len(content)}\0".encode() + content).hexdigest()
+
+
+def pack_of(repo: Path) -> Path:
+    (idx,) = packs.pack_indexes(repo / ".git" / "objects")
+    return idx
+
+
+def rebuilt(idx: Path) -> tuple[packs.PackPlan, dict[str, bytes], list[int]]:
+    plan = packs.plan_pack(idx)
+    assert plan is not None
+    out: dict[str, bytes] = {}
+    failed: list[int] = []
+    packs.walk(plan, plan.roots,
+               lambda p, data: out.__setitem__(plan.shas[p].hex(), data), failed.append)
+    return plan, out, failed
+
+
+def deltas_in(idx: Path) -> int:
+    """Entries git itself reports as deltas (verify-pack's chain column)."""
+    out = subprocess.run(["git", "verify-pack", "-v", str(idx)], capture_output=True,
+                         text=True, check=True).stdout
+    return sum(1 for line in out.splitlines() if len(line.split()) == 7)
+
+
+@pytest.mark.parametrize("offset_deltas", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_every_packed_object_is_rebuilt_exactly(repo: Path, offset_deltas: bool) -> None:
+    edited_many_times(repo, 30, 12, fake_key_id(), fake_secret())
+    if offset_deltas:
+        repack(repo)
+    else:  # an older pack format: deltas name their base by id
+        git(repo, "-c", "repack.useDeltaBaseOffset=false", "repack", "-a", "-d", "-f", "-q",
+            "--window=50", "--depth=50")
+    idx = pack_of(repo)
+    assert deltas_in(idx) >= 20  # the test means something only with delta chains
+    plan, objects, failed = rebuilt(idx)
+    assert failed == [] and plan.broken == []
+    kinds = {p: packs.KINDS[plan.kind[p]] for p in range(len(plan)) if plan.kind[p] in packs.KINDS}
+    assert len(objects) == len(kinds)  # every blob, commit and tag, once; trees never
+    for p, kind in kinds.items():
+        sha = plan.shas[p].hex()
+        assert object_id(kind, objects[sha]) == sha
+
+
+def test_packed_and_git_read_scans_report_the_same(cli: Cli, repo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    shas = edited_many_times(repo, 25, 9, key, secret)
+    later = fake_key_id()
+    repack(repo)
+    # a loose object next to the pack: read through git
+    shas["loose"] = commit(repo, {"later.txt": f"id {later}\n"}, "later", "Bob")
+    code, findings, doc = history(cli, repo, "--no-cache")
+    monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    code_git, findings_git, doc_git = history(cli, repo, "--no-cache")
+    assert code == code_git == 1
+    assert findings == findings_git
+    assert doc["summary"]["files"] == doc_git["summary"]["files"]
+    assert doc["summary"]["bytes"] == doc_git["summary"]["bytes"]
+    pair = by_key(findings, key)
+    assert pair["kind"] == "pair" and pair["commit"]["sha"] == shas["v9"]
+    assert pair["commit"]["author_name"] == "Mallory"
+    assert pair["path"] == "big/model.json" and pair["line"] == 452  # "[default]" at 451
+    assert pair["in_head"] is False
+    assert by_key(findings, later)["commit"]["sha"] == shas["loose"]
+
+
+def test_a_corrupt_pack_entry_and_its_deltas_are_reported_and_the_scan_goes_on(
+        cli: Cli, repo: Path) -> None:
+    kept, lost = fake_key_id(), fake_key_id()
+    commit(repo, {"kept.txt": f"id {kept}\n"}, "kept")
+    edited_many_times(repo, 12, 11, lost, fake_secret())
+    repack(repo)
+    idx = pack_of(repo)
+    plan = packs.plan_pack(idx)
+    assert plan is not None
+    blob = git(repo, "rev-parse", "HEAD~3:big/model.json").stdout.strip()
+    p = plan.shas.index(bytes.fromhex(blob))
+    pack = idx.with_suffix(".pack")
+    data = bytearray(pack.read_bytes())
+    middle = (plan.start[p] + plan.end[p]) // 2
+    data[middle : middle + 8] = b"\xff" * 8  # the entry no longer inflates
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    descendants: list[int] = []
+    packs._fail_tree(plan, p, descendants.append)
+    result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
+    doc = result.json
+    assert by_key(doc["findings"], kept)
+    skipped = " ".join(s["path"] for s in doc["skipped"])
+    assert blob in skipped
+    # every object built on the damaged one was handed to git, which could not read it
+    assert all(plan.shas[q].hex() in skipped for q in descendants)
+    assert result.code == 1
+
+
+def test_duplicate_objects_in_two_packs_are_read_once(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    git(repo, "repack", "-q")  # pack 1
+    commit(repo, {"b.txt": "more\n"}, "b")
+    git(repo, "repack", "-q", "-a")  # pack 2 holds everything again; pack 1 is kept
+    assert len(packs.pack_indexes(repo / ".git" / "objects")) == 2
+    _, findings, doc = history(cli, repo, "--no-cache")
+    assert by_key(findings, key)["count"] == 1
+    objects = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objecttype)").stdout
+    assert doc["summary"]["files"] == sum(1 for t in objects.split() if t != "tree")
+
+
+def test_an_over_size_packed_blob_is_reported_not_read(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"big.txt": "x" * 5000 + f"\nid {key}\n"}, "big")
+    repack(repo)
+    _, findings, doc = history(cli, repo, "--no-cache", "--max-file-size", "1000")
+    assert findings == []
+    assert any("larger than the size limit" in s["reason"] for s in doc["skipped"])
+
+
+def test_a_linked_worktree_reads_the_main_repository_packs(cli: Cli, repo: Path,
+                                                           tmp_path: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    repack(repo)
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"))
+    _, findings, _ = history(cli, tmp_path / "wt", "--no-cache")
+    assert by_key(findings, key)
+
+
+# -- the pure-Python delta applier (used when dulwich's compiled one is absent) ----------
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=0, max_size=3000), st.binary(min_size=0, max_size=3000),
+       st.integers(min_value=0, max_value=3000))
+def test_python_delta_applier_agrees_with_git_format(base: bytes, insert: bytes, cut: int
+                                                     ) -> None:
+    target = base[:cut] + insert + base[cut:][::-1]
+    assert packs.apply_delta_py(base, _delta(base, target)) == target
+
+
+def test_a_delta_that_does_not_fit_its_base_is_refused() -> None:
+    base, target = b"a" * 100, b"a" * 50 + b"b" * 50
+    delta = _delta(base, target)
+    with pytest.raises(packs.PackError):
+        packs.apply_delta_py(base[:99], delta)
+    with pytest.raises(packs.PackError):
+        packs.apply_delta_py(base, delta[:-3])
+
+
+def _delta(base: bytes, target: bytes) -> bytes:
+    made = create_delta(base, target)
+    return made if isinstance(made, bytes) else b"".join(made)
+
+
+def test_python_delta_applier_rebuilds_git_s_own_deltas(repo: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    edited_many_times(repo, 20, 5, fake_key_id(), fake_secret())
+    repack(repo)
+    monkeypatch.setattr(packs, "_apply_delta_c", None)
+    plan, objects, failed = rebuilt(pack_of(repo))
+    assert failed == [] and objects
+    for p in range(len(plan)):
+        if plan.kind[p] in packs.KINDS:
+            sha = plan.shas[p].hex()
+            assert object_id(packs.KINDS[plan.kind[p]], objects[sha]) == sha
