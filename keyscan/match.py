@@ -121,6 +121,7 @@ class Matcher:
             [p for p in prefixes if len(p) >= 4])
         keywords = sorted({k for r in self.line_rules for k in r.keywords})
         self.prefilter = Prefilter(self._triggers(prefixes), locate=keywords)
+        self._lines = _LineMemo(self.line_rules)
 
     def _triggers(self, prefixes: list[bytes]) -> dict[str, list[bytes]]:
         triggers: dict[str, list[bytes]] = {
@@ -198,7 +199,7 @@ class Matcher:
                 ls, le = _line_bounds(data, pos)
                 if ls not in done:
                     done.add(ls)
-                    out.extend(_span_hits(rule, data, ls, le))
+                    out.extend(self._lines.hits(rule, data, ls, le))
         return out
 
     def _base64_hits(self, data: bytes, depth: int) -> list[Hit]:
@@ -242,6 +243,40 @@ class Matcher:
                 end = start + 2 * len(hit.value)
                 out.append(Hit(hit.rule, hit.value, start, end, "utf-16", hit.near_only))
         return out
+
+
+class _LineMemo:
+    """What a rule found on a line, by the line's bytes.
+
+    A history holds the same lines in version after version of a file (botocore's
+    models repeat their `SecretAccessKey` documentation in every release), so a
+    history scan meets most keyword lines many times. A line's hits depend only on
+    its bytes and on whether it starts the content (`^`, `\\b`), except for rules that
+    look behind: those are never memoized. Bounded: cleared past `_BYTES`.
+    """
+
+    _BYTES = 16 * 1024 * 1024
+
+    def __init__(self, rules: tuple[CompiledRule, ...]) -> None:
+        self._safe = {id(r) for r in rules if b"(?<" not in r.pattern.pattern}
+        self._memo: dict[tuple[int, bool, bytes], list[tuple[str, int, int, str, bool]]] = {}
+        self._size = 0
+
+    def hits(self, rule: CompiledRule, data: bytes, start: int, end: int) -> list[Hit]:
+        if id(rule) not in self._safe:
+            return _span_hits(rule, data, start, end)
+        key = (id(rule), start == 0, data[start:end])
+        found = self._memo.get(key)
+        if found is None:
+            found = [(h.value, h.start - start, h.end - start, h.encoding, h.near_only)
+                     for h in _span_hits(rule, data, start, end)]
+            self._size += end - start + 100
+            if self._size > self._BYTES:
+                self._memo.clear()
+                self._size = end - start + 100
+            self._memo[key] = found
+        return [Hit(rule, value, start + s, start + e, encoding, near)
+                for value, s, e, encoding, near in found]
 
 
 def _positions(data: bytes, keyword: bytes, located: dict[bytes, list[int]] | None

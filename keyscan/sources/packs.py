@@ -37,6 +37,14 @@ _IDX_V2 = b"\xfftOc\x00\x00\x00\x02"
 _HEADER_MAX = 32  # type+size varint and an ofs-delta base offset fit in this
 _DROP_BYTES = 64 * 1024 * 1024  # compressed bytes read between page-cache drops (RSS)
 
+_inflate: Callable[[bytes], bytes] = zlib.decompress
+try:  # zlib-ng inflates git's objects ~2x faster than the system zlib, same format
+    from zlib_ng import zlib_ng as _zlib_ng
+
+    _inflate = _zlib_ng.decompress
+except ImportError:  # pragma: no cover - a platform without zlib-ng wheels
+    pass
+
 try:  # dulwich's C delta applier: one copy per object, no Python loop over opcodes
     from dulwich._pack import apply_delta as _apply_delta_c
 except ImportError:  # pragma: no cover - dulwich ships compiled wheels for our targets
@@ -261,11 +269,11 @@ def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], N
             while stack:
                 p, base = stack.pop()
                 try:
-                    raw = zlib.decompress(mm[start[p] : end[p]])
+                    raw = _inflate(mm[start[p] : end[p]])
                     if len(raw) != size[p]:
                         raise PackError("inflated size differs from the entry header")
                     content = raw if base is None else _apply(base, raw)
-                except (zlib.error, PackError, ValueError):
+                except Exception:  # damaged data fails in many ways: git reads it instead
                     _fail_tree(plan, p, failed)
                     continue
                 read += end[p] - start[p]
