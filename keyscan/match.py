@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from keyscan import decode
 from keyscan.model import Role, Status
-from keyscan.prefilter import BASE64, KEY, Prefilter, keyword_trigger, literal
+from keyscan.prefilter import BASE64, KEY, Prefilter, literal
 from keyscan.rules import CompiledRule, RuleSet
 
 ALLOW_MARK = b"keyscan:allow"
@@ -130,9 +130,7 @@ class Matcher:
         # a key rule without declared prefixes could match anywhere: never gate it
         if self.key_rules and all(r.rule.prefixes for r in self.key_rules):
             triggers[KEY] = [literal(p) for p in prefixes]
-        for rule in self.line_rules:
-            for keyword in rule.keywords:
-                triggers[keyword_trigger(keyword)] = [literal(keyword)]
+        # rule keywords need no trigger of their own: the same pass locates each of them
         return triggers
 
     def find(self, data: bytes) -> list[Credential]:
@@ -146,16 +144,16 @@ class Matcher:
 
     def _hits(self, data: bytes, depth: int) -> list[Hit]:
         hits: list[Hit] = []
-        triggers = self.prefilter.present(data) if depth == 0 else None
+        # one pass: which triggers occur, and where every rule keyword is
+        scanned = self.prefilter.scan(data) if depth == 0 else None
+        triggers, located = scanned if scanned is not None else (None, None)
         present: dict[bytes, bool] = {}  # rules sharing keywords scan for them once
-        if triggers is not None:
-            present = {k: keyword_trigger(k) in triggers
-                       for r in self.line_rules for k in r.keywords}
+        if located is not None:
+            present = {k: bool(located.get(k)) for r in self.line_rules for k in r.keywords}
         if triggers is None or KEY in triggers or KEY not in self.prefilter.names:
             for rule in self.key_rules:
                 hits.extend(self._key_ids(rule, data))
         key_hits = [h for h in hits if h.rule.rule.role is Role.KEY_ID]
-        located: dict[bytes, list[int]] | None = None
         for rule in self.line_rules:
             if rule.rule.near_prefixes:
                 # e.g. session tokens: only looked for around the key IDs they belong to
@@ -163,8 +161,6 @@ class Matcher:
             elif not rule.keywords:
                 hits.extend(_span_hits(rule, data, 0, len(data)))
             elif any(_has(data, k, present) for k in rule.keywords):
-                if depth == 0 and located is None:
-                    located = self.prefilter.locate(data)
                 hits.extend(self._keyword_hits(rule, data, present, located))
             if rule.near_pattern is not None and key_hits:
                 hits.extend(_near_hits(rule, data, key_hits))

@@ -5,7 +5,7 @@ triggers (key-ID prefixes, rule keywords, base64 stems) occur at all, and runs
 only the passes those triggers call for. With Hyperscan (a SIMD multi-pattern
 engine, wheels for x86-64 Linux) that is one pass over the bytes for every
 trigger at once, ~5x faster than a `re`/`bytes.find` pass per trigger; without
-it, `present()` returns None and the matcher checks each trigger itself. Both
+it, `scan()` returns None and the matcher checks each trigger itself. Both
 paths give the same findings: the prefilter only skips work, never decides.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keyscan.cache import user_cache_folder, write_private
@@ -22,46 +22,39 @@ KEY = "key"
 BASE64 = "b64"
 
 
-def keyword_trigger(keyword: bytes) -> str:
-    return "kw:" + keyword.decode("latin-1")
-
-
 class Prefilter:
     def __init__(self, triggers: Mapping[str, Sequence[bytes]],
                  locate: Sequence[bytes] = ()) -> None:
         """`triggers`: name -> regexes (bytes); a trigger is present if any matches.
 
-        `locate`: literals whose every position `locate()` reports, in one more pass,
-        instead of a `bytes.find` loop per literal (~1 GB/s on frequent letters)."""
+        `locate`: literals whose every position `scan()` also reports, from the same
+        pass (a `bytes.find` loop per literal runs at ~1 GB/s on frequent letters)."""
         self._names: list[str] = []
-        self._db: Any = None
         self._literals = list(locate)
-        self._locate_db: Any = None
+        self._db: Any = None
         if os.environ.get("KEYSCAN_NO_HYPERSCAN"):
             return
         try:
             import hyperscan
         except ImportError:
             return
-        expressions, ids = [], []
+        expressions, ids, flags = [], [], []
         for name, patterns in triggers.items():
             for pattern in patterns:
                 expressions.append(pattern)
                 ids.append(len(self._names))
+                flags.append(hyperscan.HS_FLAG_SINGLEMATCH)  # present or not: once is enough
             self._names.append(name)
+        self._first_literal = len(self._names)
+        for i, text in enumerate(self._literals):  # every position: no single-match flag
+            expressions.append(literal(text))
+            ids.append(self._first_literal + i)
+            flags.append(0)
         if not expressions:
             return
-        db = _load_or_compile(hyperscan, expressions, ids, hyperscan.HS_FLAG_SINGLEMATCH)
-        if db is None:
-            return  # a trigger Hyperscan cannot take: fall back to per-trigger checks
-        self._db = db
-        self._scratch = hyperscan.Scratch(db)
-        if self._literals:
-            self._locate_db = _load_or_compile(
-                hyperscan, [literal(x) for x in self._literals],
-                list(range(len(self._literals))), 0)
-            if self._locate_db is not None:
-                self._locate_scratch = hyperscan.Scratch(self._locate_db)
+        self._db = _load_or_compile(hyperscan, expressions, ids, flags)
+        if self._db is not None:
+            self._scratch = hyperscan.Scratch(self._db)
 
     @property
     def active(self) -> bool:
@@ -71,34 +64,30 @@ class Prefilter:
     def names(self) -> frozenset[str]:
         return frozenset(self._names)
 
-    def present(self, data: bytes) -> frozenset[str] | None:
-        """Trigger names found in `data`; None when there is no one-pass engine."""
+    def scan(self, data: bytes) -> tuple[frozenset[str], dict[bytes, list[int]]] | None:
+        """Trigger names found in `data`, and the start of every `locate` literal in it,
+        in one pass; None when there is no one-pass engine."""
         if self._db is None:
             return None
         found: set[int] = set()
-        on_match: Callable[..., None] = lambda i, _s, _e, _f, _c: found.add(i)  # noqa: E731
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
-        return frozenset(self._names[i] for i in found)
-
-
-    def locate(self, data: bytes) -> dict[bytes, list[int]] | None:
-        """Start offsets of every `locate` literal in `data`; None without the engine."""
-        if self._locate_db is None:
-            return None
-        found: dict[bytes, list[int]] = {x: [] for x in self._literals}
-        literals = self._literals
+        literals, first = self._literals, self._first_literal
+        located: dict[bytes, list[int]] = {x: [] for x in literals}
 
         def on_match(i: int, _s: int, end: int, _f: int, _c: object) -> None:
-            found[literals[i]].append(end - len(literals[i]))
+            if i < first:
+                found.add(i)
+            else:
+                text = literals[i - first]
+                located[text].append(end - len(text))
 
-        self._locate_db.scan(data, match_event_handler=on_match, scratch=self._locate_scratch)
-        return found
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
+        return frozenset(self._names[i] for i in found), located
 
 
-def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int], flag: int) -> Any:
+def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int], flags: list[int]
+                     ) -> Any:
     """Compiling costs ~50 ms, too much for a pre-commit hook: keep the compiled
     database in the user's cache folder (patterns only, nothing scanned)."""
-    flags = [flag] * len(expressions)
     key = hashlib.sha256(repr((expressions, ids, flags, _engine_version(hs))).encode())
     path = user_cache_folder() / f"prefilter-{key.hexdigest()[:24]}.hsdb"
     try:
