@@ -6,11 +6,11 @@ import base64
 import os
 import subprocess
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from keyscan.gitrepo import feed
 from keyscan.model import Commit
 
 # Since about 2019 the 5th character of a key ID is Q-Z or 2-7 and the ID encodes
@@ -51,20 +51,70 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
                   ) -> dict[str, list[Appearance]]:
     """For each blob, every commit that put it at a path, oldest first.
 
-    One `git log --raw` pass over the history, limited by git itself to the commits
+    A `git log --raw` pass over the history, limited by git itself to the commits
     that touch these blobs (--find-object), so the cost does not grow with them.
+    A long history is cut in two at the middle of HEAD's first-parent line and both
+    halves are walked at once, one `git log` a core; their appearances are merged
+    in commit-date order, the order one pass would give.
     """
     wanted = set(blobs)
     found: dict[str, list[Appearance]] = {b: [] for b in wanted}
     if not wanted or not tips:
         return found
+    spec = [*tips, *(f"^{x}" for x in exclude)]
+    cut = _midpoint(git_dir, exclude)
+    passes = [spec] if not cut else [[cut, *(f"^{x}" for x in exclude)], [*spec, f"^{cut}"]]
+    outputs: list[bytes] = [b""] * len(passes)
+
+    def run(i: int) -> None:
+        outputs[i] = _log_find_objects(git_dir, sorted(wanted), passes[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(passes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows: list[tuple[float, int, int, Appearance]] = []
+    for number, out in enumerate(outputs):
+        for i, appearance in enumerate(_appearances(out, wanted)):
+            rows.append((_timestamp(appearance.commit.commit_date), number, i, appearance))
+    if len(passes) > 1:
+        rows.sort(key=lambda r: r[:3])
+    seen: set[tuple[str, str, str]] = set()
+    for order, (_, _, _, a) in enumerate(rows):
+        key = (a.blob, a.commit.sha, a.path)
+        if key not in seen:
+            seen.add(key)
+            found[a.blob].append(Appearance(a.blob, a.path, a.commit, first_order + order))
+    return found
+
+
+_SPLIT_COMMITS = 4000  # below this, one pass costs less than starting a second
+
+
+def _midpoint(git_dir: Path, exclude: Sequence[str]) -> str:
+    """A commit halfway down HEAD's first-parent line, or "" for a short history."""
+    if exclude:
+        return ""  # incremental: only the new commits are walked, one pass is enough
+    proc = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--first-parent", "HEAD"],
+                          capture_output=True, check=False)
+    line = proc.stdout.split()
+    return line[len(line) // 2].decode() if len(line) >= _SPLIT_COMMITS else ""
+
+
+def _log_find_objects(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
     args = ["git", f"--git-dir={git_dir}", "log", "--stdin", "--reverse", "--raw",
             "--no-abbrev", "--no-renames", "-m", "-z", f"--format=%x01{_FIELDS}",
-            *(f"--find-object={b}" for b in sorted(wanted))]
-    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{x}\n" for x in exclude)
-    proc = subprocess.run(args, input=spec.encode(), capture_output=True, check=False)
+            *(f"--find-object={b}" for b in blobs)]
+    proc = subprocess.run(args, input="".join(f"{x}\n" for x in spec).encode(),
+                          capture_output=True, check=False)
+    return proc.stdout
+
+
+def _appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
+    """(blob, path, commit) of each raw diff line putting a wanted blob somewhere."""
     commit: Commit | None = None
-    tokens = proc.stdout.split(b"\0")
+    tokens = out.split(b"\0")
     i = 0
     while i < len(tokens):
         token = tokens[i].lstrip(b"\n")
@@ -76,10 +126,15 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
             i += 1
             meta = token.split()
             new = meta[3].decode() if len(meta) > 3 else ""
-            if new in wanted and not any(a.commit.sha == commit.sha and a.path == path
-                                         for a in found[new]):
-                found[new].append(Appearance(new, path, commit, first_order + i))
-    return found
+            if new in wanted:
+                yield Appearance(new, path, commit, 0)
+
+
+def _timestamp(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def appearance_rows(found: dict[str, list[Appearance]]) -> dict[str, list[list[object]]]:
@@ -136,51 +191,69 @@ def head_blobs(git_dir: Path) -> dict[str, list[str]]:
     return out
 
 
-def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, list[str]]:
-    """For each of `commits`, the refs whose history contains it, in one history pass.
+class Ancestry:
+    """Which refs contain which commits, from one history pass run in the background.
 
     `for-each-ref --contains` walks the history once per commit: with hundreds of
-    findings that is minutes. Here each commit of one `rev-list --topo-order` pass
-    carries a bitset of the wanted commits it descends from; a ref contains what
-    its tip's bitset holds.
+    findings that is minutes. Here one `rev-list --topo-order --parents` pass over all
+    refs starts at once (while other attribution runs), and `refs_containing` then
+    gives each commit of that pass a bitset of the wanted commits it descends from; a
+    ref contains what its tip's bitset holds.
     """
-    wanted = {sha: 1 << i for i, sha in enumerate(sorted(set(commits)))}
-    out: dict[str, list[str]] = {sha: [] for sha in wanted}
-    if not wanted:
+
+    def __init__(self, git_dir: Path) -> None:
+        self._git_dir = git_dir
+        self._tips: list[tuple[str, str]] = []
+        self._rows = b""
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        refs = subprocess.run(
+            ["git", f"--git-dir={self._git_dir}", "for-each-ref",
+             "--format=%(objectname) %(*objectname) %(refname)"],
+            capture_output=True, check=False,
+        ).stdout.decode("utf-8", "surrogateescape").splitlines()
+        for line in refs:
+            parts = line.split(" ", 2)
+            if len(parts) == 3:  # tags: the commit they point at
+                self._tips.append((parts[1] or parts[0], parts[2]))
+        if not self._tips:
+            return
+        proc = subprocess.run(
+            ["git", f"--git-dir={self._git_dir}", "rev-list", "--reverse", "--topo-order",
+             "--parents", "--stdin"],
+            input="".join(f"{t}\n" for t in dict.fromkeys(s for s, _ in self._tips)).encode(),
+            capture_output=True, check=False,
+        )
+        self._rows = proc.stdout
+
+    def refs_containing(self, commits: Collection[str]) -> dict[str, list[str]]:
+        """For each of `commits`, the refs whose history contains it."""
+        wanted = {sha.encode(): 1 << i for i, sha in enumerate(sorted(set(commits)))}
+        out: dict[str, list[str]] = {sha.decode(): [] for sha in wanted}
+        self._thread.join()
+        if not wanted:
+            return out
+        bits: dict[bytes, int] = {}
+        for row in self._rows.split(b"\n"):
+            ids = row.split()
+            if not ids:
+                continue
+            mark = wanted.get(ids[0], 0)
+            for parent in ids[1:]:
+                mark |= bits.get(parent, 0)
+            bits[ids[0]] = mark
+        for sha, name in self._tips:
+            mark = bits.get(sha.encode(), 0)
+            if not mark:
+                continue
+            for commit, bit in wanted.items():
+                if mark & bit:
+                    out[commit.decode()].append(name)
         return out
-    refs = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "for-each-ref",
-         "--format=%(objectname) %(*objectname) %(refname)"],
-        capture_output=True, check=False,
-    ).stdout.decode("utf-8", "surrogateescape").splitlines()
-    tips: list[tuple[str, str]] = []
-    for line in refs:
-        parts = line.split(" ", 2)
-        if len(parts) == 3:
-            tips.append((parts[1] or parts[0], parts[2]))  # tags: the commit they point at
-    proc = subprocess.Popen(
-        ["git", f"--git-dir={git_dir}", "rev-list", "--reverse", "--topo-order", "--parents",
-         "--stdin"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin_data = "".join(f"{t}\n" for t in dict.fromkeys(sha for sha, _ in tips)).encode()
-    threading.Thread(target=feed, args=(proc.stdin, stdin_data), daemon=True).start()
-    bits: dict[bytes, int] = {}
-    for row in proc.stdout:
-        ids = row.split()
-        if not ids:
-            continue
-        mark = wanted.get(ids[0].decode(), 0)
-        for parent in ids[1:]:
-            mark |= bits.get(parent, 0)
-        bits[ids[0]] = mark
-    proc.wait()
-    for sha, name in tips:
-        mark = bits.get(sha.encode(), 0)
-        if not mark:
-            continue
-        for commit, bit in wanted.items():
-            if mark & bit:
-                out[commit].append(name)
-    return out
+
+
+def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, list[str]]:
+    """For each of `commits`, the refs whose history contains it (one history pass)."""
+    return Ancestry(git_dir).refs_containing(commits)

@@ -106,11 +106,14 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                        if r.kind not in ("missing", "corrupt")]
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
+        # one history pass tells which refs contain each commit that matters here; it
+        # runs while `git log` finds where the blobs with findings were introduced
+        ancestry = attribute.Ancestry(git_dir) if hits.blobs or hits.commits else None
         appearances = _appearances(git_dir, hits, tips, state)
-        # one history pass tells which refs contain each commit that matters here
-        refs_of = attribute.refs_containing_all(git_dir, {
+        refs_of = ancestry.refs_containing({
             *(a.commit.sha for places in appearances.values() for a in places),
-            *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")})
+            *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")},
+        ) if ancestry is not None else {}
         reachable = _reachable(hits, reach, appearances, tips, refs_of)
         _filter_unreachable(hits, reachable, hopts, result)
         result.findings = _attribute(git_dir, hits, tips, appearances, options, refs_of)
@@ -216,19 +219,22 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
     objects = packs.objects_dir(git_dir)
     if not packs.supported(objects) or _object_format(git_dir) != "sha1":
         return None
-    seen: set[bytes] = set()
+    indexes = packs.pack_indexes(objects)
+    seen: set[bytes] | None = set() if len(indexes) > 1 else None  # duplicates across packs
     plans = []
-    for idx in packs.pack_indexes(objects):
+    for idx in indexes:
         plan = packs.plan_pack(idx, seen)
         if plan is None:
             return None
         plans.append(plan)
-    loose = [sha for sha in packs.loose_objects(objects) if bytes.fromhex(sha) not in seen]
-    packed = sum(1 for plan in plans for p in range(len(plan))
-                 if plan.emit[p] and plan.kind[p] in packs.KINDS)
+    if not plans:
+        return None
+    loose = [sha for sha in packs.loose_objects(objects)
+             if not any(bytes.fromhex(sha) in plan for plan in plans)]
+    packed = sum(plan.count for plan in plans)
     if len(loose) > packed:  # mostly unpacked (never gc'd): git's parallel path is better
         return None
-    loose += [plan.shas[p].hex() for plan in plans for p in dict.fromkeys(plan.broken)]
+    loose += [plan.sha(p).hex() for plan in plans for p in dict.fromkeys(plan.broken)]
     return _PackStore(plans, loose, packed + len(loose))
 
 
@@ -252,12 +258,12 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     hits = _Hits(interrupted=found.interrupted)
     _add_found(hits, found, matcher)
     failed = {(n, p) for n, p in found.failed}
-    read = [plan.shas[p] for n, plan in enumerate(store.plans) for p in range(len(plan))
-            if plan.emit[p] and plan.kind[p] in packs.KINDS and (n, p) not in failed]
+    read = [sha for n, plan in enumerate(store.plans)
+            for sha in plan.scanned({p for m, p in failed if m == n})]
     for n, p, size in found.too_large:
-        result.skipped.append(Skipped(f"blob {store.plans[n].shas[p].hex()}",
+        result.skipped.append(Skipped(f"blob {store.plans[n].sha(p).hex()}",
                                       f"larger than the size limit ({size} bytes)"))
-    rest = [*store.loose, *(store.plans[n].shas[p].hex() for n, p in failed)]
+    rest = [*store.loose, *(store.plans[n].sha(p).hex() for n, p in failed)]
     if rest and not hits.interrupted:
         refs = source.describe_objects(git_dir, list(dict.fromkeys(rest)))
         wanted = _wanted(refs, options, result)

@@ -60,7 +60,7 @@ def rebuilt(idx: Path) -> tuple[packs.PackPlan, dict[str, bytes], list[int]]:
     out: dict[str, bytes] = {}
     failed: list[int] = []
     packs.walk(plan, plan.roots,
-               lambda p, data: out.__setitem__(plan.shas[p].hex(), data), failed.append)
+               lambda p, data: out.__setitem__(plan.sha(p).hex(), data), failed.append)
     return plan, out, failed
 
 
@@ -86,7 +86,7 @@ def test_every_packed_object_is_rebuilt_exactly(repo: Path, offset_deltas: bool)
     kinds = {p: packs.KINDS[plan.kind[p]] for p in range(len(plan)) if plan.kind[p] in packs.KINDS}
     assert len(objects) == len(kinds)  # every blob, commit and tag, once; trees never
     for p, kind in kinds.items():
-        sha = plan.shas[p].hex()
+        sha = plan.sha(p).hex()
         assert object_id(kind, objects[sha]) == sha
 
 
@@ -123,7 +123,7 @@ def test_a_corrupt_pack_entry_and_its_deltas_are_reported_and_the_scan_goes_on(
     plan = packs.plan_pack(idx)
     assert plan is not None
     blob = git(repo, "rev-parse", "HEAD~3:big/model.json").stdout.strip()
-    p = plan.shas.index(bytes.fromhex(blob))
+    p = plan.position(bytes.fromhex(blob))
     pack = idx.with_suffix(".pack")
     data = bytearray(pack.read_bytes())
     middle = (plan.start[p] + plan.end[p]) // 2
@@ -138,7 +138,7 @@ def test_a_corrupt_pack_entry_and_its_deltas_are_reported_and_the_scan_goes_on(
     skipped = " ".join(s["path"] for s in doc["skipped"])
     assert blob in skipped
     # every object built on the damaged one was handed to git, which could not read it
-    assert all(plan.shas[q].hex() in skipped for q in descendants)
+    assert all(plan.sha(q).hex() in skipped for q in descendants)
     assert result.code == 1
 
 
@@ -208,5 +208,5 @@ def test_python_delta_applier_rebuilds_git_s_own_deltas(repo: Path,
     assert failed == [] and objects
     for p in range(len(plan)):
         if plan.kind[p] in packs.KINDS:
-            sha = plan.shas[p].hex()
+            sha = plan.sha(p).hex()
             assert object_id(packs.KINDS[plan.kind[p]], objects[sha]) == sha

@@ -25,14 +25,16 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from itertools import compress
 from pathlib import Path
 
 from keyscan.sources.history import ObjectRef
 
 _COMMIT, _TREE, BLOB, _TAG, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 4, 6, 7
 KINDS = {_COMMIT: "commit", BLOB: "blob", _TAG: "tag"}  # what a history scan reads
+_SCANNED = bytes(1 if k in KINDS else 0 for k in range(256))
 _IDX_V2 = b"\xfftOc\x00\x00\x00\x02"
 _HEADER_MAX = 32  # type+size varint and an ofs-delta base offset fit in this
 _DROP_BYTES = 64 * 1024 * 1024  # compressed bytes read between page-cache drops (RSS)
@@ -60,7 +62,8 @@ class PackPlan:
     """One pack file, entries in pack order (p = 0..n-1)."""
 
     path: Path
-    shas: list[bytes]  # 20-byte ids, pack order
+    ids: list[bytes]  # 20-byte ids in index (sorted) order
+    order: array  # type: ignore[type-arg]  # p -> position in `ids`
     kind: bytearray  # the object type of each entry (deltas take their base's), 0: unknown
     start: array  # type: ignore[type-arg]  # offset of the zlib data
     end: array  # type: ignore[type-arg]  # offset after it
@@ -75,7 +78,38 @@ class PackPlan:
     # with every delta built on them: git reads those
 
     def __len__(self) -> int:
-        return len(self.shas)
+        return len(self.ids)
+
+    def sha(self, p: int) -> bytes:
+        return self.ids[int(self.order[p])]
+
+    def __contains__(self, sha: bytes) -> bool:
+        i = bisect_left(self.ids, sha)
+        return i < len(self.ids) and self.ids[i] == sha
+
+    def position(self, sha: bytes) -> int:
+        """p of an id in this pack (ValueError if absent)."""
+        i = bisect_left(self.ids, sha)
+        if i == len(self.ids) or self.ids[i] != sha:
+            raise ValueError(sha.hex())
+        return self.order.index(i)
+
+    def _mask(self) -> bytes:
+        """1 for each entry a scan reads (blobs, commits, tags; no duplicates), else 0."""
+        mask = bytes(self.kind.translate(_SCANNED))
+        if 0 in self.emit:
+            mask = bytes(a & b for a, b in zip(mask, self.emit, strict=True))
+        return mask
+
+    @property
+    def count(self) -> int:
+        return self._mask().count(1)
+
+    def scanned(self, skip: Collection[int] = ()) -> list[bytes]:
+        """Ids of the entries a scan reads, but those in `skip`."""
+        ids = self.ids
+        picked = compress(range(len(ids)), self._mask())
+        return [ids[self.order[p]] for p in picked if p not in skip]
 
 
 def objects_dir(git_dir: Path) -> Path:
@@ -137,33 +171,33 @@ def plan_pack(idx: Path, seen: set[bytes] | None = None) -> PackPlan | None:
     """Parse every entry header once: types, delta bases and the chains built on them.
 
     `seen`: ids already planned from other packs; entries repeating them are rebuilt
-    (a delta may need them) but not scanned again. None when the index is unreadable."""
+    (a delta may need them) but not scanned again, and this pack's ids are added.
+    None when the index or pack is in a format this reader does not know."""
     index = read_index(idx)
     if index is None:
         return None
     ids, offsets = index
-    order = sorted(range(len(ids)), key=offsets.__getitem__)
-    shas = [ids[i] for i in order]
-    starts = array("q", (offsets[i] for i in order))
+    order = array("i", sorted(range(len(ids)), key=offsets.__getitem__))
+    starts = array("q", map(offsets.__getitem__, order))
     pack = idx.with_suffix(".pack")
     with pack.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         if mm[:4] != b"PACK" or struct.unpack_from(">I", mm, 4)[0] not in (2, 3):
             return None
-        size = len(mm) - 20
-        plan = _headers(mm, shas, starts, size)
+        plan = _headers(mm, ids, order, starts, len(mm) - 20)
     plan.path = pack
     if seen is not None:
-        for p, sha in enumerate(shas):
-            if sha in seen:
-                plan.emit[p] = 0
-            else:
-                seen.add(sha)
+        if seen:
+            for p, i in enumerate(order):
+                if ids[i] in seen:
+                    plan.emit[p] = 0
+        seen.update(ids)
     return plan
 
 
-def _headers(mm: mmap.mmap, shas: list[bytes], offsets: array, size: int  # type: ignore[type-arg]
-             ) -> PackPlan:
-    n = len(shas)
+def _headers(mm: mmap.mmap, ids: list[bytes], order: array,  # type: ignore[type-arg]
+             offsets: array, size: int) -> PackPlan:  # type: ignore[type-arg]
+    n = len(ids)
+    at = {off: p for p, off in enumerate(offsets)}
     kind = bytearray(n)
     start = array("q", bytes(8 * n))
     base = array("i", [-1]) * n
@@ -191,8 +225,8 @@ def _headers(mm: mmap.mmap, shas: list[bytes], offsets: array, size: int  # type
                     c = head[k]
                     k += 1
                     back = ((back + 1) << 7) | (c & 0x7F)
-                b = bisect_left(offsets, off - back)
-                if back <= 0 or b >= p or offsets[b] != off - back:
+                b = at.get(off - back, p)
+                if b >= p:
                     raise IndexError(off)
                 base[p] = b
                 kind[p] = kind[b]
@@ -211,7 +245,7 @@ def _headers(mm: mmap.mmap, shas: list[bytes], offsets: array, size: int  # type
     end = array("q", offsets[1:])
     end.append(size)
     if ref_bases:
-        _link_ref_deltas(shas, base, kind, ref_bases, broken)
+        _link_ref_deltas([ids[i] for i in order], base, kind, ref_bases, broken)
     first = array("i", [-1]) * n
     nxt = array("i", [-1]) * n
     count = array("q", [1]) * n
@@ -226,8 +260,8 @@ def _headers(mm: mmap.mmap, shas: list[bytes], offsets: array, size: int  # type
     weight = array("q", bytes(8 * n))
     for p in roots:
         weight[p] = inflated[p] * count[p]  # each delta rebuilds about its base's size
-    plan = PackPlan(Path(), shas, kind, start, end, base, first, nxt, inflated, weight, roots,
-                    bytearray(b"\x01") * n, [])
+    plan = PackPlan(Path(), ids, order, kind, start, end, base, first, nxt, inflated, weight,
+                    roots, bytearray(b"\x01") * n, [])
     for p in broken:
         _fail_tree(plan, p, plan.broken.append)
     return plan
@@ -363,4 +397,4 @@ def apply_delta_py(base: bytes, delta: bytes) -> bytes:
 
 
 def ref_of(plan: PackPlan, p: int, size: int) -> ObjectRef:
-    return ObjectRef(plan.shas[p].hex(), KINDS.get(plan.kind[p], "blob"), size)
+    return ObjectRef(plan.sha(p).hex(), KINDS.get(plan.kind[p], "blob"), size)
