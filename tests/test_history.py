@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from fakes import fake_key_id, fake_secret
 from repos import clean_env, git
+
+from keyscan import attribute
 
 Cli = Callable[..., Any]
 
@@ -85,9 +87,22 @@ def planted(repo: Path) -> dict[str, Any]:
         "merge": c_merge, "head": c_head}}
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one-log-pass", "two-log-passes"])
 def test_every_hiding_place_is_found_and_attributed(cli: Cli, repo: Path,
-                                                    planted: dict[str, Any]) -> None:
+                                                    planted: dict[str, Any], split: bool,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # long histories are attributed in two `git log` passes cut at HEAD's middle
+    monkeypatch.setattr(attribute, "_SPLIT_COMMITS", 2 if split else 10**9)
+    passes: list[list[str]] = []
+    real_log = attribute._log_find_objects
+
+    def counted(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
+        passes.append(spec)
+        return real_log(git_dir, blobs, spec)
+
+    monkeypatch.setattr(attribute, "_log_find_objects", counted)
     code, findings, doc = history(cli, repo, "--no-cache")
+    assert len(passes) == (2 if split else 1)
     keys, commits = planted["keys"], planted["commits"]
     assert code == 1
     deleted = by_key(findings, keys["deleted"])
@@ -223,7 +238,7 @@ def test_concurrent_runs_leave_a_consistent_cache(repo: Path) -> None:
 
     for i in range(20):
         commit(repo, {f"f{i}.txt": f"{i}\n" * 100}, f"c{i}")
-    procs = [subprocess.Popen([str(Path(os.sys.executable).parent / "keyscan"), "scan",
+    procs = [subprocess.Popen([str(Path(sys.executable).parent / "keyscan"), "scan",
                                "--history", str(repo), "-f", "json"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               env=clean_env()) for _ in range(4)]
