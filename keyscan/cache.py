@@ -3,8 +3,12 @@
 It holds object ids, never content or secrets: the ids of objects already scanned,
 the ref tips of the last scan, the ids of blobs and commits that held findings (they
 are re-read and re-matched each run, so reports stay complete), and the hash of the
-rules (a rules change invalidates everything). Written atomically under a lock, so
-two runs at once cannot corrupt it; a damaged cache is rebuilt with a warning.
+rules (a rules change invalidates everything). The one exception is values that are
+no secret at all: blobs whose every finding is a documentation example (the example
+key of AWS's own documentation and the like) keep those findings here instead of
+being re-read; a blob with any other finding is stored as an id only. Written
+atomically under a lock, so two runs at once cannot corrupt it; a damaged cache is
+rebuilt with a warning.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from keyscan.interrupt import held
 
-VERSION = 1
+VERSION = 2
 
 
 @dataclass(slots=True)
@@ -33,6 +37,8 @@ class CacheState:
     # where finding blobs appear: paths, commits, authors; no content, no secret
     appearances: dict[str, list[list[object]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # re-read (and re-reported) each run
+    # blob id -> its findings, for blobs holding nothing but documentation examples
+    examples: dict[str, list[list[list[object]]]] = field(default_factory=dict)
 
 
 def user_cache_folder() -> Path:
@@ -78,6 +84,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
     try:
         meta = json.loads(meta_path.read_text())
         ids = ids_path.read_bytes()
+        if isinstance(meta, dict) and meta.get("version") in range(1, VERSION):
+            return None, "the scan cache is from an older keyscan: scanning the whole history again"
         if meta.get("version") != VERSION or len(ids) % 20 or meta.get("count") != len(ids) // 20:
             raise ValueError("inconsistent")
         if meta["rules_digest"] != rules_digest:
@@ -90,6 +98,7 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             finding_commits=[str(c) for c in meta["finding_commits"]],
             appearances=dict(meta.get("appearances", {})),
             unreadable=[str(u) for u in meta.get("unreadable", [])],
+            examples=dict(meta.get("examples", {})),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"
@@ -109,6 +118,7 @@ def save(git_dir: Path, state: CacheState) -> None:
         "finding_commits": sorted(set(state.finding_commits)),
         "appearances": state.appearances,
         "unreadable": sorted(set(state.unreadable)),
+        "examples": state.examples,
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
     # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for both.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from keyscan import attribute, cache, gitrepo
 from keyscan.errors import KeyscanError, ScanInterrupted
-from keyscan.match import Credential, Matcher, from_rows
-from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
+from keyscan.match import Credential, Matcher, from_rows, to_rows
+from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
@@ -106,6 +106,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                        if r.kind not in ("missing", "corrupt")]
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
+        if state is not None and not walk and not ranged:
+            _cached_examples(state, hits, rules)
         # one history pass tells which refs contain each commit that matters here; it
         # runs while `git log` finds where the blobs with findings were introduced
         ancestry = attribute.Ancestry(git_dir) if hits.blobs or hits.commits else None
@@ -145,7 +147,8 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         old_tips = source.existing(git_dir, state.tips)
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
-        # re-matched (and unreadable ones re-reported) so each report stays whole
+        # re-matched (and unreadable ones re-reported) so each report stays whole;
+        # blobs holding only documentation examples come from the cache (_cached_examples)
         again = [*state.finding_blobs, *state.finding_commits, *state.unreadable]
         refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again)))
         if old_tips:
@@ -455,6 +458,17 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
 
 
+def _cached_examples(state: cache.CacheState, hits: _Hits, rules: RuleSet) -> None:
+    """Incremental scan: the findings of blobs holding only documentation examples."""
+    for blob, rows in state.examples.items():
+        if blob not in hits.blobs:
+            hits.blobs[blob] = from_rows(rows, rules)  # type: ignore[arg-type]
+
+
+def _examples_only(creds: list[Credential]) -> bool:
+    return all(c.status is Status.EXAMPLE for c in creds)
+
+
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
           read: list[bytes], hits: _Hits, tips: list[str],
           appearances: dict[str, list[attribute.Appearance]], result: ScanResult) -> None:
@@ -466,9 +480,12 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
     scanned = state.scanned if state is not None else set()
     scanned.update(read)
     scanned.difference_update(bytes.fromhex(sha) for sha in bad)
+    examples = {b: c for b, c in hits.blobs.items() if _examples_only(c)}
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
-        finding_blobs=list(hits.blobs), finding_commits=list(hits.commits),
+        finding_blobs=[b for b in hits.blobs if b not in examples],
+        finding_commits=list(hits.commits),
+        examples={b: to_rows(c) for b, c in examples.items()},  # type: ignore[misc]
         appearances=attribute.appearance_rows(
             {b: a for b, a in appearances.items() if b in hits.blobs}),
         unreadable=sorted(bad),

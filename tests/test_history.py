@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -195,6 +196,29 @@ def test_incremental_cache_rescans_only_new_objects(cli: Cli, repo: Path) -> Non
     assert doc2["summary"]["files"] == 3 < doc1["summary"]["files"]
     assert [f["key_id"] for f in second] == [f["key_id"] for f in first] == [key]
     assert second[0]["commit"] == first[0]["commit"]
+
+
+def test_incremental_scan_takes_documentation_examples_from_the_cache(cli: Cli, repo: Path
+                                                                    ) -> None:
+    example = "AKIA" + "IOSFODNN7" + "EXAMPLE"  # the key of AWS's documentation
+    key, secret = fake_key_id(), fake_secret()
+    commit(repo, {"docs.md": f"aws_access_key_id = {example}\n"}, "docs")
+    commit(repo, {"leak.ini": pair_text(key, secret)}, "leak")
+    _, first, _ = history(cli, repo)
+    commit(repo, {"later.txt": "later\n"}, "later")
+    _, second, doc = history(cli, repo)
+    assert second == first
+    assert {f["status"] for f in second} == {"example", "leak"}
+    # read again: the new commit, its blob and the blob with a real finding; the blob
+    # holding only the documentation example came from the cache
+    assert doc["summary"]["files"] == 3
+    state_file = repo / ".git" / "keyscan" / "state.json"
+    state = json.loads(state_file.read_text())
+    docs_blob = git(repo, "rev-parse", "HEAD:docs.md").stdout.strip()
+    leak_blob = git(repo, "rev-parse", "HEAD:leak.ini").stdout.strip()
+    assert list(state["examples"]) == [docs_blob]
+    assert state["finding_blobs"] == [leak_blob]
+    assert key not in state_file.read_text() and secret not in state_file.read_text()
 
 
 def test_rules_change_invalidates_the_cache(cli: Cli, repo: Path, tmp_path: Path) -> None:
