@@ -6,7 +6,7 @@ import base64
 import os
 import subprocess
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ class Appearance:
 
 
 def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
-                  exclude: Sequence[str] = (), first_order: int = 0
+                  exclude: Sequence[str] = (), first_order: int = 0, cut: str | None = None
                   ) -> dict[str, list[Appearance]]:
     """For each blob, every commit that put it at a path, oldest first.
 
@@ -55,14 +55,16 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     that touch these blobs (--find-object), so the cost does not grow with them.
     A long history is cut in two at the middle of HEAD's first-parent line and both
     halves are walked at once, one `git log` a core; their appearances are merged
-    in commit-date order, the order one pass would give.
+    in commit-date order, the order one pass would give. `cut`: that commit, found
+    beforehand (`midpoint`), "" for one pass; None: find it here.
     """
     wanted = set(blobs)
     found: dict[str, list[Appearance]] = {b: [] for b in wanted}
     if not wanted or not tips:
         return found
     spec = [*tips, *(f"^{x}" for x in exclude)]
-    cut = _midpoint(git_dir, exclude)
+    if cut is None:
+        cut = midpoint(git_dir) if not exclude else ""
     passes = [spec] if not cut else [[cut, *(f"^{x}" for x in exclude)], [*spec, f"^{cut}"]]
     outputs: list[bytes] = [b""] * len(passes)
 
@@ -92,12 +94,10 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
 _SPLIT_COMMITS = 4000  # below this, one pass costs less than starting a second
 
 
-def _midpoint(git_dir: Path, exclude: Sequence[str]) -> str:
+def midpoint(git_dir: Path) -> str:
     """A commit halfway down HEAD's first-parent line, or "" for a short history."""
-    if exclude:
-        return ""  # incremental: only the new commits are walked, one pass is enough
     proc = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--first-parent", "HEAD"],
-                          capture_output=True, check=False)
+                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
     line = proc.stdout.split()
     return line[len(line) // 2].decode() if len(line) >= _SPLIT_COMMITS else ""
 
@@ -196,9 +196,11 @@ class Ancestry:
 
     `for-each-ref --contains` walks the history once per commit: with hundreds of
     findings that is minutes. Here one `rev-list --topo-order --parents` pass over all
-    refs starts at once (while other attribution runs), and `refs_containing` then
-    gives each commit of that pass a bitset of the wanted commits it descends from; a
-    ref contains what its tip's bitset holds.
+    refs starts at once (a history scan starts it before reading any object, on the
+    core the reading leaves idle), and `refs_containing` then gives each commit of
+    that pass a bitset of the wanted commits it descends from; a ref contains what its
+    tip's bitset holds. Its git processes get no stdin pipe, so a process forked
+    meanwhile cannot hold one open.
     """
 
     def __init__(self, git_dir: Path) -> None:
@@ -212,7 +214,7 @@ class Ancestry:
         refs = subprocess.run(
             ["git", f"--git-dir={self._git_dir}", "for-each-ref",
              "--format=%(objectname) %(*objectname) %(refname)"],
-            capture_output=True, check=False,
+            stdin=subprocess.DEVNULL, capture_output=True, check=False,
         ).stdout.decode("utf-8", "surrogateescape").splitlines()
         for line in refs:
             parts = line.split(" ", 2)
@@ -220,11 +222,10 @@ class Ancestry:
                 self._tips.append((parts[1] or parts[0], parts[2]))
         if not self._tips:
             return
-        proc = subprocess.run(
+        proc = subprocess.run(  # --all: every ref, as for-each-ref listed them
             ["git", f"--git-dir={self._git_dir}", "rev-list", "--reverse", "--topo-order",
-             "--parents", "--stdin"],
-            input="".join(f"{t}\n" for t in dict.fromkeys(s for s, _ in self._tips)).encode(),
-            capture_output=True, check=False,
+             "--parents", "--all"],
+            stdin=subprocess.DEVNULL, capture_output=True, check=False,
         )
         self._rows = proc.stdout
 
@@ -252,6 +253,22 @@ class Ancestry:
                 if mark & bit:
                     out[commit.decode()].append(name)
         return out
+
+
+class Later:
+    """A string computed by `fn(*args)` in a background thread; `get()` waits for it."""
+
+    def __init__(self, fn: Callable[..., str], *args: object) -> None:
+        self._value = ""
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., str], *args: object) -> None:
+        self._value = fn(*args)
+
+    def get(self) -> str:
+        self._thread.join()
+        return self._value
 
 
 def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, list[str]]:

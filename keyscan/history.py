@@ -78,6 +78,10 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             if warning:
                 result.notes.append(warning)
         refs, walk = _plan(git_dir, tips, hopts, state)
+        # attribution's history passes start now, on the core that planning the packs
+        # leaves idle: which refs contain which commits, and where to cut `git log`
+        ancestry = attribute.Ancestry(git_dir) if not ranged else None
+        cut = attribute.Later(attribute.midpoint, git_dir) if walk else None
         store = _pack_store(git_dir) if walk and hopts.read_packs else None
         count = store.count if store is not None else len(refs)
         if walk and not _walk_wanted(git_dir, count, hopts):
@@ -108,10 +112,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         _report_missing(reach, result)
         if state is not None and not walk and not ranged:
             _cached_examples(state, hits, rules)
-        # one history pass tells which refs contain each commit that matters here; it
-        # runs while `git log` finds where the blobs with findings were introduced
-        ancestry = attribute.Ancestry(git_dir) if hits.blobs or hits.commits else None
-        appearances = _appearances(git_dir, hits, tips, state)
+        if ancestry is None and (hits.blobs or hits.commits):
+            ancestry = attribute.Ancestry(git_dir)
+        appearances = _appearances(git_dir, hits, tips, state, cut.get() if cut else None)
         refs_of = ancestry.refs_containing({
             *(a.commit.sha for places in appearances.values() for a in places),
             *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")},
@@ -444,13 +447,13 @@ def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]]) ->
     return first
 
 
-def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None
-                 ) -> dict[str, list[attribute.Appearance]]:
+def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None,
+                 cut: str | None) -> dict[str, list[attribute.Appearance]]:
     """Where finding blobs appear. Incremental: the cached answer plus one `git log`
     over the new commits only (a blob new to the store can only be in new commits)."""
     old_tips = source.existing(git_dir, state.tips) if state is not None else []
     if state is None or not old_tips or not set(state.finding_blobs) <= state.appearances.keys():
-        return attribute.introductions(git_dir, hits.blobs.keys(), tips)
+        return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(
         {b: rows for b, rows in state.appearances.items() if b in hits.blobs})
     first = 1 + max((a.order for places in known.values() for a in places), default=0)

@@ -36,7 +36,6 @@ _COMMIT, _TREE, BLOB, _TAG, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 4, 6, 7
 KINDS = {_COMMIT: "commit", BLOB: "blob", _TAG: "tag"}  # what a history scan reads
 _SCANNED = bytes(1 if k in KINDS else 0 for k in range(256))
 _IDX_V2 = b"\xfftOc\x00\x00\x00\x02"
-_HEADER_MAX = 32  # type+size varint and an ofs-delta base offset fit in this
 _DROP_BYTES = 64 * 1024 * 1024  # compressed bytes read between page-cache drops (RSS)
 
 _inflate: Callable[[bytes], bytes] = zlib.decompress
@@ -204,44 +203,47 @@ def _headers(mm: mmap.mmap, ids: list[bytes], order: array,  # type: ignore[type
     inflated = array("q", bytes(8 * n))
     broken: list[int] = []
     ref_bases: list[tuple[int, bytes]] = []
-    for p in range(n):
-        off = offsets[p]
-        head = mm[off : off + _HEADER_MAX]
-        try:
-            c = head[0]
-            t = (c >> 4) & 7
-            length = c & 15
-            shift, k = 4, 1
-            while c & 0x80:
-                c = head[k]
-                k += 1
-                length |= (c & 0x7F) << shift
-                shift += 7
-            if t == _OFS_DELTA:
-                c = head[k]
-                k += 1
-                back = c & 0x7F
+    view = memoryview(mm)  # indexing it yields ints with no copy
+    try:
+        for p, off in enumerate(offsets):
+            try:
+                c = view[off]
+                t = (c >> 4) & 7
+                length = c & 15
+                k = off + 1
+                shift = 4
                 while c & 0x80:
-                    c = head[k]
+                    c = view[k]
                     k += 1
-                    back = ((back + 1) << 7) | (c & 0x7F)
-                b = at.get(off - back, p)
-                if b >= p:
+                    length |= (c & 0x7F) << shift
+                    shift += 7
+                if t == _OFS_DELTA:
+                    c = view[k]
+                    k += 1
+                    back = c & 0x7F
+                    while c & 0x80:
+                        c = view[k]
+                        k += 1
+                        back = ((back + 1) << 7) | (c & 0x7F)
+                    b = at.get(off - back, p)
+                    if b >= p:
+                        raise IndexError(off)
+                    base[p] = b
+                    kind[p] = kind[b]
+                elif t == _REF_DELTA:
+                    ref_bases.append((p, bytes(view[k : k + 20])))
+                    k += 20
+                elif t in (_COMMIT, _TREE, BLOB, _TAG):
+                    kind[p] = t
+                else:
                     raise IndexError(off)
-                base[p] = b
-                kind[p] = kind[b]
-            elif t == _REF_DELTA:
-                ref_bases.append((p, bytes(head[k : k + 20])))
-                k += 20
-            elif t in (_COMMIT, _TREE, BLOB, _TAG):
-                kind[p] = t
-            else:
-                raise IndexError(off)
-        except IndexError:
-            broken.append(p)
-            continue
-        start[p] = off + k
-        inflated[p] = length
+            except IndexError:
+                broken.append(p)
+                continue
+            start[p] = k
+            inflated[p] = length
+    finally:
+        view.release()
     end = array("q", offsets[1:])
     end.append(size)
     if ref_bases:
