@@ -1,9 +1,10 @@
 """Composes a history scan: list objects -> read each once -> match -> attribute.
 
-Full scan: every object in the store, in pack order, while a background walk of all
-refs finds what is reachable and what is missing. Incremental scan (cache) and CI
-ranges: only the objects the new commits added. Attribution (paths, commits, authors,
-refs, still-in-HEAD) is paid only for the few blobs that hold findings.
+Full scan: every object in the store, packed ones rebuilt in-process chain by chain,
+while a background walk of all refs finds what is reachable and what is missing.
+Incremental scan (cache) and CI ranges: only the objects the new commits added.
+Attribution (paths, commits, authors, refs, still-in-HEAD) is paid only for the few
+blobs that hold findings.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if store is not None:
             hits, scanned = _read_packs(git_dir, store, matcher, options, result, hopts,
                                         start_walk)
+            store = None  # the plans are done with: free them before attribution
         else:
             if walk:
                 refs = source.list_all_objects(git_dir)

@@ -25,7 +25,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
@@ -56,12 +56,34 @@ class PackError(Exception):
     """An entry that does not inflate or apply: git is asked for it instead."""
 
 
+class Ids:
+    """The sorted id table of a pack index, kept as the index stores it: 20 bytes an id
+    (a list of bytes objects would take three times that)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: bytes) -> None:
+        self._table = table
+
+    def __len__(self) -> int:
+        return len(self._table) // 20
+
+    def __getitem__(self, i: int) -> bytes:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._table[20 * i : 20 * i + 20]
+
+    def __iter__(self) -> Iterator[bytes]:
+        table = self._table
+        return (table[i : i + 20] for i in range(0, len(table), 20))
+
+
 @dataclass(slots=True)
 class PackPlan:
     """One pack file, entries in pack order (p = 0..n-1)."""
 
     path: Path
-    ids: list[bytes]  # 20-byte ids in index (sorted) order
+    ids: Ids  # 20-byte ids in index (sorted) order
     order: array  # type: ignore[type-arg]  # p -> position in `ids`
     kind: bytearray  # the object type of each entry (deltas take their base's), 0: unknown
     start: array  # type: ignore[type-arg]  # offset of the zlib data
@@ -143,7 +165,7 @@ def loose_objects(objects: Path) -> list[str]:
     return out
 
 
-def read_index(path: Path) -> tuple[list[bytes], array] | None:  # type: ignore[type-arg]
+def read_index(path: Path) -> tuple[Ids, array] | None:  # type: ignore[type-arg]
     """Object ids and pack offsets from a version-2 pack index; None for another format."""
     data = path.read_bytes()
     if data[:8] != _IDX_V2 or len(data) < 8 + 1024:
@@ -153,7 +175,7 @@ def read_index(path: Path) -> tuple[list[bytes], array] | None:  # type: ignore[
     offsets_at = ids_at + 24 * n  # after the ids and their CRCs
     if len(data) < offsets_at + 4 * n + 40:
         return None
-    shas = [data[i : i + 20] for i in range(ids_at, ids_at + 20 * n, 20)]
+    shas = Ids(data[ids_at : ids_at + 20 * n])
     small = array("I")
     small.frombytes(data[offsets_at : offsets_at + 4 * n])
     if sys.byteorder == "little":
@@ -193,7 +215,7 @@ def plan_pack(idx: Path, seen: set[bytes] | None = None) -> PackPlan | None:
     return plan
 
 
-def _headers(mm: mmap.mmap, ids: list[bytes], order: array,  # type: ignore[type-arg]
+def _headers(mm: mmap.mmap, ids: Ids, order: array,  # type: ignore[type-arg]
              offsets: array, size: int) -> PackPlan:  # type: ignore[type-arg]
     n = len(ids)
     at = {off: p for p, off in enumerate(offsets)}

@@ -1,9 +1,11 @@
-"""History objects read and matched by a pool of worker processes, one `git cat-file` each.
+"""History objects read and matched by a pool of worker processes, one per core.
 
-Reading a history through a pipe costs the kernel as much CPU as git spends
-decompressing it, so one reader process cannot keep up with git. Workers take
-contiguous chunks of the object list (pack order, so delta bases stay warm in each
-worker's git), match everything they read and send back only what the parent needs:
+Two kinds of work: runs of delta-chain roots of a pack (`find_in_packs`: each worker
+rebuilds those chains in-process, sources/packs.py), or contiguous chunks of an object
+list, each worker with its own `git cat-file` (`find_in_objects`: pack order, so delta
+bases stay warm in each worker's git; reading through a pipe costs the kernel as much
+CPU as git spends decompressing, so one reader cannot keep up with git). Workers match
+everything they read and send back only what the parent needs:
 the few objects with findings, each with its credentials as plain rows (in memory,
 through the pool's own pipe; nothing is written or logged), and the ids of any they
 could not read. No content crosses a process boundary. Workers are forked before the
