@@ -122,6 +122,10 @@ class Matcher:
         keywords = sorted({k for r in self.line_rules for k in r.keywords})
         self.prefilter = Prefilter(self._triggers(prefixes), locate=keywords)
         self._lines = _LineMemo(self.line_rules)
+        # every pass is behind a trigger (no keyword-less rule, key IDs by prefix): then
+        # content with no trigger, no NUL byte and no byte-order mark holds nothing
+        self._gated = (self.prefilter.active and KEY in self.prefilter.names
+                       and all(r.keywords or r.rule.near_prefixes for r in self.line_rules))
 
     def _triggers(self, prefixes: list[bytes]) -> dict[str, list[bytes]]:
         triggers: dict[str, list[bytes]] = {
@@ -134,18 +138,25 @@ class Matcher:
         return triggers
 
     def find(self, data: bytes) -> list[Credential]:
+        scanned = self.prefilter.scan(data) if self._gated else None
+        if (scanned is not None and not scanned[0] and not scanned[1]
+                and b"\0" not in data and data[:2] not in decode.UTF16_BOMS):
+            return []  # most content of a history: one Hyperscan pass and done
         text = decode.utf16_text(data)
         if text is not None:
             return [_with_encoding(c, "utf-16") for c in self.find(text)]
-        hits = self._hits(data, 0)
+        hits = self._hits(data, 0, scanned)
         return _assemble(data, hits) if hits else []
 
     # -- passes -------------------------------------------------------------
 
-    def _hits(self, data: bytes, depth: int) -> list[Hit]:
+    def _hits(self, data: bytes, depth: int,
+              scanned: tuple[frozenset[str], dict[bytes, list[int]]] | None = None
+              ) -> list[Hit]:
         hits: list[Hit] = []
         # one pass: which triggers occur, and where every rule keyword is
-        scanned = self.prefilter.scan(data) if depth == 0 else None
+        if depth == 0 and scanned is None:
+            scanned = self.prefilter.scan(data)
         triggers, located = scanned if scanned is not None else (None, None)
         present: dict[bytes, bool] = {}  # rules sharing keywords scan for them once
         if located is not None:

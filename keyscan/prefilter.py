@@ -65,23 +65,26 @@ class Prefilter:
         return frozenset(self._names)
 
     def scan(self, data: bytes) -> tuple[frozenset[str], dict[bytes, list[int]]] | None:
-        """Trigger names found in `data`, and the start of every `locate` literal in it,
-        in one pass; None when there is no one-pass engine."""
+        """Trigger names found in `data`, and the start of every `locate` literal in it
+        (only literals that occur are keys), in one pass; None without the engine."""
         if self._db is None:
             return None
         found: set[int] = set()
         literals, first = self._literals, self._first_literal
-        located: dict[bytes, list[int]] = {x: [] for x in literals}
+        located: dict[bytes, list[int]] = {}
 
         def on_match(i: int, _s: int, end: int, _f: int, _c: object) -> None:
             if i < first:
                 found.add(i)
             else:
                 text = literals[i - first]
-                located[text].append(end - len(text))
+                located.setdefault(text, []).append(end - len(text))
 
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
-        return frozenset(self._names[i] for i in found), located
+        return frozenset(self._names[i] for i in found) if found else _NONE, located
+
+
+_NONE: frozenset[str] = frozenset()
 
 
 def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int], flags: list[int]

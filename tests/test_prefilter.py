@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import random
+from pathlib import Path
 
 import pytest
 from fakes import fake_key_id, fake_secret, fake_session_token
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyscan.match import Matcher
-from keyscan.rules import RuleSet
+from keyscan.rules import RuleSet, load_rules
 
 
 def _both(rules: RuleSet, monkeypatch: pytest.MonkeyPatch) -> tuple[Matcher, Matcher]:
@@ -55,3 +56,23 @@ def test_same_findings_with_and_without_the_prefilter(
     pieces = _pieces(random.Random(seed))
     data = "".join(pieces[i] for i in picks).encode()
     assert _summary(fast, data) == _summary(plain, data)
+
+
+def test_content_without_any_trigger_is_done_in_one_pass_unless_a_rule_has_no_keyword(
+        rules: RuleSet, tmp_path: Path) -> None:
+    """Content with no trigger skips every other pass; a user rule without keywords
+    could match anywhere, so with one loaded every piece of content is matched in full."""
+    pytest.importorskip("hyperscan")
+    plain = b"def handler(event):\n    return {'statusCode': 200}\n" * 50
+    gated = Matcher(rules)
+    if not gated.prefilter.active:
+        pytest.skip("Hyperscan is not available on this platform")
+    assert gated._gated and gated.find(plain) == []
+    (tmp_path / "anywhere.yaml").write_text(
+        "rules:\n  - id: build-number\n    description: d\n    severity: low\n"
+        "    role: generic\n    regex: 'statusCode.: (?P<value>2[0-9]{2})'\n")
+    with_rule = Matcher(load_rules([tmp_path]))
+    assert not with_rule._gated
+    found = with_rule.find(plain)
+    assert {c.anchor.rule.rule.id for c in found} == {"build-number"}
+    assert len(found) == 50

@@ -357,11 +357,8 @@ def _fail_tree(plan: PackPlan, p: int, failed: Callable[[int], None]) -> None:
 
 
 def _apply(base: bytes, delta: bytes) -> bytes:
-    source_size, _ = _varint(delta, 0)
-    if source_size != len(base):
-        raise PackError("delta base size mismatch")
     if _apply_delta_c is not None:
-        try:
+        try:  # checks the base size and every copy against it, like git
             chunks = _apply_delta_c(base, delta)
         except Exception as exc:  # dulwich's ApplyDeltaError and friends
             raise PackError(str(exc)) from None
