@@ -210,3 +210,31 @@ def test_python_delta_applier_rebuilds_git_s_own_deltas(repo: Path,
         if plan.kind[p] in packs.KINDS:
             sha = plan.sha(p).hex()
             assert object_id(packs.KINDS[plan.kind[p]], objects[sha]) == sha
+
+
+@pytest.mark.parametrize("offset_deltas", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_headers_parsed_in_two_processes_give_the_same_plan(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, offset_deltas: bool) -> None:
+    edited_many_times(repo, 30, 12, fake_key_id(), fake_secret())
+    config = [] if offset_deltas else ["-c", "repack.useDeltaBaseOffset=false"]
+    git(repo, *config, "repack", "-a", "-d", "-f", "-q", "--window=50", "--depth=50")
+    idx = pack_of(repo)
+    whole = packs.plan_pack(idx)
+    monkeypatch.setattr(packs, "_SPLIT_ENTRIES", 2)  # a forked helper parses half
+    joined: list[object] = []
+    real_join = packs._join_parse
+
+    def join(helper: tuple[int, int] | None) -> object:
+        joined.append(real_join(helper))
+        return joined[-1]
+
+    monkeypatch.setattr(packs, "_join_parse", join)
+    split = packs.plan_pack(idx)
+    assert whole is not None and split is not None
+    assert len(joined) == 1 and joined[0] is not None  # the helper's half, not a fallback
+    for field in ("kind", "start", "end", "base", "first", "next", "size", "weight", "roots",
+                  "broken"):
+        assert getattr(split, field) == getattr(whole, field), field
+    # chains crossing the halves: deltas in the second half built on the first
+    half = len(whole) // 2
+    assert any(whole.base[p] != -1 and whole.base[p] < half for p in range(half, len(whole)))

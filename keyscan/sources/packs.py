@@ -20,6 +20,8 @@ forked workers; `walk` rebuilds the objects under a range of chain roots.
 from __future__ import annotations
 
 import mmap
+import os
+import pickle
 import struct
 import sys
 import zlib
@@ -215,57 +217,32 @@ def plan_pack(idx: Path, seen: set[bytes] | None = None) -> PackPlan | None:
     return plan
 
 
+@dataclass(slots=True)
+class _Headers:
+    """What the entry headers of pack positions lo..hi-1 say (arrays indexed p - lo)."""
+
+    kind: bytearray  # 0 where a delta's base lies before lo: filled in once merged
+    start: array  # type: ignore[type-arg]
+    base: array  # type: ignore[type-arg]  # absolute p of the base, -1 for whole objects
+    inflated: array  # type: ignore[type-arg]
+    broken: list[int]
+    ref_bases: list[tuple[int, bytes]]
+
+
+_SPLIT_ENTRIES = 100_000  # above this, a forked helper parses half of the headers
+
+
 def _headers(mm: mmap.mmap, ids: Ids, order: array,  # type: ignore[type-arg]
              offsets: array, size: int) -> PackPlan:  # type: ignore[type-arg]
     n = len(ids)
-    at = {off: p for p, off in enumerate(offsets)}
-    kind = bytearray(n)
-    start = array("q", bytes(8 * n))
-    base = array("i", [-1]) * n
-    inflated = array("q", bytes(8 * n))
-    broken: list[int] = []
-    ref_bases: list[tuple[int, bytes]] = []
-    view = memoryview(mm)  # indexing it yields ints with no copy
-    try:
-        for p, off in enumerate(offsets):
-            try:
-                c = view[off]
-                t = (c >> 4) & 7
-                length = c & 15
-                k = off + 1
-                shift = 4
-                while c & 0x80:
-                    c = view[k]
-                    k += 1
-                    length |= (c & 0x7F) << shift
-                    shift += 7
-                if t == _OFS_DELTA:
-                    c = view[k]
-                    k += 1
-                    back = c & 0x7F
-                    while c & 0x80:
-                        c = view[k]
-                        k += 1
-                        back = ((back + 1) << 7) | (c & 0x7F)
-                    b = at.get(off - back, p)
-                    if b >= p:
-                        raise IndexError(off)
-                    base[p] = b
-                    kind[p] = kind[b]
-                elif t == _REF_DELTA:
-                    ref_bases.append((p, bytes(view[k : k + 20])))
-                    k += 20
-                elif t in (_COMMIT, _TREE, BLOB, _TAG):
-                    kind[p] = t
-                else:
-                    raise IndexError(off)
-            except IndexError:
-                broken.append(p)
-                continue
-            start[p] = k
-            inflated[p] = length
-    finally:
-        view.release()
+    mid = n // 2 if n >= _SPLIT_ENTRIES and hasattr(os, "fork") else n
+    helper = _fork_parse(mm, offsets, mid, n) if mid < n else None
+    part = _parse(mm, offsets, 0, mid)
+    if mid < n:
+        rest = _join_parse(helper) or _parse(mm, offsets, mid, n)
+        _merge(part, rest)
+    kind, start, base, inflated = part.kind, part.start, part.base, part.inflated
+    broken, ref_bases = part.broken, part.ref_bases
     end = array("q", offsets[1:])
     end.append(size)
     if ref_bases:
@@ -289,6 +266,114 @@ def _headers(mm: mmap.mmap, ids: Ids, order: array,  # type: ignore[type-arg]
     for p in broken:
         _fail_tree(plan, p, plan.broken.append)
     return plan
+
+
+def _parse(mm: mmap.mmap, offsets: array, lo: int, hi: int  # type: ignore[type-arg]
+           ) -> _Headers:
+    """Parse the entry headers of pack positions lo..hi-1."""
+    m = hi - lo
+    out = _Headers(bytearray(m), array("q", bytes(8 * m)), array("i", [-1]) * m,
+                   array("q", bytes(8 * m)), [], [])
+    kind, start, base, inflated = out.kind, out.start, out.base, out.inflated
+    view = memoryview(mm)  # indexing it yields ints with no copy
+    try:
+        for p in range(lo, hi):
+            off = offsets[p]
+            i = p - lo
+            try:
+                c = view[off]
+                t = (c >> 4) & 7
+                length = c & 15
+                k = off + 1
+                shift = 4
+                while c & 0x80:
+                    c = view[k]
+                    k += 1
+                    length |= (c & 0x7F) << shift
+                    shift += 7
+                if t == _OFS_DELTA:
+                    c = view[k]
+                    k += 1
+                    back = c & 0x7F
+                    while c & 0x80:
+                        c = view[k]
+                        k += 1
+                        back = ((back + 1) << 7) | (c & 0x7F)
+                    b = bisect_left(offsets, off - back, 0, p)
+                    if back <= 0 or b >= p or offsets[b] != off - back:
+                        raise IndexError(off)
+                    base[i] = b
+                    if b >= lo:
+                        kind[i] = kind[b - lo]
+                elif t == _REF_DELTA:
+                    out.ref_bases.append((p, bytes(view[k : k + 20])))
+                    k += 20
+                elif t in (_COMMIT, _TREE, BLOB, _TAG):
+                    kind[i] = t
+                else:
+                    raise IndexError(off)
+            except IndexError:
+                out.broken.append(p)
+                continue
+            start[i] = k
+            inflated[i] = length
+    finally:
+        view.release()
+    return out
+
+
+def _fork_parse(mm: mmap.mmap, offsets: array, lo: int, hi: int  # type: ignore[type-arg]
+                ) -> tuple[int, int] | None:
+    """Parse lo..hi-1 in a forked process (the other core), its result sent back
+    through a pipe; None if it cannot be started (the caller parses them itself)."""
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # the helper: compute, write, leave without running any cleanup
+        code = 1
+        try:
+            os.close(read_end)
+            payload = pickle.dumps(_parse(mm, offsets, lo, hi), pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(payload)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _join_parse(helper: tuple[int, int] | None) -> _Headers | None:
+    if helper is None:
+        return None
+    pid, read_end = helper
+    with os.fdopen(read_end, "rb") as inp:
+        payload = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not payload:
+        return None
+    part = pickle.loads(payload)  # from our own forked child, through our own pipe
+    return part if isinstance(part, _Headers) else None
+
+
+def _merge(first: _Headers, rest: _Headers) -> None:
+    """Append `rest` to `first`; deltas whose base was in `first` take its type."""
+    lo = len(first.kind)
+    first.kind += rest.kind
+    first.start += rest.start
+    first.base += rest.base
+    first.inflated += rest.inflated
+    first.broken += rest.broken
+    first.ref_bases += rest.ref_bases
+    kind, base = first.kind, first.base
+    p = kind.find(0, lo)
+    while p != -1:  # in pack order: a base always comes before its deltas
+        b = base[p]
+        if b >= 0:
+            kind[p] = kind[b]
+        p = kind.find(0, p + 1)
 
 
 def _link_ref_deltas(shas: list[bytes], base: array, kind: bytearray,  # type: ignore[type-arg]
