@@ -1,7 +1,8 @@
 """The per-repository incremental cache under .git/keyscan/.
 
 It holds object ids, never content or secrets: the ids of objects already scanned,
-the ref tips of the last scan, the ids of blobs and commits that held findings (they
+the ref tips of the last scan (and which refs contained each commit that held a
+finding), the ids of blobs and commits that held findings (they
 are re-read and re-matched each run, so reports stay complete), and the hash of the
 rules (a rules change invalidates everything). The one exception is values that are
 no secret at all: blobs whose every finding is a documentation example (the example
@@ -39,6 +40,8 @@ class CacheState:
     unreadable: list[str] = field(default_factory=list)  # re-read (and re-reported) each run
     # blob id -> its findings, for blobs holding nothing but documentation examples
     examples: dict[str, list[list[list[object]]]] = field(default_factory=dict)
+    ref_tips: dict[str, str] = field(default_factory=dict)  # ref name -> its commit
+    contains: dict[str, list[str]] = field(default_factory=dict)  # finding commit -> refs
 
 
 def user_cache_folder() -> Path:
@@ -99,6 +102,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             appearances=dict(meta.get("appearances", {})),
             unreadable=[str(u) for u in meta.get("unreadable", [])],
             examples=dict(meta.get("examples", {})),
+            ref_tips={str(k): str(v) for k, v in meta.get("ref_tips", {}).items()},
+            contains={str(k): [str(r) for r in v] for k, v in meta.get("contains", {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"
@@ -119,6 +124,8 @@ def save(git_dir: Path, state: CacheState) -> None:
         "appearances": state.appearances,
         "unreadable": sorted(set(state.unreadable)),
         "examples": state.examples,
+        "ref_tips": state.ref_tips,
+        "contains": state.contains,
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
     # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for both.

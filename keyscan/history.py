@@ -81,7 +81,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         refs, walk = _plan(git_dir, tips, hopts, state)
         # attribution's history passes start now, on the core that planning the packs
         # leaves idle: which refs contain which commits, and where to cut `git log`
-        ancestry = attribute.Ancestry(git_dir) if not ranged else None
+        known = attribute.KnownRefs(state.ref_tips, state.contains) \
+            if state is not None and state.ref_tips else None
+        ancestry = attribute.Ancestry(git_dir, known) if not ranged else None
         cut = attribute.Later(attribute.midpoint, git_dir) if walk else None
         store = _pack_store(git_dir) if walk and hopts.read_packs else None
         count = store.count if store is not None else len(refs)
@@ -127,7 +129,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
         if hopts.use_cache and not ranged:
-            _save(git_dir, rules, state, scanned, hits, tips, appearances, result)
+            _save(git_dir, rules, state, scanned, hits, tips, appearances, result,
+                  ancestry.tips if ancestry is not None else {}, refs_of)
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)
@@ -476,7 +479,8 @@ def _examples_only(creds: list[Credential]) -> bool:
 
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
           read: list[bytes], hits: _Hits, tips: list[str],
-          appearances: dict[str, list[attribute.Appearance]], result: ScanResult) -> None:
+          appearances: dict[str, list[attribute.Appearance]], result: ScanResult,
+          ref_tips: dict[str, str], contains: dict[str, list[str]]) -> None:
     if hits.interrupted:
         return  # the cache stays as the last complete scan left it
     # objects git could not read stay unscanned: the next scan reports them again
@@ -491,6 +495,7 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
         finding_blobs=[b for b in hits.blobs if b not in examples],
         finding_commits=list(hits.commits),
         examples={b: to_rows(c) for b, c in examples.items()},  # type: ignore[misc]
+        ref_tips=ref_tips, contains=contains,
         appearances=attribute.appearance_rows(
             {b: a for b, a in appearances.items() if b in hits.blobs}),
         unreadable=sorted(bad),

@@ -393,3 +393,52 @@ def test_incremental_scan_attributes_from_the_cache_plus_new_commits(
     assert len(findings) == 1
     assert findings[0]["commit"]["sha"] == first and findings[0]["count"] == 2
     assert {o["path"] for o in findings[0]["occurrences"]} == {"a.txt", "b.txt"}
+
+
+@pytest.mark.parametrize("change", ["new-commit", "merge", "new-branch", "rewind", "rewrite"])
+def test_incremental_scan_tells_the_same_refs_as_a_full_scan(
+        cli: Cli, repo: Path, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refs containing each finding: from the cache plus the new commits when refs only
+    grew, from a full history pass when one was rewound or rewritten."""
+    main_key, side_key = fake_key_id(), fake_key_id()
+    commit(repo, {"README": "x\n"}, "initial")
+    git(repo, "branch", "-M", "main")
+    commit(repo, {"main.txt": f"id {main_key}\n"}, "main key")
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit(repo, {"side.txt": f"id {side_key}\n"}, "side key")
+    commit(repo, {"more.txt": "more\n"}, "more on feature")
+    git(repo, "checkout", "-q", "main")
+    history(cli, repo)  # the cache now knows every ref's tip and what it contains
+
+    if change == "new-commit":
+        commit(repo, {"new.txt": f"id {fake_key_id()}\n"}, "a new key on main")
+    elif change == "merge":
+        git(repo, "merge", "-q", "--no-ff", "-m", "merge feature", "feature")
+    elif change == "new-branch":
+        git(repo, "branch", "copy", "feature")
+        git(repo, "tag", "v1", "main~1")  # at a commit that was never a tip
+    elif change == "rewind":
+        git(repo, "branch", "-f", "feature", "feature~1")
+    else:  # rewritten: the same content, a different commit
+        git(repo, "checkout", "-q", "feature")
+        git(repo, "commit", "-q", "--amend", "-m", "more on feature, reworded")
+        git(repo, "checkout", "-q", "main")
+
+    full_passes: list[bool] = []
+    real_read_all = attribute.Ancestry._read_all
+
+    def counted(self: attribute.Ancestry) -> None:
+        full_passes.append(True)
+        real_read_all(self)
+
+    monkeypatch.setattr(attribute.Ancestry, "_read_all", counted)
+    _, incremental, _ = history(cli, repo)
+    assert bool(full_passes) == (change in ("new-branch", "rewind", "rewrite")), full_passes
+    _, full, _ = history(cli, repo, "--no-cache")
+    assert [(f["key_id"], f["refs"]) for f in incremental] == \
+        [(f["key_id"], f["refs"]) for f in full]
+    side = by_key(full, side_key)["refs"]
+    if change == "merge":
+        assert side == ["refs/heads/feature", "refs/heads/main"]
+    elif change == "new-branch":
+        assert side == ["refs/heads/copy", "refs/heads/feature"]
