@@ -25,7 +25,9 @@ If keyscan or its ``--history`` option is missing, or it fails, the keyscan rows
 and the baselines are still reported.
 
 Every command runs under ``/usr/bin/time -v`` (wall, "Maximum resident set size" = the
-largest single process) while psutil samples the whole process tree every 20 ms:
+largest single process). Timed runs run alone; memory comes from one more run of each
+command while psutil samples the whole process tree every 20 ms (sampling takes CPU,
+which would slow a program using both cores more than one using one):
 "tree RSS" is the peak of the summed RSS of all processes (keyscan + its git children +
 workers), which counts twice the pages forked workers share with their parent; "tree
 PSS" is the peak of the summed proportional set size, each shared page split between
@@ -139,7 +141,9 @@ class Sampler(threading.Thread):
 
 
 def run_measured(cmd: list[str], cwd: str | None = None, stdout=subprocess.DEVNULL,
-                 env: dict | None = None) -> dict:
+                 env: dict | None = None, sample: bool = True) -> dict:
+    """One run under /usr/bin/time -v; with `sample`, the process tree's memory is
+    sampled too (which costs CPU: timed runs of 2-core programs are made without)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time", delete=False) as tf:
         tpath = tf.name
     full = [TIME, "-v", "-o", tpath, *cmd] if os.path.exists(TIME) else cmd
@@ -147,11 +151,13 @@ def run_measured(cmd: list[str], cwd: str | None = None, stdout=subprocess.DEVNU
     t0 = time.perf_counter()
     proc = subprocess.Popen(full, cwd=cwd, stdout=stdout, stderr=errf, env=env)
     s = Sampler(proc.pid)
-    s.start()
+    if sample:
+        s.start()
     rc = proc.wait()
     wall = time.perf_counter() - t0
     s.stop.set()
-    s.join()
+    if sample:
+        s.join()
     errf.seek(0)
     err = errf.read().decode(errors="replace")
     maxrss_kb = None
@@ -171,9 +177,9 @@ def run_measured(cmd: list[str], cwd: str | None = None, stdout=subprocess.DEVNU
             pass
     return {"cmd": cmd, "rc": rc, "wall": wall,
             "maxrss_mb": maxrss_kb / 1024 if maxrss_kb else None,
-            "tree_rss_mb": s.peak_rss / 2**20 if psutil else None,
-            "tree_anon_mb": s.peak_anon / 2**20 if psutil else None,
-            "tree_nogit_mb": s.peak_nogit / 2**20 if psutil else None,
+            "tree_rss_mb": s.peak_rss / 2**20 if psutil and sample else None,
+            "tree_anon_mb": s.peak_anon / 2**20 if psutil and sample else None,
+            "tree_nogit_mb": s.peak_nogit / 2**20 if psutil and sample else None,
             "tree_pss_mb": s.peak_pss / 2**20 if psutil and s.peak_pss else None,
             "stderr_tail": err[-2000:]}
 
@@ -275,16 +281,17 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
 
     # --- git's own read
     catfile = ["git", "-C", repo, "cat-file", "--batch-all-objects", "--batch", "--unordered"]
-    log(f"{name}: cat-file warm-up")
-    run_measured(catfile)
+    log(f"{name}: cat-file warm-up (memory sampled)")
+    memory = run_measured(catfile)
     runs = []
     for i in range(args.repeat):
-        r = run_measured(catfile)
+        r = run_measured(catfile, sample=False)
         log(f"{name}: cat-file run {i + 1}: {r['wall']:.2f}s")
         runs.append(r)
     med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
     res["catfile"] = dict(med, walls=[r["wall"] for r in runs],
-                          wall=statistics.median(r["wall"] for r in runs))
+                          wall=statistics.median(r["wall"] for r in runs),
+                          **{k: v for k, v in memory.items() if k.startswith("tree_")})
 
     if args.log_p:
         log(f"{name}: git log -p --all")
@@ -296,7 +303,7 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
         out = os.path.join(tmp, f"{name}-betterleaks.json")
         log(f"{name}: betterleaks git")
         r = run_measured([betterleaks, "git", repo, "-ir", AWS_RULES, "--no-banner",
-                          "--no-color", "-o", out, "--exit-code", "0"])
+                          "--no-color", "-o", out, "--exit-code", "0"], sample=False)
         r["findings"] = count_findings(out)
         res["betterleaks"] = r
         log(f"{name}: betterleaks {r['wall']:.1f}s rc={r['rc']} findings={r['findings']}")
@@ -314,9 +321,9 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
         variants.append(("keyscan_git", dict(os.environ, KEYSCAN_READ_PACKS="0")))
     for key, env in variants:
         runs = []
-        for i in range(args.repeat):
+        for i in range(args.repeat + 1):  # the last run samples memory, the others time
             clear_keyscan_cache(repo, args.keyscan_cache_glob)
-            r = run_measured(kcmd, env=env)
+            r = run_measured(kcmd, env=env, sample=i == args.repeat)
             r["findings"] = count_findings(out)
             log(f"{name}: {key} full run {i + 1}: {r['wall']:.2f}s rc={r['rc']} "
                 f"findings={r['findings']}")
@@ -324,7 +331,7 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
             if r["rc"] not in (0, 1):
                 res["keyscan_error"] = f"keyscan exited {r['rc']}: {r['stderr_tail'][-300:]}"
                 return res
-        res[key] = median_run(runs)
+        res[key] = median_run(runs[:-1], memory=runs[-1])
     # the cache a full scan leaves, kept to start every incremental run from it
     gitdir = git(repo, "rev-parse", "--absolute-git-dir").strip()
     saved = os.path.join(tmp, f"{name}-cache")
@@ -335,27 +342,29 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
         commit = add_incremental_commit(repo, ref)
         log(f"{name}: added {commit[:12]} on {ref}; keyscan incremental")
         runs = []
-        for i in range(args.repeat):
+        for i in range(args.repeat + 1):
             clear_keyscan_cache(repo, args.keyscan_cache_glob)
             shutil.copytree(saved, os.path.join(gitdir, "keyscan"))
-            r = run_measured(kcmd)
+            r = run_measured(kcmd, sample=i == args.repeat)
             r["findings"] = count_findings(out)
             log(f"{name}: keyscan incremental run {i + 1}: {r['wall']:.2f}s rc={r['rc']}")
             runs.append(r)
-        res["keyscan_incr"] = median_run(runs)
+        res["keyscan_incr"] = median_run(runs[:-1], memory=runs[-1])
     finally:
         if not args.keep_incremental:
             subprocess.run(["git", "-C", repo, "update-ref", "-d", ref], check=False)
     return res
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The run with the median wall time, with every run's wall time beside it."""
+def median_run(runs: list[dict], memory: dict) -> dict:
+    """The timed run with the median wall time, every timed run's wall time beside it,
+    and the memory of one more run made with the sampler on."""
     med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
     return dict(med, walls=[r["wall"] for r in runs],
-                peak_nogit=max((r.get("tree_nogit_mb") or 0) for r in runs),
-                peak_tree=max((r.get("tree_rss_mb") or 0) for r in runs),
-                peak_pss=max((r.get("tree_pss_mb") or 0) for r in runs))
+                **{k: v for k, v in memory.items() if k.startswith("tree_")},
+                maxrss_mb=max(r.get("maxrss_mb") or 0 for r in [*runs, memory]),
+                peak_nogit=memory.get("tree_nogit_mb"), peak_tree=memory.get("tree_rss_mb"),
+                peak_pss=memory.get("tree_pss_mb"))
 
 
 def table(results: list[dict]) -> str:

@@ -10,12 +10,14 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from keyscan.model import Commit
 
 # Since about 2019 the 5th character of a key ID is Q-Z or 2-7 and the ID encodes
 # its account; older AKIAI.../AKIAJ... IDs decode to plausible but wrong numbers.
 _NEW_FORMAT = frozenset("QRSTUVWXYZ234567")
+T = TypeVar("T")
 
 
 def account_id(key_id: str) -> str:
@@ -344,20 +346,27 @@ class Ancestry:
         return out
 
 
-class Later:
-    """A string computed by `fn(*args)` in a background thread; `get()` waits for it."""
+class Later(Generic[T]):
+    """A value computed by `fn(*args)` in a background thread; `get()` waits for it.
+    Worth it while the main thread waits on git (a subprocess releases the GIL)."""
 
-    def __init__(self, fn: Callable[..., str], *args: object) -> None:
-        self._value = ""
+    def __init__(self, fn: Callable[..., T], *args: object) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[..., str], *args: object) -> None:
-        self._value = fn(*args)
+    def _run(self, fn: Callable[..., T], *args: object) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # raised again in the caller's thread by get()
+            self._error = exc
 
-    def get(self) -> str:
+    def get(self) -> T:
         self._thread.join()
-        return self._value
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
 def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, list[str]]:

@@ -110,10 +110,18 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
     return state, ""
 
 
-def save(git_dir: Path, state: CacheState) -> None:
+def encode_ids(scanned: set[bytes]) -> bytes:
+    """The scanned-ids file's content (sorted 20-byte ids): ~0.05 s for 130k ids, so
+    a history scan prepares it while git does its attribution work."""
+    return b"".join(sorted(scanned))
+
+
+def save(git_dir: Path, state: CacheState, ids: bytes | None = None) -> None:
+    """`ids`: `encode_ids(state.scanned)`, if already made."""
     folder = cache_dir(git_dir)
     folder.mkdir(mode=0o700, exist_ok=True)
-    ids = b"".join(sorted(state.scanned))
+    if ids is None:
+        ids = encode_ids(state.scanned)
     meta = {
         "version": VERSION,
         "rules_digest": state.rules_digest,

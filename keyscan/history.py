@@ -102,18 +102,21 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
 
         matcher = Matcher(rules)
         if store is not None:
-            hits, scanned = _read_packs(git_dir, store, matcher, options, result, hopts,
-                                        start_walk)
-            store = None  # the plans are done with: free them before attribution
+            hits, read_ids = _read_packs(git_dir, store, matcher, options, result, hopts,
+                                         start_walk)
+            store = None  # the plans are done with once read_ids has run
         else:
             if walk:
                 refs = source.list_all_objects(git_dir)
             hits = _read_and_match(git_dir, refs, matcher, options, result, hopts,
                                    start_walk)
-            scanned = [bytes.fromhex(r.sha) for r in refs
-                       if r.kind not in ("missing", "corrupt")]
+            read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
+            read_ids = read.copy
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
+        saving = hopts.use_cache and not ranged and not hits.interrupted
+        # the cache's id file is made while git does the attribution work below
+        ids = attribute.Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and not walk and not ranged:
             _cached_examples(state, hits, rules)
         if ancestry is None and (hits.blobs or hits.commits):
@@ -129,7 +132,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
         if hopts.use_cache and not ranged:
-            _save(git_dir, rules, state, scanned, hits, tips, appearances, result,
+            _save(git_dir, rules, state, ids, hits, tips, appearances, result,
                   ancestry.tips if ancestry is not None else {}, refs_of)
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
@@ -256,9 +259,10 @@ def _object_format(git_dir: Path) -> str:
 
 def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: ScanOptions,
                 result: ScanResult, hopts: HistoryOptions, start_walk: Callable[[], None]
-                ) -> tuple[_Hits, list[bytes]]:
+                ) -> tuple[_Hits, Callable[[], list[bytes]]]:
     """Every object of the store: packed ones rebuilt in-process (sources/packs.py),
-    the rest (loose, or an entry that would not rebuild) through `git cat-file`."""
+    the rest (loose, or an entry that would not rebuild) through `git cat-file`.
+    Also a function listing the ids read (for the cache: called while git works)."""
     total = sum(plan.weight[p] for plan in store.plans for p in plan.roots)
     progress = _Progress(total, hopts.progress)
     found = parallel.find_in_packs(store.plans, matcher.rules, options.max_file_size,
@@ -269,8 +273,13 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     hits = _Hits(interrupted=found.interrupted)
     _add_found(hits, found, matcher)
     failed = {(n, p) for n, p in found.failed}
-    read = [sha for n, plan in enumerate(store.plans)
-            for sha in plan.scanned({p for m, p in failed if m == n})]
+    plans = store.plans
+    read: list[bytes] = []
+
+    def read_ids() -> list[bytes]:
+        return [sha for n, plan in enumerate(plans)
+                for sha in plan.scanned({p for m, p in failed if m == n})] + read
+
     for n, p, size in found.too_large:
         result.skipped.append(Skipped(f"blob {store.plans[n].sha(p).hex()}",
                                       f"larger than the size limit ({size} bytes)"))
@@ -288,7 +297,7 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
         result.notes.append(
             f"interrupted: partial results, {result.stats.files} of {store.count} objects "
             "read; the cache was not updated (the next scan reads them all again)")
-    return hits, read
+    return hits, read_ids
 
 
 def _add_found(hits: _Hits, found: parallel.Found, matcher: Matcher) -> None:
@@ -477,18 +486,28 @@ def _examples_only(creds: list[Credential]) -> bool:
     return all(c.status is Status.EXAMPLE for c in creds)
 
 
-def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          read: list[bytes], hits: _Hits, tips: list[str],
-          appearances: dict[str, list[attribute.Appearance]], result: ScanResult,
-          ref_tips: dict[str, str], contains: dict[str, list[str]]) -> None:
-    if hits.interrupted:
-        return  # the cache stays as the last complete scan left it
-    # objects git could not read stay unscanned: the next scan reports them again
-    bad = {s.path.removeprefix("object ") for s in result.skipped
-           if s.path.startswith("object ")}
+def _unreadable(result: ScanResult) -> set[str]:
+    """Objects git could not read: they stay unscanned, so the next scan reports them."""
+    return {s.path.removeprefix("object ") for s in result.skipped
+            if s.path.startswith("object ")}
+
+
+def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], list[bytes]],
+               result: ScanResult) -> tuple[set[bytes], bytes]:
     scanned = state.scanned if state is not None else set()
-    scanned.update(read)
-    scanned.difference_update(bytes.fromhex(sha) for sha in bad)
+    scanned.update(read_ids())
+    scanned.difference_update(bytes.fromhex(sha) for sha in _unreadable(result))
+    return scanned, cache.encode_ids(scanned)
+
+
+def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
+          ids: attribute.Later[tuple[set[bytes], bytes]] | None, hits: _Hits,
+          tips: list[str], appearances: dict[str, list[attribute.Appearance]],
+          result: ScanResult, ref_tips: dict[str, str], contains: dict[str, list[str]]
+          ) -> None:
+    if hits.interrupted or ids is None:
+        return  # the cache stays as the last complete scan left it
+    scanned, encoded = ids.get()
     examples = {b: c for b, c in hits.blobs.items() if _examples_only(c)}
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
@@ -498,8 +517,8 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
         ref_tips=ref_tips, contains=contains,
         appearances=attribute.appearance_rows(
             {b: a for b, a in appearances.items() if b in hits.blobs}),
-        unreadable=sorted(bad),
-    ))
+        unreadable=sorted(_unreadable(result)),
+    ), encoded)
 
 
 class _Progress:
