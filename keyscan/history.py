@@ -111,7 +111,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             hits = _read_and_match(git_dir, refs, matcher, options, result, hopts,
                                    start_walk)
             read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
-            read_ids = read.copy
+
+            def read_ids() -> cache.IdSet:
+                return cache.IdSet.of(read)
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
         saving = hopts.use_cache and not ranged and not hits.interrupted
@@ -259,7 +261,7 @@ def _object_format(git_dir: Path) -> str:
 
 def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: ScanOptions,
                 result: ScanResult, hopts: HistoryOptions, start_walk: Callable[[], None]
-                ) -> tuple[_Hits, Callable[[], list[bytes]]]:
+                ) -> tuple[_Hits, Callable[[], cache.IdSet]]:
     """Every object of the store: packed ones rebuilt in-process (sources/packs.py),
     the rest (loose, or an entry that would not rebuild) through `git cat-file`.
     Also a function listing the ids read (for the cache: called while git works)."""
@@ -276,9 +278,14 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     plans = store.plans
     read: list[bytes] = []
 
-    def read_ids() -> list[bytes]:
-        return [sha for n, plan in enumerate(plans)
-                for sha in plan.scanned({p for m, p in failed if m == n})] + read
+    def read_ids() -> cache.IdSet:
+        # every id of the packs, trees too (a tree is never read, so listing it as
+        # scanned changes nothing) but the entries that failed: the index's own table
+        tables = [cache.IdSet(plan.ids.table) for plan in plans]
+        ids = tables[0] if len(tables) == 1 else cache.IdSet.of(
+            sha for table in tables for sha in table)
+        return ids.union(cache.IdSet.of(read)).without(
+            plans[n].sha(p) for n, p in failed)
 
     for n, p, size in found.too_large:
         result.skipped.append(Skipped(f"blob {store.plans[n].sha(p).hex()}",
@@ -492,22 +499,21 @@ def _unreadable(result: ScanResult) -> set[str]:
             if s.path.startswith("object ")}
 
 
-def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], list[bytes]],
-               result: ScanResult) -> tuple[set[bytes], bytes]:
-    scanned = state.scanned if state is not None else set()
-    scanned.update(read_ids())
-    scanned.difference_update(bytes.fromhex(sha) for sha in _unreadable(result))
-    return scanned, cache.encode_ids(scanned)
+def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], cache.IdSet],
+               result: ScanResult) -> cache.IdSet:
+    read = read_ids()
+    scanned = state.scanned.union(read) if state is not None else read
+    return scanned.without(bytes.fromhex(sha) for sha in _unreadable(result))
 
 
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          ids: attribute.Later[tuple[set[bytes], bytes]] | None, hits: _Hits,
+          ids: attribute.Later[cache.IdSet] | None, hits: _Hits,
           tips: list[str], appearances: dict[str, list[attribute.Appearance]],
           result: ScanResult, ref_tips: dict[str, str], contains: dict[str, list[str]]
           ) -> None:
     if hits.interrupted or ids is None:
         return  # the cache stays as the last complete scan left it
-    scanned, encoded = ids.get()
+    scanned = ids.get()
     examples = {b: c for b, c in hits.blobs.items() if _examples_only(c)}
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
@@ -518,7 +524,7 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
         appearances=attribute.appearance_rows(
             {b: a for b, a in appearances.items() if b in hits.blobs}),
         unreadable=sorted(_unreadable(result)),
-    ), encoded)
+    ))
 
 
 class _Progress:

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from fakes import fake_key_id, fake_secret
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from repos import clean_env, git
 
-from keyscan import attribute
+from keyscan import attribute, cache
 
 Cli = Callable[..., Any]
 
@@ -442,3 +444,17 @@ def test_incremental_scan_tells_the_same_refs_as_a_full_scan(
         assert side == ["refs/heads/feature", "refs/heads/main"]
     elif change == "new-branch":
         assert side == ["refs/heads/copy", "refs/heads/feature"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sets(st.binary(min_size=20, max_size=20), max_size=60),
+       st.sets(st.binary(min_size=20, max_size=20), max_size=60),
+       st.sets(st.binary(min_size=20, max_size=20), max_size=10))
+def test_the_cache_id_table_behaves_as_a_set(first: set[bytes], more: set[bytes],
+                                              gone: set[bytes]) -> None:
+    ids = cache.IdSet.of(first).union(cache.IdSet.of(more)).without(gone)
+    expected = (first | more) - gone
+    assert ids.table == b"".join(sorted(expected))  # the file's format: sorted ids
+    assert all(sha in ids for sha in expected)
+    assert not any(sha in ids for sha in gone - expected)
+    assert len(ids) == len(expected)

@@ -27,9 +27,8 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import compress
 from pathlib import Path
 
 from keyscan.sources.history import ObjectRef
@@ -62,21 +61,21 @@ class Ids:
     """The sorted id table of a pack index, kept as the index stores it: 20 bytes an id
     (a list of bytes objects would take three times that)."""
 
-    __slots__ = ("_table",)
+    __slots__ = ("table",)
 
     def __init__(self, table: bytes) -> None:
-        self._table = table
+        self.table = table
 
     def __len__(self) -> int:
-        return len(self._table) // 20
+        return len(self.table) // 20
 
     def __getitem__(self, i: int) -> bytes:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return self._table[20 * i : 20 * i + 20]
+        return self.table[20 * i : 20 * i + 20]
 
     def __iter__(self) -> Iterator[bytes]:
-        table = self._table
+        table = self.table
         return (table[i : i + 20] for i in range(0, len(table), 20))
 
 
@@ -127,12 +126,6 @@ class PackPlan:
     @property
     def count(self) -> int:
         return self._mask().count(1)
-
-    def scanned(self, skip: Collection[int] = ()) -> list[bytes]:
-        """Ids of the entries a scan reads, but those in `skip`."""
-        ids = self.ids
-        picked = compress(range(len(ids)), self._mask())
-        return [ids[self.order[p]] for p in picked if p not in skip]
 
 
 def objects_dir(git_dir: Path) -> Path:
