@@ -72,9 +72,14 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.notes.append("the repository has no commits yet")
         return result
     ranged = bool(hopts.since_commit or hopts.range)
-    with cache.locked(git_dir) if hopts.use_cache and not ranged else contextlib.nullcontext():
+    sha1 = _object_format(git_dir) == "sha1"
+    use_cache = hopts.use_cache and not ranged and sha1
+    if hopts.use_cache and not ranged and not sha1:
+        result.notes.append("SHA-256 repository: the incremental cache is not used (every "
+                            "scan reads the whole history)")
+    with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
         state = None
-        if hopts.use_cache and not ranged:
+        if use_cache:
             state, warning = cache.load(git_dir, rules.digest)
             if warning:
                 result.notes.append(warning)
@@ -85,7 +90,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             if state is not None and state.ref_tips else None
         ancestry = attribute.Ancestry(git_dir, known) if not ranged else None
         cut = attribute.Later(attribute.midpoint, git_dir) if walk else None
-        store = _pack_store(git_dir) if walk and hopts.read_packs else None
+        store = _pack_store(git_dir) if walk and hopts.read_packs and sha1 else None
         count = store.count if store is not None else len(refs)
         if walk and not _walk_wanted(git_dir, count, hopts):
             walk = False
@@ -116,7 +121,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                 return cache.IdSet.of(read)
         reach = walks[0].wait() if walks and not hits.interrupted else None
         _report_missing(reach, result)
-        saving = hopts.use_cache and not ranged and not hits.interrupted
+        saving = use_cache and not hits.interrupted
         # the cache's id file is made while git does the attribution work below
         ids = attribute.Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and not walk and not ranged:
@@ -133,7 +138,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.findings = _attribute(git_dir, hits, tips, appearances, options, refs_of)
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
-        if hopts.use_cache and not ranged:
+        if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
                   ancestry.tips if ancestry is not None else {}, refs_of)
     result.stats.seconds = time.perf_counter() - started
@@ -231,9 +236,10 @@ class _PackStore:
 
 def _pack_store(git_dir: Path) -> _PackStore | None:
     """The store read from its packs in-process; None when git must list and read it
-    all (alternates, SHA-256, an index or pack format this reader does not know)."""
+    all (alternates, an index or pack format this reader does not know). SHA-256
+    repositories never come here."""
     objects = packs.objects_dir(git_dir)
-    if not packs.supported(objects) or _object_format(git_dir) != "sha1":
+    if not packs.supported(objects):
         return None
     indexes = packs.pack_indexes(objects)
     seen: set[bytes] | None = set() if len(indexes) > 1 else None  # duplicates across packs

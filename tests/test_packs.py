@@ -238,3 +238,58 @@ def test_headers_parsed_in_two_processes_give_the_same_plan(
     # chains crossing the halves: deltas in the second half built on the first
     half = len(whole) // 2
     assert any(whole.base[p] != -1 and whole.base[p] < half for p in range(half, len(whole)))
+
+
+# -- stores the pack reader leaves to git --------------------------------------------------
+
+def _findings_both_ways(cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch
+                        ) -> list[dict[str, object]]:
+    _, findings, _ = history(cli, repo, "--no-cache")
+    monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    _, through_git, _ = history(cli, repo, "--no-cache")
+    monkeypatch.delenv("KEYSCAN_READ_PACKS")
+    assert findings == through_git
+    return findings
+
+
+def test_a_version_1_pack_index_is_read_through_git(cli: Cli, repo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    repack(repo)
+    idx = pack_of(repo)
+    idx.chmod(0o644)
+    idx.unlink()
+    git(repo, "index-pack", "--index-version=1", "-o", str(idx), str(idx.with_suffix(".pack")))
+    assert packs.read_index(idx) is None  # not a format the reader takes
+    assert [f["key_id"] for f in _findings_both_ways(cli, repo, monkeypatch)] == [key]
+
+
+def test_a_clone_sharing_its_objects_through_alternates(cli: Cli, repo: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    key, later = fake_key_id(), fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    repack(repo)
+    shared = tmp_path / "shared"
+    git(tmp_path, "clone", "-q", "--shared", str(repo), str(shared))
+    assert (shared / ".git" / "objects" / "info" / "alternates").exists()
+    commit(shared, {"b.txt": f"id {later}\n"}, "b")
+    found = _findings_both_ways(cli, shared, monkeypatch)
+    assert {f["key_id"] for f in found} == {key, later}
+
+
+def test_a_sha256_repository_is_read_through_git(cli: Cli, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "sha256"
+    repo.mkdir()
+    if subprocess.run(["git", "init", "-q", "--object-format=sha256", str(repo)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this git cannot make SHA-256 repositories")
+    key = fake_key_id()
+    sha = commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    repack(repo)
+    assert [f["key_id"] for f in _findings_both_ways(cli, repo, monkeypatch)] == [key]
+    for _ in range(2):  # no cache for SHA-256 ids: each scan reads it all, and says so
+        _, findings, doc = history(cli, repo)
+        assert [(f["key_id"], f["commit"]["sha"]) for f in findings] == [(key, sha)]
+        assert len(sha) == 64 and any("SHA-256" in n for n in doc["notes"])

@@ -134,7 +134,7 @@ class Reachability:
             if line.startswith(b"?"):
                 self.missing.append(line[1:].strip().decode())
             else:
-                self.reachable.add(line[:40])
+                self.reachable.add(line.rstrip(b"\n"))  # 40 or 64 hex digits
         err = proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
         if proc.wait() != 0:
             self.error = err[-1] if err else "git rev-list failed"
