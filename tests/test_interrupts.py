@@ -97,6 +97,10 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _sigint_as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("workers", ["serial", "parallel"])
 def test_sigint_during_a_history_scan(big_repo: tuple[Path, list[str]], workers: str) -> None:
@@ -108,7 +112,10 @@ def test_sigint_during_a_history_scan(big_repo: tuple[Path, list[str]], workers:
     proc = subprocess.Popen(
         [sys.executable, "-c", SLOW_KEYSCAN, parallel_bytes, "scan", "--history", str(repo),
          "-f", "json", "--progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        # as from a terminal: a shell's background job (`cmd &`) starts with SIGINT ignored,
+        # and Python then never turns it into KeyboardInterrupt
+        preexec_fn=_sigint_as_from_a_terminal)
     err: list[bytes] = []
     assert proc.stderr is not None
     stderr_fd = proc.stderr.fileno()
