@@ -6,18 +6,15 @@ import base64
 import os
 import subprocess
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from keyscan.model import Commit
 
 # Since about 2019 the 5th character of a key ID is Q-Z or 2-7 and the ID encodes
 # its account; older AKIAI.../AKIAJ... IDs decode to plausible but wrong numbers.
 _NEW_FORMAT = frozenset("QRSTUVWXYZ234567")
-T = TypeVar("T")
 
 
 def account_id(key_id: str) -> str:
@@ -139,6 +136,8 @@ def _appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
 
 
 def _timestamp(iso: str) -> float:
+    from datetime import datetime  # only history scans need it (not the pre-commit hook)
+
     try:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:
@@ -197,178 +196,3 @@ def head_blobs(git_dir: Path) -> dict[str, list[str]]:
         if len(parts) == 3 and parts[1] == b"blob":
             out.setdefault(parts[2].decode(), []).append(os.fsdecode(path))
     return out
-
-
-@dataclass(frozen=True, slots=True)
-class KnownRefs:
-    """What the last scan learnt (from the cache): each ref's tip commit, and the refs
-    containing each commit that held a finding."""
-
-    tips: dict[str, str]
-    contains: dict[str, list[str]]
-
-
-_MOVED_REFS = 32  # more refs changed since the last scan than this: one full pass
-
-
-class Ancestry:
-    """Which refs contain which commits, from one history pass run in the background.
-
-    `for-each-ref --contains` walks the history once per commit: with hundreds of
-    findings that is minutes. Here one `rev-list --topo-order --parents` pass over all
-    refs starts at once (a history scan starts it before reading any object, on the
-    core the reading leaves idle), and `refs_containing` then gives each commit of
-    that pass a bitset of the wanted commits it descends from; a ref contains what its
-    tip's bitset holds. Its git processes get no stdin pipe, so a process forked
-    meanwhile cannot hold one open.
-
-    Incremental scans (`known`): a ref whose tip did not move contains what it did; a
-    ref that moved contains the new commits it reaches plus what the old tips it grew
-    from contained (`rev-list --boundary`), so only the new commits are walked. When
-    that cannot be told (a ref rewound or rewritten, many refs moved, a commit that was
-    no finding before), the full pass runs.
-    """
-
-    def __init__(self, git_dir: Path, known: KnownRefs | None = None) -> None:
-        self._git_dir = git_dir
-        self._known = known
-        self._tips: list[tuple[str, str]] = []
-        self._rows = b""
-        self._moved: dict[str, tuple[set[str], list[str]]] | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    @property
-    def tips(self) -> dict[str, str]:
-        """Ref name -> the commit it points at (tags peeled), as listed by this pass."""
-        self._thread.join()
-        return {name: sha for sha, name in self._tips}
-
-    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["git", f"--git-dir={self._git_dir}", *args],
-                              stdin=subprocess.DEVNULL, capture_output=True, check=False)
-
-    def _read(self) -> None:
-        refs = self._git("for-each-ref", "--format=%(objectname) %(*objectname) %(refname)"
-                         ).stdout.decode("utf-8", "surrogateescape").splitlines()
-        for line in refs:
-            parts = line.split(" ", 2)
-            if len(parts) == 3:  # tags: the commit they point at
-                self._tips.append((parts[1] or parts[0], parts[2]))
-        if not self._tips:
-            return
-        if self._known is not None:
-            self._moved = self._changes(self._known)
-            if self._moved is not None:
-                return
-        self._read_all()
-
-    def _read_all(self) -> None:
-        # --all: every ref, as for-each-ref listed them
-        self._rows = self._git("rev-list", "--reverse", "--topo-order", "--parents",
-                               "--all").stdout
-
-    def _changes(self, known: KnownRefs) -> dict[str, tuple[set[str], list[str]]] | None:
-        """For each ref that moved: the new commits it reaches, and the old tips it grew
-        from. None when that is no cheap question."""
-        old_tips = set(known.tips.values())
-        moved = [(sha, name) for sha, name in self._tips if known.tips.get(name) != sha]
-        if len(moved) > _MOVED_REFS or len(old_tips) > 4000:
-            return None
-        out: dict[str, tuple[set[str], list[str]]] = {}
-        for sha, name in moved:
-            if sha in old_tips:  # a new ref at an old tip, or a ref moved onto one
-                out[name] = (set(), [sha])
-                continue
-            proc = self._git("rev-list", "--boundary", sha, "--not", *sorted(old_tips))
-            new: set[str] = set()
-            boundary: list[str] = []
-            for line in proc.stdout.decode("ascii", "replace").split():
-                if line.startswith("-"):
-                    boundary.append(line[1:])
-                else:
-                    new.add(line)
-            if proc.returncode != 0 or not new or any(b not in old_tips for b in boundary):
-                return None  # rewound, rewritten or grown from the middle of old history
-            out[name] = (new, boundary)
-        return out
-
-    def refs_containing(self, commits: Collection[str]) -> dict[str, list[str]]:
-        """For each of `commits`, the refs whose history contains it."""
-        self._thread.join()
-        if self._moved is not None and self._known is not None:
-            found = self._from_known(self._known, self._moved, set(commits))
-            if found is not None:
-                return found
-            self._read_all()  # a commit the last scan did not know: walk it all
-        wanted = {sha.encode(): 1 << i for i, sha in enumerate(sorted(set(commits)))}
-        out: dict[str, list[str]] = {sha.decode(): [] for sha in wanted}
-        if not wanted:
-            return out
-        bits: dict[bytes, int] = {}
-        for row in self._rows.split(b"\n"):
-            ids = row.split()
-            if not ids:
-                continue
-            mark = wanted.get(ids[0], 0)
-            for parent in ids[1:]:
-                mark |= bits.get(parent, 0)
-            bits[ids[0]] = mark
-        for sha, name in self._tips:
-            mark = bits.get(sha.encode(), 0)
-            if not mark:
-                continue
-            for commit, bit in wanted.items():
-                if mark & bit:
-                    out[commit.decode()].append(name)
-        return out
-
-    def _from_known(self, known: KnownRefs, moved: dict[str, tuple[set[str], list[str]]],
-                    commits: set[str]) -> dict[str, list[str]] | None:
-        new = set().union(*(n for n, _ in moved.values()))
-        if any(c not in known.contains and c not in new for c in commits):
-            return None
-        by_tip: dict[str, set[str]] = {}  # old tip -> the wanted commits it contained
-        for commit, names in known.contains.items():
-            if commit in commits:
-                for name in names:
-                    if name in known.tips:
-                        by_tip.setdefault(known.tips[name], set()).add(commit)
-        out: dict[str, list[str]] = {c: [] for c in commits}
-        for _, name in self._tips:
-            if name in moved:
-                reached, grew_from = moved[name]
-                inside = (commits & reached).union(*(by_tip.get(b, set()) for b in grew_from))
-            else:
-                inside = {c for c in commits if name in known.contains.get(c, ())}
-            for commit in inside:
-                out[commit].append(name)
-        return out
-
-
-class Later(Generic[T]):
-    """A value computed by `fn(*args)` in a background thread; `get()` waits for it.
-    Worth it while the main thread waits on git (a subprocess releases the GIL)."""
-
-    def __init__(self, fn: Callable[..., T], *args: object) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[..., T], *args: object) -> None:
-        try:
-            self._value = fn(*args)
-        except BaseException as exc:  # raised again in the caller's thread by get()
-            self._error = exc
-
-    def get(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
-
-
-def refs_containing_all(git_dir: Path, commits: Collection[str]) -> dict[str, list[str]]:
-    """For each of `commits`, the refs whose history contains it (one history pass)."""
-    return Ancestry(git_dir).refs_containing(commits)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from keyscan import attribute, cache, gitrepo
+from keyscan import ancestry, attribute, cache, gitrepo
+from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import Credential, Matcher, from_rows, to_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
@@ -86,10 +87,10 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         refs, walk = _plan(git_dir, tips, hopts, state)
         # attribution's history passes start now, on the core that planning the packs
         # leaves idle: which refs contain which commits, and where to cut `git log`
-        known = attribute.KnownRefs(state.ref_tips, state.contains) \
+        known = ancestry.KnownRefs(state.ref_tips, state.contains) \
             if state is not None and state.ref_tips else None
-        ancestry = attribute.Ancestry(git_dir, known) if not ranged else None
-        cut = attribute.Later(attribute.midpoint, git_dir) if walk else None
+        containment = ancestry.Ancestry(git_dir, known) if not ranged else None
+        cut = Later(attribute.midpoint, git_dir) if walk else None
         store = _pack_store(git_dir) if walk and hopts.read_packs and sha1 else None
         count = store.count if store is not None else len(refs)
         if walk and not _walk_wanted(git_dir, count, hopts):
@@ -123,16 +124,16 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         _report_missing(reach, result)
         saving = use_cache and not hits.interrupted
         # the cache's id file is made while git does the attribution work below
-        ids = attribute.Later(_cache_ids, state, read_ids, result) if saving else None
+        ids = Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and not walk and not ranged:
             _cached_examples(state, hits, rules)
-        if ancestry is None and (hits.blobs or hits.commits):
-            ancestry = attribute.Ancestry(git_dir)
+        if containment is None and (hits.blobs or hits.commits):
+            containment = ancestry.Ancestry(git_dir)
         appearances = _appearances(git_dir, hits, tips, state, cut.get() if cut else None)
-        refs_of = ancestry.refs_containing({
+        refs_of = containment.refs_containing({
             *(a.commit.sha for places in appearances.values() for a in places),
             *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")},
-        ) if ancestry is not None else {}
+        ) if containment is not None else {}
         reachable = _reachable(hits, reach, appearances, tips, refs_of)
         _filter_unreachable(hits, reachable, hopts, result)
         result.findings = _attribute(git_dir, hits, tips, appearances, options, refs_of)
@@ -140,7 +141,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                                             f.location.path, f.line, f.column))
         if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
-                  ancestry.tips if ancestry is not None else {}, refs_of)
+                  containment.tips if containment is not None else {}, refs_of)
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)
@@ -513,7 +514,7 @@ def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], cache.IdSe
 
 
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          ids: attribute.Later[cache.IdSet] | None, hits: _Hits,
+          ids: Later[cache.IdSet] | None, hits: _Hits,
           tips: list[str], appearances: dict[str, list[attribute.Appearance]],
           result: ScanResult, ref_tips: dict[str, str], contains: dict[str, list[str]]
           ) -> None:

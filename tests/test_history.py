@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from repos import clean_env, git
 
-from keyscan import attribute, cache
+from keyscan import ancestry, attribute, cache
 
 Cli = Callable[..., Any]
 
@@ -427,13 +427,13 @@ def test_incremental_scan_tells_the_same_refs_as_a_full_scan(
         git(repo, "checkout", "-q", "main")
 
     full_passes: list[bool] = []
-    real_read_all = attribute.Ancestry._read_all
+    real_read_all = ancestry.Ancestry._read_all
 
-    def counted(self: attribute.Ancestry) -> None:
+    def counted(self: ancestry.Ancestry) -> None:
         full_passes.append(True)
         real_read_all(self)
 
-    monkeypatch.setattr(attribute.Ancestry, "_read_all", counted)
+    monkeypatch.setattr(ancestry.Ancestry, "_read_all", counted)
     _, incremental, _ = history(cli, repo)
     assert bool(full_passes) == (change in ("new-branch", "rewind", "rewrite")), full_passes
     _, full, _ = history(cli, repo, "--no-cache")

@@ -1,0 +1,32 @@
+"""A value computed in a background thread while the main thread waits on git."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Later(Generic[T]):
+    """A value computed by `fn(*args)` in a background thread; `get()` waits for it.
+    Worth it while the main thread waits on git (a subprocess releases the GIL)."""
+
+    def __init__(self, fn: Callable[..., T], *args: object) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., T], *args: object) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # raised again in the caller's thread by get()
+            self._error = exc
+
+    def get(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
