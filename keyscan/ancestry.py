@@ -10,6 +10,8 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
+from keyscan.sources.history import Ref, list_refs
+
 
 class KnownRefs:
     """What the last scan learnt (from the cache): each ref's tip commit, and the refs
@@ -43,9 +45,12 @@ class Ancestry:
     no finding before), the full pass runs.
     """
 
-    def __init__(self, git_dir: Path, known: KnownRefs | None = None) -> None:
+    def __init__(self, git_dir: Path, known: KnownRefs | None = None,
+                 refs: list[Ref] | None = None) -> None:
+        """`refs`: the repository's refs, if already listed (`sources.history.list_refs`)."""
         self._git_dir = git_dir
         self._known = known
+        self._refs = refs
         self._tips: list[tuple[str, str]] = []
         self._rows = b""
         self._moved: dict[str, tuple[set[str], list[str]]] | None = None
@@ -63,12 +68,8 @@ class Ancestry:
                               stdin=subprocess.DEVNULL, capture_output=True, check=False)
 
     def _read(self) -> None:
-        refs = self._git("for-each-ref", "--format=%(objectname) %(*objectname) %(refname)"
-                         ).stdout.decode("utf-8", "surrogateescape").splitlines()
-        for line in refs:
-            parts = line.split(" ", 2)
-            if len(parts) == 3:  # tags: the commit they point at
-                self._tips.append((parts[1] or parts[0], parts[2]))
+        refs = self._refs if self._refs is not None else list_refs(self._git_dir)
+        self._tips = [(r.commit, r.name) for r in refs]  # tags: what they point at
         if not self._tips:
             return
         if self._known is not None:
@@ -149,12 +150,15 @@ class Ancestry:
                     if name in known.tips:
                         by_tip.setdefault(known.tips[name], set()).add(commit)
         out: dict[str, list[str]] = {c: [] for c in commits}
+        holders = {c: set(known.contains.get(c, ())) for c in commits}
         for _, name in self._tips:
             if name in moved:
                 reached, grew_from = moved[name]
                 inside = (commits & reached).union(*(by_tip.get(b, set()) for b in grew_from))
+                for commit in inside:
+                    out[commit].append(name)
             else:
-                inside = {c for c in commits if name in known.contains.get(c, ())}
-            for commit in inside:
-                out[commit].append(name)
+                for commit, holding in holders.items():
+                    if name in holding:
+                        out[commit].append(name)
         return out

@@ -68,7 +68,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                             "(run `git fetch --unshallow` for all of it)")
     if (repo.root / ".gitmodules").exists():
         result.notes.append("submodules are not followed: scan each submodule on its own")
-    tips = source.all_refs(git_dir, hopts.reflog)
+    refs_listed = source.list_refs(git_dir)
+    tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
     if not tips:
         result.notes.append("the repository has no commits yet")
         return result
@@ -84,12 +85,14 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             state, warning = cache.load(git_dir, rules.digest)
             if warning:
                 result.notes.append(warning)
-        refs, walk = _plan(git_dir, tips, hopts, state)
-        # attribution's history passes start now, on the core that planning the packs
+        # attribution's history passes start now, on the core that planning the reading
         # leaves idle: which refs contain which commits, and where to cut `git log`
         known = ancestry.KnownRefs(state.ref_tips, state.contains) \
             if state is not None and state.ref_tips else None
-        containment = ancestry.Ancestry(git_dir, known) if not ranged else None
+        containment = ancestry.Ancestry(git_dir, known, refs_listed) if not ranged else None
+        # the last scan's tips that still exist: what "new" is measured from
+        old_tips = source.existing(git_dir, state.tips) if state is not None else []
+        refs, walk = _plan(git_dir, tips, hopts, state, old_tips)
         cut = Later(attribute.midpoint, git_dir) if walk else None
         store = _pack_store(git_dir) if walk and hopts.read_packs and sha1 else None
         count = store.count if store is not None else len(refs)
@@ -128,8 +131,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if state is not None and not walk and not ranged:
             _cached_examples(state, hits, rules)
         if containment is None and (hits.blobs or hits.commits):
-            containment = ancestry.Ancestry(git_dir)
-        appearances = _appearances(git_dir, hits, tips, state, cut.get() if cut else None)
+            containment = ancestry.Ancestry(git_dir, None, refs_listed)
+        appearances = _appearances(git_dir, hits, tips, state, old_tips,
+                                   cut.get() if cut else None)
         refs_of = containment.refs_containing({
             *(a.commit.sha for places in appearances.values() for a in places),
             *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")},
@@ -149,7 +153,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
 
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
-          state: cache.CacheState | None) -> tuple[list[source.ObjectRef], bool]:
+          state: cache.CacheState | None, old_tips: list[str]
+          ) -> tuple[list[source.ObjectRef], bool]:
     """The objects to read, and whether to walk all refs for reachability alongside."""
     if hopts.range or hopts.since_commit:
         if hopts.range:
@@ -163,7 +168,6 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         ids = source.new_objects(git_dir, [_resolve(git_dir, head)], [_resolve(git_dir, base)])
         return source.describe_objects(git_dir, ids), False
     if state is not None:
-        old_tips = source.existing(git_dir, state.tips)
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
         # re-matched (and unreadable ones re-reported) so each report stays whole;
@@ -476,10 +480,9 @@ def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]]) ->
 
 
 def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None,
-                 cut: str | None) -> dict[str, list[attribute.Appearance]]:
+                 old_tips: list[str], cut: str | None) -> dict[str, list[attribute.Appearance]]:
     """Where finding blobs appear. Incremental: the cached answer plus one `git log`
     over the new commits only (a blob new to the store can only be in new commits)."""
-    old_tips = source.existing(git_dir, state.tips) if state is not None else []
     if state is None or not old_tips or not set(state.finding_blobs) <= state.appearances.keys():
         return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(

@@ -212,11 +212,32 @@ def message_of(kind: str, data: bytes) -> bytes:
     return body
 
 
-def all_refs(git_dir: Path, reflog: bool = False) -> list[str]:
-    """Every ref (branches, tags, remotes, stash) as object ids; plus reflog entries."""
-    proc = subprocess.run(_git(git_dir, "for-each-ref", "--format=%(objectname)"),
-                          capture_output=True, check=False)
-    tips = list(dict.fromkeys(proc.stdout.decode("ascii", "replace").split()))
+@dataclass(frozen=True, slots=True)
+class Ref:
+    name: str
+    target: str  # the object the ref names (an annotated tag: the tag object)
+    commit: str  # what it comes down to (an annotated tag: the object it points at)
+
+
+def list_refs(git_dir: Path) -> list[Ref]:
+    """Every ref: branches, tags, remotes, stash."""
+    proc = subprocess.run(
+        _git(git_dir, "for-each-ref", "--format=%(objectname) %(*objectname) %(refname)"),
+        stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    out = []
+    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            out.append(Ref(parts[2], parts[0], parts[1] or parts[0]))
+    return out
+
+
+def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None
+             ) -> list[str]:
+    """Every ref (branches, tags, remotes, stash) as object ids, HEAD, and with `reflog`
+    the reflog's entries. `refs`: `list_refs()`, if already made."""
+    listed = refs if refs is not None else list_refs(git_dir)
+    tips = list(dict.fromkeys(r.target for r in listed))
     head = subprocess.run(_git(git_dir, "rev-parse", "-q", "--verify", "HEAD"),
                           capture_output=True, check=False).stdout.decode().strip()
     if head and head not in tips:
