@@ -274,7 +274,8 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
                 result: ScanResult, hopts: HistoryOptions, start_walk: Callable[[], None]
                 ) -> tuple[_Hits, Callable[[], cache.IdSet]]:
     """Every object of the store: packed ones rebuilt in-process (sources/packs.py),
-    the rest (loose, or an entry that would not rebuild) through `git cat-file`.
+    the rest (loose, over the size limit, or an entry that would not rebuild) through
+    `git cat-file`, which checks sizes before reading.
     Also a function listing the ids read (for the cache: called while git works)."""
     total = sum(plan.weight[p] for plan in store.plans for p in plan.roots)
     progress = _Progress(total, hopts.progress)
@@ -298,9 +299,6 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
         return ids.union(cache.IdSet.of(read)).without(
             plans[n].sha(p) for n, p in failed)
 
-    for n, p, size in found.too_large:
-        result.skipped.append(Skipped(f"blob {store.plans[n].sha(p).hex()}",
-                                      f"larger than the size limit ({size} bytes)"))
     rest = [*store.loose, *(store.plans[n].sha(p).hex() for n, p in failed)]
     if rest and not hits.interrupted:
         refs = source.describe_objects(git_dir, list(dict.fromkeys(rest)))

@@ -164,6 +164,31 @@ def test_an_over_size_packed_blob_is_reported_not_read(cli: Cli, repo: Path) -> 
     assert any("larger than the size limit" in s["reason"] for s in doc["skipped"])
 
 
+def test_an_over_size_version_in_a_delta_chain_is_never_rebuilt(cli: Cli, repo: Path) -> None:
+    """A file that grows past the limit and shrinks again: the big version is reported
+    from its size and never held in memory; the versions around it are read."""
+    small_key, big_key, after_key = fake_key_id(), fake_key_id(), fake_key_id()
+    lines = "".join(f"setting_{i} = {i * 7}\n" for i in range(40))
+    commit(repo, {"conf.py": lines + f"KEY = '{small_key}'\n"}, "small")
+    big = lines + f"KEY = '{big_key}'\n" + "".join(f"extra_{i} = {i}\n" for i in range(400))
+    commit(repo, {"conf.py": big}, "big")
+    commit(repo, {"conf.py": lines + f"KEY = '{after_key}'\n"}, "small again")
+    repack(repo)
+    big_blob = git(repo, "rev-parse", "HEAD~1:conf.py").stdout.strip()
+    plan = packs.plan_pack(pack_of(repo))
+    assert plan is not None
+    assert any(plan.base[p] != -1 for p in range(len(plan)) if plan.kind[p] == packs.BLOB)
+    rebuilt: list[str] = []
+    failed: list[int] = []
+    packs.walk(plan, plan.roots, lambda p, _: rebuilt.append(plan.sha(p).hex()),
+               failed.append, max_size=2000)
+    assert big_blob not in rebuilt and big_blob in {plan.sha(p).hex() for p in failed}
+    _, findings, doc = history(cli, repo, "--no-cache", "--max-file-size", "2000")
+    assert {f["key_id"] for f in findings} == {small_key, after_key}
+    assert any(big_blob in s["path"] and "larger than the size limit" in s["reason"]
+               for s in doc["skipped"])
+
+
 def test_a_linked_worktree_reads_the_main_repository_packs(cli: Cli, repo: Path,
                                                            tmp_path: Path) -> None:
     key = fake_key_id()

@@ -393,10 +393,14 @@ def _link_ref_deltas(shas: list[bytes], base: array, kind: bytearray,  # type: i
 Emit = Callable[[int, bytes], None]
 
 
-def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], None]) -> None:
+def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], None],
+         max_size: int | None = None) -> None:
     """Rebuild every object under `roots` (depth-first, each once) and pass each one
     to `emit(p, content)`; an entry that cannot be rebuilt goes to `failed(p)`, with
-    everything built on it."""
+    everything built on it. So does an object larger than `max_size`, before it is
+    rebuilt: git then reports it from its size alone (and reads the deltas on it that
+    are small), so no object over the limit is ever held in memory here."""
+    limit = max_size if max_size is not None else 1 << 62
     with plan.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         read = 0
         start, end, first, nxt, size = plan.start, plan.end, plan.first, plan.next, plan.size
@@ -404,10 +408,16 @@ def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], N
             stack: list[tuple[int, bytes | None]] = [(root, None)]
             while stack:
                 p, base = stack.pop()
+                if base is None and size[p] > limit:
+                    _fail_tree(plan, p, failed)
+                    continue
                 try:
                     raw = _inflate(mm[start[p] : end[p]])
                     if len(raw) != size[p]:
                         raise PackError("inflated size differs from the entry header")
+                    if base is not None and _target_size(raw) > limit:
+                        _fail_tree(plan, p, failed)
+                        continue
                     content = raw if base is None else _apply(base, raw)
                 except Exception:  # damaged data fails in many ways: git reads it instead
                     _fail_tree(plan, p, failed)
@@ -421,6 +431,22 @@ def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], N
             if read > _DROP_BYTES:  # pages already read leave this process's RSS
                 read = 0
                 mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _target_size(delta: bytes) -> int:
+    """The size of the object a delta builds: its header's second number."""
+    at = 0
+    while delta[at] & 0x80:  # skip the base size
+        at += 1
+    at += 1
+    value = shift = 0
+    while True:
+        c = delta[at]
+        value |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return value
+        shift += 7
+        at += 1
 
 
 def _fail_tree(plan: PackPlan, p: int, failed: Callable[[int], None]) -> None:

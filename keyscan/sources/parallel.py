@@ -42,13 +42,11 @@ class Found:
     bytes: int = 0
     interrupted: bool = False  # Ctrl-C: the chunks finished before it
     failed: list[tuple[int, int]] = field(default_factory=list)  # (pack, p): git reads them
-    too_large: list[tuple[int, int, int]] = field(default_factory=list)  # (pack, p, size)
 
     def add(self, part: Found) -> None:
         self.hits.extend(part.hits)
         self.bad.extend(part.bad)
         self.failed.extend(part.failed)
-        self.too_large.extend(part.too_large)
         self.objects += part.objects
         self.bytes += part.bytes
 
@@ -141,9 +139,8 @@ def find_in_packs(plans: Sequence[packs.PackPlan], rules: RuleSet, max_size: int
     """Every scanned-kind object in `plans`, rebuilt and matched where it is read.
 
     With more than one worker, runs of chain roots go to forked workers; only the
-    objects with findings come back, as rows. Entries that cannot be rebuilt come back
-    as `failed`, blobs over `max_size` as `too_large` (rebuilt for the deltas on them,
-    never matched)."""
+    objects with findings come back, as rows. Entries that cannot be rebuilt, and
+    objects over `max_size` (never rebuilt), come back as `failed`: git reads those."""
     global _plans, _max_size
     _plans, _max_size = plans, max_size
     total = sum(plan.weight[p] for plan in plans for p in plan.roots)
@@ -195,9 +192,6 @@ def _scan_roots(number: int, roots: list[int]) -> Found:
         if not emit[p]:
             return
         kind = kinds[p]
-        if kind == packs.BLOB and len(content) > max_size:
-            found.too_large.append((number, p, len(content)))  # reported, never read
-            return
         data = content if kind == packs.BLOB else message_of(packs.KINDS[kind], content)
         creds = matcher.find(data) if data else []
         if creds:
@@ -210,7 +204,8 @@ def _scan_roots(number: int, roots: list[int]) -> Found:
             reported[:] = [found.objects, found.bytes]
 
     try:
-        packs.walk(plan, roots, on_object, lambda p: found.failed.append((number, p)))
+        packs.walk(plan, roots, on_object, lambda p: found.failed.append((number, p)),
+                   max_size)
     except KeyboardInterrupt:  # only in-process: workers ignore SIGINT
         found.interrupted = True
     _add_progress(found.objects - reported[0], found.bytes - reported[1])
