@@ -318,3 +318,24 @@ def test_a_sha256_repository_is_read_through_git(cli: Cli, tmp_path: Path,
         _, findings, doc = history(cli, repo)
         assert [(f["key_id"], f["commit"]["sha"]) for f in findings] == [(key, sha)]
         assert len(sha) == 64 and any("SHA-256" in n for n in doc["notes"])
+
+
+def test_a_partial_clone_reports_each_missing_blob_and_reads_the_rest(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """A blob:limit partial clone whose remote is gone: the big blobs it lacks are each
+    reported by id, everything it has is read (from its promisor pack)."""
+    small_key, big_key = fake_key_id(), fake_key_id()
+    commit(repo, {"small.txt": f"id {small_key}\n"}, "small")
+    commit(repo, {"big.txt": f"id {big_key}\n" + "padding line\n" * 400}, "big")
+    big_blob = git(repo, "rev-parse", "HEAD:big.txt").stdout.strip()
+    git(repo, "config", "uploadpack.allowFilter", "true")
+    clone = tmp_path / "partial"
+    git(tmp_path, "clone", "-q", "--no-checkout", "--filter=blob:limit=1k",
+        f"file://{repo}", str(clone))
+    assert list((clone / ".git" / "objects" / "pack").glob("*.promisor"))
+    repo.rename(tmp_path / "gone")  # no lazy fetch can bring the big blob back
+    result = cli("scan", "--history", clone, "--format", "json", "--no-cache")
+    doc = result.json
+    assert [f["key_id"] for f in doc["findings"]] == [small_key]
+    assert any(big_blob in s["path"] and "missing" in s["reason"] for s in doc["skipped"])
+    assert result.code == 1
