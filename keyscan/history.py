@@ -92,6 +92,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         containment = ancestry.Ancestry(git_dir, known, refs_listed) if not ranged else None
         # the last scan's tips that still exist: what "new" is measured from
         old_tips = source.existing(git_dir, state.tips) if state is not None else []
+        incremental = bool(old_tips)  # else every object is read (first scan, or rewritten)
         refs, walk = _plan(git_dir, tips, hopts, state, old_tips)
         cut = Later(attribute.midpoint, git_dir) if walk else None
         store = _pack_store(git_dir) if walk and hopts.read_packs and sha1 else None
@@ -128,7 +129,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         saving = use_cache and not hits.interrupted
         # the cache's id file is made while git does the attribution work below
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
-        if state is not None and not walk and not ranged:
+        if state is not None and incremental:
             _cached_examples(state, hits, rules)
         if containment is None and (hits.blobs or hits.commits):
             containment = ancestry.Ancestry(git_dir, None, refs_listed)
