@@ -63,11 +63,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     started = time.perf_counter()
     git_dir = repo.git_dir
     result = ScanResult(target=str(repo.root), mode="history")
-    if source.is_shallow(git_dir):
-        result.notes.append("shallow clone: only the history present locally was scanned "
-                            "(run `git fetch --unshallow` for all of it)")
-    if (repo.root / ".gitmodules").exists():
-        result.notes.append("submodules are not followed: scan each submodule on its own")
+    _note_shape(repo, result)
     refs_listed = source.list_refs(git_dir)
     tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
     if not tips:
@@ -85,72 +81,109 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             state, warning = cache.load(git_dir, rules.digest)
             if warning:
                 result.notes.append(warning)
-        # attribution's history passes start now, on the core that planning the reading
-        # leaves idle: which refs contain which commits, and where to cut `git log`
-        known = ancestry.KnownRefs(state.ref_tips, state.contains) \
-            if state is not None and state.ref_tips else None
-        containment = ancestry.Ancestry(git_dir, known, refs_listed) if not ranged else None
-        # the last scan's tips that still exist: what "new" is measured from
-        old_tips = source.existing(git_dir, state.tips) if state is not None else []
-        incremental = bool(old_tips)  # else every object is read (first scan, or rewritten)
-        refs, walk = _plan(git_dir, tips, hopts, state, old_tips)
-        cut = Later(attribute.midpoint, git_dir) if walk else None
-        store = _pack_store(git_dir) if walk and hopts.read_packs and sha1 else None
-        count = store.count if store is not None else len(refs)
-        if walk and not _walk_wanted(git_dir, count, hopts):
-            walk = False
-            result.notes.append(
-                f"{count} blobs, commits and tags: the check for objects missing from "
-                "the store was skipped to keep the scan fast (add --check-missing to run it)")
-        walks: list[source.Reachability] = []
-
-        def start_walk() -> None:
-            # runs alongside the reading; started only once the workers exist, so no
-            # worker inherits the walk's pipes
-            if walk:
-                walks.append(source.Reachability(git_dir, tips))
-
-        matcher = Matcher(rules)
-        if store is not None:
-            hits, read_ids = _read_packs(git_dir, store, matcher, options, result, hopts,
-                                         start_walk)
-            store = None  # the plans are done with once read_ids has run
-        else:
-            if walk:
-                refs = source.list_all_objects(git_dir)
-            hits = _read_and_match(git_dir, refs, matcher, options, result, hopts,
-                                   start_walk)
-            read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
-
-            def read_ids() -> cache.IdSet:
-                return cache.IdSet.of(read)
-        reach = walks[0].wait() if walks and not hits.interrupted else None
-        _report_missing(reach, result)
-        saving = use_cache and not hits.interrupted
+        run = _Run(git_dir, tips, refs_listed, state, ranged, sha1)
+        hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below
+        saving = use_cache and not hits.interrupted
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
-        if state is not None and incremental:
+        if state is not None and run.incremental:
             _cached_examples(state, hits, rules)
-        if containment is None and (hits.blobs or hits.commits):
-            containment = ancestry.Ancestry(git_dir, None, refs_listed)
-        appearances = _appearances(git_dir, hits, tips, state, old_tips,
-                                   cut.get() if cut else None)
-        refs_of = containment.refs_containing({
-            *(a.commit.sha for places in appearances.values() for a in places),
-            *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")},
-        ) if containment is not None else {}
-        reachable = _reachable(hits, reach, appearances, tips, refs_of)
-        _filter_unreachable(hits, reachable, hopts, result)
+        appearances, refs_of = _where(run, hits)
+        _filter_unreachable(hits, _reachable(hits, reach, appearances, tips, refs_of),
+                            hopts, result)
         result.findings = _attribute(git_dir, hits, tips, appearances, options, refs_of)
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
         if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
-                  containment.tips if containment is not None else {}, refs_of)
+                  run.containment.tips if run.containment is not None else {}, refs_of)
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)
     return result
+
+
+def _note_shape(repo: gitrepo.Repo, result: ScanResult) -> None:
+    if source.is_shallow(repo.git_dir):
+        result.notes.append("shallow clone: only the history present locally was scanned "
+                            "(run `git fetch --unshallow` for all of it)")
+    if (repo.root / ".gitmodules").exists():
+        result.notes.append("submodules are not followed: scan each submodule on its own")
+
+
+class _Run:
+    """One history scan's view of the repository, and the attribution passes that start
+    at once, on the core that planning the reading leaves idle."""
+
+    def __init__(self, git_dir: Path, tips: list[str], refs_listed: list[source.Ref],
+                 state: cache.CacheState | None, ranged: bool, sha1: bool) -> None:
+        self.git_dir, self.tips, self.refs_listed = git_dir, tips, refs_listed
+        self.state, self.ranged, self.sha1 = state, ranged, sha1
+        known = ancestry.KnownRefs(state.ref_tips, state.contains) \
+            if state is not None and state.ref_tips else None
+        # which refs contain which commits (not needed for CI ranges unless they find)
+        self.containment = ancestry.Ancestry(git_dir, known, refs_listed) if not ranged \
+            else None
+        # the last scan's tips that still exist: what "new" is measured from
+        self.old_tips = source.existing(git_dir, state.tips) if state is not None else []
+        self.incremental = bool(self.old_tips)  # else every object is read
+        self.cut: Later[str] | None = None  # where to cut `git log` in two
+
+
+def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions,
+          result: ScanResult
+          ) -> tuple[_Hits, Callable[[], cache.IdSet], source.Reachability | None]:
+    """Read and match what this scan covers: the hits, the ids read (a function, called
+    later), and the walk of all refs when one ran."""
+    git_dir, tips = run.git_dir, run.tips
+    refs, walk = _plan(git_dir, tips, hopts, run.state, run.old_tips)
+    if walk:
+        run.cut = Later(attribute.midpoint, git_dir)
+    store = _pack_store(git_dir) if walk and hopts.read_packs and run.sha1 else None
+    count = store.count if store is not None else len(refs)
+    if walk and not _walk_wanted(git_dir, count, hopts):
+        walk = False
+        result.notes.append(
+            f"{count} blobs, commits and tags: the check for objects missing from "
+            "the store was skipped to keep the scan fast (add --check-missing to run it)")
+    walks: list[source.Reachability] = []
+
+    def start_walk() -> None:
+        # runs alongside the reading; started only once the workers exist, so no
+        # worker inherits the walk's pipes
+        if walk:
+            walks.append(source.Reachability(git_dir, tips))
+
+    matcher = Matcher(rules)
+    if store is not None:
+        hits, read_ids = _read_packs(git_dir, store, matcher, options, result, hopts,
+                                     start_walk)
+    else:
+        if walk:
+            refs = source.list_all_objects(git_dir)
+        hits = _read_and_match(git_dir, refs, matcher, options, result, hopts, start_walk)
+        read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
+
+        def read_ids() -> cache.IdSet:
+            return cache.IdSet.of(read)
+    reach = walks[0].wait() if walks and not hits.interrupted else None
+    _report_missing(reach, result)
+    return hits, read_ids, reach
+
+
+def _where(run: _Run, hits: _Hits
+           ) -> tuple[dict[str, list[attribute.Appearance]], dict[str, list[str]]]:
+    """Where each blob with findings appears, and which refs contain each commit that
+    matters (those appearances, and commits with findings in their message)."""
+    if run.containment is None and (hits.blobs or hits.commits):
+        run.containment = ancestry.Ancestry(run.git_dir, None, run.refs_listed)
+    appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
+                               run.cut.get() if run.cut else None)
+    if run.containment is None:
+        return appearances, {}
+    return appearances, run.containment.refs_containing({
+        *(a.commit.sha for places in appearances.values() for a in places),
+        *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")})
 
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
