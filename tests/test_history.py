@@ -90,10 +90,16 @@ def planted(repo: Path) -> dict[str, Any]:
         "merge": c_merge, "head": c_head}}
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["loose-objects", "packed"])
 @pytest.mark.parametrize("split", [False, True], ids=["one-log-pass", "two-log-passes"])
 def test_every_hiding_place_is_found_and_attributed(cli: Cli, repo: Path,
                                                     planted: dict[str, Any], split: bool,
+                                                    packed: bool,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    if packed:  # read by keyscan's own pack reader (sources/packs.py), not git cat-file
+        git(repo, "repack", "-a", "-d", "-f", "-q")
+        git(repo, "prune")
+        assert not [p for p in (repo / ".git" / "objects").glob("??") if any(p.iterdir())]
     # long histories are attributed in two `git log` passes cut at HEAD's middle
     monkeypatch.setattr(attribute, "_SPLIT_COMMITS", 2 if split else 10**9)
     passes: list[list[str]] = []
