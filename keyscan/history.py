@@ -312,7 +312,7 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     `git cat-file`, which checks sizes before reading.
     Also a function listing the ids read (for the cache: called while git works)."""
     total = sum(plan.weight[p] for plan in store.plans for p in plan.roots)
-    progress = _Progress(total, hopts.progress)
+    progress = _Progress(total, hopts.progress, estimated=True)
     found = parallel.find_in_packs(store.plans, matcher.rules, options.max_file_size,
                                    hopts.workers or parallel.worker_count(),
                                    progress.update, start_walk)
@@ -572,11 +572,14 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
 class _Progress:
     """Objects, bytes, rate and time left on stderr; only on a TTY and outside CI."""
 
-    def __init__(self, total: int, enabled: bool | None) -> None:
+    def __init__(self, total: int, enabled: bool | None, estimated: bool = False) -> None:
+        """`estimated`: `total` is a guess (packed deltas' sizes are known only once
+        rebuilt), shown with a ~."""
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("CI")
         self.enabled = enabled
         self.total = total
+        self.about = "~" if estimated else ""
         self.started = time.perf_counter()
         self.last = 0.0
 
@@ -588,8 +591,8 @@ class _Progress:
             return
         self.last = now
         rate = done / max(now - self.started, 1e-6)
-        left = (self.total - done) / rate if rate else 0
-        sys.stderr.write(f"\rkeyscan: {objects} objects, {done / 1e6:.0f}/"
+        left = max(self.total - done, 0) / rate if rate else 0
+        sys.stderr.write(f"\rkeyscan: {objects} objects, {done / 1e6:.0f}/{self.about}"
                          f"{self.total / 1e6:.0f} MB, {rate / 1e6:.0f} MB/s, "
                          f"~{left:.0f} s left ")
         sys.stderr.flush()
