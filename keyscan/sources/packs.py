@@ -9,9 +9,10 @@ base still in memory, so every object is rebuilt exactly once, with one copy, an
 handed to the matcher without crossing a process boundary.
 
 Only what this module can read for certain is read here. Loose objects, objects in
-alternate stores, SHA-256 repositories, index versions other than 2 and any entry that
-does not inflate or apply cleanly (with every delta built on it) are left to the
-`git cat-file` path, which reports what git cannot read.
+alternate stores, SHA-256 repositories, index versions other than 2, any entry that
+does not inflate or apply cleanly, and any object over the size limit (each with every
+delta built on it) are left to the `git cat-file` path, which reports what git cannot
+read and skips what is too large from its size alone.
 
 The plan (`plan_pack`) is compact arrays, built once in the parent and shared with
 forked workers; `walk` rebuilds the objects under a range of chain roots.
