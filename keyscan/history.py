@@ -283,10 +283,16 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
     indexes = packs.pack_indexes(objects)
     seen: set[bytes] | None = set() if len(indexes) > 1 else None  # duplicates across packs
     plans = []
+    damaged: list[bytes] = []  # ids listed by a pack this reader cannot open or map
     for idx in indexes:
-        plan = packs.plan_pack(idx, seen)
+        try:
+            plan = packs.plan_pack(idx, seen)
+        except (OSError, ValueError):  # unreadable or emptied: git says what it can read
+            with contextlib.suppress(OSError):
+                damaged += list((packs.read_index(idx) or (packs.Ids(b""), None))[0])
+            continue
         if plan is None:
-            return None
+            return None  # a format this reader does not know: git reads everything
         plans.append(plan)
     if not plans:
         return None
@@ -295,6 +301,9 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
     packed = sum(plan.count for plan in plans)
     if len(loose) > packed:  # mostly unpacked (never gc'd): git's parallel path is better
         return None
+    # git reports each of these it cannot read (missing, corrupt) and reads the rest
+    loose += [sha.hex() for sha in dict.fromkeys(damaged)
+              if not any(sha in plan for plan in plans)]
     loose += [plan.sha(p).hex() for plan in plans for p in dict.fromkeys(plan.broken)]
     return _PackStore(plans, loose, packed + len(loose))
 

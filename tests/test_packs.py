@@ -339,3 +339,61 @@ def test_a_partial_clone_reports_each_missing_blob_and_reads_the_rest(
     assert [f["key_id"] for f in doc["findings"]] == [small_key]
     assert any(big_blob in s["path"] and "missing" in s["reason"] for s in doc["skipped"])
     assert result.code == 1
+
+
+def test_a_pack_gone_after_planning_hands_its_objects_to_git(repo: Path) -> None:
+    """A `git gc` between planning and reading removes the pack: nothing is lost, every
+    object is handed to git instead."""
+    edited_many_times(repo, 10, 3, fake_key_id(), fake_secret())
+    repack(repo)
+    idx = pack_of(repo)
+    plan = packs.plan_pack(idx)
+    assert plan is not None
+    idx.with_suffix(".pack").rename(idx.with_suffix(".moved"))
+    failed: list[int] = []
+    packs.walk(plan, plan.roots, lambda p, data: None, failed.append)
+    assert set(plan.roots) <= set(failed)
+    assert len(failed) == sum(1 for p in range(len(plan)) if plan.kind[p] in packs.KINDS)
+
+
+def pack_of_first(folder: Path) -> Path:
+    return next(p for p in sorted(folder.glob("pack-*.idx")) if "0" * 40 not in p.name)
+
+
+def test_an_emptied_pack_beside_a_good_one_loses_nothing(cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    repack(repo)
+    objects = repo / ".git" / "objects" / "pack"
+    # a sound index beside an emptied pack: the reader cannot map it; what it lists is
+    # read from the good pack, or reported by git if no pack has it
+    (objects / ("pack-" + "0" * 40 + ".pack")).write_bytes(b"")
+    (objects / ("pack-" + "0" * 40 + ".idx")).write_bytes(pack_of_first(objects).read_bytes())
+    with pytest.raises(ValueError):
+        packs.plan_pack(objects / ("pack-" + "0" * 40 + ".idx"))
+    _, findings, _ = history(cli, repo, "--no-cache")
+    assert [f["key_id"] for f in findings] == [key]
+
+
+def test_an_emptied_pack_holding_the_only_copies_is_reported_object_by_object(
+        cli: Cli, repo: Path) -> None:
+    kept, lost = fake_key_id(), fake_key_id()
+    commit(repo, {"kept.txt": f"id {kept}\n"}, "kept")
+    git(repo, "repack", "-q", "-a", "-d")
+    commit(repo, {"lost.txt": f"id {lost}\n"}, "lost")
+    lost_blob = git(repo, "rev-parse", "HEAD:lost.txt").stdout.strip()
+    git(repo, "repack", "-q", "-d")  # a second pack, only the new commit's objects
+    folder = repo / ".git" / "objects" / "pack"
+
+    def ids_of(idx: Path) -> set[bytes]:
+        index = packs.read_index(idx)
+        return set(index[0]) if index is not None else set()
+
+    second = next(i for i in folder.glob("*.idx") if bytes.fromhex(lost_blob) in ids_of(i))
+    second.with_suffix(".pack").chmod(0o644)
+    second.with_suffix(".pack").write_bytes(b"")
+    result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
+    doc = result.json
+    assert kept in {f["key_id"] for f in doc["findings"]}
+    assert any(lost_blob in s["path"] for s in doc["skipped"])
+    assert "Traceback" not in result.err

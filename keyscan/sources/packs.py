@@ -402,7 +402,14 @@ def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], N
     rebuilt: git then reports it from its size alone (and reads the deltas on it that
     are small), so no object over the limit is ever held in memory here."""
     limit = max_size if max_size is not None else 1 << 62
-    with plan.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    try:
+        f = plan.path.open("rb")
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # gone since planned (a `git gc` meanwhile), or emptied
+        for root in roots:
+            _fail_tree(plan, root, failed)
+        return
+    with f, mm:
         read = 0
         start, end, first, nxt, size = plan.start, plan.end, plan.first, plan.next, plan.size
         for root in roots:
