@@ -160,7 +160,7 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
                                      start_walk)
     else:
         if walk:
-            refs = source.list_all_objects(git_dir)
+            refs = _list_all(git_dir, result)
         hits = _read_and_match(git_dir, refs, matcher, options, result, hopts, start_walk)
         read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
 
@@ -169,6 +169,26 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     reach = walks[0].wait() if walks and not hits.interrupted else None
     _report_missing(reach, result)
     return hits, read_ids, reach
+
+
+def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
+    """Every object in the store, as git lists it; when a damaged pack makes git give up
+    listing, the ids the pack indexes and object folders name, each checked by git (so
+    what it cannot read is reported one by one, and the rest is still scanned)."""
+    try:
+        return source.list_all_objects(git_dir)
+    except KeyscanError as exc:
+        objects = packs.objects_dir(git_dir)
+        ids = [*packs.loose_objects(objects)]
+        for idx in packs.pack_indexes(objects):
+            with contextlib.suppress(OSError):
+                index = packs.read_index(idx)
+                ids += [sha.hex() for sha in index[0]] if index is not None else []
+        if not ids:
+            raise
+        result.notes.append(f"{exc}: the objects were listed from the pack indexes instead")
+        refs = source.describe_objects(git_dir, list(dict.fromkeys(ids)))
+        return [r for r in refs if r.kind != "tree"]
 
 
 def _where(run: _Run, hits: _Hits

@@ -54,9 +54,10 @@ def list_all_objects(git_dir: Path) -> list[ObjectRef]:
              "--batch-check=%(objectname) %(objecttype) %(objectsize)"),
         capture_output=True, check=False,
     )
-    if proc.returncode != 0 and not proc.stdout:
+    if proc.returncode != 0:  # git gave up part-way (a damaged pack): the list is not whole
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise KeyscanError(f"cannot list objects in {git_dir}: {detail[-1] if detail else ''}")
+        raise KeyscanError(f"git could not list the objects in {git_dir} "
+                           f"({detail[-1] if detail else 'unknown error'})")
     return _parse_check(proc.stdout)
 
 
