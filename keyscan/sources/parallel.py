@@ -84,6 +84,17 @@ def find_in_objects(git_dir: Path, refs: Sequence[ObjectRef], rules: RuleSet, wo
                     on_progress: Callable[[int, int], None],
                     on_started: Callable[[], None]) -> Found:
     """`on_started` runs once every worker exists: start threads or pipes only then."""
+    # few, big chunks: each new `cat-file` starts with a cold delta-base cache, which on
+    # long delta chains costs more than an uneven split
+    jobs = [(_scan_chunk, (git_dir, chunk)) for chunk in chunks(refs, workers * 2)]
+    return _in_workers(jobs, rules, workers, on_progress, on_started)
+
+
+def _in_workers(jobs: Sequence[tuple[Callable[..., Found], tuple[Any, ...]]], rules: RuleSet,
+                workers: int, on_progress: Callable[[int, int], None],
+                on_started: Callable[[], None]) -> Found:
+    """Run `jobs` in a pool of forked workers, each with its own matcher; Ctrl-C stops
+    them and keeps what the finished jobs found."""
     found = Found()
     # fork: workers start in milliseconds and need no re-import of __main__; with the
     # fork start method the pool creates all its workers at the first submit
@@ -91,10 +102,7 @@ def find_in_objects(git_dir: Path, refs: Sequence[ObjectRef], rules: RuleSet, wo
     done = context.Array("q", 2)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                              initializer=_start_worker, initargs=(rules, done)) as pool:
-        # few, big chunks: each new `cat-file` starts with a cold delta-base cache,
-        # which on long delta chains costs more than an uneven split
-        futures = {pool.submit(_scan_chunk, git_dir, chunk)
-                   for chunk in chunks(refs, workers * 2)}
+        futures = {pool.submit(fn, *args) for fn, args in jobs}
         on_started()
         try:
             while futures:
@@ -104,7 +112,7 @@ def find_in_objects(git_dir: Path, refs: Sequence[ObjectRef], rules: RuleSet, wo
                 on_progress(done[0], done[1])
         except KeyboardInterrupt:
             found.interrupted = True
-            # what the workers had read, though their chunks never came back
+            # what the workers had read, though their jobs never came back
             found.objects, found.bytes = max(found.objects, done[0]), max(found.bytes, done[1])
             _stop(pool)
     return found
@@ -157,27 +165,10 @@ def find_in_packs(plans: Sequence[packs.PackPlan], rules: RuleSet, max_size: int
                 found.interrupted = True
                 break
         return found
-    found = Found()
-    context = multiprocessing.get_context("fork")
-    done = context.Array("q", 2)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_start_worker, initargs=(rules, done)) as pool:
-        # rebuilding needs no warm cache (each chain is walked whole), so many small
-        # jobs balance the cores without cost
-        futures = {pool.submit(_scan_roots, number, roots)
-                   for number, roots in pack_jobs(plans, workers * 8)}
-        on_started()
-        try:
-            while futures:
-                finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    found.add(future.result())
-                on_progress(done[0], done[1])
-        except KeyboardInterrupt:
-            found.interrupted = True
-            found.objects, found.bytes = max(found.objects, done[0]), max(found.bytes, done[1])
-            _stop(pool)
-    return found
+    # rebuilding needs no warm cache (each chain is walked whole), so many small jobs
+    # balance the cores without cost
+    jobs = [(_scan_roots, job) for job in pack_jobs(plans, workers * 8)]
+    return _in_workers(jobs, rules, workers, on_progress, on_started)
 
 
 def _scan_roots(number: int, roots: list[int]) -> Found:
