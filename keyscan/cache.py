@@ -29,9 +29,10 @@ VERSION = 2
 
 
 class IdSet:
-    """A sorted table of 20-byte object ids, as stored in scanned.bin: membership by
-    binary search, and no Python object per id (a set of 300k ids costs ~30 MB and
-    ~0.05 s to build on every incremental scan; this costs the file's bytes)."""
+    """A sorted table of 20-byte object ids, as stored in scanned.bin and in a pack
+    index: membership by binary search, and no Python object per id (a set of 300k ids
+    costs ~30 MB and ~0.05 s to build on every incremental scan; this costs the
+    table's bytes)."""
 
     __slots__ = ("table",)
 
@@ -48,6 +49,18 @@ class IdSet:
     def __iter__(self) -> Iterator[bytes]:
         table = self.table
         return (table[i : i + 20] for i in range(0, len(table), 20))
+
+    def __getitem__(self, i: int) -> bytes:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.table[20 * i : 20 * i + 20]
+
+    def index(self, sha: bytes) -> int:
+        """Position of an id in the table (ValueError if absent)."""
+        i = self._find(sha)
+        if self.table[20 * i : 20 * i + 20] != sha:
+            raise ValueError(sha.hex())
+        return i
 
     def _find(self, sha: bytes) -> int:
         """Index of the first id >= sha."""

@@ -179,11 +179,8 @@ def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
         return source.list_all_objects(git_dir)
     except KeyscanError as exc:
         objects = packs.objects_dir(git_dir)
-        ids = [*packs.loose_objects(objects)]
-        for idx in packs.pack_indexes(objects):
-            with contextlib.suppress(OSError):
-                index = packs.read_index(idx)
-                ids += [sha.hex() for sha in index[0]] if index is not None else []
+        ids = [*packs.loose_objects(objects), *(sha.hex() for idx in packs.pack_indexes(objects)
+                                                for sha in packs.index_ids(idx))]
         if not ids:
             raise
         result.notes.append(f"{exc}: the objects were listed from the pack indexes instead")
@@ -243,9 +240,10 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
                     options: ScanOptions, result: ScanResult, hopts: HistoryOptions,
                     start_walk: Callable[[], None]) -> _Hits:
     wanted = _wanted(refs, options, result)
-    progress = _Progress(sum(r.size for r in wanted), hopts.progress)
+    size = sum(r.size for r in wanted)
+    progress = _Progress(size, hopts.progress)
     workers = hopts.workers or parallel.worker_count()
-    if workers > 1 and sum(r.size for r in wanted) > parallel.PARALLEL_BYTES:
+    if workers > 1 and size > parallel.PARALLEL_BYTES:
         # Each worker owns a `git cat-file` and matches what it reads: the pipe from git
         # costs as much CPU as git's own decompression, so both cores share both. Only
         # the objects with findings come back, with what was found in them.
@@ -263,10 +261,14 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
         hits = _match_objects(git_dir, wanted, matcher, result, progress)
         progress.done()
     if hits.interrupted:
-        result.notes.append(
-            f"interrupted: partial results, {result.stats.files} of {len(wanted)} objects "
-            "read; the cache was not updated (the next scan reads them all again)")
+        _note_interrupted(result, len(wanted))
     return hits
+
+
+def _note_interrupted(result: ScanResult, total: int) -> None:
+    result.notes.append(
+        f"interrupted: partial results, {result.stats.files} of {total} objects read; the "
+        "cache was not updated (the next scan reads them all again)")
 
 
 def _wanted(refs: list[source.ObjectRef], options: ScanOptions, result: ScanResult
@@ -308,8 +310,7 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
         try:
             plan = packs.plan_pack(idx, seen)
         except (OSError, ValueError):  # unreadable or emptied: git says what it can read
-            with contextlib.suppress(OSError):
-                damaged += list((packs.read_index(idx) or (packs.Ids(b""), None))[0])
+            damaged += packs.index_ids(idx)
             continue
         if plan is None:
             return None  # a format this reader does not know: git reads everything
@@ -356,9 +357,8 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     def read_ids() -> cache.IdSet:
         # every id of the packs, trees too (a tree is never read, so listing it as
         # scanned changes nothing) but the entries that failed: the index's own table
-        tables = [cache.IdSet(plan.ids.table) for plan in plans]
-        ids = tables[0] if len(tables) == 1 else cache.IdSet.of(
-            sha for table in tables for sha in table)
+        ids = plans[0].ids if len(plans) == 1 else cache.IdSet.of(
+            sha for plan in plans for sha in plan.ids)
         return ids.union(cache.IdSet.of(read)).without(
             plans[n].sha(p) for n, p in failed)
 
@@ -373,9 +373,7 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
         read += [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
     progress.done()
     if hits.interrupted:
-        result.notes.append(
-            f"interrupted: partial results, {result.stats.files} of {store.count} objects "
-            "read; the cache was not updated (the next scan reads them all again)")
+        _note_interrupted(result, store.count)
     return hits, read_ids
 
 

@@ -28,10 +28,11 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from keyscan.cache import IdSet
 from keyscan.sources.history import ObjectRef
 
 _COMMIT, _TREE, BLOB, _TAG, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 4, 6, 7
@@ -58,34 +59,12 @@ class PackError(Exception):
     """An entry that does not inflate or apply: git is asked for it instead."""
 
 
-class Ids:
-    """The sorted id table of a pack index, kept as the index stores it: 20 bytes an id
-    (a list of bytes objects would take three times that)."""
-
-    __slots__ = ("table",)
-
-    def __init__(self, table: bytes) -> None:
-        self.table = table
-
-    def __len__(self) -> int:
-        return len(self.table) // 20
-
-    def __getitem__(self, i: int) -> bytes:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self.table[20 * i : 20 * i + 20]
-
-    def __iter__(self) -> Iterator[bytes]:
-        table = self.table
-        return (table[i : i + 20] for i in range(0, len(table), 20))
-
-
 @dataclass(slots=True)
 class PackPlan:
     """One pack file, entries in pack order (p = 0..n-1)."""
 
     path: Path
-    ids: Ids  # 20-byte ids in index (sorted) order
+    ids: IdSet  # the index's ids (sorted)
     order: array  # type: ignore[type-arg]  # p -> position in `ids`
     kind: bytearray  # the object type of each entry (deltas take their base's), 0: unknown
     start: array  # type: ignore[type-arg]  # offset of the zlib data
@@ -107,15 +86,11 @@ class PackPlan:
         return self.ids[int(self.order[p])]
 
     def __contains__(self, sha: bytes) -> bool:
-        i = bisect_left(self.ids, sha)
-        return i < len(self.ids) and self.ids[i] == sha
+        return sha in self.ids
 
     def position(self, sha: bytes) -> int:
         """p of an id in this pack (ValueError if absent)."""
-        i = bisect_left(self.ids, sha)
-        if i == len(self.ids) or self.ids[i] != sha:
-            raise ValueError(sha.hex())
-        return self.order.index(i)
+        return self.order.index(self.ids.index(sha))
 
     def _mask(self) -> bytes:
         """1 for each entry a scan reads (blobs, commits, tags; no duplicates), else 0."""
@@ -161,7 +136,16 @@ def loose_objects(objects: Path) -> list[str]:
     return out
 
 
-def read_index(path: Path) -> tuple[Ids, array] | None:  # type: ignore[type-arg]
+def index_ids(path: Path) -> IdSet:
+    """The ids a pack index lists; none if it cannot be read or is of another format."""
+    try:
+        index = read_index(path)
+    except OSError:
+        return IdSet()
+    return index[0] if index is not None else IdSet()
+
+
+def read_index(path: Path) -> tuple[IdSet, array] | None:  # type: ignore[type-arg]
     """Object ids and pack offsets from a version-2 pack index; None for another format."""
     data = path.read_bytes()
     if data[:8] != _IDX_V2 or len(data) < 8 + 1024:
@@ -171,7 +155,7 @@ def read_index(path: Path) -> tuple[Ids, array] | None:  # type: ignore[type-arg
     offsets_at = ids_at + 24 * n  # after the ids and their CRCs
     if len(data) < offsets_at + 4 * n + 40:
         return None
-    shas = Ids(data[ids_at : ids_at + 20 * n])
+    shas = IdSet(data[ids_at : ids_at + 20 * n])
     small = array("I")
     small.frombytes(data[offsets_at : offsets_at + 4 * n])
     if sys.byteorder == "little":
@@ -226,7 +210,7 @@ class _Headers:
 _SPLIT_ENTRIES = 100_000  # above this, a forked helper parses half of the headers
 
 
-def _headers(mm: mmap.mmap, ids: Ids, order: array,  # type: ignore[type-arg]
+def _headers(mm: mmap.mmap, ids: IdSet, order: array,  # type: ignore[type-arg]
              offsets: array, size: int) -> PackPlan:  # type: ignore[type-arg]
     n = len(ids)
     mid = n // 2 if n >= _SPLIT_ENTRIES and hasattr(os, "fork") else n
@@ -403,13 +387,13 @@ def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], N
     are small), so no object over the limit is ever held in memory here."""
     limit = max_size if max_size is not None else 1 << 62
     try:
-        f = plan.path.open("rb")
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with plan.path.open("rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # outlives the file
     except (OSError, ValueError):  # gone since planned (a `git gc` meanwhile), or emptied
         for root in roots:
             _fail_tree(plan, root, failed)
         return
-    with f, mm:
+    with mm:
         read = 0
         start, end, first, nxt, size = plan.start, plan.end, plan.first, plan.next, plan.size
         for root in roots:
@@ -441,22 +425,6 @@ def walk(plan: PackPlan, roots: list[int], emit: Emit, failed: Callable[[int], N
                 mm.madvise(mmap.MADV_DONTNEED)
 
 
-def _target_size(delta: bytes) -> int:
-    """The size of the object a delta builds: its header's second number."""
-    at = 0
-    while delta[at] & 0x80:  # skip the base size
-        at += 1
-    at += 1
-    value = shift = 0
-    while True:
-        c = delta[at]
-        value |= (c & 0x7F) << shift
-        if not c & 0x80:
-            return value
-        shift += 7
-        at += 1
-
-
 def _fail_tree(plan: PackPlan, p: int, failed: Callable[[int], None]) -> None:
     todo = [p]
     while todo:
@@ -476,6 +444,11 @@ def _apply(base: bytes, delta: bytes) -> bytes:
             raise PackError(str(exc)) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     return apply_delta_py(base, delta)
+
+
+def _target_size(delta: bytes) -> int:
+    """The size of the object a delta builds: its header's second number."""
+    return _varint(delta, _varint(delta, 0)[1])[0]
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
