@@ -6,10 +6,10 @@ Only history scans import this module (the pre-commit hook never does).
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections.abc import Collection
 from pathlib import Path
 
+from keyscan.background import Later
 from keyscan.sources.history import Ref, list_refs
 
 
@@ -54,13 +54,12 @@ class Ancestry:
         self._tips: list[tuple[str, str]] = []
         self._rows = b""
         self._moved: dict[str, tuple[set[str], list[str]]] | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        self._reading = Later(self._read)
 
     @property
     def tips(self) -> dict[str, str]:
         """Ref name -> the commit it points at (tags peeled), as listed by this pass."""
-        self._thread.join()
+        self._reading.get()
         return {name: sha for sha, name in self._tips}
 
     def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -110,7 +109,7 @@ class Ancestry:
 
     def refs_containing(self, commits: Collection[str]) -> dict[str, list[str]]:
         """For each of `commits`, the refs whose history contains it."""
-        self._thread.join()
+        self._reading.get()
         if self._moved is not None and self._known is not None:
             found = self._from_known(self._known, self._moved, set(commits))
             if found is not None:

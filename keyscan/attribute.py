@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import threading
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,19 +64,12 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     if cut is None:
         cut = midpoint(git_dir) if not exclude else ""
     passes = [spec] if not cut else [[cut, *(f"^{x}" for x in exclude)], [*spec, f"^{cut}"]]
-    outputs: list[bytes] = [b""] * len(passes)
+    from keyscan.background import Later  # history scans only: not on the hook's path
 
-    def run(i: int) -> None:
-        outputs[i] = _log_find_objects(git_dir, sorted(wanted), passes[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(passes))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    logs = [Later(_log_find_objects, git_dir, sorted(wanted), spec) for spec in passes]
     rows: list[tuple[float, int, int, Appearance]] = []
-    for number, out in enumerate(outputs):
-        for i, appearance in enumerate(_appearances(out, wanted)):
+    for number, log in enumerate(logs):
+        for i, appearance in enumerate(_raw_appearances(log.get(), wanted)):
             rows.append((_timestamp(appearance.commit.commit_date), number, i, appearance))
     if len(passes) > 1:
         rows.sort(key=lambda r: r[:3])
@@ -116,7 +108,7 @@ def _log_find_objects(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes
     return proc.stdout
 
 
-def _appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
+def _raw_appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
     """(blob, path, commit) of each raw diff line putting a wanted blob somewhere."""
     commit: Commit | None = None
     tokens = out.split(b"\0")
