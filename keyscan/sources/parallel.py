@@ -8,8 +8,9 @@ CPU as git spends decompressing, so one reader cannot keep up with git). Workers
 everything they read and send back only what the parent needs:
 the few objects with findings, each with its credentials as plain rows (in memory,
 through the pool's own pipe; nothing is written or logged), and the ids of any they
-could not read. No content crosses a process boundary. Workers are forked before the
-parent starts any thread or pipe of its own for the scan.
+could not read. No content crosses a process boundary. The parent's background git
+processes started before the fork get no stdin pipe, so no worker can hold one open;
+the walk that feeds git through stdin starts only once the workers exist.
 """
 
 from __future__ import annotations
