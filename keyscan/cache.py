@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import tempfile
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,14 +65,7 @@ class IdSet:
 
     def _find(self, sha: bytes) -> int:
         """Index of the first id >= sha."""
-        table, lo, hi = self.table, 0, len(self.table) // 20
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if table[20 * mid : 20 * mid + 20] < sha:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return bisect_left(self, sha)
 
     def __contains__(self, sha: object) -> bool:
         if not isinstance(sha, bytes) or len(sha) != 20:
