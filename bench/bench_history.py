@@ -96,13 +96,12 @@ def find_keyscan() -> list[str] | None:
 
 
 class Sampler(threading.Thread):
-    """Peak summed RSS (and anonymous RSS) of a process tree, sampled."""
+    """Peak summed RSS and PSS of a process tree (and RSS without git's processes), sampled."""
 
     def __init__(self, pid: int, interval: float = 0.02):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak_rss = 0
-        self.peak_anon = 0
         self.peak_nogit = 0
         self.peak_pss = 0  # proportional: pages shared by forked workers counted once
         self.stop = threading.Event()
@@ -115,7 +114,7 @@ class Sampler(threading.Thread):
         except psutil.Error:
             return
         while not self.stop.is_set():
-            rss = anon = nogit = pss = 0
+            rss = nogit = pss = 0
             try:
                 procs = [root, *root.children(recursive=True)]
             except psutil.Error:
@@ -127,14 +126,12 @@ class Sampler(threading.Thread):
                         continue
                     mi = p.memory_info()
                     rss += mi.rss
-                    anon += mi.rss - getattr(mi, "shared", 0)
                     if not name.startswith("git"):
                         nogit += mi.rss
                     pss += p.memory_full_info().pss
                 except (psutil.Error, AttributeError):
                     pass
             self.peak_rss = max(self.peak_rss, rss)
-            self.peak_anon = max(self.peak_anon, anon)
             self.peak_nogit = max(self.peak_nogit, nogit)
             self.peak_pss = max(self.peak_pss, pss)
             self.stop.wait(self.interval)
@@ -178,7 +175,6 @@ def run_measured(cmd: list[str], cwd: str | None = None, stdout=subprocess.DEVNU
     return {"cmd": cmd, "rc": rc, "wall": wall,
             "maxrss_mb": maxrss_kb / 1024 if maxrss_kb else None,
             "tree_rss_mb": s.peak_rss / 2**20 if psutil and sample else None,
-            "tree_anon_mb": s.peak_anon / 2**20 if psutil and sample else None,
             "tree_nogit_mb": s.peak_nogit / 2**20 if psutil and sample else None,
             "tree_pss_mb": s.peak_pss / 2**20 if psutil and s.peak_pss else None,
             "stderr_tail": err[-2000:]}
@@ -362,9 +358,7 @@ def median_run(runs: list[dict], memory: dict) -> dict:
     med = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
     return dict(med, walls=[r["wall"] for r in runs],
                 **{k: v for k, v in memory.items() if k.startswith("tree_")},
-                maxrss_mb=max(r.get("maxrss_mb") or 0 for r in [*runs, memory]),
-                peak_nogit=memory.get("tree_nogit_mb"), peak_tree=memory.get("tree_rss_mb"),
-                peak_pss=memory.get("tree_pss_mb"))
+                maxrss_mb=max(r.get("maxrss_mb") or 0 for r in [*runs, memory]))
 
 
 def table(results: list[dict]) -> str:
@@ -429,9 +423,9 @@ def table(results: list[dict]) -> str:
               if k and ki else "n/a")
         peak = tree = None
         if k:
-            vals = [m.get("peak_pss") or m.get("maxrss_mb") for m in (k, ki) if m]
+            vals = [m.get("tree_pss_mb") or m.get("maxrss_mb") for m in (k, ki) if m]
             peak = max(v for v in vals if v is not None) if any(vals) else None
-            tvals = [m.get("peak_tree") for m in (k, ki) if m and m.get("peak_tree")]
+            tvals = [m.get("tree_rss_mb") for m in (k, ki) if m and m.get("tree_rss_mb")]
             tree = max(tvals) if tvals else None
         c4 = (f"{peak:.0f} MB{mark(peak <= 250)} [{fmt(tree, '.0f')} MB]"
               if peak is not None else "n/a")
