@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
@@ -25,7 +26,9 @@ from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
-from keyscan.sources import packs, parallel
+
+if TYPE_CHECKING:  # imported when a scan reads much: an incremental scan does without
+    from keyscan.sources import packs, parallel
 
 _SCANNED_KINDS = ("blob", "commit", "tag")
 
@@ -64,11 +67,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     git_dir = repo.git_dir
     result = ScanResult(target=str(repo.root), mode="history")
     _note_shape(repo, result)
-    refs_listed = source.list_refs(git_dir)
-    tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
-    if not tips:
-        result.notes.append("the repository has no commits yet")
-        return result
+    # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
+    listing = Later(source.list_refs, git_dir)
     ranged = bool(hopts.since_commit or hopts.range)
     sha1 = _object_format(git_dir) == "sha1"
     use_cache = hopts.use_cache and not ranged and sha1
@@ -76,22 +76,25 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.notes.append("SHA-256 repository: the incremental cache is not used (every "
                             "scan reads the whole history)")
     with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
-        state = None
-        if use_cache:
-            state, warning = cache.load(git_dir, rules.digest)
-            if warning:
-                result.notes.append(warning)
-        run = _Run(git_dir, tips, refs_listed, state, ranged, sha1)
+        state, old_tips = _last_scan(git_dir, rules, result) if use_cache else (None, [])
+        refs_listed = listing.get()
+        tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
+        if not tips:
+            result.notes.append("the repository has no commits yet")
+            return result
+        run = _Run(git_dir, tips, refs_listed, state, old_tips, ranged, sha1)
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below
         saving = use_cache and not hits.interrupted
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and run.incremental:
             _cached_examples(state, hits, rules)
+        head = Later(attribute.head_blobs, git_dir) if hits.blobs else None  # alongside _where
         appearances, refs_of = _where(run, hits)
         _filter_unreachable(hits, _reachable(hits, reach, appearances, tips, refs_of),
                             hopts, result)
-        result.findings = _attribute(git_dir, hits, tips, appearances, options, refs_of)
+        result.findings = _attribute(git_dir, hits, head.get() if head else {}, appearances,
+                                     options, refs_of)
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
         if use_cache:
@@ -101,6 +104,16 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     if hits.interrupted:
         raise ScanInterrupted(result)
     return result
+
+
+def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult
+               ) -> tuple[cache.CacheState | None, list[str]]:
+    """The cache the last scan left, and its tips that still exist: what "new" is
+    measured from (none: every object is read)."""
+    state, warning = cache.load(git_dir, rules.digest)
+    if warning:
+        result.notes.append(warning)
+    return state, source.existing(git_dir, state.tips) if state is not None else []
 
 
 def _note_shape(repo: gitrepo.Repo, result: ScanResult) -> None:
@@ -116,7 +129,8 @@ class _Run:
     at once, on the core that planning the reading leaves idle."""
 
     def __init__(self, git_dir: Path, tips: list[str], refs_listed: list[source.Ref],
-                 state: cache.CacheState | None, ranged: bool, sha1: bool) -> None:
+                 state: cache.CacheState | None, old_tips: list[str], ranged: bool,
+                 sha1: bool) -> None:
         self.git_dir, self.tips, self.refs_listed = git_dir, tips, refs_listed
         self.state, self.ranged, self.sha1 = state, ranged, sha1
         known = ancestry.KnownRefs(state.ref_tips, state.contains) \
@@ -124,8 +138,7 @@ class _Run:
         # which refs contain which commits (not needed for CI ranges unless they find)
         self.containment = ancestry.Ancestry(git_dir, known, refs_listed) if not ranged \
             else None
-        # the last scan's tips that still exist: what "new" is measured from
-        self.old_tips = source.existing(git_dir, state.tips) if state is not None else []
+        self.old_tips = old_tips  # the last scan's tips that still exist
         self.incremental = bool(self.old_tips)  # else every object is read
         self.cut: Later[str] | None = None  # where to cut `git log` in two
 
@@ -178,6 +191,8 @@ def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
     try:
         return source.list_all_objects(git_dir)
     except KeyscanError as exc:
+        from keyscan.sources import packs
+
         objects = packs.objects_dir(git_dir)
         ids = [*packs.loose_objects(objects), *(sha.hex() for idx in packs.pack_indexes(objects)
                                                 for sha in packs.index_ids(idx))]
@@ -242,8 +257,10 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
     wanted = _wanted(refs, options, result)
     size = sum(r.size for r in wanted)
     progress = _Progress(size, hopts.progress)
-    workers = hopts.workers or parallel.worker_count()
-    if workers > 1 and size > parallel.PARALLEL_BYTES:
+    workers = _workers(size, hopts)
+    if workers > 1:
+        from keyscan.sources import parallel
+
         # Each worker owns a `git cat-file` and matches what it reads: the pipe from git
         # costs as much CPU as git's own decompression, so both cores share both. Only
         # the objects with findings come back, with what was found in them.
@@ -263,6 +280,16 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
     if hits.interrupted:
         _note_interrupted(result, len(wanted))
     return hits
+
+
+def _workers(size: int, hopts: HistoryOptions) -> int:
+    """Processes to read `size` bytes with: one below PARALLEL_BYTES, where starting
+    workers costs more than the second core saves."""
+    if size <= source.PARALLEL_BYTES:
+        return 1
+    from keyscan.sources import parallel
+
+    return hopts.workers or parallel.worker_count()
 
 
 def _note_interrupted(result: ScanResult, total: int) -> None:
@@ -299,6 +326,8 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
     """The store read from its packs in-process; None when git must list and read it
     all (alternates, an index or pack format this reader does not know). SHA-256
     repositories never come here."""
+    from keyscan.sources import packs
+
     objects = packs.objects_dir(git_dir)
     if not packs.supported(objects):
         return None
@@ -341,6 +370,8 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     the rest (loose, over the size limit, or an entry that would not rebuild) through
     `git cat-file`, which checks sizes before reading.
     Also a function listing the ids read (for the cache: called while git works)."""
+    from keyscan.sources import parallel
+
     total = sum(plan.weight[p] for plan in store.plans for p in plan.roots)
     progress = _Progress(total, hopts.progress, estimated=True)
     found = parallel.find_in_packs(store.plans, matcher.rules, options.max_file_size,
@@ -477,10 +508,10 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
                             "(deleted branches, rewritten history): add --unreachable to list them")
 
 
-def _attribute(git_dir: Path, hits: _Hits, tips: list[str],
+def _attribute(git_dir: Path, hits: _Hits, head: dict[str, list[str]],
                appearances: dict[str, list[attribute.Appearance]], options: ScanOptions,
                refs_of: dict[str, list[str]]) -> list[Finding]:
-    head = attribute.head_blobs(git_dir) if hits.blobs else {}
+    """One finding per credential; `head`: the blobs in HEAD's tree."""
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():

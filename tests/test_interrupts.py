@@ -29,13 +29,13 @@ KEY_EVERY = 100
 SLOW_KEYSCAN = """
 import sys, time
 import keyscan.match as match
-from keyscan.sources import parallel
+from keyscan.sources import history as source
 find = match.Matcher.find
 def slow(self, data):
     time.sleep(0.002)
     return find(self, data)
 match.Matcher.find = slow
-parallel.PARALLEL_BYTES = int(sys.argv[1])
+source.PARALLEL_BYTES = int(sys.argv[1])
 from keyscan.cli import main
 sys.exit(main(sys.argv[2:]))
 """

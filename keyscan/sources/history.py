@@ -20,6 +20,9 @@ from pathlib import Path
 from keyscan.errors import KeyscanError
 from keyscan.gitrepo import feed, tree_walk
 
+# below this many bytes to read, worker start-up costs more than both cores save
+PARALLEL_BYTES = 64 * 1024 * 1024
+
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: a bigger pipe means fewer wake-ups per MB
 

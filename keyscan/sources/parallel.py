@@ -28,10 +28,10 @@ from typing import Any
 
 from keyscan.match import PartRow, to_rows
 from keyscan.rules import RuleSet
+from keyscan.sources import history as source
 from keyscan.sources import packs
 from keyscan.sources.history import ObjectRef, message_of, read_objects
 
-PARALLEL_BYTES = 64 * 1024 * 1024  # below this, worker start-up costs more than it saves
 _CHUNK_BYTES = 1024 * 1024 * 1024
 
 
@@ -153,7 +153,7 @@ def find_in_packs(plans: Sequence[packs.PackPlan], rules: RuleSet, max_size: int
     global _plans, _max_size
     _plans, _max_size = plans, max_size
     total = sum(plan.weight[p] for plan in plans for p in plan.roots)
-    if workers <= 1 or total <= PARALLEL_BYTES:
+    if workers <= 1 or total <= source.PARALLEL_BYTES:
         found = Found()
         _start_worker(rules, None)
         global _done
