@@ -14,15 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keyscan import __version__
-from keyscan.errors import KeyscanError, ScanInterrupted
+from keyscan.errors import (
+    EXIT_CLEAN,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_LEAKS,
+    KeyscanError,
+    ScanInterrupted,
+    leak_exit_code_problem,
+)
 
 if TYPE_CHECKING:
     from keyscan.model import ScanResult
-
-EXIT_CLEAN = 0
-EXIT_LEAKS = 1
-EXIT_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for Ctrl-C
 
 
 def _size(text: str) -> int:
@@ -34,6 +37,17 @@ def _size(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 50M)") from None
+
+
+def _leak_exit_code(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    problem = leak_exit_code_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +127,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     out.add_argument("--verbose", "-v", action="store_true",
                      help="also list examples, allowed findings and skipped files")
     out.add_argument("--no-color", action="store_true", help="never use colour")
-    out.add_argument("--exit-code", type=int, default=None, metavar="N",
+    out.add_argument("--exit-code", type=_leak_exit_code, default=None, metavar="N",
                      help="exit code when leaks are found (default 1)")
     out.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     _add_rules_and_limits(p)
@@ -167,7 +181,7 @@ def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _add_rules_and_size(scan, "blobs")
     scan.add_argument("--unreachable", action="store_true",
                       help="also report objects no ref reaches")
-    scan.add_argument("--exit-code", type=int, default=EXIT_LEAKS, metavar="N",
+    scan.add_argument("--exit-code", type=_leak_exit_code, default=EXIT_LEAKS, metavar="N",
                       help="exit code when leaks are found (default 1)")
     scan.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     aws_cli.add_audit_options(p)

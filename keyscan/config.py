@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from keyscan import gitrepo
-from keyscan.errors import KeyscanError
+from keyscan.errors import EXIT_LEAKS, KeyscanError, leak_exit_code_problem
 from keyscan.rules import RuleSet
 
 YAML_NAME = ".keyscan.yaml"
@@ -33,7 +33,7 @@ FORMATS = ("text", "json", "jsonl", "sarif")
 KEYS = ("rules", "disable_rules", "allow_paths", "our_accounts", "max_file_size", "format",
         "exit_code")
 DEFAULT_FORMAT = "text"
-DEFAULT_EXIT_CODE = 1
+DEFAULT_EXIT_CODE = EXIT_LEAKS
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -179,6 +179,9 @@ def _exit_code(table: dict[str, Any], where: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
         raise KeyscanError(f"{where} 'exit_code' must be a number from 0 to 255, not {value!r}")
+    problem = leak_exit_code_problem(value)
+    if problem:
+        raise KeyscanError(f"{where} 'exit_code': {problem}")
     return value
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keyscan.errors import KeyscanError
+from keyscan.errors import EXIT_AWS_FAILED, KeyscanError
 from keyscan.model import Commit, Finding, Ownership, ScanResult, Status
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from keyscan.gitrepo import Repo
 
 _FINGERPRINT = re.compile(r"^[0-9a-f]{20}$")
-EXIT_AWS_FAILED = 3  # as keyscan.aws.cli: an AWS check you asked for failed
 
 
 @dataclass(frozen=True, slots=True)

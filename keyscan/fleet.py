@@ -22,10 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from keyscan.errors import KeyscanError
+from keyscan.errors import EXIT_AWS_FAILED, EXIT_CLEAN, EXIT_ERROR, KeyscanError
 from keyscan.fleet_repo import DONE, ERROR, RepoJob, display_name, failed, is_url, slug
-
-EXIT_CLEAN, EXIT_LEAKS, EXIT_ERROR = 0, 1, 2
 
 
 def read_repo_list(spec: str) -> list[str]:
@@ -151,7 +149,7 @@ class _Audit:
             return code
         if summary["by_status"].get(ERROR) or summary["by_status"].get("timeout"):
             return EXIT_ERROR
-        return 3 if self.aws_errors else EXIT_CLEAN
+        return EXIT_AWS_FAILED if self.aws_errors else EXIT_CLEAN
 
 
 def _run(jobs: list[RepoJob], args: argparse.Namespace, audit: _Audit) -> None:

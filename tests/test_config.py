@@ -162,9 +162,9 @@ def test_no_config_ignores_the_file(cli: Cli, project: Path) -> None:
 
 def test_config_flag_names_another_file(cli: Cli, project: Path, tmp_path: Path) -> None:
     other = tmp_path / "strict.yaml"
-    other.write_text("exit_code: 3\n")
+    other.write_text("exit_code: 4\n")
 
-    assert cli("scan", project, "--config", other).code == 3
+    assert cli("scan", project, "--config", other).code == 4
 
 
 # -- mistakes: one line naming the file and the key, exit 2 ----------------------------------
@@ -174,6 +174,7 @@ def test_config_flag_names_another_file(cli: Cli, project: Path, tmp_path: Path)
     ("formt: json\n", "unknown key 'formt' (did you mean 'format'?)"),
     ("format: xml\n", "'format' must be one of text, json, jsonl, sarif, not 'xml'"),
     ("exit_code: yes\n", "'exit_code' must be a number from 0 to 255, not True"),
+    ("exit_code: 3\n", "'exit_code': 3 already means 'an AWS action failed': choose another"),
     ("allow_paths: 3\n", "'allow_paths' must be a list of strings"),
     ("max_file_size: lots\n", "'max_file_size' must be a size such as"),
     ("our_accounts: ['12345']\n", "'our_accounts' has '12345', not an AWS account ID"),

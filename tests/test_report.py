@@ -206,6 +206,19 @@ def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
 
 
+@pytest.mark.parametrize("code", ["2", "3", "130", "256", "-1", "many"])
+def test_an_exit_code_keyscan_uses_for_something_else_is_refused(
+        code: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A CI step must tell leaks from errors (2), a failed AWS action (3) and Ctrl-C (130)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", "--exit-code", code])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--exit-code" in err
+    if code in ("2", "3", "130"):
+        assert f"{code} already means" in err
+
+
 def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["scan", "--max-file-size", "lots"])
@@ -222,7 +235,7 @@ def test_errors_are_one_line_and_a_traceback_only_with_debug(cli: Cli, tmp_path:
 def test_the_installed_command_exit_codes(leaky: tuple[Path, str, str, str, str],
                                           tmp_path: Path) -> None:
     assert run_keyscan(["scan", leaky[0]]).returncode == 1
-    assert run_keyscan(["scan", leaky[0], "--exit-code", "3"]).returncode == 3
+    assert run_keyscan(["scan", leaky[0], "--exit-code", "4"]).returncode == 4
     missing = run_keyscan(["scan", tmp_path / "missing"])
     assert missing.returncode == 2
     assert missing.stderr.startswith("keyscan: error:") and "Traceback" not in missing.stderr

@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from keyscan.errors import EXIT_AWS_FAILED, EXIT_INTERRUPTED, KeyscanError
 from keyscan.model import Finding, ScanResult, Status
 
 if TYPE_CHECKING:
     from keyscan.aws.deactivate import Outcome, Step
     from keyscan.aws.run import Acting, Aws
 
-EXIT_AWS_FAILED = 3
-EXIT_INTERRUPTED = 130
 
 
 def _positive(text: str) -> int:
@@ -137,7 +136,6 @@ def after_scan(result: ScanResult, args: argparse.Namespace) -> int | None:
     result.findings[:] = classify_all(result.findings, accounts)
     _note_canaries(result)
     if args.quarantine and not args.deactivate:
-        from keyscan.errors import KeyscanError
 
         raise KeyscanError("--quarantine only works with --deactivate")
     if not (args.verify or args.verify_live or args.deactivate):
@@ -157,7 +155,6 @@ def _note_canaries(result: ScanResult) -> None:
 
 def _scan_aws(result: ScanResult, args: argparse.Namespace) -> int | None:
     from keyscan.aws import run
-    from keyscan.errors import KeyscanError
 
     aws = _aws(args)
     failed = False
@@ -236,7 +233,6 @@ def cmd_deactivate(args: argparse.Namespace) -> int:
     """Plan (and with --yes apply) deactivation of the leaked keys of a report or a scan."""
     from keyscan.aws import run
     from keyscan.aws.classify import classify_all
-    from keyscan.errors import KeyscanError
 
     aws = _aws(args)
     findings = classify_all(_findings_for(args), aws.accounts)
@@ -258,7 +254,6 @@ def cmd_reactivate(args: argparse.Namespace) -> int:
     """Undo keyscan's deactivation and quarantine for named keys or a whole audit log."""
     from keyscan.aws import deactivate, reactivate
     from keyscan.aws.audit import AuditLog, default_path
-    from keyscan.errors import KeyscanError
 
     if not args.key_ids and args.from_audit_log is None:
         raise KeyscanError("name the keys to reactivate (KEY_ID ...) or give "
