@@ -19,7 +19,13 @@ bench/build_history_small.py), in this order:
 7. one new commit on ``refs/heads/bench/incremental`` (the file the HEAD commit touched,
    plus one line that is new on every run), then the same keyscan command again (the
    incremental re-scan), median of ``--repeat`` runs each starting from the cache the
-   full scan left; the ref is deleted afterwards unless --keep-incremental.
+   full scan left; the ref is deleted afterwards unless --keep-incremental;
+8. the fixed cost of any re-scan: the same incremental re-scan on a 3-commit repository,
+   and the interpreter's own start (``python -c pass``).
+
+keyscan is the project installed as users get it (``pip install .`` into
+bench/work/venv-release: not editable, bytecode compiled at install); --editable uses the
+running venv's console script instead.
 
 If keyscan or its ``--history`` option is missing, or it fails, the keyscan rows say so
 and the baselines are still reported.
@@ -85,6 +91,16 @@ def find_betterleaks() -> str | None:
                            "betterleaks" / "bin" / "betterleaks")):
         return c
     return shutil.which("betterleaks")
+
+
+def release_keyscan() -> list[str]:
+    """keyscan as users get it: the project installed (not editable, bytecode compiled
+    at install) into bench/work/venv-release, as bench_worktree.py measures it."""
+    sys.path.insert(0, str(HERE))
+    import bench_worktree
+
+    bench_worktree.release_keyscan()
+    return [bench_worktree.KEYSCAN]
 
 
 def find_keyscan() -> list[str] | None:
@@ -328,7 +344,13 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
                 res["keyscan_error"] = f"keyscan exited {r['rc']}: {r['stderr_tail'][-300:]}"
                 return res
         res[key] = median_run(runs[:-1], memory=runs[-1])
-    # the cache a full scan leaves, kept to start every incremental run from it
+    res["keyscan_incr"] = time_incremental(repo, kcmd, args, tmp, out)
+    return res
+
+
+def time_incremental(repo: str, kcmd: list[str], args, tmp: str, out: str) -> dict:
+    """keyscan again after one new commit, each run from the cache the full scan left."""
+    name = Path(repo).name
     gitdir = git(repo, "rev-parse", "--absolute-git-dir").strip()
     saved = os.path.join(tmp, f"{name}-cache")
     shutil.rmtree(saved, ignore_errors=True)
@@ -343,12 +365,35 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
             shutil.copytree(saved, os.path.join(gitdir, "keyscan"))
             r = run_measured(kcmd, sample=i == args.repeat)
             r["findings"] = count_findings(out)
-            log(f"{name}: keyscan incremental run {i + 1}: {r['wall']:.2f}s rc={r['rc']}")
+            log(f"{name}: keyscan incremental run {i + 1}: {r['wall']:.3f}s rc={r['rc']}")
             runs.append(r)
-        res["keyscan_incr"] = median_run(runs[:-1], memory=runs[-1])
+        return median_run(runs[:-1], memory=runs[-1])
     finally:
         if not args.keep_incremental:
             subprocess.run(["git", "-C", repo, "update-ref", "-d", ref], check=False)
+
+
+def fixed_costs(keyscan: list[str], args, tmp: str) -> dict:
+    """What a re-scan costs whatever the history: the same incremental re-scan on a
+    3-commit repository, and the bare interpreter keyscan runs on."""
+    repo = os.path.join(tmp, "tiny")
+    os.makedirs(repo, exist_ok=True)
+    git(repo, "init", "-q")
+    env = dict(os.environ, GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
+               GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com")
+    for n in range(3):
+        Path(repo, "app.py").write_text(f"VERSION = {n}\n")
+        git(repo, "add", "app.py")
+        git(repo, "commit", "-q", "-m", f"commit {n}", env=env)
+    out = os.path.join(tmp, "tiny-keyscan.json")
+    kcmd = [*keyscan, "scan", "--history", repo, "--format", "json", "-o", out]
+    run_measured(kcmd, sample=False)  # the full scan that leaves the cache
+    res = {"incremental": time_incremental(repo, kcmd, args, tmp, out)}
+    python = Path(keyscan[0]).parent / "python"
+    if python.exists():
+        walls = [run_measured([str(python), "-c", "pass"], sample=False)["wall"]
+                 for _ in range(2 * args.repeat + 1)]
+        res["python"] = statistics.median(walls)
     return res
 
 
@@ -449,7 +494,12 @@ def main() -> None:
     ap.add_argument("--log-p", action="store_true", help="also time git log -p --all")
     ap.add_argument("--skip-betterleaks", action="store_true")
     ap.add_argument("--betterleaks", help="path to the betterleaks binary")
-    ap.add_argument("--keyscan", help="keyscan command (default: the venv's console script)")
+    ap.add_argument("--keyscan", help="keyscan command (default: the project installed "
+                                      "into bench/work/venv-release, as users install it)")
+    ap.add_argument("--editable", action="store_true",
+                    help="use the running venv's keyscan instead (an editable install "
+                         "starts slower: import hook, and no .pyc when "
+                         "PYTHONDONTWRITEBYTECODE is set)")
     ap.add_argument("--keyscan-cache-glob", default="keyscan*",
                     help="entries under the git dir removed before the cold full scan")
     ap.add_argument("--keep-incremental", action="store_true",
@@ -459,7 +509,8 @@ def main() -> None:
     args = ap.parse_args()
 
     betterleaks = args.betterleaks or find_betterleaks()
-    keyscan = args.keyscan.split() if args.keyscan else find_keyscan()
+    keyscan = args.keyscan.split() if args.keyscan else \
+        find_keyscan() if args.editable else release_keyscan()
     if not betterleaks:
         log("betterleaks not found: skipping it")
     results = []
@@ -471,12 +522,19 @@ def main() -> None:
         for repo in args.repos:
             repo = str(Path(repo).resolve())
             results.append(bench_repo(repo, args, betterleaks, keyscan, tmp))
+        fixed = fixed_costs(keyscan, args, tmp) if keyscan else {}
     info = (f"Machine: {os.cpu_count()} cores; load average (1 min) {load0:.1f} at start, "
             f"{os.getloadavg()[0]:.1f} at end; git {git('.', 'version').split()[-1]}; "
             f"betterleaks {subprocess.run([betterleaks, '--version'], capture_output=True, text=True).stdout.strip() if betterleaks else 'n/a'}; "
             f"{time.strftime('%Y-%m-%d %H:%M')}.")
     print(info + "\n")
     print(table(results))
+    if fixed:
+        print(f"Fixed cost of a re-scan, whatever the history: the same re-scan after one new "
+              f"commit takes {fixed['incremental']['wall']:.3f} s on a 3-commit repository; "
+              f"starting the interpreter alone (`python -c pass`) "
+              f"{fmt(fixed.get('python'), '.3f')} s.")
+        results.append({"name": "fixed-costs", **fixed})
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n")
 
