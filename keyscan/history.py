@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -66,7 +67,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     started = time.perf_counter()
     git_dir = repo.git_dir
     result = ScanResult(target=str(repo.root), mode="history")
-    _note_shape(repo, result)
+    shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
     # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
     listing = Later(source.list_refs, git_dir)
     ranged = bool(hopts.since_commit or hopts.range)
@@ -100,6 +101,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
                   run.containment.tips if run.containment is not None else {}, refs_of)
+    result.notes[:0] = shape.get()
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)
@@ -116,12 +118,25 @@ def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult
     return state, source.existing(git_dir, state.tips) if state is not None else []
 
 
-def _note_shape(repo: gitrepo.Repo, result: ScanResult) -> None:
-    if source.is_shallow(repo.git_dir):
-        result.notes.append("shallow clone: only the history present locally was scanned "
-                            "(run `git fetch --unshallow` for all of it)")
-    if (repo.root / ".gitmodules").exists():
-        result.notes.append("submodules are not followed: scan each submodule on its own")
+def _shape_notes(git_dir: Path) -> list[str]:
+    """What a history scan of this repository cannot cover, said up front: history a
+    shallow clone lacks, submodules, and files kept in Git LFS (HEAD's settings; bare
+    mirrors included)."""
+    notes = []
+    if source.is_shallow(git_dir):
+        notes.append("shallow clone: only the history present locally was scanned "
+                     "(run `git fetch --unshallow` for all of it)")
+    files = source.files_at_head(git_dir, [".gitmodules", ".gitattributes"])
+    if ".gitmodules" in files:
+        notes.append("submodules are not followed: scan each submodule on its own")
+    if _LFS.search(files.get(".gitattributes", b"")):
+        notes.append("files kept in Git LFS: their pointer files were scanned, their content "
+                     "(on the LFS server) was not; run `git lfs pull` and `keyscan scan .` to "
+                     "scan the current files")
+    return notes
+
+
+_LFS = re.compile(rb"(?m)^[^#\n]*\sfilter=lfs\b")
 
 
 class _Run:

@@ -114,13 +114,19 @@ def test_an_lfs_pointer_is_scanned_as_the_text_it_is(cli: Cli, repo: Path) -> No
     pointer = ("version https://git-lfs.github.com/spec/v1\n"
                f"oid sha256:{os.urandom(32).hex()}\nsize 104857600\n")
     commit_file(repo, "model.bin", pointer)
-    (repo / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    commit_file(repo, ".gitattributes", "*.bin filter=lfs diff=lfs merge=lfs -text\n")
     commit_file(repo, "k.ini", credentials())
     code, doc, _ = scan(cli, repo)
     assert code == 1 and [f["path"] for f in doc["findings"]] == ["k.ini"]
     assert doc["skipped"] == []  # nothing fetched, nothing failed
-    code, doc, _ = scan(cli, "--history", repo, "--no-cache")
+    code, doc, err = scan(cli, "--history", repo, "--no-cache")
     assert code == 1 and [f["path"] for f in doc["findings"]] == ["k.ini"]
+    # what was not scanned is said: the LFS content behind the pointers
+    lfs_notes = [n for n in doc["notes"] if "Git LFS" in n]
+    assert len(lfs_notes) == 1 and "Git LFS" in err
+    commit_file(repo, ".gitattributes", "# *.bin filter=lfs diff=lfs merge=lfs -text\n")
+    _, doc, _ = scan(cli, "--history", repo, "--no-cache")
+    assert not [n for n in doc["notes"] if "Git LFS" in n]  # LFS no longer in use at HEAD
 
 
 def test_ten_thousand_refs(cli: Cli, repo: Path) -> None:

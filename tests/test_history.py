@@ -366,6 +366,12 @@ def test_submodule_is_not_followed_and_said(cli: Cli, repo: Path, tmp_path: Path
     result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
     assert result.json["findings"] == []
     assert "submodules are not followed" in result.err
+    # a bare mirror (what a fleet audit scans) has no work tree to look in: HEAD tells
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "clone", "-q", "--mirror", str(repo), str(mirror))
+    result = cli("scan", "--history", mirror, "--format", "json", "--no-cache")
+    assert "submodules are not followed" in result.err
+    assert not [n for n in result.json["notes"] if "LFS" in n or "shallow" in n]
 
 
 def test_many_refs(cli: Cli, repo: Path) -> None:

@@ -96,6 +96,28 @@ def _parse_check(raw: bytes) -> list[ObjectRef]:
     return out
 
 
+def files_at_head(git_dir: Path, paths: Sequence[str]) -> dict[str, bytes]:
+    """The content of those of `paths` that HEAD's tree holds as files (small files such
+    as .gitmodules: each is read whole)."""
+    proc = subprocess.run(_git(git_dir, "cat-file", "--batch"),
+                          input="".join(f"HEAD:{p}\n" for p in paths).encode(),
+                          capture_output=True, check=False)
+    raw, pos, out = proc.stdout, 0, {}
+    for path in paths:
+        end = raw.find(b"\n", pos)
+        if end == -1:
+            break
+        header = raw[pos:end].split(b" ")
+        pos = end + 1
+        if len(header) == 3 and header[2].isdigit():  # "<id> <type> <size>", then content
+            size = int(header[2])
+            if header[1] == b"blob":
+                out[path] = raw[pos : pos + size]
+            pos += size + 1
+        # otherwise "<name> missing": no content follows
+    return out
+
+
 def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
     """Objects reachable from `tips` but not from `since`: what those commits added."""
     args = ["rev-list", "--objects", "--missing=print", "--no-object-names", "--stdin"]
