@@ -68,7 +68,8 @@ class Ancestry:
 
     def _read(self) -> None:
         refs = self._refs if self._refs is not None else list_refs(self._git_dir)
-        self._tips = [(r.commit, r.name) for r in refs]  # tags: what they point at
+        # tags: what they point at; a ref naming a missing object contains nothing
+        self._tips = [(r.commit, r.name) for r in refs if r.kind == "commit"]
         if not self._tips:
             return
         if self._known is not None:
@@ -78,9 +79,13 @@ class Ancestry:
         self._read_all()
 
     def _read_all(self) -> None:
-        # --all: every ref, as for-each-ref listed them
-        self._rows = self._git("rev-list", "--reverse", "--topo-order", "--parents",
-                               "--all").stdout
+        # every ref's commit, as listed (not --all: one ref naming a missing object
+        # would make git give up on all of them)
+        self._rows = subprocess.run(
+            ["git", f"--git-dir={self._git_dir}", "rev-list", "--reverse", "--topo-order",
+             "--parents", "--stdin"],
+            input="".join(f"{sha}\n" for sha in dict.fromkeys(s for s, _ in self._tips)).encode(),
+            capture_output=True, check=False).stdout
 
     def _changes(self, known: KnownRefs) -> dict[str, tuple[set[str], list[str]]] | None:
         """For each ref that moved: the new commits it reaches, and the old tips it grew

@@ -170,10 +170,10 @@ def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
     return out
 
 
-def head_blobs(git_dir: Path) -> dict[str, list[str]]:
-    """Blob id -> paths in HEAD's tree (what is 'still in HEAD')."""
+def tree_blobs(git_dir: Path, tree: str = "HEAD") -> dict[str, list[str]]:
+    """Blob id -> paths in a tree (by default HEAD's: what is 'still in HEAD')."""
     proc = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "ls-tree", "-r", "-z", "--full-tree", "HEAD"],
+        ["git", f"--git-dir={git_dir}", "ls-tree", "-r", "-z", "--full-tree", tree],
         capture_output=True, check=False,
     )
     out: dict[str, list[str]] = {}

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +79,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
         state, old_tips = _last_scan(git_dir, rules, result) if use_cache else (None, [])
         refs_listed = listing.get()
+        result.skipped += [Skipped(f"ref {r.name}", f"names {r.target}, which is missing "
+                                   "from the object store (damaged repository)")
+                           for r in refs_listed if r.kind == "missing"]
         tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
         if not tips:
             result.notes.append("the repository has no commits yet")
@@ -90,12 +93,13 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and run.incremental:
             _cached_examples(state, hits, rules)
-        head = Later(attribute.head_blobs, git_dir) if hits.blobs else None  # alongside _where
+        head = Later(attribute.tree_blobs, git_dir) if hits.blobs else None  # alongside _where
         appearances, refs_of = _where(run, hits)
-        _filter_unreachable(hits, _reachable(hits, reach, appearances, tips, refs_of),
+        held = _held(git_dir, run.refs_listed, hits.blobs)
+        _filter_unreachable(hits, _reachable(hits, reach, appearances, held, tips, refs_of),
                             hopts, result)
         result.findings = _attribute(git_dir, hits, head.get() if head else {}, appearances,
-                                     options, refs_of)
+                                     held, options, refs_of)
         result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
                                             f.location.path, f.line, f.column))
         if use_cache:
@@ -164,13 +168,15 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     """Read and match what this scan covers: the hits, the ids read (a function, called
     later), and the walk of all refs when one ran."""
     git_dir, tips = run.git_dir, run.tips
-    refs, walk = _plan(git_dir, tips, hopts, run.state, run.old_tips)
-    if walk:
+    refs, everything = _plan(git_dir, tips, hopts, run.state, run.old_tips)
+    if everything:
         run.cut = Later(attribute.midpoint, git_dir)
-    store = _pack_store(git_dir) if walk and hopts.read_packs and run.sha1 else None
+    store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
+    if everything and store is None:
+        refs = _list_all(git_dir, result)
     count = store.count if store is not None else len(refs)
-    if walk and not _walk_wanted(git_dir, count, hopts):
-        walk = False
+    walk = everything and _walk_wanted(git_dir, count, hopts)
+    if everything and not walk and hopts.check_missing is None:
         result.notes.append(
             f"{count} blobs, commits and tags: the check for objects missing from "
             "the store was skipped to keep the scan fast (add --check-missing to run it)")
@@ -187,8 +193,6 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
         hits, read_ids = _read_packs(git_dir, store, matcher, options, result, hopts,
                                      start_walk)
     else:
-        if walk:
-            refs = _list_all(git_dir, result)
         hits = _read_and_match(git_dir, refs, matcher, options, result, hopts, start_walk)
         read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
 
@@ -236,7 +240,8 @@ def _where(run: _Run, hits: _Hits
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
           state: cache.CacheState | None, old_tips: list[str]
           ) -> tuple[list[source.ObjectRef], bool]:
-    """The objects to read, and whether to walk all refs for reachability alongside."""
+    """The objects to read, or none and True: every object in the store (read from the
+    packs, or listed by git)."""
     if hopts.range or hopts.since_commit:
         if hopts.range:
             base, _, head = hopts.range.partition("..")
@@ -491,17 +496,34 @@ def _walk_wanted(git_dir: Path, count: int, hopts: HistoryOptions) -> bool:
     return count <= _WALK_OBJECTS or source.is_partial_clone(git_dir)
 
 
+def _held(git_dir: Path, refs: list[source.Ref], blobs: Collection[str]
+          ) -> dict[str, list[tuple[str, str]]]:
+    """Finding blobs held by a ref naming a tree or a blob rather than a commit (Linux's
+    `v2.6.11-tree` tag names a tree): blob -> [(ref, path in that tree)]."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for ref in refs:
+        if ref.kind == "blob" and ref.commit in blobs:
+            out.setdefault(ref.commit, []).append((ref.name, ""))
+        elif ref.kind == "tree" and blobs:
+            for blob, paths in attribute.tree_blobs(git_dir, ref.commit).items():
+                if blob in blobs:
+                    out.setdefault(blob, []).extend((ref.name, path) for path in paths)
+    return out
+
+
 def _reachable(hits: _Hits, reach: source.Reachability | None,
-               appearances: dict[str, list[attribute.Appearance]], tips: list[str],
+               appearances: dict[str, list[attribute.Appearance]],
+               held: dict[str, list[tuple[str, str]]], tips: list[str],
                refs_of: dict[str, list[str]]) -> set[str] | None:
     """Which objects holding findings some ref reaches; None when that cannot be told."""
     if reach is not None:
         if reach.error:
             return None
         return {sha for sha in [*hits.blobs, *hits.commits] if sha in reach}
-    # no walk: a blob is reachable when some commit on a ref put it at a path, a commit
-    # when a ref contains it, an annotated tag when a ref points at it
-    found = {b for b in hits.blobs if appearances.get(b)}
+    # no walk: a blob is reachable when some commit on a ref put it at a path (or a ref
+    # names it or a tree holding it), a commit when a ref contains it, an annotated tag
+    # when a ref points at it
+    found = {b for b in hits.blobs if appearances.get(b) or b in held}
     for sha, (kind, _) in hits.commits.items():
         if (kind == "tag" and sha in tips) or (
                 kind == "commit" and refs_of.get(sha)):
@@ -524,16 +546,18 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
 
 
 def _attribute(git_dir: Path, hits: _Hits, head: dict[str, list[str]],
-               appearances: dict[str, list[attribute.Appearance]], options: ScanOptions,
+               appearances: dict[str, list[attribute.Appearance]],
+               held: dict[str, list[tuple[str, str]]], options: ScanOptions,
                refs_of: dict[str, list[str]]) -> list[Finding]:
-    """One finding per credential; `head`: the blobs in HEAD's tree."""
+    """One finding per credential; `head`: the blobs in HEAD's tree; `held`: blobs refs
+    hold outside any commit (`_held`)."""
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():
         places: list[attribute.Appearance | None] = [*appearances.get(blob, [])] or [None]
         for cred in creds:
             for place in places:
-                path = place.path if place else "(path unknown: blob not in any commit)"
+                path = place.path if place else _outside_commits(held.get(blob, []))
                 if path_allowed(path, cred, options):  # rule and --allow-path globs
                     continue
                 finding = to_finding(cred, Location(path=path, blob=blob, source="history"))
@@ -553,20 +577,32 @@ def _attribute(git_dir: Path, hits: _Hits, head: dict[str, list[str]],
                 finding.extra["in_head"] = False
                 grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
                     (last, finding))
-    return [_merge(group, refs_of) for group in grouped.values()]
+    return [_merge(group, refs_of, held) for group in grouped.values()]
+
+
+def _outside_commits(held_at: list[tuple[str, str]]) -> str:
+    """The path of a blob no commit holds: in a ref's tree, or the ref that names it."""
+    for _, path in held_at:
+        if path:
+            return path
+    if held_at:
+        return f"(blob named by {held_at[0][0]})"
+    return "(path unknown: blob not in any commit)"
 
 
 def _with_commit(finding: Finding, commit: Commit | None) -> Finding:
     return replace(finding, commit=commit, extra={})
 
 
-def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]]) -> Finding:
+def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]],
+           held: dict[str, list[tuple[str, str]]]) -> Finding:
     """One finding per credential: the first appearance, with every other listed."""
     ordered.sort(key=lambda o: (o[0], o[1].commit.commit_date if o[1].commit else "~"))
     group = [f for _, f in ordered]
     first = group[0]
     refs: set[str] = set()
     for f in group:
+        refs.update(ref for ref, _ in held.get(f.location.blob, []))
         if f.commit is None:
             continue
         refs.update(refs_of.get(f.commit.sha, []))

@@ -374,6 +374,56 @@ def test_submodule_is_not_followed_and_said(cli: Cli, repo: Path, tmp_path: Path
     assert not [n for n in result.json["notes"] if "LFS" in n or "shallow" in n]
 
 
+def _tree_holding(repo: Path, name: str, text: str) -> str:
+    """A tree no commit has: one file `name` holding `text`."""
+    def fed(*args: str, data: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], input=data, text=True,
+                              capture_output=True, check=True, env=clean_env()).stdout.strip()
+    blob = fed("hash-object", "-w", "--stdin", data=text)
+    return fed("mktree", data=f"100644 blob {blob}\t{name}\n")
+
+
+@pytest.mark.parametrize("walk", ["--check-missing", "--no-check-missing"])
+def test_refs_that_are_not_branches_or_plain_tags(cli: Cli, repo: Path, walk: str) -> None:
+    """A tag of a tag, and refs naming a tree or a blob (Linux has a tag naming a tree):
+    each is listed among the refs that reach a finding, and what only they hold is found,
+    with or without the walk of all refs (large repositories go without)."""
+    committed, tree_only = fake_key_id(), fake_key_id()
+    sha = commit(repo, {"app.ini": f"id = {committed}\n"}, "add app.ini")
+    env = clean_env(GIT_COMMITTER_NAME="T", GIT_COMMITTER_EMAIL="t@example.com")
+    git(repo, "tag", "-a", "-m", "inner", "inner", sha, env=env)
+    git(repo, "tag", "-a", "-m", "outer", "outer", "inner", env=env)
+    blob = git(repo, "rev-parse", f"{sha}:app.ini").stdout.strip()
+    git(repo, "update-ref", "refs/pinned/blob", blob)
+    tree = _tree_holding(repo, "vault.env", f"id={tree_only}\n")
+    git(repo, "update-ref", "refs/pinned/tree", tree)
+
+    _, findings, _ = history(cli, repo, "--no-cache", walk)
+
+    first = by_key(findings, committed)
+    assert first["refs"] == ["refs/heads/main", "refs/pinned/blob", "refs/tags/inner",
+                             "refs/tags/outer"]
+    assert first["commit"]["sha"] == sha and first["path"] == "app.ini"
+    only = by_key(findings, tree_only)
+    assert only["path"] == "vault.env" and only["refs"] == ["refs/pinned/tree"]
+    assert only["commit"] is None and only["in_head"] is False
+
+
+def test_a_ref_naming_a_missing_object_is_reported_and_the_rest_attributed(
+        cli: Cli, repo: Path) -> None:
+    key = fake_key_id()
+    sha = commit(repo, {"app.ini": f"id = {key}\n"}, "add app.ini")
+    git(repo, "branch", "side", sha)
+    gone = "1234567890" * 4
+    (repo / ".git" / "refs" / "heads" / "broken").write_text(gone + "\n")  # damaged repo
+
+    for extra in ("--no-cache", "--check-missing"), ("--no-cache", "--no-check-missing"):
+        _, findings, doc = history(cli, repo, *extra)
+        assert by_key(findings, key)["refs"] == ["refs/heads/main", "refs/heads/side"]
+        assert [s["path"] for s in doc["skipped"]] == ["ref refs/heads/broken"]
+        assert gone in doc["skipped"][0]["reason"] and doc["errors"] == []
+
+
 def test_many_refs(cli: Cli, repo: Path) -> None:
     key = fake_key_id()
     commit(repo, {"a.txt": f"id {key}\n"}, "a")

@@ -237,20 +237,35 @@ def message_of(kind: str, data: bytes) -> bytes:
 class Ref:
     name: str
     target: str  # the object the ref names (an annotated tag: the tag object)
-    commit: str  # what it comes down to (an annotated tag: the object it points at)
+    commit: str  # what it comes down to (annotated tags peeled): a commit, mostly
+    kind: str = "commit"  # of `commit`: also tree or blob (rare), or missing from the store
 
 
 def list_refs(git_dir: Path) -> list[Ref]:
-    """Every ref: branches, tags, remotes, stash."""
-    proc = subprocess.run(
-        _git(git_dir, "for-each-ref", "--format=%(objectname) %(*objectname) %(refname)"),
-        stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    out = []
-    for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3:
-            out.append(Ref(parts[2], parts[0], parts[1] or parts[0]))
-    return out
+    """Every ref: branches, tags, remotes, stash; each with what it comes down to, every
+    annotated tag of a chain peeled. A ref naming an object missing from the store comes
+    with kind "missing" (git's own listing of types would give up on the whole list)."""
+    proc = subprocess.run(_git(git_dir, "for-each-ref", "--format=%(objectname) %(refname)"),
+                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    named = [tuple(line.split(" ", 1))
+             for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+             if " " in line]
+    targets = list(dict.fromkeys(target for target, _ in named))
+    peeled = dict(zip(targets, _peeled(git_dir, targets), strict=True))
+    return [Ref(name, target, *peeled[target]) for target, name in named]
+
+
+def _peeled(git_dir: Path, objects: Sequence[str]) -> list[tuple[str, str]]:
+    """What each object comes down to once annotated tags are peeled, and its type."""
+    if not objects:
+        return []
+    proc = subprocess.run(_git(git_dir, "cat-file", "--batch-check=%(objectname) %(objecttype)"),
+                          input="".join(f"{o}^{{}}\n" for o in objects).encode(),
+                          capture_output=True, check=False)
+    lines = [line.split(" ") for line in proc.stdout.decode("ascii", "replace").splitlines()]
+    lines += [[]] * (len(objects) - len(lines))
+    return [(line[0], line[1]) if len(line) == 2 and line[1] != "missing" else (sha, "missing")
+            for sha, line in zip(objects, lines, strict=False)]
 
 
 def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None
@@ -258,7 +273,7 @@ def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None
     """Every ref (branches, tags, remotes, stash) as object ids, HEAD, and with `reflog`
     the reflog's entries. `refs`: `list_refs()`, if already made."""
     listed = refs if refs is not None else list_refs(git_dir)
-    tips = list(dict.fromkeys(r.target for r in listed))
+    tips = list(dict.fromkeys(r.target for r in listed if r.kind != "missing"))
     head = subprocess.run(_git(git_dir, "rev-parse", "-q", "--verify", "HEAD"),
                           capture_output=True, check=False).stdout.decode().strip()
     if head and head not in tips:
