@@ -424,6 +424,33 @@ def test_a_ref_naming_a_missing_object_is_reported_and_the_rest_attributed(
         assert gone in doc["skipped"][0]["reason"] and doc["errors"] == []
 
 
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("read_packs", ["1", "0"])
+def test_git_replace_does_not_hide_a_committed_key(cli: Cli, repo: Path, packed: bool,
+                                                   read_packs: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`git replace` makes git show another object in place of the real one; the real
+    blob, with the key, is still in the repository (and in every clone of it)."""
+    monkeypatch.setenv("KEYSCAN_READ_PACKS", read_packs)
+    key = fake_key_id()
+    sha = commit(repo, {"app.ini": f"id = {key}\n"}, "add app.ini")
+    commit(repo, {"README": "docs\n"}, "docs")
+    leaked = git(repo, "rev-parse", f"{sha}:app.ini").stdout.strip()
+    clean = subprocess.run(["git", "-C", str(repo), "hash-object", "-w", "--stdin"],
+                           input="id = none\n", text=True, capture_output=True, check=True,
+                           env=clean_env()).stdout.strip()
+    git(repo, "replace", leaked, clean)
+    assert git(repo, "show", f"{sha}:app.ini").stdout == "id = none\n"  # git hides it
+    if packed:
+        git(repo, "gc", "-q")
+
+    _, findings, _ = history(cli, repo, "--no-cache")
+
+    found = by_key(findings, key)
+    assert found["commit"]["sha"] == sha and found["path"] == "app.ini"
+    assert found["in_head"] is True
+
+
 def test_many_refs(cli: Cli, repo: Path) -> None:
     key = fake_key_id()
     commit(repo, {"a.txt": f"id {key}\n"}, "a")
