@@ -250,7 +250,11 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
             base, head = hopts.since_commit, "HEAD"
         for rev in (base, head):
             if not source.existing(git_dir, [_resolve(git_dir, rev)]):
-                raise KeyscanError(f"revision {rev!r} not found: check --range/--since-commit")
+                raise KeyscanError(f"revision {rev!r} not found: " + (
+                    "this is a shallow clone (as CI checkouts often are): fetch the history "
+                    "the range needs (`git fetch --deepen=N`, or `fetch-depth: 0` for "
+                    "actions/checkout)" if source.is_shallow(git_dir)
+                    else "check --range/--since-commit"))
         ids = source.new_objects(git_dir, [_resolve(git_dir, head)], [_resolve(git_dir, base)])
         return source.describe_objects(git_dir, ids), False
     if state is not None:

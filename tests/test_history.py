@@ -320,6 +320,10 @@ def test_shallow_clone_is_scanned_and_said_to_be_shallow(cli: Cli, repo: Path,
     result = cli("scan", "--history", clone, "--format", "json")
     assert [f["key_id"] for f in result.json["findings"]] == [new]
     assert "shallow" in result.err
+    # a pull-request step on a depth-1 checkout: the base is not there; say why
+    ranged = cli("scan", "--since-commit", "HEAD~1", clone)
+    assert ranged.code == 2
+    assert "shallow clone" in ranged.err and "fetch-depth: 0" in ranged.err
 
 
 def test_bare_repository(cli: Cli, repo: Path, tmp_path: Path) -> None:
