@@ -359,14 +359,14 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
     seen: set[bytes] | None = set() if len(indexes) > 1 else None  # duplicates across packs
     plans = []
     damaged: list[bytes] = []  # ids listed by a pack this reader cannot open or map
-    for idx in indexes:
-        try:
-            plan = packs.plan_pack(idx, seen)
-        except (OSError, ValueError):  # unreadable or emptied: git says what it can read
+    for idx, plan in zip(indexes, packs.plan_packs(indexes), strict=True):
+        if isinstance(plan, str):  # packs.DAMAGED: unreadable or emptied: git says what it can read
             damaged += packs.index_ids(idx)
             continue
-        if plan is None:
+        if not isinstance(plan, packs.PackPlan):
             return None  # a format this reader does not know: git reads everything
+        if seen is not None:
+            packs.skip_repeats(plan, seen)
         plans.append(plan)
     if not plans:
         return None

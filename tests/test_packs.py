@@ -247,22 +247,60 @@ def test_headers_parsed_in_two_processes_give_the_same_plan(
     whole = packs.plan_pack(idx)
     monkeypatch.setattr(packs, "_SPLIT_ENTRIES", 2)  # a forked helper parses half
     joined: list[object] = []
-    real_join = packs._join_parse
+    real_join = packs._join
 
     def join(helper: tuple[int, int] | None) -> object:
         joined.append(real_join(helper))
         return joined[-1]
 
-    monkeypatch.setattr(packs, "_join_parse", join)
+    monkeypatch.setattr(packs, "_join", join)
     split = packs.plan_pack(idx)
     assert whole is not None and split is not None
-    assert len(joined) == 1 and joined[0] is not None  # the helper's half, not a fallback
+    assert len(joined) == 1 and isinstance(joined[0], packs._Headers)  # not a fallback
     for field in ("kind", "start", "end", "base", "first", "next", "size", "weight", "roots",
                   "broken"):
         assert getattr(split, field) == getattr(whole, field), field
     # chains crossing the halves: deltas in the second half built on the first
     half = len(whole) // 2
     assert any(whole.base[p] != -1 and whole.base[p] < half for p in range(half, len(whole)))
+
+
+def test_many_packs_planned_in_two_processes_give_the_same_plans(
+        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clone fetched into many times holds many packs: a forked helper plans about
+    half of them. The plans and the report are the same as planned one by one."""
+    key, secret = fake_key_id(), fake_secret()
+    for round_ in range(5):  # five packs of different sizes, the key in the third
+        edited_many_times(repo, 3 + 2 * round_, 1 if round_ == 2 else 99, key, secret)
+        git(repo, "repack", "-q", "-d")  # a new pack of what is loose
+    indexes = packs.pack_indexes(repo / ".git" / "objects")
+    assert len(indexes) == 5
+    alone = [packs.plan_pack(idx) for idx in indexes]
+    _, findings, doc = history(cli, repo, "--no-cache")
+
+    monkeypatch.setattr(packs, "_SPLIT_ENTRIES", 2)  # helpers for the packs and inside them
+    joined: list[object] = []
+    real_join = packs._join
+
+    def join(helper: tuple[int, int] | None) -> object:
+        got = real_join(helper)
+        joined.append(list(got) if isinstance(got, list) else got)  # a copy: it is consumed
+        return got
+
+    monkeypatch.setattr(packs, "_join", join)
+    together = packs.plan_packs(indexes)
+    helped = [j for j in joined if isinstance(j, list)]
+    assert len(helped) == 1  # the helper planned some packs: as many as it was given
+    assert 0 < len(helped[0]) < len(indexes)
+    assert all(isinstance(p, packs.PackPlan) for p in helped[0])
+    for one, other in zip(alone, together, strict=True):
+        assert isinstance(one, packs.PackPlan) and isinstance(other, packs.PackPlan)
+        assert other.path == one.path
+        for field in ("kind", "start", "end", "base", "size", "weight", "roots", "broken"):
+            assert getattr(other, field) == getattr(one, field), field
+    _, findings_split, doc_split = history(cli, repo, "--no-cache")
+    assert findings_split == findings and by_key(findings, key)["kind"] == "pair"
+    assert doc_split["summary"]["files"] == doc["summary"]["files"]
 
 
 # -- stores the pack reader leaves to git --------------------------------------------------

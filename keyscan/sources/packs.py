@@ -168,11 +168,63 @@ def read_index(path: Path) -> tuple[IdSet, array] | None:  # type: ignore[type-a
     return shas, offsets
 
 
-def plan_pack(idx: Path, seen: set[bytes] | None = None) -> PackPlan | None:
-    """Parse every entry header once: types, delta bases and the chains built on them.
+DAMAGED = "damaged"  # plan_packs: a pack that cannot be read or mapped
 
-    `seen`: ids already planned from other packs; entries repeating them are rebuilt
-    (a delta may need them) but not scanned again, and this pack's ids are added.
+
+def plan_packs(indexes: list[Path]) -> list[PackPlan | str | None]:
+    """`plan_pack` for each index, in order; DAMAGED for a pack that cannot be read.
+    With several packs (a clone fetched into many times), a forked helper plans about
+    half of them on the other core. Repeats across packs: `skip_repeats`."""
+    sizes = [_index_size(idx) for idx in indexes]
+    theirs: set[int] = set()
+    if len(indexes) > 1 and sum(sizes) >= _SPLIT_ENTRIES and hasattr(os, "fork"):
+        load = [0, 0]  # biggest first, each to the less loaded side
+        for n in sorted(range(len(indexes)), key=sizes.__getitem__, reverse=True):
+            side = int(load[1] < load[0])
+            load[side] += sizes[n]
+            if side:
+                theirs.add(n)
+    helper = _fork(_plan_each, [indexes[n] for n in sorted(theirs)]) if theirs else None
+    mine = _plan_each([idx for n, idx in enumerate(indexes) if n not in theirs])
+    done = _join(helper)
+    if not isinstance(done, list):  # no helper, or it failed: plan those here
+        done = _plan_each([indexes[n] for n in sorted(theirs)])
+    ours, helpers = iter(mine), iter(done)
+    return [next(helpers) if n in theirs else next(ours) for n in range(len(indexes))]
+
+
+def _plan_each(indexes: list[Path]) -> list[PackPlan | str | None]:
+    out: list[PackPlan | str | None] = []
+    for idx in indexes:
+        try:
+            out.append(plan_pack(idx))
+        except (OSError, ValueError):  # unreadable or emptied: git says what it can read
+            out.append(DAMAGED)
+    return out
+
+
+def _index_size(idx: Path) -> int:
+    """Entries an index lists, from its file size (about 28 bytes each in version 2)."""
+    try:
+        return max(0, idx.stat().st_size - 1072) // 28
+    except OSError:
+        return 0
+
+
+def skip_repeats(plan: PackPlan, seen: set[bytes]) -> None:
+    """Entries repeating ids planned from earlier packs (in `seen`) are rebuilt (a delta
+    may need them) but not scanned again; this pack's ids join `seen`."""
+    mine = set(plan.ids)
+    again = mine & seen  # none, unless packs overlap (a fetch beside an old pack)
+    if again:
+        for p, i in enumerate(plan.order):
+            if plan.ids[i] in again:
+                plan.emit[p] = 0
+    seen |= mine
+
+
+def plan_pack(idx: Path) -> PackPlan | None:
+    """Parse every entry header once: types, delta bases and the chains built on them.
     None when the index or pack is in a format this reader does not know."""
     index = read_index(idx)
     if index is None:
@@ -186,12 +238,6 @@ def plan_pack(idx: Path, seen: set[bytes] | None = None) -> PackPlan | None:
             return None
         plan = _headers(mm, ids, order, starts, len(mm) - 20)
     plan.path = pack
-    if seen is not None:
-        if seen:
-            for p, i in enumerate(order):
-                if ids[i] in seen:
-                    plan.emit[p] = 0
-        seen.update(ids)
     return plan
 
 
@@ -214,11 +260,11 @@ def _headers(mm: mmap.mmap, ids: IdSet, order: array,  # type: ignore[type-arg]
              offsets: array, size: int) -> PackPlan:  # type: ignore[type-arg]
     n = len(ids)
     mid = n // 2 if n >= _SPLIT_ENTRIES and hasattr(os, "fork") else n
-    helper = _fork_parse(mm, offsets, mid, n) if mid < n else None
+    helper = _fork(_parse, mm, offsets, mid, n) if mid < n else None
     part = _parse(mm, offsets, 0, mid)
     if mid < n:
-        rest = _join_parse(helper) or _parse(mm, offsets, mid, n)
-        _merge(part, rest)
+        rest = _join(helper)
+        _merge(part, rest if isinstance(rest, _Headers) else _parse(mm, offsets, mid, n))
     kind, start, base, inflated = part.kind, part.start, part.base, part.inflated
     broken, ref_bases = part.broken, part.ref_bases
     end = array("q", offsets[1:])
@@ -300,10 +346,9 @@ def _parse(mm: mmap.mmap, offsets: array, lo: int, hi: int  # type: ignore[type-
     return out
 
 
-def _fork_parse(mm: mmap.mmap, offsets: array, lo: int, hi: int  # type: ignore[type-arg]
-                ) -> tuple[int, int] | None:
-    """Parse lo..hi-1 in a forked process (the other core), its result sent back
-    through a pipe; None if it cannot be started (the caller parses them itself)."""
+def _fork(fn: Callable[..., object], *args: object) -> tuple[int, int] | None:
+    """`fn(*args)` in a forked process (the other core), its result sent back through
+    a pipe (`_join`); None if it cannot be started (the caller does the work itself)."""
     try:
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -313,7 +358,7 @@ def _fork_parse(mm: mmap.mmap, offsets: array, lo: int, hi: int  # type: ignore[
         code = 1
         try:
             os.close(read_end)
-            payload = pickle.dumps(_parse(mm, offsets, lo, hi), pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(fn(*args), pickle.HIGHEST_PROTOCOL)
             with os.fdopen(write_end, "wb") as out:
                 out.write(payload)
             code = 0
@@ -323,7 +368,8 @@ def _fork_parse(mm: mmap.mmap, offsets: array, lo: int, hi: int  # type: ignore[
     return pid, read_end
 
 
-def _join_parse(helper: tuple[int, int] | None) -> _Headers | None:
+def _join(helper: tuple[int, int] | None) -> object:
+    """What the forked helper computed; None if it failed (or none was started)."""
     if helper is None:
         return None
     pid, read_end = helper
@@ -332,8 +378,7 @@ def _join_parse(helper: tuple[int, int] | None) -> _Headers | None:
     _, status = os.waitpid(pid, 0)
     if status != 0 or not payload:
         return None
-    part = pickle.loads(payload)  # from our own forked child, through our own pipe
-    return part if isinstance(part, _Headers) else None
+    return pickle.loads(payload)  # from our own forked child, through our own pipe
 
 
 def _merge(first: _Headers, rest: _Headers) -> None:
