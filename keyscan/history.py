@@ -79,9 +79,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
         state, old_tips = _last_scan(git_dir, rules, result) if use_cache else (None, [])
         refs_listed = listing.get()
-        result.skipped += [Skipped(f"ref {r.name}", f"names {r.target}, which is missing "
-                                   "from the object store (damaged repository)")
-                           for r in refs_listed if r.kind == "missing"]
+        _report_broken(refs_listed, result)
         tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
         if not tips:
             result.notes.append("the repository has no commits yet")
@@ -93,15 +91,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and run.incremental:
             _cached_examples(state, hits, rules)
-        head = Later(attribute.tree_blobs, git_dir) if hits.blobs else None  # alongside _where
-        appearances, refs_of = _where(run, hits)
-        held = _held(git_dir, run.refs_listed, hits.blobs)
-        _filter_unreachable(hits, _reachable(hits, reach, appearances, held, tips, refs_of),
-                            hopts, result)
-        result.findings = _attribute(git_dir, hits, head.get() if head else {}, appearances,
-                                     held, options, refs_of)
-        result.findings.sort(key=lambda f: (str(f.extra.get("first_seen") or ""),
-                                            f.location.path, f.line, f.column))
+        appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)
         if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
                   run.containment.tips if run.containment is not None else {}, refs_of)
@@ -110,6 +100,32 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     if hits.interrupted:
         raise ScanInterrupted(result)
     return result
+
+
+def _report_broken(refs: list[source.Ref], result: ScanResult) -> None:
+    """Refs naming an object missing from the store: skipped, and said."""
+    result.skipped += [Skipped(f"ref {r.name}", f"names {r.target}, which is missing from "
+                               "the object store (damaged repository)")
+                       for r in refs if r.kind == "missing"]
+
+
+def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
+                options: ScanOptions, hopts: HistoryOptions, result: ScanResult
+                ) -> tuple[dict[str, list[attribute.Appearance]], dict[str, list[str]]]:
+    """The findings of `hits` into `result`: where each appears, by whom, the refs that
+    reach it, whether it is still in HEAD; unreachable objects left out unless asked
+    for. Returns where the blobs appear and the refs containing each commit (cached)."""
+    head = Later(attribute.tree_blobs, run.git_dir) if hits.blobs else None  # meanwhile
+    appearances, refs_of = _where(run, hits)
+    held = _held(run.git_dir, run.refs_listed, hits.blobs)
+    _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
+                        hopts, result)
+    result.findings = sorted(
+        _attribute(run.git_dir, hits, head.get() if head else {}, appearances, held, options,
+                   refs_of),
+        key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
+                       f.column))
+    return appearances, refs_of
 
 
 def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult
