@@ -115,17 +115,29 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     """The findings of `hits` into `result`: where each appears, by whom, the refs that
     reach it, whether it is still in HEAD; unreachable objects left out unless asked
     for. Returns where the blobs appear and the refs containing each commit (cached)."""
-    head = Later(attribute.tree_blobs, run.git_dir) if hits.blobs else None  # meanwhile
+    head = Later(_default_tip, run.git_dir, run.refs_listed) if hits.blobs else None
     appearances, refs_of = _where(run, hits)
     held = _held(run.git_dir, run.refs_listed, hits.blobs)
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
+    tip, note = head.get() if head else ({}, "")
+    if note:
+        result.notes.append(note)
     result.findings = sorted(
-        _attribute(run.git_dir, hits, head.get() if head else {}, appearances, held, options,
-                   refs_of),
+        _attribute(run.git_dir, hits, tip, appearances, held, options, refs_of),
         key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
                        f.column))
     return appearances, refs_of
+
+
+def _default_tip(git_dir: Path, refs: list[source.Ref]) -> tuple[dict[str, list[str]], str]:
+    """The blobs at the tip of the default branch (a finding's 'still in HEAD'), and a
+    note when HEAD is on another branch or detached."""
+    branch, head = source.default_branch(git_dir, refs)
+    note = "" if branch in ("HEAD", head) else (
+        f"'still in HEAD' is checked against {branch}, the default branch (HEAD is "
+        f"{'detached' if head == 'HEAD' else 'on ' + head})")
+    return attribute.tree_blobs(git_dir, branch), note
 
 
 def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult

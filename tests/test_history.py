@@ -455,6 +455,27 @@ def test_git_replace_does_not_hide_a_committed_key(cli: Cli, repo: Path, packed:
     assert found["in_head"] is True
 
 
+def test_still_in_head_means_the_default_branch(cli: Cli, repo: Path, tmp_path: Path
+                                                ) -> None:
+    """'Still in HEAD' is the tip of the default branch (the remote's HEAD), whatever
+    branch the clone has checked out; a note says so when HEAD is elsewhere."""
+    on_main, on_feature = fake_key_id(), fake_key_id()
+    commit(repo, {"main.ini": f"id = {on_main}\n"}, "main key")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True, env=clean_env())
+    _, findings, doc = history(cli, clone, "--no-cache")
+    assert by_key(findings, on_main)["in_head"] is True
+    assert not [n for n in doc["notes"] if "default branch" in n]  # HEAD is main
+
+    git(clone, "checkout", "-q", "-b", "feature")
+    commit(clone, {"main.ini": None, "feature.ini": f"id = {on_feature}\n"}, "feature work")
+    _, findings, doc = history(cli, clone, "--no-cache")
+    assert by_key(findings, on_main)["in_head"] is True  # removed on feature, not on main
+    assert by_key(findings, on_feature)["in_head"] is False  # only on the feature branch
+    assert any("refs/heads/main, the default branch (HEAD is on refs/heads/feature)" in n
+               for n in doc["notes"])
+
+
 def test_many_refs(cli: Cli, repo: Path) -> None:
     key = fake_key_id()
     commit(repo, {"a.txt": f"id {key}\n"}, "a")

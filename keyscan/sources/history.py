@@ -268,6 +268,22 @@ def _peeled(git_dir: Path, objects: Sequence[str]) -> list[tuple[str, str]]:
             for sha, line in zip(objects, lines, strict=False)]
 
 
+def default_branch(git_dir: Path, refs: list[Ref]) -> tuple[str, str]:
+    """The ref whose tip is 'HEAD of the default branch', and what HEAD is on ("HEAD"
+    when detached). The default branch is the one the remote names (origin/HEAD), as a
+    local branch when there is one; HEAD itself in a bare repository or with no remote
+    default."""
+    head = subprocess.run(_git(git_dir, "rev-parse", "--symbolic-full-name", "HEAD"),
+                          capture_output=True, check=False).stdout.decode().strip() or "HEAD"
+    remote = subprocess.run(_git(git_dir, "symbolic-ref", "-q", "refs/remotes/origin/HEAD"),
+                            capture_output=True, check=False).stdout.decode().strip()
+    names = {r.name for r in refs}
+    if not remote or remote not in names:
+        return "HEAD", head
+    local = "refs/heads/" + remote.removeprefix("refs/remotes/origin/")
+    return (local if local in names else remote), head
+
+
 def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None
              ) -> list[str]:
     """Every ref (branches, tags, remotes, stash) as object ids, HEAD, and with `reflog`
