@@ -217,6 +217,7 @@ EXAMPLES = {
     "xxxx-secret": "aws_secret_access_key = " + "X" * 40 + "\n",
     "angle-placeholder": "aws_secret_access_key = <your secret access key>\n",
     "env-placeholder": "AWS_SECRET_ACCESS_KEY: ${AWS_SECRET}\n",
+    "s3-sigv2-docs-secret": "secret_key = '" + "OtxrzxIsfpFjA7Sw" + "PzILwy8Bw21TLhquhboDYROV'\n",
 }
 
 
