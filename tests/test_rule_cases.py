@@ -217,6 +217,12 @@ EXAMPLES = {
     "xxxx-secret": "aws_secret_access_key = " + "X" * 40 + "\n",
     "angle-placeholder": "aws_secret_access_key = <your secret access key>\n",
     "env-placeholder": "AWS_SECRET_ACCESS_KEY: ${AWS_SECRET}\n",
+    # the AWS CLI's `sts get-session-token` example: its secret has 41 characters, so only
+    # the ID and the token are found, and both say EXAMPLE
+    "sts-docs-session": '"AccessKeyId": "ASIAIOSFODNN7EXAMPLE",\n'
+                        '"SessionToken": "AQoEXAMPLEH4aoAH0gNCAPyJxz4BlCFFxWNE1OPTgk5TthT+Fvwq'
+                        'nKwRcOIfrRh3c/LTo6UDdyJwOOvEVPvLXCrrrUtdnniCEXAMPLE/IvU1dYUg2RVAJBanLiHb4'
+                        'IgRmpRV3zrkuWJOgQs8IZZaIv2BXIa2R4OlgkBN9bkUDNCJiBeb/AXlzBBko7b15fjrBs2+c"\n',
     "s3-sigv2-docs-secret": "secret_key = '" + "OtxrzxIsfpFjA7Sw" + "PzILwy8Bw21TLhquhboDYROV'\n",
 }
 
