@@ -106,6 +106,9 @@ def from_rows(rows: list[list[PartRow]], rules: RuleSet) -> list[Credential]:
     return creds
 
 
+_CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
 class Matcher:
     """Rules compiled once into the few passes the hot path makes."""
 
@@ -185,12 +188,18 @@ class Matcher:
         bad = self.boundaries[id(rule)]
         # Binary formats store values back to back (a SQLite row: "aws_access_key_id"
         # then the key), so there a key ID may touch other letters; in text it may not.
+        # But not on both sides at once: capitals running on through it are words stored
+        # without spaces (a Unicode name table: "...CAUCASIANALBANIANCITATION...").
         binary = b"\0" in data[:8192]
         out = []
         for m in rule.pattern.finditer(data):
             s, e = m.span("value")
-            if not binary and ((s > 0 and data[s - 1] in bad and not _after_escape(data, s, bad))
-                               or (e < len(data) and data[e] in bad)):
+            before = s > 0 and data[s - 1] in bad
+            after = e < len(data) and data[e] in bad
+            if binary:
+                if before and after and data[s - 1] in _CAPITALS and data[e] in _CAPITALS:
+                    continue
+            elif (before and not _after_escape(data, s, bad)) or after:
                 continue
             out.append(Hit(rule, m.group("value").decode("ascii", "replace"), s, e))
         return out

@@ -154,6 +154,22 @@ def test_a_key_in_a_sqlite_database_is_found(cli: Cli, tmp_path: Path) -> None:
     assert {f["path"] for f in doc["findings"]} == {"app.db"}
 
 
+def test_words_run_together_in_a_binary_are_not_key_ids(cli: Cli, tmp_path: Path) -> None:
+    """A Unicode name table (in every build of a library that knows character names)
+    stores names without spaces: "...CAUCASIANALBANIANCITATION..." holds an ASIA and
+    16 capitals. An ID with capitals running on through it on both sides is part of
+    longer text; one touching a neighbour on a single side is still found."""
+    key, touching = fake_key_id(), fake_key_id()
+    table = (b"PROSGEGRAMMENIDASIAOMEGAMUSICALSYMBOLTEMPUSIMPERFECTUM"
+             b"DRYTATTOOEDZATACAUCASIANALBANIANCITATIONLZPALMYRENE"
+             b"STACCATOTETRAGRAMDEFECTIVENESS")
+    blob = (b"\x7fELF\0\0" + table + b"\0\x03" + key.encode() + b"\0"
+            + b"KEY" + touching.encode() + b"\x01\x02")
+    (tmp_path / "names.so").write_bytes(blob)
+    _code, doc = scan(cli, tmp_path)
+    assert sorted(f["key_id"] for f in doc["findings"]) == sorted([key, touching])
+
+
 def test_a_wide_string_key_inside_a_binary_is_found(cli: Cli, tmp_path: Path) -> None:
     key = fake_key_id()
     wide = f"AccessKey={key}".encode("utf-16-le")
