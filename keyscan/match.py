@@ -107,6 +107,21 @@ def from_rows(rows: list[list[PartRow]], rules: RuleSet) -> list[Credential]:
 
 
 _CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_LONG_RUN = 32
+
+
+def _inside_longer_text(data: bytes, s: int, e: int) -> bool:
+    """Whether a key-ID-shaped match in binary content is a piece of longer text rather
+    than a value stored next to others: capitals running on through it on both sides
+    (names stored without spaces: "...CAUCASIANALBANIANCITATION..."), or a base64 run
+    going on for _LONG_RUN characters both ways (an embedded base64 file)."""
+    if data[s - 1] in _CAPITALS and data[e] in _CAPITALS:
+        return True
+    left = data[max(0, s - _LONG_RUN) : s]
+    right = data[e : e + _LONG_RUN]
+    return (len(left) == len(right) == _LONG_RUN
+            and all(c in _BASE64 for c in left) and all(c in _BASE64 for c in right))
 
 
 class Matcher:
@@ -188,8 +203,6 @@ class Matcher:
         bad = self.boundaries[id(rule)]
         # Binary formats store values back to back (a SQLite row: "aws_access_key_id"
         # then the key), so there a key ID may touch other letters; in text it may not.
-        # But not on both sides at once: capitals running on through it are words stored
-        # without spaces (a Unicode name table: "...CAUCASIANALBANIANCITATION...").
         binary = b"\0" in data[:8192]
         out = []
         for m in rule.pattern.finditer(data):
@@ -197,7 +210,7 @@ class Matcher:
             before = s > 0 and data[s - 1] in bad
             after = e < len(data) and data[e] in bad
             if binary:
-                if before and after and data[s - 1] in _CAPITALS and data[e] in _CAPITALS:
+                if before and after and _inside_longer_text(data, s, e):
                     continue
             elif (before and not _after_escape(data, s, bad)) or after:
                 continue

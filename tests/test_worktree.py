@@ -6,6 +6,7 @@ runs the CLI and checks what a user reads in the JSON report.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -154,20 +155,23 @@ def test_a_key_in_a_sqlite_database_is_found(cli: Cli, tmp_path: Path) -> None:
     assert {f["path"] for f in doc["findings"]} == {"app.db"}
 
 
-def test_words_run_together_in_a_binary_are_not_key_ids(cli: Cli, tmp_path: Path) -> None:
+def test_longer_text_in_a_binary_holds_no_key_ids(cli: Cli, tmp_path: Path) -> None:
     """A Unicode name table (in every build of a library that knows character names)
     stores names without spaces: "...CAUCASIANALBANIANCITATION..." holds an ASIA and
-    16 capitals. An ID with capitals running on through it on both sides is part of
-    longer text; one touching a neighbour on a single side is still found."""
-    key, touching = fake_key_id(), fake_key_id()
+    16 capitals; an embedded base64 file (node's WebAssembly) holds ID-shaped runs too.
+    A key ID stored next to other values, touching them, is still found."""
+    key, touching, beside = fake_key_id(), fake_key_id(), fake_key_id()
     table = (b"PROSGEGRAMMENIDASIAOMEGAMUSICALSYMBOLTEMPUSIMPERFECTUM"
              b"DRYTATTOOEDZATACAUCASIANALBANIANCITATIONLZPALMYRENE"
              b"STACCATOTETRAGRAMDEFECTIVENESS")
-    blob = (b"\x7fELF\0\0" + table + b"\0\x03" + key.encode() + b"\0"
-            + b"KEY" + touching.encode() + b"\x01\x02")
+    wasm = base64.b64encode(bytes(range(256)) * 4)
+    embedded = wasm[:300] + b"y" + fake_key_id("ABIA").encode() + b"A+" + wasm[300:600]
+    row = b"accessKeyId" + beside.encode() + fake_secret().encode() + b"deploy"  # SQLite-like
+    blob = (b"\x7fELF\0\0" + table + b"\0" + embedded + b"\0\x03" + key.encode() + b"\0"
+            + b"KEY" + touching.encode() + b"\x01\x02" + row + b"\0")
     (tmp_path / "names.so").write_bytes(blob)
     _code, doc = scan(cli, tmp_path)
-    assert sorted(f["key_id"] for f in doc["findings"]) == sorted([key, touching])
+    assert sorted(f["key_id"] for f in doc["findings"]) == sorted([key, touching, beside])
 
 
 def test_a_wide_string_key_inside_a_binary_is_found(cli: Cli, tmp_path: Path) -> None:
