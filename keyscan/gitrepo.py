@@ -43,6 +43,7 @@ class Repo:
     root: Path  # the work tree, or the git dir of a bare repository
     git_dir: Path
     bare: bool = False
+    object_format: str = "sha1"  # or "sha256"
 
 
 def run(repo: Path, args: Sequence[str], check: bool = True, input: bytes | None = None
@@ -62,24 +63,36 @@ def run(repo: Path, args: Sequence[str], check: bool = True, input: bytes | None
 
 
 def discover(path: Path) -> Repo | None:
-    """The repository containing `path`, or None for a plain folder."""
+    """The repository containing `path`, or None for a plain folder. The answer for the
+    last folder asked is kept (a scan asks twice: settings, then the scan itself) while
+    its git dir still exists."""
     folder = path if path.is_dir() else path.parent
+    key = os.path.abspath(folder)
+    last = _discovered.get(key)
+    if last is not None and last.git_dir.is_dir():
+        return last
     out = subprocess.run(
         ["git", "-C", str(folder), "rev-parse", "--is-bare-repository", "--absolute-git-dir",
-         "--show-cdup"],
+         "--show-object-format", "--show-cdup"],  # no cdup line in a git dir: it goes last
         capture_output=True, check=False,
     )
     if out.returncode != 0:
         return None
-    lines = [*out.stdout.decode("utf-8", "surrogateescape").splitlines(), ""]
-    bare = lines[0] == "true"
-    git_dir = Path(lines[1])
+    lines = [*out.stdout.decode("utf-8", "surrogateescape").splitlines(), "", ""]
+    bare, git_dir, object_format = lines[0] == "true", Path(lines[1]), lines[2] or "sha1"
     if bare:
-        return Repo(root=git_dir, git_dir=git_dir, bare=True)
-    root = (folder / lines[2]).resolve()
-    if root == git_dir or git_dir in root.parents:
-        root = git_dir.parent  # asked from inside .git itself
-    return Repo(root=root, git_dir=git_dir, bare=False)
+        repo = Repo(root=git_dir, git_dir=git_dir, bare=True, object_format=object_format)
+    else:
+        root = (folder / lines[3]).resolve()
+        if root == git_dir or git_dir in root.parents:
+            root = git_dir.parent  # asked from inside .git itself
+        repo = Repo(root=root, git_dir=git_dir, bare=False, object_format=object_format)
+    _discovered.clear()
+    _discovered[key] = repo
+    return repo
+
+
+_discovered: dict[str, Repo] = {}
 
 
 def split_z(raw: bytes) -> list[bytes]:

@@ -71,7 +71,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
     listing = Later(source.list_refs, git_dir)
     ranged = bool(hopts.since_commit or hopts.range)
-    sha1 = _object_format(git_dir) == "sha1"
+    sha1 = repo.object_format == "sha1"
     use_cache = hopts.use_cache and not ranged and sha1
     if hopts.use_cache and not ranged and not sha1:
         result.notes.append("SHA-256 repository: the incremental cache is not used (every "
@@ -408,11 +408,6 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
               if not any(sha in plan for plan in plans)]
     loose += [plan.sha(p).hex() for plan in plans for p in dict.fromkeys(plan.broken)]
     return _PackStore(plans, loose, packed + len(loose))
-
-
-def _object_format(git_dir: Path) -> str:
-    out = gitrepo.run(git_dir, ["rev-parse", "--show-object-format"], check=False)
-    return out.decode().strip() or "sha1"
 
 
 def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: ScanOptions,
