@@ -6,6 +6,7 @@ Only history scans import this module (the pre-commit hook never does).
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Collection
 from pathlib import Path
 
@@ -35,8 +36,8 @@ class Ancestry:
     refs starts at once (a history scan starts it before reading any object, on the
     core the reading leaves idle), and `refs_containing` then gives each commit of
     that pass a bitset of the wanted commits it descends from; a ref contains what its
-    tip's bitset holds. Its git processes get no stdin pipe, so a process forked
-    meanwhile cannot hold one open.
+    tip's bitset holds. Its git processes get no stdin pipe (`_git`), so a process
+    forked meanwhile cannot hold one open.
 
     Incremental scans (`known`): a ref whose tip did not move contains what it did; a
     ref that moved contains the new commits it reaches plus what the old tips it grew
@@ -62,9 +63,16 @@ class Ancestry:
         self._reading.get()
         return {name: sha for sha, name in self._tips}
 
-    def _git(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["git", f"--git-dir={self._git_dir}", *args],
-                              stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    def _git(self, *args: str, revisions: str = "") -> subprocess.CompletedProcess[bytes]:
+        """`revisions`: read by git with `--stdin`, where it does not check each one
+        against the work tree as it does on the command line (16 ms against 40 ms for a
+        thousand tips). They come from a file, not a pipe: a worker forked meanwhile
+        would hold the pipe open and git would wait for it."""
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(revisions.encode())
+            stdin.seek(0)
+            return subprocess.run(["git", f"--git-dir={self._git_dir}", *args],
+                                  stdin=stdin, capture_output=True, check=False)
 
     def _read(self) -> None:
         refs = self._refs if self._refs is not None else list_refs(self._git_dir)
@@ -81,11 +89,10 @@ class Ancestry:
     def _read_all(self) -> None:
         # every ref's commit, as listed (not --all: one ref naming a missing object
         # would make git give up on all of them)
-        self._rows = subprocess.run(
-            ["git", f"--git-dir={self._git_dir}", "rev-list", "--reverse", "--topo-order",
-             "--parents", "--stdin"],
-            input="".join(f"{sha}\n" for sha in dict.fromkeys(s for s, _ in self._tips)).encode(),
-            capture_output=True, check=False).stdout
+        self._rows = self._git(
+            "rev-list", "--reverse", "--topo-order", "--parents", "--stdin",
+            revisions="".join(f"{sha}\n" for sha in dict.fromkeys(s for s, _ in self._tips))
+        ).stdout
 
     def _changes(self, known: KnownRefs) -> dict[str, tuple[set[str], list[str]]] | None:
         """For each ref that moved: the new commits it reaches, and the old tips it grew
@@ -99,7 +106,8 @@ class Ancestry:
             if sha in old_tips:  # a new ref at an old tip, or a ref moved onto one
                 out[name] = (set(), [sha])
                 continue
-            proc = self._git("rev-list", "--boundary", sha, "--not", *sorted(old_tips))
+            proc = self._git("rev-list", "--boundary", "--stdin", revisions="".join(
+                [f"{sha}\n", *(f"^{tip}\n" for tip in sorted(old_tips))]))
             new: set[str] = set()
             boundary: list[str] = []
             for line in proc.stdout.decode("ascii", "replace").split():

@@ -70,6 +70,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
     # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
     listing = Later(source.list_refs, git_dir)
+    head = Later(source.head_of, git_dir)
     ranged = bool(hopts.since_commit or hopts.range)
     sha1 = repo.object_format == "sha1"
     use_cache = hopts.use_cache and not ranged and sha1
@@ -80,11 +81,12 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         state, old_tips = _last_scan(git_dir, rules, result) if use_cache else (None, [])
         refs_listed = listing.get()
         _report_broken(refs_listed, result)
-        tips = source.all_refs(git_dir, hopts.reflog, refs_listed)
+        head_commit, head_branch = head.get()
+        tips = source.all_refs(git_dir, hopts.reflog, refs_listed, head_commit)
         if not tips:
             result.notes.append("the repository has no commits yet")
             return result
-        run = _Run(git_dir, tips, refs_listed, state, old_tips, ranged, sha1)
+        run = _Run(git_dir, tips, refs_listed, head_branch, state, old_tips, ranged, sha1)
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below
         saving = use_cache and not hits.interrupted
@@ -115,7 +117,7 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     """The findings of `hits` into `result`: where each appears, by whom, the refs that
     reach it, whether it is still in HEAD; unreachable objects left out unless asked
     for. Returns where the blobs appear and the refs containing each commit (cached)."""
-    head = Later(_default_tip, run.git_dir, run.refs_listed) if hits.blobs else None
+    head = Later(_default_tip, run.git_dir, run.refs_listed, run.head) if hits.blobs else None
     appearances, refs_of = _where(run, hits)
     held = _held(run.git_dir, run.refs_listed, hits.blobs)
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
@@ -130,10 +132,11 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     return appearances, refs_of
 
 
-def _default_tip(git_dir: Path, refs: list[source.Ref]) -> tuple[dict[str, list[str]], str]:
+def _default_tip(git_dir: Path, refs: list[source.Ref], head: str
+                 ) -> tuple[dict[str, list[str]], str]:
     """The blobs at the tip of the default branch (a finding's 'still in HEAD'), and a
-    note when HEAD is on another branch or detached."""
-    branch, head = source.default_branch(git_dir, refs)
+    note when HEAD (on `head`) is on another branch or detached."""
+    branch = source.default_branch(refs)
     note = "" if branch in ("HEAD", head) else (
         f"'still in HEAD' is checked against {branch}, the default branch (HEAD is "
         f"{'detached' if head == 'HEAD' else 'on ' + head})")
@@ -176,9 +179,10 @@ class _Run:
     at once, on the core that planning the reading leaves idle."""
 
     def __init__(self, git_dir: Path, tips: list[str], refs_listed: list[source.Ref],
-                 state: cache.CacheState | None, old_tips: list[str], ranged: bool,
-                 sha1: bool) -> None:
+                 head: str, state: cache.CacheState | None, old_tips: list[str],
+                 ranged: bool, sha1: bool) -> None:
         self.git_dir, self.tips, self.refs_listed = git_dir, tips, refs_listed
+        self.head = head  # the branch HEAD is on ("HEAD": detached)
         self.state, self.ranged, self.sha1 = state, ranged, sha1
         known = ancestry.KnownRefs(state.ref_tips, state.contains) \
             if state is not None and state.ref_tips else None

@@ -239,20 +239,49 @@ class Ref:
     target: str  # the object the ref names (an annotated tag: the tag object)
     commit: str  # what it comes down to (annotated tags peeled): a commit, mostly
     kind: str = "commit"  # of `commit`: also tree or blob (rare), or missing from the store
+    symref: str = ""  # the ref a symbolic ref names (refs/remotes/origin/HEAD)
 
 
 def list_refs(git_dir: Path) -> list[Ref]:
     """Every ref: branches, tags, remotes, stash; each with what it comes down to, every
     annotated tag of a chain peeled. A ref naming an object missing from the store comes
-    with kind "missing" (git's own listing of types would give up on the whole list)."""
-    proc = subprocess.run(_git(git_dir, "for-each-ref", "--format=%(objectname) %(refname)"),
-                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    named = [tuple(line.split(" ", 1))
-             for line in proc.stdout.decode("utf-8", "surrogateescape").splitlines()
-             if " " in line]
-    targets = list(dict.fromkeys(target for target, _ in named))
+    with kind "missing". One `for-each-ref` tells the types; when it gives up (a ref
+    naming a missing object makes it give up on the whole list), the names are listed
+    alone and one `cat-file` peels them."""
+    proc = subprocess.run(
+        _git(git_dir, "for-each-ref", "--format=%(objectname) %(objecttype) %(*objectname) "
+                                      "%(*objecttype) %(symref) %(refname)"),
+        stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if proc.returncode != 0:
+        return _list_refs_slowly(git_dir)
+    rows = [line.split(" ", 5) for line in
+            proc.stdout.decode("utf-8", "surrogateescape").splitlines()]
+    rows = [row for row in rows if len(row) == 6]
+    # a tag of a tag (rare): peeled to the end by cat-file
+    nested = [row[0] for row in rows if row[3] == "tag"]
+    peeled = dict(zip(nested, _peeled(git_dir, nested), strict=True))
+    refs = []
+    for target, kind, inner, inner_kind, symref, name in rows:
+        if target in peeled:
+            commit, kind = peeled[target]
+        elif inner_kind:
+            commit, kind = inner, inner_kind
+        else:
+            commit = target
+        refs.append(Ref(name, target, commit, kind, symref))
+    return refs
+
+
+def _list_refs_slowly(git_dir: Path) -> list[Ref]:
+    proc = subprocess.run(
+        _git(git_dir, "for-each-ref", "--format=%(objectname) %(symref) %(refname)"),
+        stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    named = [row for row in (line.split(" ", 2) for line in
+                             proc.stdout.decode("utf-8", "surrogateescape").splitlines())
+             if len(row) == 3]
+    targets = list(dict.fromkeys(target for target, _, _ in named))
     peeled = dict(zip(targets, _peeled(git_dir, targets), strict=True))
-    return [Ref(name, target, *peeled[target]) for target, name in named]
+    return [Ref(name, target, *peeled[target], symref) for target, symref, name in named]
 
 
 def _peeled(git_dir: Path, objects: Sequence[str]) -> list[tuple[str, str]]:
@@ -268,30 +297,38 @@ def _peeled(git_dir: Path, objects: Sequence[str]) -> list[tuple[str, str]]:
             for sha, line in zip(objects, lines, strict=False)]
 
 
-def default_branch(git_dir: Path, refs: list[Ref]) -> tuple[str, str]:
-    """The ref whose tip is 'HEAD of the default branch', and what HEAD is on ("HEAD"
-    when detached). The default branch is the one the remote names (origin/HEAD), as a
-    local branch when there is one; HEAD itself in a bare repository or with no remote
-    default."""
-    head = subprocess.run(_git(git_dir, "rev-parse", "--symbolic-full-name", "HEAD"),
-                          capture_output=True, check=False).stdout.decode().strip() or "HEAD"
-    remote = subprocess.run(_git(git_dir, "symbolic-ref", "-q", "refs/remotes/origin/HEAD"),
-                            capture_output=True, check=False).stdout.decode().strip()
-    names = {r.name for r in refs}
+def head_of(git_dir: Path) -> tuple[str, str]:
+    """HEAD's commit ("" when unborn) and the branch it is on ("HEAD" when detached or
+    unborn), from one `rev-parse`."""
+    proc = subprocess.run(_git(git_dir, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD"),
+                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
+    if proc.returncode != 0 or len(lines) != 2:
+        return "", "HEAD"
+    return lines[0], lines[1] or "HEAD"
+
+
+def default_branch(refs: list[Ref]) -> str:
+    """The ref whose tip is 'HEAD of the default branch': the branch the remote names
+    (origin/HEAD), as a local branch when there is one; HEAD itself in a bare
+    repository or with no remote default."""
+    names = {r.name: r for r in refs}
+    origin = names.get("refs/remotes/origin/HEAD")
+    remote = origin.symref if origin is not None else ""
     if not remote or remote not in names:
-        return "HEAD", head
+        return "HEAD"
     local = "refs/heads/" + remote.removeprefix("refs/remotes/origin/")
-    return (local if local in names else remote), head
+    return local if local in names else remote
 
 
-def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None
-             ) -> list[str]:
+def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None,
+             head: str | None = None) -> list[str]:
     """Every ref (branches, tags, remotes, stash) as object ids, HEAD, and with `reflog`
-    the reflog's entries. `refs`: `list_refs()`, if already made."""
+    the reflog's entries. `refs`: `list_refs()`, `head`: HEAD's commit, if known."""
     listed = refs if refs is not None else list_refs(git_dir)
     tips = list(dict.fromkeys(r.target for r in listed if r.kind != "missing"))
-    head = subprocess.run(_git(git_dir, "rev-parse", "-q", "--verify", "HEAD"),
-                          capture_output=True, check=False).stdout.decode().strip()
+    if head is None:
+        head = head_of(git_dir)[0]
     if head and head not in tips:
         tips.append(head)
     if reflog:
