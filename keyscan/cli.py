@@ -50,7 +50,13 @@ def _leak_exit_code(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+_AWS_COMMANDS = ("deactivate", "reactivate", "demo")  # registered by keyscan.aws.cli
+COMMANDS = ("scan", "audit", "baseline", "explain", "rules", *_AWS_COMMANDS)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with `command` only what running that sub-command
+    needs (the pre-commit hook then imports and builds none of the others)."""
     parser = argparse.ArgumentParser(
         prog="keyscan",
         description="Find AWS access keys leaked in files and git repositories.",
@@ -58,36 +64,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"keyscan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    from keyscan import baseline, explain
+    def wanted(*names: str) -> bool:
+        return command is None or command in names
 
-    scan = sub.add_parser("scan", help="scan a folder, a repository, staged changes or history")
-    _add_target(scan)
-    _add_common(scan)
-    baseline.add_scan_option(scan)
-    scan.set_defaults(func=cmd_scan)
+    if wanted("scan"):
+        from keyscan import baseline
+        from keyscan.aws import cli as aws_cli
 
-    from keyscan.aws import cli as aws_cli
+        scan = sub.add_parser("scan",
+                              help="scan a folder, a repository, staged changes or history")
+        _add_target(scan)
+        _add_common(scan)
+        baseline.add_scan_option(scan)
+        scan.set_defaults(func=cmd_scan)
+        aws_cli.add_scan_options(scan)
+    if wanted(*_AWS_COMMANDS):
+        from keyscan.aws import cli as aws_cli
 
-    aws_cli.add_scan_options(scan)
-    aws_cli.register(sub)
+        aws_cli.register(sub)
+    if wanted("audit"):
+        _add_audit(sub)
+    if wanted("baseline"):
+        base = sub.add_parser("baseline", help="write the current leaks to a baseline file, "
+                                               "so later scans report only new ones")
+        _add_target(base)
+        base.add_argument("--output", "-o", type=Path, metavar="FILE", required=True,
+                          help="the baseline file to write (mode 0600; no secrets in it)")
+        base.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        _add_rules_and_limits(base)
+        base.set_defaults(func=cmd_baseline)
+    if wanted("explain"):
+        from keyscan import explain
 
-    _add_audit(sub)
-
-    base = sub.add_parser("baseline", help="write the current leaks to a baseline file, so "
-                                           "later scans report only new ones")
-    _add_target(base)
-    base.add_argument("--output", "-o", type=Path, metavar="FILE", required=True,
-                      help="the baseline file to write (mode 0600; no secrets in it)")
-    base.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    _add_rules_and_limits(base)
-    base.set_defaults(func=cmd_baseline)
-
-    explain.register(sub)
-
-    rules = sub.add_parser("rules", help="list the rules in force")
-    rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
-    rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    rules.set_defaults(func=cmd_rules)
+        explain.register(sub)
+    if wanted("rules"):
+        rules = sub.add_parser("rules", help="list the rules in force")
+        rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
+        rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        rules.set_defaults(func=cmd_rules)
     return parser
 
 
@@ -319,7 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list == ["--version"]:  # answered before building the parser: no imports
         print(f"keyscan {__version__}")
         return EXIT_CLEAN
-    parser = build_parser()
+    command = args_list[0] if args_list and args_list[0] in COMMANDS else None
+    parser = build_parser(command)
     args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -242,6 +242,24 @@ def test_the_installed_command_exit_codes(leaky: tuple[Path, str, str, str, str]
     assert run_keyscan(["--version"]).stdout.startswith("keyscan ")
 
 
+def test_each_command_runs_with_only_its_own_parser_built() -> None:
+    """main() builds only the sub-command it runs: each must be known to COMMANDS and
+    parse the same alone as within the whole command line."""
+    import argparse
+
+    from keyscan.cli import COMMANDS, build_parser
+
+    full = build_parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(sub.choices) == sorted(COMMANDS)
+    for name in COMMANDS:
+        alone = build_parser(name)
+        alone_sub = next(a for a in alone._actions
+                         if isinstance(a, argparse._SubParsersAction))
+        assert name in alone_sub.choices and "scan" not in set(alone_sub.choices) - {name}
+        assert alone_sub.choices[name].format_help() == sub.choices[name].format_help()
+
+
 # -- text ------------------------------------------------------------------------------
 
 
