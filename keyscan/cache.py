@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import mmap
 import os
 import tempfile
 from bisect import bisect_left
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from keyscan.interrupt import held
 
-VERSION = 2
+VERSION = 3
 
 
 class IdSet:
@@ -37,7 +38,7 @@ class IdSet:
 
     __slots__ = ("table",)
 
-    def __init__(self, table: bytes = b"") -> None:
+    def __init__(self, table: bytes | mmap.mmap = b"") -> None:
         self.table = table
 
     @classmethod
@@ -95,11 +96,47 @@ class IdSet:
         return IdSet(table)
 
 
+class Scanned:
+    """The ids of the objects already scanned: the sorted table of scanned.bin, mapped
+    rather than read, and the ids added since it was written (scanned.add). A re-scan
+    that reads a few new objects writes a few ids, not the whole table again."""
+
+    __slots__ = ("added", "base", "base_changed")
+
+    def __init__(self, base: IdSet, added: IdSet | None = None,
+                 base_changed: bool = True) -> None:
+        self.base = base
+        self.added = added if added is not None else IdSet()
+        self.base_changed = base_changed  # scanned.bin must be written again
+
+    def __contains__(self, sha: object) -> bool:
+        return sha in self.added or sha in self.base
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.added)
+
+    def union(self, other: IdSet) -> Scanned:
+        if len(other) > len(self.base) // 8 + 64:  # a whole store: one table
+            return Scanned(self.base.union(self.added).union(other))
+        added = self.added.union(IdSet.of(sha for sha in other if sha not in self.base))
+        if len(added) > len(self.base) // 8 + 1024:  # folded in once they are many
+            return Scanned(self.base.union(added))
+        return Scanned(self.base, added, self.base_changed)
+
+    def without(self, ids: Iterable[bytes]) -> Scanned:
+        ids = list(ids)
+        gone = [sha for sha in ids if sha in self.base]
+        if gone:
+            return Scanned(self.base.without(gone).union(self.added.without(ids)))
+        return Scanned(self.base, self.added.without(ids), self.base_changed)
+
+
 @dataclass(slots=True)
 class CacheState:
     rules_digest: str = ""
     tips: list[str] = field(default_factory=list)
-    scanned: IdSet = field(default_factory=IdSet)  # objects read (trees may be listed too)
+    scanned: Scanned = field(default_factory=lambda: Scanned(IdSet()))  # objects read
+    # (trees may be listed too)
     finding_blobs: list[str] = field(default_factory=list)
     finding_commits: list[str] = field(default_factory=list)
     # where finding blobs appear: paths, commits, authors; no content, no secret
@@ -148,56 +185,85 @@ def locked(git_dir: Path) -> Iterator[None]:
 def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
     """(state, warning). None when absent, stale or damaged; warning says which."""
     folder = cache_dir(git_dir)
-    meta_path, ids_path = folder / "state.json", folder / "scanned.bin"
+    meta_path = folder / "state.json"
     if not meta_path.exists():
         return None, ""
     try:
         meta = json.loads(meta_path.read_text())
-        ids = ids_path.read_bytes()
         if isinstance(meta, dict) and meta.get("version") in range(1, VERSION):
             return None, "the scan cache is from an older keyscan: scanning the whole history again"
-        if meta.get("version") != VERSION or len(ids) % 20 or meta.get("count") != len(ids) // 20:
-            raise ValueError("inconsistent")
+        if meta.get("version") != VERSION:
+            raise ValueError("unknown version")
+        base = _mapped(folder / "scanned.bin", meta["count"])
+        added = IdSet(_read_table(folder / "scanned.add", meta["added"]))
         if meta["rules_digest"] != rules_digest:
             return None, "rules changed since the last scan: scanning the whole history again"
+        names = [str(n) for n in meta.get("ref_names", [])]
         state = CacheState(
             rules_digest=rules_digest,
             tips=[str(t) for t in meta["tips"]],
-            scanned=IdSet(ids),
+            scanned=Scanned(base, added, base_changed=False),
             finding_blobs=[str(b) for b in meta["finding_blobs"]],
             finding_commits=[str(c) for c in meta["finding_commits"]],
             appearances=dict(meta.get("appearances", {})),
             unreadable=[str(u) for u in meta.get("unreadable", [])],
             examples=dict(meta.get("examples", {})),
             ref_tips={str(k): str(v) for k, v in meta.get("ref_tips", {}).items()},
-            contains={str(k): [str(r) for r in v] for k, v in meta.get("contains", {}).items()},
+            contains={str(k): [names[i] for i in v]
+                      for k, v in meta.get("contains", {}).items()},
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"
     return state, ""
+
+
+def _mapped(path: Path, count: object) -> IdSet:
+    """The id table of `path`, mapped (a re-scan looks up a few ids in it: reading all
+    of a large one would cost more than the rest of the re-scan)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size != 20 * int(count):  # type: ignore[call-overload]
+            raise ValueError("inconsistent")
+        if not size:
+            return IdSet()
+        return IdSet(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+
+
+def _read_table(path: Path, count: object) -> bytes:
+    table = path.read_bytes() if count else b""
+    if len(table) != 20 * int(count):  # type: ignore[call-overload]
+        raise ValueError("inconsistent")
+    return table
 
 
 def save(git_dir: Path, state: CacheState) -> None:
     folder = cache_dir(git_dir)
     folder.mkdir(mode=0o700, exist_ok=True)
-    ids = state.scanned.table
+    scanned = state.scanned
+    # refs containing each finding commit: hundreds of names each, so by number
+    names = sorted({name for refs in state.contains.values() for name in refs})
+    number = {name: i for i, name in enumerate(names)}
     meta = {
         "version": VERSION,
         "rules_digest": state.rules_digest,
         "tips": state.tips,
-        "count": len(ids) // 20,
+        "count": len(scanned.base),
+        "added": len(scanned.added),
         "finding_blobs": sorted(set(state.finding_blobs)),
         "finding_commits": sorted(set(state.finding_commits)),
         "appearances": state.appearances,
         "unreadable": sorted(set(state.unreadable)),
         "examples": state.examples,
         "ref_tips": state.ref_tips,
-        "contains": state.contains,
+        "ref_names": names,
+        "contains": {c: [number[n] for n in refs] for c, refs in state.contains.items()},
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
-    # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for both.
+    # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for all.
     with held() as hold:
-        _atomic_write(folder / "scanned.bin", ids)
+        if scanned.base_changed:
+            _atomic_write(folder / "scanned.bin", bytes(scanned.base.table))
+        _atomic_write(folder / "scanned.add", bytes(scanned.added.table))
         _atomic_write(folder / "state.json", json.dumps(meta).encode())
     if hold.received:
         raise KeyboardInterrupt
@@ -217,6 +283,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def clear(git_dir: Path) -> None:
-    for name in ("state.json", "scanned.bin"):
+    for name in ("state.json", "scanned.bin", "scanned.add"):
         with contextlib.suppress(OSError):
             (cache_dir(git_dir) / name).unlink()

@@ -682,14 +682,14 @@ def _unreadable(result: ScanResult) -> set[str]:
 
 
 def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], cache.IdSet],
-               result: ScanResult) -> cache.IdSet:
+               result: ScanResult) -> cache.Scanned:
     read = read_ids()
-    scanned = state.scanned.union(read) if state is not None else read
+    scanned = state.scanned.union(read) if state is not None else cache.Scanned(read)
     return scanned.without(bytes.fromhex(sha) for sha in _unreadable(result))
 
 
 def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          ids: Later[cache.IdSet] | None, hits: _Hits,
+          ids: Later[cache.Scanned] | None, hits: _Hits,
           tips: list[str], appearances: dict[str, list[attribute.Appearance]],
           result: ScanResult, ref_tips: dict[str, str], contains: dict[str, list[str]]
           ) -> None:

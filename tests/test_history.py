@@ -572,3 +572,46 @@ def test_the_cache_id_table_behaves_as_a_set(first: set[bytes], more: set[bytes]
     assert all(sha in ids for sha in expected)
     assert not any(sha in ids for sha in gone - expected)
     assert len(ids) == len(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sets(st.binary(min_size=20, max_size=20), max_size=300),
+       st.lists(st.sets(st.binary(min_size=20, max_size=20), max_size=40), max_size=4),
+       st.sets(st.binary(min_size=20, max_size=20), max_size=5))
+def test_scanned_ids_survive_re_scans_as_a_set(first: set[bytes], later: list[set[bytes]],
+                                               gone: set[bytes]) -> None:
+    """The cache's ids through several re-scans, each saved and loaded again: a table
+    plus the ids added since it was written, always the same set as plain sets give."""
+    import tempfile
+
+    expected = set(first)
+    with tempfile.TemporaryDirectory() as folder:
+        git_dir = Path(folder)
+        state = cache.CacheState(rules_digest="r", scanned=cache.Scanned(cache.IdSet.of(first)))
+        for step, more in enumerate(later):
+            removed = gone if step == len(later) - 1 else set()
+            state.scanned = state.scanned.union(cache.IdSet.of(more)).without(removed)
+            expected = (expected | more) - removed
+            cache.save(git_dir, state)
+            loaded, warning = cache.load(git_dir, "r")
+            assert loaded is not None and not warning
+            state = loaded
+            assert len(state.scanned) == len(expected)
+            assert all(sha in state.scanned for sha in expected)
+            assert not any(sha in state.scanned for sha in removed - expected)
+
+
+def test_a_re_scan_adding_few_objects_leaves_the_id_table_alone(cli: Cli, repo: Path) -> None:
+    for i in range(3):
+        commit(repo, {f"f{i}.txt": f"content {i}\n"}, f"c{i}")
+    history(cli, repo)
+    folder = repo / ".git" / "keyscan"
+    table = (folder / "scanned.bin").stat()
+    commit(repo, {"later.txt": "later\n"}, "later")
+    _, _, doc = history(cli, repo)
+    assert doc["summary"]["files"] == 2  # the new commit and its blob
+    assert (folder / "scanned.bin").stat().st_ino == table.st_ino  # not written again
+    assert (folder / "scanned.add").stat().st_size == 20 * 3  # commit, tree, blob
+    commit(repo, {"later.txt": "later still\n"}, "later still")
+    _, _, doc = history(cli, repo)
+    assert doc["summary"]["files"] == 2  # the ids added last time count as scanned
