@@ -78,8 +78,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         result.notes.append("SHA-256 repository: the incremental cache is not used (every "
                             "scan reads the whole history)")
     with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
-        state, old_tips = _last_scan(git_dir, rules, result) if use_cache else (None, [])
+        state = _last_scan(git_dir, rules, result) if use_cache else None
         refs_listed = listing.get()
+        old_tips = _still_there(git_dir, state.tips, refs_listed) if state is not None else []
         _report_broken(refs_listed, result)
         head_commit, head_branch = head.get()
         tips = source.all_refs(git_dir, hopts.reflog, refs_listed, head_commit)
@@ -143,14 +144,20 @@ def _default_tip(git_dir: Path, refs: list[source.Ref], head: str
     return attribute.tree_blobs(git_dir, branch), note
 
 
-def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult
-               ) -> tuple[cache.CacheState | None, list[str]]:
-    """The cache the last scan left, and its tips that still exist: what "new" is
-    measured from (none: every object is read)."""
+def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult) -> cache.CacheState | None:
+    """The cache the last scan left (None: every object is read)."""
     state, warning = cache.load(git_dir, rules.digest)
     if warning:
         result.notes.append(warning)
-    return state, source.existing(git_dir, state.tips) if state is not None else []
+    return state
+
+
+def _still_there(git_dir: Path, old_tips: list[str], refs: list[source.Ref]) -> list[str]:
+    """The last scan's tips that still exist: what "new" is measured from. Those refs
+    still name are there; git is asked about the rest (a moved ref's old tip)."""
+    named = {r.target for r in refs if r.kind != "missing"}
+    kept = set(source.existing(git_dir, [t for t in old_tips if t not in named]))
+    return [t for t in old_tips if t in named or t in kept]
 
 
 def _shape_notes(git_dir: Path) -> list[str]:
