@@ -119,6 +119,8 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     reach it, whether it is still in HEAD; unreachable objects left out unless asked
     for. Returns where the blobs appear and the refs containing each commit (cached)."""
     head = Later(_default_tip, run.git_dir, run.refs_listed, run.head) if hits.blobs else None
+    # who wrote the commits (and tags) holding findings in their message
+    meta = Later(attribute.commits, run.git_dir, list(hits.commits)) if hits.commits else None
     appearances, refs_of = _where(run, hits)
     held = _held(run.git_dir, run.refs_listed, hits.blobs)
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
@@ -127,7 +129,8 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     if note:
         result.notes.append(note)
     result.findings = sorted(
-        _attribute(run.git_dir, hits, tip, appearances, held, options, refs_of),
+        _attribute(hits, tip, appearances, held, options, refs_of,
+                   meta.get() if meta else {}),
         key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
                        f.column))
     return appearances, refs_of
@@ -583,12 +586,13 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
                             "(deleted branches, rewritten history): add --unreachable to list them")
 
 
-def _attribute(git_dir: Path, hits: _Hits, head: dict[str, list[str]],
+def _attribute(hits: _Hits, head: dict[str, list[str]],
                appearances: dict[str, list[attribute.Appearance]],
                held: dict[str, list[tuple[str, str]]], options: ScanOptions,
-               refs_of: dict[str, list[str]]) -> list[Finding]:
+               refs_of: dict[str, list[str]], meta: dict[str, Commit]) -> list[Finding]:
     """One finding per credential; `head`: the blobs in HEAD's tree; `held`: blobs refs
-    hold outside any commit (`_held`)."""
+    hold outside any commit (`_held`); `meta`: the commits and tags holding findings in
+    their message."""
     grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
     last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():
@@ -605,7 +609,6 @@ def _attribute(git_dir: Path, hits: _Hits, head: dict[str, list[str]],
                 grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
                     (order, finding))
     if hits.commits:
-        meta = attribute.commits(git_dir, hits.commits.keys())
         for sha, (kind, creds) in hits.commits.items():
             where = "commit message" if kind == "commit" else "tag message"
             for cred in creds:
