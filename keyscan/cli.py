@@ -122,7 +122,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     hist.add_argument("--reflog", action="store_true", help="also scan commits in the reflog")
     hist.add_argument("--check-missing", action=argparse.BooleanOptionalAction, default=None,
                       help="walk all refs to report objects missing from the store "
-                           "(default: on partial clones and repositories under 50k blobs "
+                           "(default: on partial clones and repositories under 10k blobs "
                            "and commits)")
     hist.add_argument("--no-cache", action="store_true",
                       help="ignore and do not update the incremental cache in .git/keyscan")
