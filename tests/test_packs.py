@@ -440,3 +440,20 @@ def test_an_emptied_pack_holding_the_only_copies_is_reported_object_by_object(
     if reader == "git":
         assert any("listed from the pack indexes" in n for n in doc["notes"])
     assert "Traceback" not in result.err
+
+
+def test_an_index_of_a_pack_over_2_gb_gives_8_byte_offsets(tmp_path: Path) -> None:
+    """Version-2 indexes keep offsets past 2 GB in a table of 8-byte values."""
+    import struct
+
+    ids = [bytes([1] * 20), bytes([2] * 20)]
+    fanout = b"".join(struct.pack(">I", sum(1 for i in ids if i[0] <= b)) for b in range(256))
+    idx = tmp_path / "pack-x.idx"
+    idx.write_bytes(b"\xfftOc\x00\x00\x00\x02" + fanout + b"".join(ids) + b"\0" * 8
+                    + struct.pack(">II", 12, 0x80000000) + struct.pack(">Q", 5_000_000_000)
+                    + b"\0" * 40)
+    index = packs.read_index(idx)
+    assert index is not None
+    shas, offsets = index
+    assert list(shas) == ids
+    assert list(offsets) == [12, 5_000_000_000]

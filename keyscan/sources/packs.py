@@ -162,9 +162,11 @@ def read_index(path: Path) -> tuple[IdSet, array] | None:  # type: ignore[type-a
         small.byteswap()
     offsets = array("q", small)
     large_at = offsets_at + 4 * n
-    for i, value in enumerate(small):
-        if value & 0x80000000:  # packs over 2 GB: an index into the 8-byte table
-            offsets[i] = struct.unpack_from(">Q", data, large_at + 8 * (value & 0x7FFFFFFF))[0]
+    if n and max(small) & 0x80000000:  # packs over 2 GB: some offsets are 8 bytes
+        for i, value in enumerate(small):
+            if value & 0x80000000:  # an index into the 8-byte table
+                offsets[i] = struct.unpack_from(">Q", data,
+                                                large_at + 8 * (value & 0x7FFFFFFF))[0]
     return shas, offsets
 
 
