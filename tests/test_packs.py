@@ -265,6 +265,59 @@ def test_headers_parsed_in_two_processes_give_the_same_plan(
     assert any(whole.base[p] != -1 and whole.base[p] < half for p in range(half, len(whole)))
 
 
+_PLAN_FIELDS = ("order", "kind", "start", "end", "base", "first", "next", "size", "weight",
+                "roots", "emit", "broken")
+
+
+@pytest.mark.parametrize("damage", ["none", "ref-delta", "bad-type", "bad-offset", "tail"])
+def test_the_numpy_planner_makes_the_python_planner_s_plan(
+        repo: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    """Big packs are planned with numpy: field for field the Python plan, damaged entry
+    headers included (an unknown type, an offset delta pointing nowhere, the last
+    entries, which the columns cannot hold, parsed by Python)."""
+    edited_many_times(repo, 30, 12, fake_key_id(), fake_secret())
+    for i in range(40):  # small files too: whole objects of every kind
+        commit(repo, {f"notes/n{i}.txt": f"note {i}\n" * (i + 1)}, f"note {i}")
+    config = ["-c", "repack.useDeltaBaseOffset=false"] if damage == "ref-delta" else []
+    git(repo, *config, "repack", "-a", "-d", "-f", "-q", "--window=50", "--depth=50")
+    idx = pack_of(repo)
+    monkeypatch.setattr(packs, "NUMPY_ENTRIES", 1 << 40)
+    plan = packs.plan_pack(idx)
+    assert plan is not None
+    if damage in ("bad-type", "bad-offset"):
+        pack = idx.with_suffix(".pack")
+        data = bytearray(pack.read_bytes())
+        whole = next(p for p in range(len(plan)) if plan.base[p] == -1 and plan.first[p] != -1)
+        delta = plan.first[whole]
+        header = packs.read_index(idx)[1][plan.order[delta if damage == "bad-offset" else whole]]
+        if damage == "bad-type":
+            data[header] = (data[header] & 0x8F) | (5 << 4)  # type 5 does not exist
+        else:
+            at = header + 1
+            while data[at - 1] & 0x80:  # past the size varint: the offset's first byte
+                at += 1
+            data[at] = 0  # points back 0 bytes: at itself
+        pack.chmod(0o644)
+        pack.write_bytes(bytes(data))
+    monkeypatch.setattr(packs, "_SPLIT_ENTRIES", 1 << 40)
+    python = packs.plan_pack(idx)
+    monkeypatch.setattr(packs, "NUMPY_ENTRIES", 0)
+    if damage == "tail":
+        from keyscan.sources import packs_np
+
+        monkeypatch.setattr(packs_np, "_COLUMNS", 400)  # many entries left to Python
+    vectorized = packs.plan_pack(idx)
+    assert python is not None and vectorized is not None
+    for field in _PLAN_FIELDS:
+        assert getattr(vectorized, field) == getattr(python, field), field
+    if damage in ("bad-type", "bad-offset"):
+        assert python.broken  # the damaged entry and what is built on it
+    if damage == "ref-delta":  # deltas naming their base by id, linked after parsing
+        offsets = packs.read_index(idx)[1]
+        data = idx.with_suffix(".pack").read_bytes()
+        assert sum((data[offsets[i]] >> 4) & 7 == 7 for i in range(len(offsets))) > 10
+
+
 def test_many_packs_planned_in_two_processes_give_the_same_plans(
         cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A clone fetched into many times holds many packs: a forked helper plans about
