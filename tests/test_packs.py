@@ -510,3 +510,21 @@ def test_an_index_of_a_pack_over_2_gb_gives_8_byte_offsets(tmp_path: Path) -> No
     shas, offsets = index
     assert list(shas) == ids
     assert list(offsets) == [12, 5_000_000_000]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 1 << 40), st.integers(0, 1 << 40), st.binary(max_size=8))
+def test_a_delta_s_target_size_is_its_header_s_second_number(source: int, target: int,
+                                                            rest: bytes) -> None:
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            value, low = value >> 7, value & 0x7F
+            out.append(low | (0x80 if value else 0))
+            if not value:
+                return bytes(out)
+
+    delta = varint(source) + varint(target) + rest
+    assert packs._target_size(delta) == target
+    with pytest.raises(packs.PackError):
+        packs._target_size(varint(source) + varint(target)[:-1])  # cut short
