@@ -228,36 +228,55 @@ def skip_repeats(plan: PackPlan, seen: set[bytes]) -> None:
 def plan_pack(idx: Path) -> PackPlan | None:
     """Parse every entry header once: types, delta bases and the chains built on them.
     None when the index or pack is in a format this reader does not know."""
+    if _index_size(idx) >= NUMPY_ENTRIES and hasattr(os, "fork"):
+        planned = _join(_fork(_plan_with_numpy, idx))
+        if isinstance(planned, PackPlan) or planned == _UNKNOWN_FORMAT:
+            return planned if isinstance(planned, PackPlan) else None
+    return _plan_here(idx)  # small packs, or the helper failed (numpy missing...)
+
+
+# From this many entries up, numpy plans the pack in a forked helper: its import (~0.1 s,
+# ~30 MB) and its work arrays stay out of the scanning processes. The Python planner
+# costs ~4 µs an entry.
+NUMPY_ENTRIES = 40_000
+_UNKNOWN_FORMAT = "unknown format"
+
+
+def _plan_here(idx: Path) -> PackPlan | None:
     index = read_index(idx)
     if index is None:
         return None
     ids, offsets = index
-    vectorized = _numpy_planner() if len(ids) >= NUMPY_ENTRIES else None
+    order = array("i", sorted(range(len(ids)), key=offsets.__getitem__))
+    starts = array("q", map(offsets.__getitem__, order))
     pack = idx.with_suffix(".pack")
     with pack.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if mm[:4] != b"PACK" or struct.unpack_from(">I", mm, 4)[0] not in (2, 3):
+        if not _pack_header_ok(mm):
             return None
-        if vectorized is not None:
-            plan = vectorized(mm, ids, offsets, len(mm) - 20)
-        else:
-            order = array("i", sorted(range(len(ids)), key=offsets.__getitem__))
-            starts = array("q", map(offsets.__getitem__, order))
-            plan = _headers(mm, ids, order, starts, len(mm) - 20)
+        plan = _headers(mm, ids, order, starts, len(mm) - 20)
     plan.path = pack
     return plan
 
 
-# From this many entries up, numpy plans the pack (its import costs ~0.1 s; the Python
-# planner ~4 µs an entry)
-NUMPY_ENTRIES = 40_000
+def _plan_with_numpy(idx: Path) -> PackPlan | str:
+    """`plan_pack` by packs_np (run in a forked helper: `plan_pack`)."""
+    from keyscan.sources import packs_np
+
+    index = read_index(idx)
+    if index is None:
+        return _UNKNOWN_FORMAT
+    ids, offsets = index
+    pack = idx.with_suffix(".pack")
+    with pack.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        if not _pack_header_ok(mm):
+            return _UNKNOWN_FORMAT
+        plan = packs_np.plan(mm, ids, offsets, len(mm) - 20)
+    plan.path = pack
+    return plan
 
 
-def _numpy_planner() -> Callable[[mmap.mmap, IdSet, array, int], PackPlan] | None:  # type: ignore[type-arg]
-    try:
-        from keyscan.sources import packs_np
-    except ImportError:  # pragma: no cover - numpy is a dependency; the Python planner
-        return None
-    return packs_np.plan
+def _pack_header_ok(mm: mmap.mmap) -> bool:
+    return mm[:4] == b"PACK" and struct.unpack_from(">I", mm, 4)[0] in (2, 3)
 
 
 @dataclass(slots=True)
