@@ -674,7 +674,12 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     known = attribute.appearances_from_rows(
         {b: rows for b, rows in state.appearances.items() if b in hits.blobs})
     first = 1 + max((a.order for places in known.values() for a in places), default=0)
-    new = attribute.introductions(git_dir, hits.blobs.keys(), tips, old_tips, first)
+    # old objects read again (unreadable or over the size limit last time) that now hold
+    # findings: where they appear is anywhere in the history, not only in the new commits
+    again = {b for b in hits.blobs if b in set(state.unreadable) and b not in known}
+    if again:
+        known.update(attribute.introductions(git_dir, again, tips, cut=cut))
+    new = attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips, first)
     return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
 
 
@@ -690,9 +695,10 @@ def _examples_only(creds: list[Credential]) -> bool:
 
 
 def _unreadable(result: ScanResult) -> set[str]:
-    """Objects git could not read: they stay unscanned, so the next scan reports them."""
-    return {s.path.removeprefix("object ") for s in result.skipped
-            if s.path.startswith("object ")}
+    """Objects git could not read, and blobs over the size limit: they stay unscanned,
+    so the next scan reports them again (and reads them under a higher limit)."""
+    return {s.path.partition(" ")[2] for s in result.skipped
+            if s.path.startswith(("object ", "blob "))}
 
 
 def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], cache.IdSet],

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +296,11 @@ def compile_rule(rule: Rule) -> CompiledRule:
 
 
 def _digest(rules: Iterable[Rule]) -> str:
-    h = hashlib.sha256()
+    """What the rules find, and the keyscan that finds with them (a new release may
+    find more with the same rules): not where the rule files are installed."""
+    from keyscan import __version__
+
+    h = hashlib.sha256(__version__.encode())
     for rule in rules:
-        h.update(repr(rule).encode())
+        h.update(repr(replace(rule, source="")).encode())
     return h.hexdigest()

@@ -615,3 +615,37 @@ def test_a_re_scan_adding_few_objects_leaves_the_id_table_alone(cli: Cli, repo: 
     commit(repo, {"later.txt": "later still\n"}, "later still")
     _, _, doc = history(cli, repo)
     assert doc["summary"]["files"] == 2  # the ids added last time count as scanned
+
+
+def test_a_blob_over_the_size_limit_is_reported_by_every_re_scan(cli: Cli, repo: Path
+                                                                 ) -> None:
+    """A blob too big to read is never cached as scanned: each re-scan says so again,
+    and a re-scan under a higher limit reads it."""
+    key = fake_key_id()
+    commit(repo, {"big.log": "x" * 5000 + f"\nid = {key}\n"}, "big log")
+    blob = git(repo, "rev-parse", "HEAD:big.log").stdout.strip()
+
+    def over_size(doc: Any) -> bool:
+        return any(blob in s["path"] and "size limit" in s["reason"] for s in doc["skipped"])
+
+    _, findings, doc = history(cli, repo, "--max-file-size", "1000")
+    assert over_size(doc) and not findings
+    commit(repo, {"later.txt": "later\n"}, "later")
+    _, findings, doc = history(cli, repo, "--max-file-size", "1000")
+    assert over_size(doc) and not findings  # said again, not forgotten by the cache
+    _, findings, doc = history(cli, repo)  # the default limit: now it is read
+    assert not over_size(doc) and [f["key_id"] for f in findings] == [key]
+
+
+def test_the_rules_digest_ignores_where_the_rule_files_are(tmp_path: Path) -> None:
+    """The cache is keyed by what the rules find, not where they are installed."""
+    import shutil
+
+    from keyscan.rules import builtin_rules_dir, load_rules
+
+    copy = tmp_path / "rules"
+    shutil.copytree(builtin_rules_dir(), copy)
+    assert load_rules([copy], builtin=False).digest == load_rules().digest
+    (copy / "aws.yaml").write_text((copy / "aws.yaml").read_text().replace(
+        "description:", "description: changed", 1))
+    assert load_rules([copy], builtin=False).digest != load_rules().digest
