@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -150,7 +151,24 @@ def _commit(header: bytes) -> Commit:
     fields = header.decode("utf-8", "replace").split("\x1f")
     fields += [""] * (6 - len(fields))
     return Commit(sha=fields[0], author_name=fields[1], author_email=fields[2],
-                  author_date=fields[3], commit_date=fields[4], message=fields[5])
+                  author_date=fields[3], commit_date=fields[4],
+                  message=masked_subject(fields[5]))
+
+
+# A commit's subject goes into every report of its findings and into the cache: a key
+# or secret typed into it ("creds aws_secret_access_key=...") must not ride along.
+_CREDENTIAL_SHAPED = re.compile(
+    r"(?<![A-Za-z0-9/+])(?:(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"
+    r"|[A-Za-z0-9/+]{40,}={0,2})(?![A-Za-z0-9/+=])")
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def masked_subject(subject: str) -> str:
+    """`subject` with every key-ID-shaped word and every run of 40+ base64 characters
+    (a secret access key, a session token) cut to its first 4 characters; a commit id
+    (lowercase hex) is left whole."""
+    return _CREDENTIAL_SHAPED.sub(
+        lambda m: m[0] if _HEX.fullmatch(m[0]) else f"{m[0][:4]}…(redacted)", subject)
 
 
 def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:

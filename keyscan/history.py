@@ -54,6 +54,10 @@ class _Hits:
     blobs: dict[str, list[Credential]] = field(default_factory=dict)
     commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
     interrupted: bool = False  # Ctrl-C: what was read so far
+    # findings in objects no ref reaches, left out of the report without --unreachable
+    # but kept in the cache (a later --unreachable re-scan lists them)
+    hidden_blobs: dict[str, list[Credential]] = field(default_factory=dict)
+    hidden_commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
 
 
 def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
@@ -583,8 +587,10 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
     dropped = [b for b in hits.blobs if b not in reachable]
     dropped += [c for c in hits.commits if c not in reachable]
     for sha in dropped:
-        hits.blobs.pop(sha, None)
-        hits.commits.pop(sha, None)
+        if sha in hits.blobs:
+            hits.hidden_blobs[sha] = hits.blobs.pop(sha)
+        if sha in hits.commits:
+            hits.hidden_commits[sha] = hits.commits.pop(sha)
     if dropped:
         result.notes.append(f"{len(dropped)} unreachable objects hold credentials "
                             "(deleted branches, rewritten history): add --unreachable to list them")
@@ -716,15 +722,16 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
     if hits.interrupted or ids is None:
         return  # the cache stays as the last complete scan left it
     scanned = ids.get()
-    examples = {b: c for b, c in hits.blobs.items() if _examples_only(c)}
+    blobs = {**hits.blobs, **hits.hidden_blobs}
+    examples = {b: c for b, c in blobs.items() if _examples_only(c)}
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
-        finding_blobs=[b for b in hits.blobs if b not in examples],
-        finding_commits=list(hits.commits),
+        finding_blobs=[b for b in blobs if b not in examples],
+        finding_commits=[*hits.commits, *hits.hidden_commits],
         examples={b: to_rows(c) for b, c in examples.items()},  # type: ignore[misc]
         ref_tips=ref_tips, contains=contains,
         appearances=attribute.appearance_rows(
-            {b: a for b, a in appearances.items() if b in hits.blobs}),
+            {b: appearances.get(b, []) for b in blobs}),
         unreadable=sorted(_unreadable(result)),
     ))
 

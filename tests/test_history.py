@@ -649,3 +649,45 @@ def test_the_rules_digest_ignores_where_the_rule_files_are(tmp_path: Path) -> No
     (copy / "aws.yaml").write_text((copy / "aws.yaml").read_text().replace(
         "description:", "description: changed", 1))
     assert load_rules([copy], builtin=False).digest != load_rules().digest
+
+
+def test_unreachable_findings_survive_the_cache(cli: Cli, repo: Path) -> None:
+    """A scan without --unreachable still remembers what unreachable objects hold: a later
+    re-scan with --unreachable lists it, and one without still says it is there."""
+    commit(repo, {"a.txt": "a\n"}, "a")
+    git(repo, "checkout", "-q", "-b", "doomed")
+    key = fake_key_id()
+    commit(repo, {"d.txt": f"id {key}\n"}, "doomed work")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-D", "doomed")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert result.json["findings"] == [] and "unreachable" in result.err
+    commit(repo, {"b.txt": "b\n"}, "b")
+    result = cli("scan", "--history", repo, "--format", "json")  # incremental
+    assert result.json["findings"] == [] and "unreachable" in result.err
+    commit(repo, {"c.txt": "c\n"}, "c")
+    _, found, _ = history(cli, repo, "--unreachable")  # incremental, asking for them
+    assert [f["key_id"] for f in found] == [key]
+
+
+def test_a_credential_typed_into_a_commit_subject_is_masked_everywhere(cli: Cli, repo: Path
+                                                                       ) -> None:
+    """The subject of a commit goes into reports and the cache with each of its findings:
+    a key or secret typed into it is masked there too (a commit id is left whole)."""
+    key, secret = fake_key_id(), fake_secret()
+    reverted = commit(repo, {"a.txt": "a\n"}, "a")
+    commit(repo, {"c.ini": pair_text(key, secret)},
+           f"creds {key} aws_secret_access_key={secret} (see {reverted})")
+    outputs = []
+    for fmt in ("json", "sarif", "jsonl", "text"):
+        result = cli("scan", "--history", repo, "--format", fmt, "--no-cache")
+        outputs.append(result.out + result.err)
+    _, findings, _ = history(cli, repo)  # with the cache
+    assert {f["key_id"] for f in findings} == {key}
+    subject = findings[0]["commit"]["message"]
+    assert key not in subject and secret not in subject and reverted in subject
+    cached = b"".join(p.read_bytes() for p in (repo / ".git" / "keyscan").iterdir())
+    assert secret.encode() not in cached and key.encode() not in cached
+    for out in outputs:
+        assert secret not in out and secret[4:12] not in out
