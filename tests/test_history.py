@@ -336,7 +336,8 @@ def test_bare_repository(cli: Cli, repo: Path, tmp_path: Path) -> None:
     assert findings[0]["key_id"] == key and findings[0]["in_head"] is True
 
 
-def test_unreachable_objects_only_on_request(cli: Cli, repo: Path) -> None:
+def _key_on_a_deleted_branch(repo: Path) -> str:
+    """A key committed only on a branch since deleted (reflog expired): unreachable."""
     commit(repo, {"a.txt": "a\n"}, "a")
     git(repo, "checkout", "-q", "-b", "doomed")
     key = fake_key_id()
@@ -344,6 +345,11 @@ def test_unreachable_objects_only_on_request(cli: Cli, repo: Path) -> None:
     git(repo, "checkout", "-q", "main")
     git(repo, "branch", "-D", "doomed")
     git(repo, "reflog", "expire", "--expire=now", "--all")
+    return key
+
+
+def test_unreachable_objects_only_on_request(cli: Cli, repo: Path) -> None:
+    key = _key_on_a_deleted_branch(repo)
     result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
     assert result.json["findings"] == []
     assert "unreachable" in result.err
@@ -654,13 +660,7 @@ def test_the_rules_digest_ignores_where_the_rule_files_are(tmp_path: Path) -> No
 def test_unreachable_findings_survive_the_cache(cli: Cli, repo: Path) -> None:
     """A scan without --unreachable still remembers what unreachable objects hold: a later
     re-scan with --unreachable lists it, and one without still says it is there."""
-    commit(repo, {"a.txt": "a\n"}, "a")
-    git(repo, "checkout", "-q", "-b", "doomed")
-    key = fake_key_id()
-    commit(repo, {"d.txt": f"id {key}\n"}, "doomed work")
-    git(repo, "checkout", "-q", "main")
-    git(repo, "branch", "-D", "doomed")
-    git(repo, "reflog", "expire", "--expire=now", "--all")
+    key = _key_on_a_deleted_branch(repo)
     result = cli("scan", "--history", repo, "--format", "json")
     assert result.json["findings"] == [] and "unreachable" in result.err
     commit(repo, {"b.txt": "b\n"}, "b")
