@@ -333,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list == ["--version"]:  # answered before building the parser: no imports
         print(f"keyscan {__version__}")
         return EXIT_CLEAN
+    from keyscan import gitrepo
+
+    gitrepo.forget()
     command = args_list[0] if args_list and args_list[0] in COMMANDS else None
     parser = build_parser(command)
     args = parser.parse_args(args_list)

@@ -203,10 +203,12 @@ def _exit_with_parent(parent: int) -> None:
 
 def scan_one(job: RepoJob) -> dict[str, Any]:
     """Clone or fetch, scan the full history with the incremental cache, redact."""
+    from keyscan import gitrepo
     from keyscan.history import HistoryOptions, scan_history
     from keyscan.scan import ScanOptions
 
     started = time.perf_counter()
+    gitrepo.forget()  # a long-lived scanner: nothing remembered from the last repository
     try:
         target = checkout(job)
         result = scan_history(

@@ -65,12 +65,12 @@ def run(repo: Path, args: Sequence[str], check: bool = True, input: bytes | None
 def discover(path: Path) -> Repo | None:
     """The repository containing `path`, or None for a plain folder. The answer for the
     last folder asked is kept (a scan asks twice: settings, then the scan itself) while
-    its git dir still exists."""
+    its git dir is the same one, until `forget()`."""
     folder = path if path.is_dir() else path.parent
     key = os.path.abspath(folder)
     last = _discovered.get(key)
-    if last is not None and last.git_dir.is_dir():
-        return last
+    if last is not None and last[1] is not None and _identity(last[0].git_dir) == last[1]:
+        return last[0]  # the same git dir, untouched (one made again there differs)
     out = subprocess.run(
         ["git", "-C", str(folder), "rev-parse", "--is-bare-repository", "--absolute-git-dir",
          "--show-object-format", "--show-cdup"],  # no cdup line in a git dir: it goes last
@@ -88,11 +88,27 @@ def discover(path: Path) -> Repo | None:
             root = git_dir.parent  # asked from inside .git itself
         repo = Repo(root=root, git_dir=git_dir, bare=False, object_format=object_format)
     _discovered.clear()
-    _discovered[key] = repo
+    _discovered[key] = (repo, _identity(git_dir))
     return repo
 
 
-_discovered: dict[str, Repo] = {}
+_discovered: dict[str, tuple[Repo, tuple[int, int, int] | None]] = {}
+
+
+def forget() -> None:
+    """Drop what `discover` remembers: each command (and each audited repository)
+    starts afresh, whatever a folder became in between."""
+    _discovered.clear()
+
+
+def _identity(folder: Path) -> tuple[int, int, int] | None:
+    """Device, inode and change time: a folder made again, even on a reused inode,
+    differs."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 def split_z(raw: bytes) -> list[bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -691,3 +692,26 @@ def test_a_credential_typed_into_a_commit_subject_is_masked_everywhere(cli: Cli,
     assert secret.encode() not in cached and key.encode() not in cached
     for out in outputs:
         assert secret not in out and secret[4:12] not in out
+
+
+def test_discovery_never_answers_for_another_repository(tmp_path: Path) -> None:
+    """`discover` remembers its last answer within a command: a repository made again
+    at the same path (a fleet mirror cloned anew, here SHA-256) is not taken for the old
+    one, and each command starts afresh."""
+    from keyscan import gitrepo
+
+    folder = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(folder))
+    first = gitrepo.discover(folder)
+    assert first is not None and first.object_format == "sha1"
+    assert gitrepo.discover(folder) is first  # remembered
+    shutil.rmtree(folder)
+    git(tmp_path, "init", "-q", "--object-format=sha256", str(folder))
+    again = gitrepo.discover(folder)
+    assert again is not None and again.object_format == "sha256"
+    inner = folder / "sub"
+    inner.mkdir()
+    assert gitrepo.discover(inner) == again  # inside it
+    git(inner, "init", "-q")
+    gitrepo.forget()  # what each command does first
+    assert gitrepo.discover(inner).git_dir == inner / ".git"
