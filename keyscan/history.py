@@ -294,14 +294,17 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
             head = head or "HEAD"
         else:
             base, head = hopts.since_commit, "HEAD"
+        commits = []
         for rev in (base, head):
-            if not source.existing(git_dir, [_resolve(git_dir, rev)]):
+            commit = _resolve(git_dir, rev)
+            if not commit:
                 raise KeyscanError(f"revision {rev!r} not found: " + (
                     "this is a shallow clone (as CI checkouts often are): fetch the history "
                     "the range needs (`git fetch --deepen=N`, or `fetch-depth: 0` for "
                     "actions/checkout)" if source.is_shallow(git_dir)
                     else "check --range/--since-commit"))
-        ids = source.new_objects(git_dir, [_resolve(git_dir, head)], [_resolve(git_dir, base)])
+            commits.append(commit)
+        ids = source.new_objects(git_dir, [commits[1]], [commits[0]])
         return source.describe_objects(git_dir, ids), False
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
@@ -316,9 +319,10 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
 
 
 def _resolve(git_dir: Path, rev: str) -> str:
-    out = gitrepo.run(git_dir, ["rev-parse", "-q", "--verify", f"{rev}^{{commit}}"],
-                      check=False).decode().strip()
-    return out or rev
+    """The commit `rev` names, "" when it names none in this store (peeling reads the
+    object, so a missing one is not taken for there)."""
+    return gitrepo.run(git_dir, ["rev-parse", "-q", "--verify", "--end-of-options",
+                                 f"{rev}^{{commit}}"], check=False).decode().strip()
 
 
 def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matcher,

@@ -190,6 +190,10 @@ def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> N
     result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")
     assert result.code == 2
     assert "nosuchrev" in result.err and "not found" in result.err
+    # a revision spelled like an option is a revision to git, never an option
+    result = cli("scan", "--history", repo, "--range=--output=x..HEAD")
+    assert result.code == 2 and "not found" in result.err
+    assert not (repo / "x").exists()
 
 
 def test_incremental_cache_rescans_only_new_objects(cli: Cli, repo: Path) -> None:
