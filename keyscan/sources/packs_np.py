@@ -43,41 +43,29 @@ def plan(mm: mmap.mmap, ids: IdSet, offsets: array, size: int  # type: ignore[ty
     base = np.full(n, -1, dtype=np.int32)
     bad = np.zeros(n, dtype=bool)
 
-    fits = np.nonzero(starts + 2 * _COLUMNS <= size)[0]
-    head = rows[starts[fits]]  # the first bytes of each header, one row an entry
-    more = (head & 0x80) != 0
-    last = np.argmin(more, axis=1)  # the size varint's last byte
-    settled = ~more[np.arange(len(fits)), last] & (last < _SIZE_BYTES)
-    left = np.ones(n, dtype=bool)  # for the Python parser
-    p_all, head, last = fits[settled], head[settled], last[settled]
-    left[p_all] = False
-
-    t = (head[:, 0] >> 4) & 7
-    length = (head[:, 0] & 15).astype(np.int64)
-    for j in range(1, int(last.max(initial=0)) + 1):
-        length |= np.where(last >= j, (head[:, j] & 0x7F).astype(np.int64) << (4 + 7 * (j - 1)),
-                           0)
+    p_all, t, length, k = _size_headers(rows, starts, size)
     inflated[p_all] = length
-    k = starts[p_all] + last + 1  # after the size varint
-
     whole = np.isin(t, _WHOLE)
     kind[p_all[whole]] = t[whole]
     start[p_all[whole]] = k[whole]
     _offset_deltas(rows, starts, p_all[t == _OFS_DELTA], k[t == _OFS_DELTA], base, start, bad)
+    ref = t == _REF_DELTA
     ref_bases = [(p, bytes(buf[at : at + 20]))
-                 for p, at in zip(p_all[t == _REF_DELTA].tolist(),
-                                  k[t == _REF_DELTA].tolist(), strict=True)]
-    start[p_all[t == _REF_DELTA]] = k[t == _REF_DELTA] + 20
+                 for p, at in zip(p_all[ref].tolist(), k[ref].tolist(), strict=True)]
+    start[p_all[ref]] = k[ref] + 20
     bad[p_all[~np.isin(t, (*_WHOLE, _OFS_DELTA, _REF_DELTA))]] = True
     start[bad] = 0
     inflated[bad] = 0
 
     kinds = bytearray(kind.tobytes())
-    starts_arr = _array("q", starts)
     start_arr, inflated_arr, base_arr = _array("q", start), _array("q", inflated), \
         _array("i", base)
     broken = np.nonzero(bad)[0].tolist()
-    for p in np.nonzero(left)[0].tolist():  # the Python parser, one entry each
+    left = np.ones(n, dtype=bool)
+    left[p_all] = False
+    unsettled = np.nonzero(left)[0].tolist()
+    starts_arr = _array("q", starts if unsettled else starts[:0])
+    for p in unsettled:  # what the columns could not settle: the Python parser
         one = packs._parse(mm, starts_arr, p, p + 1)
         kinds[p], start_arr[p], inflated_arr[p] = one.kind[0], one.start[0], one.inflated[0]
         base_arr[p] = one.base[0]
@@ -92,6 +80,23 @@ def plan(mm: mmap.mmap, ids: IdSet, offsets: array, size: int  # type: ignore[ty
     end = np.append(starts[1:], size)
     return _linked(ids, _array("i", order), kinds, start_arr, _array("q", end), base_arr,
                    inflated_arr, broken)
+
+
+def _size_headers(rows: Any, starts: Any, size: int) -> tuple[Any, Any, Any, Any]:
+    """Each entry's type and inflated size, from the varint that opens its header: the
+    positions settled here (the rest: too near the end of the file, or a varint longer
+    than git writes), their types, sizes, and where each header goes on."""
+    fits = np.nonzero(starts + 2 * _COLUMNS <= size)[0]
+    head = rows[starts[fits]]  # the first bytes of each header, one row an entry
+    more = (head & 0x80) != 0
+    last = np.argmin(more, axis=1)  # the size varint's last byte
+    settled = ~more[np.arange(len(fits)), last] & (last < _SIZE_BYTES)
+    p_all, head, last = fits[settled], head[settled], last[settled]
+    length = (head[:, 0] & 15).astype(np.int64)
+    for j in range(1, int(last.max(initial=0)) + 1):
+        digit = (head[:, j] & 0x7F).astype(np.int64) << (4 + 7 * (j - 1))
+        length |= np.where(last >= j, digit, 0)
+    return p_all, (head[:, 0] >> 4) & 7, length, starts[p_all] + last + 1
 
 
 def _offset_deltas(rows: Any, starts: Any, p_ofs: Any, k_ofs: Any, base: Any, start: Any,
