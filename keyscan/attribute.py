@@ -7,11 +7,11 @@ import os
 import re
 import subprocess
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from keyscan.gitrepo import tree_walk
 from keyscan.model import Commit
+from keyscan.record import record
 
 # Since about 2019 the 5th character of a key ID is Q-Z or 2-7 and the ID encodes
 # its account; older AKIAI.../AKIAJ... IDs decode to plausible but wrong numbers.
@@ -36,7 +36,7 @@ def account_id(key_id: str) -> str:
 _FIELDS = "%H%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Appearance:
     """A blob appearing at a path in a commit (the commit added or changed it there)."""
 
@@ -181,9 +181,9 @@ def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
         input="".join(f"{s}\n" for s in shas).encode(), capture_output=True, check=False,
     )
     out = {}
-    for record in proc.stdout.split(b"\0"):
-        if record.strip():
-            c = _commit(record.strip(b"\n"))
+    for entry in proc.stdout.split(b"\0"):
+        if entry.strip():
+            c = _commit(entry.strip(b"\n"))
             out[c.sha] = c
     return out
 

@@ -22,10 +22,10 @@ import os
 import tempfile
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyscan.interrupt import held
+from keyscan.record import field, record
 
 VERSION = 3
 
@@ -131,7 +131,7 @@ class Scanned:
         return Scanned(self.base, self.added.without(ids), self.base_changed)
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class CacheState:
     rules_digest: str = ""
     tips: list[str] = field(default_factory=list)

@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keyscan import gitrepo
 from keyscan.errors import EXIT_LEAKS, KeyscanError, leak_exit_code_problem
+from keyscan.record import record
 from keyscan.rules import RuleSet
 
 YAML_NAME = ".keyscan.yaml"
@@ -38,7 +38,7 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Config:
     source: Path | None = None  # the file the settings came from; None: no file
     rules: tuple[Path, ...] = ()  # resolved against the config file's folder

@@ -13,11 +13,11 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from keyscan.errors import KeyscanError
+from keyscan.record import record
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -38,7 +38,7 @@ def tree_walk(git_dir: Path, *args: str) -> list[str]:
     return ["git", *TREE_WALK, f"--git-dir={git_dir}", *args]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Repo:
     root: Path  # the work tree, or the git dir of a bare repository
     git_dir: Path
@@ -148,7 +148,7 @@ def unopened_folders(stderr: bytes) -> list[bytes]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StagedEntry:
     path: bytes  # relative to the repository root
     mode: str

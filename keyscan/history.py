@@ -15,7 +15,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import Credential, Matcher, from_rows, to_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
+from keyscan.record import field, record, replace
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # imported when a scan reads much: an incremental scan does w
 _SCANNED_KINDS = ("blob", "commit", "tag")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HistoryOptions:
     since_commit: str = ""
     range: str = ""  # "A..B"
@@ -49,7 +49,7 @@ class HistoryOptions:
     read_packs: bool = field(default_factory=lambda: os.environ.get("KEYSCAN_READ_PACKS") != "0")
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Hits:
     blobs: dict[str, list[Credential]] = field(default_factory=dict)
     commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
@@ -389,7 +389,7 @@ def _wanted(refs: list[source.ObjectRef], options: ScanOptions, result: ScanResu
     return wanted
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _PackStore:
     plans: list[packs.PackPlan]
     loose: list[str]  # ids git reads: loose objects and entries the plans cannot rebuild

@@ -12,17 +12,17 @@ Ignored findings leave the report and the exit code; the summary counts them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
 from keyscan.model import ScanResult
+from keyscan.record import record
 
 FILE_NAME = ".keyscanignore"
 _FINGERPRINT = re.compile(r"^[0-9a-f]{20}$")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ignored:
     fingerprint: str
     reason: str

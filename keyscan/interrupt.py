@@ -11,11 +11,12 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import FrameType
 
+from keyscan.record import record
 
-@dataclass(slots=True)
+
+@record(frozen=False)
 class Hold:
     received: bool = False
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from keyscan import decode
 from keyscan.model import Role, Status
 from keyscan.prefilter import BASE64, KEY, Prefilter, literal
+from keyscan.record import field, record
 from keyscan.rules import CompiledRule, RuleSet
 
 ALLOW_MARK = b"keyscan:allow"
@@ -24,7 +24,7 @@ _MAX_DEPTH = 2  # base64 inside base64 is real (a base64 credentials file in a k
 _WIDE_STEMS = (b"A\0K\0I\0A\0", b"A\0S\0I\0A\0", b"e\0c\0r\0e\0t\0", b"E\0C\0R\0E\0T\0")
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Hit:
     """One value one rule matched, with its byte span in the top-level content."""
 
@@ -36,7 +36,7 @@ class Hit:
     near_only: bool = False  # a secret found only because a key ID was near it
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Part:
     rule: CompiledRule
     value: str
@@ -46,7 +46,7 @@ class Part:
     encoding: str
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class Credential:
     """What the matcher reports: one credential, possibly a paired ID + secret (+ token)."""
 

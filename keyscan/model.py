@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+
+from keyscan.record import field, record
 
 # A fixed key: fingerprints must be stable across runs and machines (baselines,
 # ignore files), and must not be a plain hash a reader could look up.
@@ -68,7 +69,7 @@ class Status(str, enum.Enum):
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rule:
     id: str
     description: str
@@ -89,7 +90,7 @@ class Rule:
     source: str = ""  # the file the rule came from
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Match:
     """One value a rule matched in one piece of content (pure matcher output)."""
 
@@ -103,7 +104,7 @@ class Match:
     line_text: str = ""  # the line with the value already masked: safe context
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Location:
     """Where content came from: a file now, a staged blob, or a blob in history."""
 
@@ -112,7 +113,7 @@ class Location:
     source: str = "worktree"  # worktree | staged | history | commit-message
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Commit:
     sha: str
     author_name: str
@@ -122,7 +123,7 @@ class Commit:
     message: str = ""  # first line only
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ownership:
     """Whose key a found key ID is: offline classification, then (with --verify) IAM's answer.
 
@@ -150,7 +151,7 @@ class Ownership:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Finding:
     """A credential found at a location: the unit every reporter consumes.
 
@@ -198,7 +199,7 @@ class Finding:
         return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Skipped:
     """Something the scan did not read, and why: never skipped silently."""
 
@@ -206,7 +207,7 @@ class Skipped:
     reason: str
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ScanStats:
     files: int = 0
     bytes: int = 0
@@ -216,7 +217,7 @@ class ScanStats:
     baselined: int = 0  # known already: listed in the --baseline file
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BaselineEntry:
     """A finding accepted into a baseline file: where and what, never the secret."""
 
@@ -230,7 +231,7 @@ class BaselineEntry:
     commit: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BaselineCheck:
     """What a scan with --baseline found out about the baseline file."""
 
@@ -240,7 +241,7 @@ class BaselineCheck:
     checked_stale: bool = True  # False on partial scans (--staged, --range)
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ScanResult:
     target: str
     mode: str  # worktree | staged | history

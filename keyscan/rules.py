@@ -25,12 +25,12 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from keyscan.errors import KeyscanError
 from keyscan.model import SEVERITIES, Role, Rule
+from keyscan.record import record, replace
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _KNOWN_FIELDS = {
@@ -40,7 +40,7 @@ _KNOWN_FIELDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CompiledRule:
     rule: Rule
     pattern: re.Pattern[bytes]
@@ -50,7 +50,7 @@ class CompiledRule:
     near_pattern: re.Pattern[bytes] | None  # secret value alone, used only near key IDs
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuleSet:
     rules: tuple[CompiledRule, ...]
     digest: str  # changes whenever any rule changes: keys caches of scan results

@@ -8,13 +8,13 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from keyscan import attribute, gitrepo
 from keyscan.errors import KeyscanError
 from keyscan.match import Credential, Matcher, Part
 from keyscan.model import Finding, Location, ScanResult, Secret, Status
+from keyscan.record import field, record
 from keyscan.rules import RuleSet
 from keyscan.sources import Content, Unit
 
@@ -23,7 +23,7 @@ PAIR_SEVERITY = "critical"
 PAIR_DESCRIPTION = "AWS access key ID with its secret access key"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScanOptions:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     follow_symlinks: bool = False

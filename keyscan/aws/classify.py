@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 
 from keyscan.attribute import account_id
 from keyscan.aws.canaries import canary_service
 from keyscan.model import Finding, Ownership
+from keyscan.record import record, replace
 
 OURS = "ours"
 FOREIGN = "foreign"
@@ -15,7 +15,7 @@ UNKNOWN = "unknown"
 CANARY = "canary"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Accounts:
     """The operator's idea of which accounts are theirs, and extra canary accounts."""
 

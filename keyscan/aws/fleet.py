@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from keyscan.aws import classify
 from keyscan.aws.ownership import Checker, Clients
 from keyscan.model import Ownership, Status
+from keyscan.record import asdict
 
 
 class TokenBucket:

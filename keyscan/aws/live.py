@@ -9,12 +9,12 @@ found pair explicitly.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from keyscan.aws import classify
 from keyscan.aws.session import ERROR_SEPARATOR, AwsOptions, client, describe, error_code
 from keyscan.model import Finding, Ownership, Secret, Status
+from keyscan.record import replace
 
 _DEAD = {
     "InvalidClientTokenId": "AWS does not know this key ID (deleted, or never existed)",

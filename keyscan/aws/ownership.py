@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +27,7 @@ from keyscan.aws.session import (
     error_code,
 )
 from keyscan.model import Finding, Ownership, Status
+from keyscan.record import replace
 
 ROOT_USER_NAMES = ("<root_account>", "root")
 MAX_KEYS_PER_USER = 2  # an IAM limit: a third CreateAccessKey fails with LimitExceeded

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from keyscan.aws.ownership import Checker, Clients
 from keyscan.aws.session import ERROR_SEPARATOR, AwsOptions, Operator
 from keyscan.errors import KeyscanError
 from keyscan.model import Finding, Location, Status
+from keyscan.record import replace
 
 
 @dataclass

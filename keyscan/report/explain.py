@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 from keyscan.explain import Place, Story, next_steps
 from keyscan.model import Status
+from keyscan.record import asdict
 from keyscan.report.redact import display_path, show
 
 

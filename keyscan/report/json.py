@@ -100,9 +100,8 @@ def render_lines(result: ScanResult, reveal: bool = False) -> str:
 # --- AWS ownership (keyscan.aws): the offline classification of every key ID always;
 # "ownership" holds IAM's answer, null unless --verify/--verify-live asked AWS.
 def ownership_fields(f: Finding) -> dict[str, Any]:
-    from dataclasses import asdict
-
     from keyscan.aws.canaries import canary_service
+    from keyscan.record import asdict
 
     own = f.ownership
     if own is not None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from keyscan.model import Location, Skipped
+from keyscan.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Content:
     location: Location
     data: bytes

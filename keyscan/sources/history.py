@@ -14,11 +14,11 @@ import fcntl
 import subprocess
 import threading
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
 from keyscan.gitrepo import feed, tree_walk
+from keyscan.record import record
 
 # below this many bytes to read, worker start-up costs more than both cores save
 PARALLEL_BYTES = 64 * 1024 * 1024
@@ -27,14 +27,14 @@ _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux: a bigger pipe means fewer wake-ups per MB
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ObjectRef:
     sha: str
     kind: str  # blob | commit | tag | tree
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GitObject:
     sha: str
     kind: str
@@ -233,7 +233,7 @@ def message_of(kind: str, data: bytes) -> bytes:
     return body
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ref:
     name: str
     target: str  # the object the ref names (an annotated tag: the tag object)
