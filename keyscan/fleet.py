@@ -166,10 +166,13 @@ def _run(jobs: list[RepoJob], args: argparse.Namespace, audit: _Audit) -> None:
                                  retries=args.retries, pure=False): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
-            if future.status == "finished":
+            # result(), not status: a finished result held by a worker that dies before
+            # it is fetched (another task killed it) is "lost" and computed again; result()
+            # waits for that, and raises what made the task fail
+            try:
                 payload = future.result()
-            else:
-                payload = failed(job.name, ERROR, _task_error(future.exception()))
+            except Exception as exc:  # only its type is reported (`_task_error`)
+                payload = failed(job.name, ERROR, _task_error(exc))
             future.release()
             audit.add(payload)
 

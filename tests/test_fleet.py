@@ -135,7 +135,9 @@ def _check_audit(fleet: Fleet, out: Path, rows: dict[str, dict[str, Any]],
     """What a security engineer checks after an audit of the fleet (or its --resume)."""
     for name in ("leaky-a", "leaky-b", "id-only", "kill-worker-once",
                  *(f"clean-{i}" for i in range(4))):
-        assert rows[fleet.path(name)]["status"] == ("done" if resumed else "scanned")
+        row = rows[fleet.path(name)]
+        assert row["status"] == ("done" if resumed else "scanned"), \
+            (row["status"], row.get("error"))
     corrupt = rows[fleet.path("corrupt-object")]
     assert corrupt["status"] == ("done" if resumed else "partial")
     assert "corrupt" in corrupt["error"]
@@ -145,7 +147,8 @@ def _check_audit(fleet: Fleet, out: Path, rows: dict[str, dict[str, Any]],
     unclonable = rows[f"file://{fleet.root / 'no-such-remote.git'}"]
     assert unclonable["status"] == "error" and "git clone" in unclonable["error"]
     cloned = rows[f"file://{fleet.path('leaky-a')}"]
-    assert cloned["status"] == ("done" if resumed else "scanned") and cloned["leaks"] == 1
+    assert cloned["status"] == ("done" if resumed else "scanned") and cloned["leaks"] == 1, \
+        (cloned["status"], cloned.get("error"))
 
     findings = _findings(out)
     by_repo: dict[str, list[dict[str, Any]]] = {}
