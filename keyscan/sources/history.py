@@ -60,7 +60,8 @@ def list_all_objects(git_dir: Path) -> list[ObjectRef]:
 
 
 def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
-    """Type and size of given objects; missing ones come back with kind 'missing'."""
+    """Type and size of given objects; missing ones come back with kind 'missing', and
+    loose ones git cannot read (their file is there) with kind 'corrupt'."""
     if not shas:
         return []
     proc = subprocess.run(
@@ -71,10 +72,19 @@ def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
     for line in proc.stdout.decode("ascii", "replace").splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1] == "missing":
-            out.append(ObjectRef(parts[0], "missing", 0))
+            kind = "corrupt" if _loose_file(git_dir, parts[0]).exists() else "missing"
+            out.append(ObjectRef(parts[0], kind, 0))
         elif len(parts) == 3:
             out.append(ObjectRef(parts[0], parts[1], int(parts[2])))
     return out
+
+
+def _loose_file(git_dir: Path, sha: str) -> Path:
+    """Where git keeps `sha` as a loose object (a linked worktree: in the main one)."""
+    common = git_dir / "commondir"
+    if common.is_file():
+        git_dir = git_dir / common.read_text(encoding="utf-8", errors="replace").strip()
+    return git_dir / "objects" / sha[:2] / sha[2:]
 
 
 _KINDS = {b"blob": "blob", b"commit": "commit", b"tag": "tag", b"tree": "tree"}
