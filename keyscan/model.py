@@ -21,7 +21,7 @@ class Secret:
     """A found credential value whose str/repr never shows it.
 
     Only the report layer calls `reveal()`, and only to redact or on
-    `--show-secrets`. Logging, tracebacks and `dataclasses.asdict` see a mask.
+    `--show-secrets`. Logging, tracebacks and `record.asdict` see a mask.
     """
 
     __slots__ = ("_value",)
