@@ -258,7 +258,7 @@ def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
     except KeyscanError as exc:
         from keyscan.sources import packs
 
-        objects = packs.objects_dir(git_dir)
+        objects = source.objects_dir(git_dir)
         ids = [*packs.loose_objects(objects), *(sha.hex() for idx in packs.pack_indexes(objects)
                                                 for sha in packs.index_ids(idx))]
         if not ids:
@@ -402,7 +402,7 @@ def _pack_store(git_dir: Path) -> _PackStore | None:
     repositories never come here."""
     from keyscan.sources import packs
 
-    objects = packs.objects_dir(git_dir)
+    objects = source.objects_dir(git_dir)
     if not packs.supported(objects):
         return None
     indexes = packs.pack_indexes(objects)
@@ -686,7 +686,8 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     first = 1 + max((a.order for places in known.values() for a in places), default=0)
     # old objects read again (unreadable or over the size limit last time) that now hold
     # findings: where they appear is anywhere in the history, not only in the new commits
-    again = {b for b in hits.blobs if b in set(state.unreadable) and b not in known}
+    unreadable = set(state.unreadable)
+    again = {b for b in hits.blobs if b in unreadable and b not in known}
     if again:
         known.update(attribute.introductions(git_dir, again, tips, cut=cut))
     new = attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips, first)

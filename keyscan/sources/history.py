@@ -72,19 +72,21 @@ def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
     for line in proc.stdout.decode("ascii", "replace").splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1] == "missing":
-            kind = "corrupt" if _loose_file(git_dir, parts[0]).exists() else "missing"
+            loose = objects_dir(git_dir) / parts[0][:2] / parts[0][2:]
+            kind = "corrupt" if loose.exists() else "missing"
             out.append(ObjectRef(parts[0], kind, 0))
         elif len(parts) == 3:
             out.append(ObjectRef(parts[0], parts[1], int(parts[2])))
     return out
 
 
-def _loose_file(git_dir: Path, sha: str) -> Path:
-    """Where git keeps `sha` as a loose object (a linked worktree: in the main one)."""
+def objects_dir(git_dir: Path) -> Path:
+    """Where the objects live; a linked worktree shares its main repository's."""
     common = git_dir / "commondir"
     if common.is_file():
-        git_dir = git_dir / common.read_text(encoding="utf-8", errors="replace").strip()
-    return git_dir / "objects" / sha[:2] / sha[2:]
+        target = common.read_text(encoding="utf-8", errors="replace").strip()
+        return (git_dir / target).resolve() / "objects"
+    return git_dir / "objects"
 
 
 _KINDS = {b"blob": "blob", b"commit": "commit", b"tag": "tag", b"tree": "tree"}

@@ -104,15 +104,6 @@ class PackPlan:
         return self._mask().count(1)
 
 
-def objects_dir(git_dir: Path) -> Path:
-    """Where the objects live; a linked worktree shares its main repository's."""
-    common = git_dir / "commondir"
-    if common.is_file():
-        target = common.read_text(encoding="utf-8", errors="replace").strip()
-        return (git_dir / target).resolve() / "objects"
-    return git_dir / "objects"
-
-
 def supported(objects: Path) -> bool:
     """Whether this store's objects can all be listed from its own packs and folders."""
     return not (objects / "info" / "alternates").exists()
@@ -230,9 +221,11 @@ def plan_pack(idx: Path) -> PackPlan | None:
     None when the index or pack is in a format this reader does not know."""
     if _index_size(idx) >= NUMPY_ENTRIES and hasattr(os, "fork"):
         planned = _join(_fork(_plan_with_numpy, idx))
-        if isinstance(planned, PackPlan) or planned == _UNKNOWN_FORMAT:
-            return planned if isinstance(planned, PackPlan) else None
-    return _plan_here(idx)  # small packs, or the helper failed (numpy missing...)
+        if isinstance(planned, PackPlan):
+            return planned
+        if planned == _UNKNOWN_FORMAT:
+            return None
+    return _planned(idx, _plan_in_python)  # small packs, or the helper failed
 
 
 # From this many entries up, numpy plans the pack in a forked helper: its import (~0.1 s,
@@ -241,42 +234,36 @@ def plan_pack(idx: Path) -> PackPlan | None:
 NUMPY_ENTRIES = 40_000
 _UNKNOWN_FORMAT = "unknown format"
 
+Planner = Callable[[mmap.mmap, IdSet, array, int], "PackPlan"]  # type: ignore[type-arg]
 
-def _plan_here(idx: Path) -> PackPlan | None:
+
+def _planned(idx: Path, planner: Planner) -> PackPlan | None:
+    """The plan `planner` makes of the pack of `idx`; None for a format not known here."""
     index = read_index(idx)
     if index is None:
         return None
     ids, offsets = index
-    order = array("i", sorted(range(len(ids)), key=offsets.__getitem__))
-    starts = array("q", map(offsets.__getitem__, order))
     pack = idx.with_suffix(".pack")
     with pack.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if not _pack_header_ok(mm):
+        if mm[:4] != b"PACK" or struct.unpack_from(">I", mm, 4)[0] not in (2, 3):
             return None
-        plan = _headers(mm, ids, order, starts, len(mm) - 20)
+        plan = planner(mm, ids, offsets, len(mm) - 20)
     plan.path = pack
     return plan
+
+
+def _plan_in_python(mm: mmap.mmap, ids: IdSet, offsets: array,  # type: ignore[type-arg]
+                    size: int) -> PackPlan:
+    order = array("i", sorted(range(len(ids)), key=offsets.__getitem__))
+    starts = array("q", map(offsets.__getitem__, order))
+    return _headers(mm, ids, order, starts, size)
 
 
 def _plan_with_numpy(idx: Path) -> PackPlan | str:
     """`plan_pack` by packs_np (run in a forked helper: `plan_pack`)."""
     from keyscan.sources import packs_np
 
-    index = read_index(idx)
-    if index is None:
-        return _UNKNOWN_FORMAT
-    ids, offsets = index
-    pack = idx.with_suffix(".pack")
-    with pack.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        if not _pack_header_ok(mm):
-            return _UNKNOWN_FORMAT
-        plan = packs_np.plan(mm, ids, offsets, len(mm) - 20)
-    plan.path = pack
-    return plan
-
-
-def _pack_header_ok(mm: mmap.mmap) -> bool:
-    return mm[:4] == b"PACK" and struct.unpack_from(">I", mm, 4)[0] in (2, 3)
+    return _planned(idx, packs_np.plan) or _UNKNOWN_FORMAT
 
 
 @dataclass(slots=True)
