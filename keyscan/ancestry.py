@@ -120,6 +120,24 @@ class Ancestry:
             out[name] = (new, boundary)
         return out
 
+    def first_parents(self, head: str) -> list[bytes] | None:
+        """`head`'s first-parent line, newest first, from the full pass; None when that
+        pass did not run (an incremental scan) or `head` is on no ref."""
+        self._reading.get()
+        parent: dict[bytes, bytes] = {}
+        for row in self._rows.split(b"\n"):
+            ids = row.split(maxsplit=2)
+            if ids:
+                parent[ids[0]] = ids[1] if len(ids) > 1 else b""
+        line: list[bytes] = []
+        commit = head.encode()
+        if commit not in parent:
+            return None
+        while commit:
+            line.append(commit)
+            commit = parent.get(commit, b"")
+        return line
+
     def refs_containing(self, commits: Collection[str]) -> dict[str, list[str]]:
         """For each of `commits`, the refs whose history contains it."""
         self._reading.get()

@@ -87,11 +87,14 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
 _SPLIT_COMMITS = 4000  # below this, one pass costs less than starting a second
 
 
-def midpoint(git_dir: Path) -> str:
-    """A commit halfway down HEAD's first-parent line, or "" for a short history."""
-    proc = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--first-parent", "HEAD"],
-                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    line = proc.stdout.split()
+def midpoint(git_dir: Path, line: Sequence[bytes] | None = None) -> str:
+    """A commit halfway down HEAD's first-parent `line` (newest first; asked of git when
+    not given), or "" for a short history."""
+    if line is None:
+        proc = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--first-parent",
+                               "HEAD"], stdin=subprocess.DEVNULL, capture_output=True,
+                              check=False)
+        line = proc.stdout.split()
     return line[len(line) // 2].decode() if len(line) >= _SPLIT_COMMITS else ""
 
 

@@ -91,7 +91,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if not tips:
             result.notes.append("the repository has no commits yet")
             return result
-        run = _Run(git_dir, tips, refs_listed, head_branch, state, old_tips, ranged, sha1)
+        run = _Run(git_dir, tips, refs_listed, (head_commit, head_branch), state, old_tips,
+                   ranged, sha1)
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below
         saving = use_cache and not hits.interrupted
@@ -193,10 +194,10 @@ class _Run:
     at once, on the core that planning the reading leaves idle."""
 
     def __init__(self, git_dir: Path, tips: list[str], refs_listed: list[source.Ref],
-                 head: str, state: cache.CacheState | None, old_tips: list[str],
-                 ranged: bool, sha1: bool) -> None:
+                 head: tuple[str, str], state: cache.CacheState | None,
+                 old_tips: list[str], ranged: bool, sha1: bool) -> None:
         self.git_dir, self.tips, self.refs_listed = git_dir, tips, refs_listed
-        self.head = head  # the branch HEAD is on ("HEAD": detached)
+        self.head_commit, self.head = head  # HEAD's commit, its branch ("HEAD": detached)
         self.state, self.ranged, self.sha1 = state, ranged, sha1
         known = ancestry.KnownRefs(state.ref_tips, state.contains) \
             if state is not None and state.ref_tips else None
@@ -205,7 +206,7 @@ class _Run:
             else None
         self.old_tips = old_tips  # the last scan's tips that still exist
         self.incremental = bool(self.old_tips)  # else every object is read
-        self.cut: Later[str] | None = None  # where to cut `git log` in two
+        self.split = False  # whole history: `git log` cut in two (`_cut`)
 
 
 def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions,
@@ -215,8 +216,7 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     later), and the walk of all refs when one ran."""
     git_dir, tips = run.git_dir, run.tips
     refs, everything = _plan(git_dir, tips, hopts, run.state, run.old_tips)
-    if everything:
-        run.cut = Later(attribute.midpoint, git_dir)
+    run.split = everything
     store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
     if everything and store is None:
         refs = _list_all(git_dir, result)
@@ -275,12 +275,21 @@ def _where(run: _Run, hits: _Hits
     if run.containment is None and (hits.blobs or hits.commits):
         run.containment = ancestry.Ancestry(run.git_dir, None, run.refs_listed)
     appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
-                               run.cut.get() if run.cut else None)
+                               _cut(run) if run.split and hits.blobs else None)
     if run.containment is None:
         return appearances, {}
     return appearances, run.containment.refs_containing({
         *(a.commit.sha for places in appearances.values() for a in places),
         *(sha for sha, (kind, _) in hits.commits.items() if kind == "commit")})
+
+
+def _cut(run: _Run) -> str:
+    """Where to cut the whole history's `git log` in two: halfway down HEAD's
+    first-parent line, taken from the containment pass when it walked everything (a
+    second walk of all commits would compete with the reading for the cores)."""
+    line = run.containment.first_parents(run.head_commit) \
+        if run.containment is not None and run.head_commit else None
+    return attribute.midpoint(run.git_dir, line)
 
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,

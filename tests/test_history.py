@@ -113,6 +113,10 @@ def test_every_hiding_place_is_found_and_attributed(cli: Cli, repo: Path,
     monkeypatch.setattr(attribute, "_log_find_objects", counted)
     code, findings, doc = history(cli, repo, "--no-cache")
     assert len(passes) == (2 if split else 1)
+    if split:  # cut halfway down HEAD's first-parent line, merges and all
+        line = git(repo, "rev-list", "--first-parent", "HEAD").stdout.split()
+        assert passes[0][0] == line[len(line) // 2]
+        assert f"^{line[len(line) // 2]}" in passes[1]
     keys, commits = planted["keys"], planted["commits"]
     assert code == 1
     deleted = by_key(findings, keys["deleted"])
