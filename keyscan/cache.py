@@ -1,13 +1,14 @@
 """The per-repository incremental cache under .git/keyscan/.
 
-It holds object ids, never content or secrets: the ids of objects already scanned,
-the ref tips of the last scan (and which refs contained each commit that held a
-finding), the ids of blobs and commits that held findings (they
-are re-read and re-matched each run, so reports stay complete), and the hash of the
-rules (a rules change invalidates everything). The one exception is values that are
-no secret at all: blobs whose every finding is a documentation example (the example
-key of AWS's own documentation and the like) keep those findings here instead of
-being re-read; a blob with any other finding is stored as an id only. Written
+It holds object ids and findings, never a secret: the ids of objects already
+scanned, the ref tips of the last scan (and which refs contained each commit that
+held a finding), where each blob holding findings appears, and the hash of the rules
+(a rules change invalidates everything). A finding is kept as the report needs it
+without its object being read again: rule, line, column, status, the key ID (an
+identifier, not a secret: AWS logs it in CloudTrail and every report shows it) and,
+of a secret access key or session token, only what a redacted report shows (its
+first characters and its length) and a keyed digest (`match.cached_rows`). A scan
+that must show or use the secrets themselves reads those objects again. Written
 atomically under a lock, so two runs at once cannot corrupt it; a damaged cache is
 rebuilt with a warning.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from keyscan.interrupt import held
 from keyscan.record import field, record
 
-VERSION = 3
+VERSION = 4
 
 
 class IdSet:
@@ -142,8 +143,10 @@ class CacheState:
     # where finding blobs appear: paths, commits, authors; no content, no secret
     appearances: dict[str, list[list[object]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # re-read (and re-reported) each run
-    # blob id -> its findings, for blobs holding nothing but documentation examples
-    examples: dict[str, list[list[list[object]]]] = field(default_factory=dict)
+    # blob id -> its findings, as `match.cached_rows` keeps them
+    findings: dict[str, list[list[list[object]]]] = field(default_factory=dict)
+    # commit or tag id -> [its kind, the findings in its message]
+    messages: dict[str, list[object]] = field(default_factory=dict)
     ref_tips: dict[str, str] = field(default_factory=dict)  # ref name -> its commit
     contains: dict[str, list[str]] = field(default_factory=dict)  # finding commit -> refs
 
@@ -207,7 +210,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             finding_commits=[str(c) for c in meta["finding_commits"]],
             appearances=dict(meta.get("appearances", {})),
             unreadable=[str(u) for u in meta.get("unreadable", [])],
-            examples=dict(meta.get("examples", {})),
+            findings=dict(meta["findings"]),
+            messages=dict(meta["messages"]),
             ref_tips={str(k): str(v) for k, v in meta.get("ref_tips", {}).items()},
             contains={str(k): [names[i] for i in v]
                       for k, v in meta.get("contains", {}).items()},
@@ -253,7 +257,8 @@ def save(git_dir: Path, state: CacheState) -> None:
         "finding_commits": sorted(set(state.finding_commits)),
         "appearances": state.appearances,
         "unreadable": sorted(set(state.unreadable)),
-        "examples": state.examples,
+        "findings": state.findings,
+        "messages": state.messages,
         "ref_tips": state.ref_tips,
         "ref_names": names,
         "contains": {c: [number[n] for n in refs] for c, refs in state.contains.items()},

@@ -270,6 +270,8 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
             since_commit=args.since_commit, range=args.range, unreachable=args.unreachable,
             reflog=args.reflog, use_cache=not args.no_cache, progress=args.progress,
             check_missing=args.check_missing,
+            whole_secrets=getattr(args, "show_secrets", False)
+            or getattr(args, "verify_live", False),
         )
         result = scan_history(target, rules, options, hopts)
     else:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
-from keyscan.match import Credential, Matcher, from_rows, to_rows
+from keyscan.match import Credential, Matcher, cached_rows, from_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
 from keyscan.record import field, record, replace
 from keyscan.rules import RuleSet
@@ -43,6 +43,9 @@ class HistoryOptions:
     use_cache: bool = True
     check_missing: bool | None = None  # None: on partial clones and below 10k blobs and commits
     progress: bool | None = None  # None: only on a TTY outside CI
+    # the secrets themselves are needed (--show-secrets, --verify-live): findings the
+    # cache keeps sealed (`match.cached_rows`) are read again
+    whole_secrets: bool = False
     workers: int = 0  # processes reading objects; 0: as many as CPUs (parallel.worker_count)
     # full scans rebuild packed objects in-process (sources/packs.py); False: all through
     # `git cat-file` (also KEYSCAN_READ_PACKS=0)
@@ -98,7 +101,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         saving = use_cache and not hits.interrupted
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
         if state is not None and run.incremental:
-            _cached_examples(state, hits, rules)
+            _cached_findings(state, run.cached, hits, rules)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)
         if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
@@ -207,6 +210,7 @@ class _Run:
         self.old_tips = old_tips  # the last scan's tips that still exist
         self.incremental = bool(self.old_tips)  # else every object is read
         self.split = False  # whole history: `git log` cut in two (`_cut`)
+        self.cached: set[str] = set()  # objects whose findings come from the cache
 
 
 def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions,
@@ -215,7 +219,7 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     """Read and match what this scan covers: the hits, the ids read (a function, called
     later), and the walk of all refs when one ran."""
     git_dir, tips = run.git_dir, run.tips
-    refs, everything = _plan(git_dir, tips, hopts, run.state, run.old_tips)
+    refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips)
     run.split = everything
     store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
     if everything and store is None:
@@ -294,9 +298,9 @@ def _cut(run: _Run) -> str:
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
           state: cache.CacheState | None, old_tips: list[str]
-          ) -> tuple[list[source.ObjectRef], bool]:
+          ) -> tuple[list[source.ObjectRef], bool, set[str]]:
     """The objects to read, or none and True: every object in the store (read from the
-    packs, or listed by git)."""
+    packs, or listed by git); and the objects whose findings the cache gives."""
     if hopts.range or hopts.since_commit:
         if hopts.range:
             base, _, head = hopts.range.partition("..")
@@ -314,17 +318,23 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
                     else "check --range/--since-commit"))
             commits.append(commit)
         ids = source.new_objects(git_dir, [commits[1]], [commits[0]])
-        return source.describe_objects(git_dir, ids), False
+        return source.describe_objects(git_dir, ids), False, set()
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
-        # re-matched (and unreadable ones re-reported) so each report stays whole;
-        # blobs holding only documentation examples come from the cache (_cached_examples)
-        again = [*state.finding_blobs, *state.finding_commits, *state.unreadable]
-        refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again)))
+        # unreadable ones are tried (and reported) again; the findings of the others
+        # come from the cache (`_cached_findings`), unless the secrets themselves are
+        # wanted. Those objects are described, not read: one gone from the store (or
+        # damaged) since is reported as such rather than taken from the cache.
+        again = [*state.unreadable]
+        if hopts.whole_secrets:
+            again += [*state.finding_blobs, *state.finding_commits]
+        held = [sha for sha in [*state.findings, *state.messages] if sha not in again]
+        refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again + held)))
+        cached = {r.sha for r in refs if r.kind in _SCANNED_KINDS}.intersection(held)
         if old_tips:
-            return refs, False
-    return [], True  # every object in the store: from the packs, or listed by git
+            return [r for r in refs if r.sha not in cached], False, cached
+    return [], True, set()  # every object in the store: from the packs, or listed by git
 
 
 def _resolve(git_dir: Path, rev: str) -> str:
@@ -703,11 +713,16 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
 
 
-def _cached_examples(state: cache.CacheState, hits: _Hits, rules: RuleSet) -> None:
-    """Incremental scan: the findings of blobs holding only documentation examples."""
-    for blob, rows in state.examples.items():
-        if blob not in hits.blobs:
-            hits.blobs[blob] = from_rows(rows, rules)  # type: ignore[arg-type]
+def _cached_findings(state: cache.CacheState, cached: set[str], hits: _Hits,
+                     rules: RuleSet) -> None:
+    """Incremental scan: the findings of the objects in `cached`, as the cache keeps
+    them (secrets sealed)."""
+    for blob, rows in state.findings.items():
+        if blob in cached and blob not in hits.blobs:
+            hits.blobs[blob] = from_rows(rows, rules)
+    for sha, (kind, message_rows) in state.messages.items():
+        if sha in cached and sha not in hits.commits:
+            hits.commits[sha] = (str(kind), from_rows(message_rows, rules))  # type: ignore[arg-type]
 
 
 def _examples_only(creds: list[Credential]) -> bool:
@@ -737,12 +752,13 @@ def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
         return  # the cache stays as the last complete scan left it
     scanned = ids.get()
     blobs = {**hits.blobs, **hits.hidden_blobs}
-    examples = {b: c for b, c in blobs.items() if _examples_only(c)}
+    commits = {**hits.commits, **hits.hidden_commits}
     cache.save(git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=tips, scanned=scanned,
-        finding_blobs=[b for b in blobs if b not in examples],
-        finding_commits=[*hits.commits, *hits.hidden_commits],
-        examples={b: to_rows(c) for b, c in examples.items()},  # type: ignore[misc]
+        finding_blobs=[b for b, c in blobs.items() if not _examples_only(c)],
+        finding_commits=list(commits),
+        findings={b: cached_rows(c) for b, c in blobs.items()},
+        messages={sha: [kind, cached_rows(c)] for sha, (kind, c) in commits.items()},
         ref_tips=ref_tips, contains=contains,
         appearances=attribute.appearance_rows(
             {b: appearances.get(b, []) for b in blobs}),

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 
 from keyscan import decode
-from keyscan.model import Role, Status
+from keyscan.model import Role, SealedSecret, Secret, Status
 from keyscan.prefilter import BASE64, KEY, Prefilter, literal
 from keyscan.record import field, record
 from keyscan.rules import CompiledRule, RuleSet
@@ -39,11 +39,12 @@ class Hit:
 @record
 class Part:
     rule: CompiledRule
-    value: str
+    value: str  # "" when `sealed`
     line: int
     column: int
     status: Status
     encoding: str
+    sealed: SealedSecret | None = None  # the value as the cache keeps it (`cached_rows`)
 
 
 @record(frozen=False)
@@ -93,14 +94,48 @@ def to_rows(creds: list[Credential]) -> list[list[PartRow]]:
     return out
 
 
-def from_rows(rows: list[list[PartRow]], rules: RuleSet) -> list[Credential]:
+def cached_rows(creds: list[Credential]) -> list[list[list[object]]]:
+    """Credentials as the incremental cache keeps them (`from_rows` reads them back):
+    the value of a secret, a session token or a generic credential only as
+    [what a redacted report shows, its length, its digest]. Kept whole: key IDs
+    (identifiers, which AWS logs in CloudTrail and every report shows) and
+    documentation examples (published values)."""
+    out: list[list[list[object]]] = []
+    for cred in creds:
+        rows: list[list[object]] = []
+        for slot in _SLOTS:
+            p = getattr(cred, slot)
+            if p is None:
+                continue
+            kept: object = p.value
+            secret = p.sealed if p.sealed is not None else (
+                Secret(p.value) if slot != "key_id" and p.status is not Status.EXAMPLE
+                else None)
+            if secret is not None:
+                kept = [secret.prefix(), len(secret), secret.digest()]
+            rows.append([slot, p.rule.rule.id, kept, p.line, p.column, p.status.value,
+                         p.encoding])
+        out.append(rows)
+    return out
+
+
+def from_rows(rows: list[list[PartRow]] | list[list[list[object]]], rules: RuleSet
+              ) -> list[Credential]:
+    """Credentials from `to_rows` (whole values) or `cached_rows` (sealed ones)."""
     by_id = {r.rule.id: r for r in rules.rules}
     creds = []
     for cred_rows in rows:
         cred = Credential()
         for slot, rule_id, value, line, column, status, encoding in cred_rows:
-            part = Part(by_id[rule_id], value, line, column, Status(status), encoding)
-            setattr(cred, slot, part)
+            if isinstance(value, list):
+                prefix, length, digest = value
+                part = Part(by_id[str(rule_id)], "", int(line), int(column),  # type: ignore[call-overload]
+                            Status(status), str(encoding),
+                            SealedSecret(str(prefix), int(length), str(digest)))
+            else:
+                part = Part(by_id[str(rule_id)], str(value), int(line), int(column),  # type: ignore[call-overload]
+                            Status(status), str(encoding))
+            setattr(cred, str(slot), part)
             cred.parts.append(part)
         creds.append(cred)
     return creds

@@ -17,11 +17,15 @@ from keyscan.record import field, record
 _FINGERPRINT_KEY = b"keyscan-fingerprint-v1"
 
 
+SHOWN = 4  # a redacted secret shows at most this many of its first characters
+
+
 class Secret:
     """A found credential value whose str/repr never shows it.
 
-    Only the report layer calls `reveal()`, and only to redact or on
-    `--show-secrets`. Logging, tracebacks and `record.asdict` see a mask.
+    Only the report layer calls `reveal()`, and only on `--show-secrets`; redacted
+    output shows `prefix()` and the length. Logging, tracebacks and `record.asdict`
+    see a mask.
     """
 
     __slots__ = ("_value",)
@@ -32,23 +36,57 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
+    def prefix(self) -> str:
+        """What a redacted report shows: the first characters, at most a quarter."""
+        return self._value[: min(SHOWN, len(self._value) // 4)]
+
     def __len__(self) -> int:
         return len(self._value)
 
     def __repr__(self) -> str:
-        return f"Secret(<{len(self._value)} chars>)"
+        return f"Secret(<{len(self)} chars>)"
 
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
+        if not isinstance(other, Secret):
+            return False
+        if type(self) is Secret and type(other) is Secret:
+            return hmac.compare_digest(self._value, other._value)
+        return hmac.compare_digest(self.digest(), other.digest())
 
     def __hash__(self) -> int:
-        return hash(("Secret", self._value))
+        return hash(("Secret", self.digest()))
 
     def digest(self) -> str:
         """A keyed hash of the value: identifies it without revealing it."""
         return hmac.new(_FINGERPRINT_KEY, self._value.encode(), hashlib.sha256).hexdigest()
+
+
+class SealedSecret(Secret):
+    """A secret known only by what a redacted report shows of it and by its digest:
+    what the incremental cache keeps of a finding, so a re-scan need not read its
+    object again. It cannot be revealed: a scan that must show or use secrets
+    (`--show-secrets`, `--verify-live`) reads those objects again."""
+
+    __slots__ = ("_digest", "_length")
+
+    def __init__(self, prefix: str, length: int, digest: str) -> None:
+        super().__init__(prefix)
+        self._length = length
+        self._digest = digest
+
+    def reveal(self) -> str:
+        raise ValueError("a sealed secret cannot be revealed: read its object again")
+
+    def prefix(self) -> str:
+        return self._value
+
+    def __len__(self) -> int:
+        return self._length
+
+    def digest(self) -> str:
+        return self._digest
 
 
 class Role(str, enum.Enum):

@@ -171,7 +171,9 @@ def _kind(cred: Credential) -> str:
 
 
 def _secret(part: Part | None) -> Secret | None:
-    return Secret(part.value) if part is not None else None
+    if part is None:
+        return None
+    return part.sealed if part.sealed is not None else Secret(part.value)
 
 
 def _key_type(part: Part) -> str:

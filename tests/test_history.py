@@ -209,33 +209,75 @@ def test_incremental_cache_rescans_only_new_objects(cli: Cli, repo: Path) -> Non
     assert (repo / ".git" / "keyscan" / "state.json").exists()
     commit(repo, {"later.txt": "later\n"}, "later")
     _, second, doc2 = history(cli, repo)
-    # the new commit and its blob, plus the one blob with a finding re-read for the report
-    assert doc2["summary"]["files"] == 3 < doc1["summary"]["files"]
+    # the new commit and its blob; the finding comes from the cache, not read again
+    assert doc2["summary"]["files"] == 2 < doc1["summary"]["files"]
     assert [f["key_id"] for f in second] == [f["key_id"] for f in first] == [key]
     assert second[0]["commit"] == first[0]["commit"]
 
 
-def test_incremental_scan_takes_documentation_examples_from_the_cache(cli: Cli, repo: Path
-                                                                    ) -> None:
+def test_incremental_scan_takes_findings_from_the_cache_with_secrets_sealed(
+        cli: Cli, repo: Path) -> None:
+    """A re-scan does not read the objects holding findings again: the cache keeps what
+    the report needs, the secret only as the report shows it (and its digest)."""
     example = "AKIA" + "IOSFODNN7" + "EXAMPLE"  # the key of AWS's documentation
     key, secret = fake_key_id(), fake_secret()
     commit(repo, {"docs.md": f"aws_access_key_id = {example}\n"}, "docs")
-    commit(repo, {"leak.ini": pair_text(key, secret)}, "leak")
+    leak = commit(repo, {"leak.ini": pair_text(key, secret)}, "leak")
+    commit(repo, {"notes.txt": f"rotated: aws_secret_access_key = {fake_secret()}\n"},
+           f"rotate {fake_key_id()}")
     _, first, _ = history(cli, repo)
     commit(repo, {"later.txt": "later\n"}, "later")
     _, second, doc = history(cli, repo)
+    # the same report, fingerprints, redacted secrets and attribution included
     assert second == first
     assert {f["status"] for f in second} == {"example", "leak"}
-    # read again: the new commit, its blob and the blob with a real finding; the blob
-    # holding only the documentation example came from the cache
-    assert doc["summary"]["files"] == 3
+    assert by_key(second, key)["commit"]["sha"] == leak
+    assert by_key(second, key)["secret"].startswith(secret[:4])
+    # read: the new commit and its blob only
+    assert doc["summary"]["files"] == 2
+    assert second == history(cli, repo, "--no-cache")[1]
     state_file = repo / ".git" / "keyscan" / "state.json"
     state = json.loads(state_file.read_text())
-    docs_blob = git(repo, "rev-parse", "HEAD:docs.md").stdout.strip()
     leak_blob = git(repo, "rev-parse", "HEAD:leak.ini").stdout.strip()
-    assert list(state["examples"]) == [docs_blob]
-    assert state["finding_blobs"] == [leak_blob]
-    assert key not in state_file.read_text() and secret not in state_file.read_text()
+    docs_blob = git(repo, "rev-parse", "HEAD:docs.md").stdout.strip()
+    assert set(state["findings"]) == {docs_blob, leak_blob,
+                                      git(repo, "rev-parse", "HEAD:notes.txt").stdout.strip()}
+    assert len(state["messages"]) == 1
+    [pair] = state["findings"][leak_blob]
+    parts = {row[0]: row[2] for row in pair}
+    assert parts["key_id"] == key  # an identifier, as every report shows it
+    prefix, length, digest = parts["secret"]
+    assert (prefix, length) == (secret[:4], 40) and len(digest) == 64
+    assert secret not in state_file.read_text()
+
+
+def test_secrets_shown_in_full_are_read_again_not_taken_from_the_cache(cli: Cli, repo: Path
+                                                                      ) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    commit(repo, {"leak.ini": pair_text(key, secret)}, "leak")
+    history(cli, repo)
+    commit(repo, {"later.txt": "later\n"}, "later")
+    _, found, doc = history(cli, repo, "--show-secrets")
+    assert by_key(found, key)["secret"] == secret
+    assert doc["summary"]["files"] == 3  # the leak's blob too
+    _, found, doc = history(cli, repo)
+    assert by_key(found, key)["secret"] != secret and doc["summary"]["files"] == 0
+
+
+def test_a_cached_finding_whose_object_is_gone_is_reported_missing(cli: Cli, repo: Path
+                                                                   ) -> None:
+    """The cache does not vouch for objects no longer in the store."""
+    key = fake_key_id()
+    commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
+    history(cli, repo)
+    blob = git(repo, "rev-parse", "HEAD:leak.txt").stdout.strip()
+    commit(repo, {"later.txt": "later\n"}, "later")
+    obj = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    obj.chmod(0o644)
+    obj.unlink()
+    result = cli("scan", "--history", repo, "--format", "json", "--verbose")
+    assert f"object {blob}" in {s["path"] for s in result.json["skipped"]}
+    assert key not in {f["key_id"] for f in result.json["findings"]}
 
 
 def test_rules_change_invalidates_the_cache(cli: Cli, repo: Path, tmp_path: Path) -> None:
@@ -269,7 +311,8 @@ def test_cache_never_holds_a_secret(cli: Cli, repo: Path) -> None:
     history(cli, repo)
     for path in (repo / ".git" / "keyscan").iterdir():
         data = path.read_bytes()
-        assert secret.encode() not in data and key.encode() not in data
+        # the key ID, an identifier every report shows, is kept once: as the finding's
+        assert secret.encode() not in data and data.count(key.encode()) <= 1
         if path.name != "lock":
             assert path.stat().st_mode & 0o077 == 0
 
@@ -698,7 +741,11 @@ def test_a_credential_typed_into_a_commit_subject_is_masked_everywhere(cli: Cli,
     subject = findings[0]["commit"]["message"]
     assert key not in subject and secret not in subject and reverted in subject
     cached = b"".join(p.read_bytes() for p in (repo / ".git" / "keyscan").iterdir())
-    assert secret.encode() not in cached and key.encode() not in cached
+    # the key ID is kept as the findings' (file and message: an identifier, not a
+    # secret), never in a subject
+    assert secret.encode() not in cached and cached.count(key.encode()) == 2
+    state = json.loads((repo / ".git" / "keyscan" / "state.json").read_text())
+    assert key not in json.dumps(state["appearances"])
     for out in outputs:
         assert secret not in out and secret[4:12] not in out
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from keyscan.model import Secret
+from keyscan.model import SHOWN, Secret
 
-SHOWN = 4  # never more than this many characters of a secret
+__all__ = ["SHOWN", "display_path", "show"]
 
 
 def show(value: Secret | None, reveal: bool) -> str | None:
     if value is None:
         return None
-    raw = value.reveal()
     if reveal:
-        return raw
-    return f"{raw[: min(SHOWN, len(raw) // 4)]}…({len(raw)} chars, redacted)"
+        return value.reveal()
+    return f"{value.prefix()}…({len(value)} chars, redacted)"
 
 
 def display_path(path: str) -> str:
