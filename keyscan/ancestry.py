@@ -5,13 +5,28 @@ Only history scans import this module (the pre-commit hook never does).
 
 from __future__ import annotations
 
+import os
 import subprocess
-import tempfile
 from collections.abc import Collection
 from pathlib import Path
+from typing import IO
 
 from keyscan.background import Later
 from keyscan.sources.history import Ref, list_refs
+
+
+def _file_of(data: bytes) -> IO[bytes]:
+    """An unnamed file holding `data`, positioned at its start: in memory where Linux
+    allows (memfd), else a temporary file (tempfile is imported only then)."""
+    if hasattr(os, "memfd_create"):
+        handle = os.fdopen(os.memfd_create("keyscan-revisions"), "w+b")
+    else:
+        import tempfile
+
+        handle = tempfile.TemporaryFile()  # noqa: SIM115 (returned to the caller's with)
+    handle.write(data)
+    handle.seek(0)
+    return handle
 
 
 class KnownRefs:
@@ -68,9 +83,7 @@ class Ancestry:
         against the work tree as it does on the command line (16 ms against 40 ms for a
         thousand tips). They come from a file, not a pipe: a worker forked meanwhile
         would hold the pipe open and git would wait for it."""
-        with tempfile.TemporaryFile() as stdin:
-            stdin.write(revisions.encode())
-            stdin.seek(0)
+        with _file_of(revisions.encode()) as stdin:
             return subprocess.run(["git", f"--git-dir={self._git_dir}", *args],
                                   stdin=stdin, capture_output=True, check=False)
 
@@ -173,22 +186,21 @@ class Ancestry:
         new = set().union(*(n for n, _ in moved.values()))
         if any(c not in known.contains and c not in new for c in commits):
             return None
-        by_tip: dict[str, set[str]] = {}  # old tip -> the wanted commits it contained
-        for commit, names in known.contains.items():
-            if commit in commits:
-                for name in names:
-                    if name in known.tips:
-                        by_tip.setdefault(known.tips[name], set()).add(commit)
+        # old tip a moved ref grew from -> the wanted commits it contained
+        grown_from = {b for _, boundary in moved.values() for b in boundary}
+        at_those = {name for name, tip in known.tips.items() if tip in grown_from}
+        by_tip: dict[str, set[str]] = {}
+        for commit in commits:
+            for name in at_those.intersection(known.contains.get(commit, ())):
+                by_tip.setdefault(known.tips[name], set()).add(commit)
         out: dict[str, list[str]] = {c: [] for c in commits}
-        holders = {c: set(known.contains.get(c, ())) for c in commits}
-        for _, name in self._tips:
-            if name in moved:
-                reached, grew_from = moved[name]
-                inside = (commits & reached).union(*(by_tip.get(b, set()) for b in grew_from))
-                for commit in inside:
-                    out[commit].append(name)
-            else:
-                for commit, holding in holders.items():
-                    if name in holding:
-                        out[commit].append(name)
+        for name, (reached, grew_from) in moved.items():
+            inside = (commits & reached).union(*(by_tip.get(b, set()) for b in grew_from))
+            for commit in inside:
+                out[commit].append(name)
+        # the refs that did not move contain what they did (set operations: a commit in
+        # hundreds of tags, times hundreds of finding commits, is no Python loop)
+        still = {name for _, name in self._tips if name not in moved}
+        for commit in commits:
+            out[commit] += still.intersection(known.contains.get(commit, ()))
         return out

@@ -17,7 +17,6 @@ settings (rules, disable_rules, allow_paths, our_accounts) add to each other.
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -121,6 +120,8 @@ def parse(table: Any, path: Path) -> Config:
         raise KeyscanError(f"{where} settings must be a mapping of keys ({', '.join(KEYS)})")
     for key in table:
         if key not in KEYS:
+            import difflib  # only to name a misspelt setting
+
             close = difflib.get_close_matches(str(key).replace("-", "_"), KEYS, n=1)
             tip = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(KEYS)})"
             raise KeyscanError(f"{where} unknown key '{key}'{tip}")
