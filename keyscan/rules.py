@@ -258,7 +258,9 @@ def _parse_rule(path: Path, index: int, entry: Any) -> tuple[Rule, dict[str, lis
 
 def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bool) -> None:
     try:
-        compiled = re.compile(pattern)
+        # the main regex is matched as bytes: checked as such, `re` keeps the compiled
+        # pattern for `compile_rule` instead of compiling it twice
+        compiled = re.compile(pattern.encode() if name == "regex" else pattern)
     except re.error as exc:
         raise _fail(path, where, f"field '{name}' is not a valid regex: {exc}") from None
     if need_value and "value" not in compiled.groupindex:
