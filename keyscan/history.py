@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
-from keyscan.match import Credential, Matcher, cached_rows, from_rows
+from keyscan.match import ENGINE_AFTER, Credential, Matcher, cached_rows, from_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
 from keyscan.record import field, record, replace
 from keyscan.rules import RuleSet
@@ -86,8 +86,10 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                             "scan reads the whole history)")
     with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
         state = _last_scan(git_dir, rules, result) if use_cache else None
+        # which of the last scan's tips are still there, asked while refs are listed
+        there = Later(source.existing, git_dir, state.tips) if state is not None else None
         refs_listed = listing.get()
-        old_tips = _still_there(git_dir, state.tips, refs_listed) if state is not None else []
+        old_tips = _still_there(state.tips, there.get()) if there and state else []
         _report_broken(refs_listed, result)
         head_commit, head_branch = head.get()
         tips = source.all_refs(git_dir, hopts.reflog, refs_listed, head_commit)
@@ -163,12 +165,10 @@ def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult) -> cache.Cache
     return state
 
 
-def _still_there(git_dir: Path, old_tips: list[str], refs: list[source.Ref]) -> list[str]:
-    """The last scan's tips that still exist: what "new" is measured from. Those refs
-    still name are there; git is asked about the rest (a moved ref's old tip)."""
-    named = {r.target for r in refs if r.kind != "missing"}
-    kept = set(source.existing(git_dir, [t for t in old_tips if t not in named]))
-    return [t for t in old_tips if t in named or t in kept]
+def _still_there(old_tips: list[str], present: list[str]) -> list[str]:
+    """The last scan's tips that still exist (`present`): what "new" is measured from."""
+    kept = set(present)
+    return [t for t in old_tips if t in kept]
 
 
 def _shape_notes(git_dir: Path) -> list[str]:
@@ -238,7 +238,7 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
         if walk:
             walks.append(source.Reachability(git_dir, tips))
 
-    matcher = Matcher(rules)
+    matcher = Matcher(rules, engine_after=ENGINE_AFTER)  # a re-scan's few objects: `re`
     if store is not None:
         hits, read_ids = _read_packs(git_dir, store, matcher, options, result, hopts,
                                      start_walk)

@@ -24,15 +24,16 @@ BASE64 = "b64"
 
 class Prefilter:
     def __init__(self, triggers: Mapping[str, Sequence[bytes]],
-                 locate: Sequence[bytes] = ()) -> None:
+                 locate: Sequence[bytes] = (), engine: bool = True) -> None:
         """`triggers`: name -> regexes (bytes); a trigger is present if any matches.
 
         `locate`: literals whose every position `scan()` also reports, from the same
-        pass (a `bytes.find` loop per literal runs at ~1 GB/s on frequent letters)."""
+        pass (a `bytes.find` loop per literal runs at ~1 GB/s on frequent letters).
+        `engine`: False, none (`scan()` returns None)."""
         self._names: list[str] = []
         self._literals = list(locate)
         self._db: Any = None
-        if os.environ.get("KEYSCAN_NO_HYPERSCAN"):
+        if not engine or os.environ.get("KEYSCAN_NO_HYPERSCAN"):
             return
         try:
             import hyperscan

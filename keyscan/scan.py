@@ -12,7 +12,7 @@ from pathlib import Path
 
 from keyscan import attribute, gitrepo
 from keyscan.errors import KeyscanError
-from keyscan.match import Credential, Matcher, Part
+from keyscan.match import ENGINE_AFTER, Credential, Matcher, Part
 from keyscan.model import Finding, Location, ScanResult, Secret, Status
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
@@ -106,7 +106,7 @@ def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options:
          matcher: Matcher | None = None) -> ScanResult:
     started = time.perf_counter()
     result = ScanResult(target=target, mode=mode)
-    matcher = matcher or Matcher(rules)
+    matcher = matcher or Matcher(rules, engine_after=ENGINE_AFTER)  # a hook's few files: `re`
     for unit in units:
         if not isinstance(unit, Content):
             result.skipped.append(unit)

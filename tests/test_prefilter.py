@@ -76,3 +76,39 @@ def test_content_without_any_trigger_is_done_in_one_pass_unless_a_rule_has_no_ke
     found = with_rule.find(plain)
     assert {c.anchor.rule.rule.id for c in found} == {"build-number"}
     assert len(found) == 50
+
+
+def test_the_engine_starts_only_once_enough_content_was_matched(rules: RuleSet) -> None:
+    """A hook or a re-scan matches a few kilobytes: there `re` is cheaper than starting
+    Hyperscan, which starts once the content matched passes `engine_after` bytes; the
+    findings are the same before and after."""
+    pytest.importorskip("hyperscan")
+    eager = Matcher(rules)
+    if not eager.prefilter.active:
+        pytest.skip("Hyperscan is not available on this platform")
+    lazy = Matcher(rules, engine_after=4000)
+    pieces = _pieces(random.Random(7))
+    small = "".join(pieces[:5]).encode()
+    assert len(small) < 4000
+    assert _summary(lazy, small) == _summary(eager, small) != []
+    assert not lazy.prefilter.active
+    big = "".join(pieces * 10).encode()
+    assert _summary(lazy, big) == _summary(eager, big)
+    assert lazy.prefilter.active and lazy._gated == eager._gated
+
+
+def test_a_hook_scan_of_a_few_files_does_not_start_hyperscan(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from repos import git
+
+    git(tmp_path, "init", "-q")
+    (tmp_path / "app.py").write_text(f"KEY = '{fake_key_id()}'\n")
+    git(tmp_path, "add", "app.py")
+    code = ("import sys; from keyscan.cli import main; code = main(['scan', '--staged', "
+            f"{str(tmp_path)!r}, '--format', 'json']); "
+            "print('hyperscan' in sys.modules, code, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "False 1"
+    assert '"key_id"' in proc.stdout
