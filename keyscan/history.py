@@ -23,7 +23,7 @@ from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, cached_rows, from_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
-from keyscan.record import field, record, replace
+from keyscan.record import field, record
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
@@ -635,8 +635,8 @@ def _attribute(hits: _Hits, head: dict[str, list[str]],
                 path = place.path if place else _outside_commits(held.get(blob, []))
                 if path_allowed(path, cred, options):  # rule and --allow-path globs
                     continue
-                finding = to_finding(cred, Location(path=path, blob=blob, source="history"))
-                finding = _with_commit(finding, place.commit if place else None)
+                finding = to_finding(cred, Location(path=path, blob=blob, source="history"),
+                                     place.commit if place else None)
                 finding.extra["in_head"] = blob in head
                 order = place.order if place else last
                 grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
@@ -646,8 +646,7 @@ def _attribute(hits: _Hits, head: dict[str, list[str]],
             where = "commit message" if kind == "commit" else "tag message"
             for cred in creds:
                 finding = to_finding(cred, Location(path=f"({where} {sha[:12]})", blob=sha,
-                                                    source=f"{kind}-message"))
-                finding = _with_commit(finding, meta.get(sha))
+                                                    source=f"{kind}-message"), meta.get(sha))
                 finding.extra["in_head"] = False
                 grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
                     (last, finding))
@@ -662,10 +661,6 @@ def _outside_commits(held_at: list[tuple[str, str]]) -> str:
     if held_at:
         return f"(blob named by {held_at[0][0]})"
     return "(path unknown: blob not in any commit)"
-
-
-def _with_commit(finding: Finding, commit: Commit | None) -> Finding:
-    return replace(finding, commit=commit, extra={})
 
 
 def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]],

@@ -13,7 +13,7 @@ from pathlib import Path
 from keyscan import attribute, gitrepo
 from keyscan.errors import KeyscanError
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, Part
-from keyscan.model import Finding, Location, ScanResult, Secret, Status
+from keyscan.model import Commit, Finding, Location, ScanResult, Secret, Status
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
 from keyscan.sources import Content, Unit
@@ -139,7 +139,8 @@ def path_allowed(path: str, cred: Credential, options: ScanOptions) -> bool:
     return any(fnmatch.fnmatch(path, g) for g in globs)
 
 
-def to_finding(cred: Credential, location: Location) -> Finding:
+def to_finding(cred: Credential, location: Location, commit: Commit | None = None
+               ) -> Finding:
     anchor = cred.anchor
     rule = anchor.rule.rule
     key = cred.key_id
@@ -159,6 +160,7 @@ def to_finding(cred: Credential, location: Location) -> Finding:
         session_token=_secret(cred.token),
         encoding=anchor.encoding,
         account=attribute.account_id(key.value) if key else "",
+        commit=commit,
     )
 
 
