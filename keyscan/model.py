@@ -7,8 +7,6 @@ returns these plain, frozen values; none of them can print a secret by accident.
 from __future__ import annotations
 
 import enum
-import hashlib
-import hmac
 
 from keyscan.record import field, record
 
@@ -51,6 +49,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return False
+        import hmac  # hashing is imported once a finding needs it, not by every hook run
+
         if type(self) is Secret and type(other) is Secret:
             return hmac.compare_digest(self._value, other._value)
         return hmac.compare_digest(self.digest(), other.digest())
@@ -60,6 +60,9 @@ class Secret:
 
     def digest(self) -> str:
         """A keyed hash of the value: identifies it without revealing it."""
+        import hashlib
+        import hmac
+
         return hmac.new(_FINGERPRINT_KEY, self._value.encode(), hashlib.sha256).hexdigest()
 
 
@@ -224,6 +227,9 @@ class Finding:
             if value is not None:
                 parts.append(value.digest())
                 break
+        import hashlib
+        import hmac
+
         joined = "\0".join(parts).encode()
         return hmac.new(_FINGERPRINT_KEY, joined, hashlib.sha256).hexdigest()
 
@@ -234,6 +240,8 @@ class Finding:
         Not the line number, so a finding keeps its fingerprint when lines move.
         """
         material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}"
+        import hashlib
+
         return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 

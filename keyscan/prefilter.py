@@ -11,7 +11,6 @@ paths give the same findings: the prefilter only skips work, never decides.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -92,6 +91,8 @@ def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int], flags: l
                      ) -> Any:
     """Compiling costs ~50 ms, too much for a pre-commit hook: keep the compiled
     database in the user's cache folder (patterns only, nothing scanned)."""
+    import hashlib
+
     key = hashlib.sha256(repr((expressions, ids, flags, _engine_version(hs))).encode())
     path = user_cache_folder() / f"prefilter-{key.hexdigest()[:24]}.hsdb"
     try:

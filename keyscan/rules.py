@@ -21,8 +21,8 @@ A rule file is YAML with a top-level `rules:` list. Each rule:
 
 from __future__ import annotations
 
+import binascii
 import contextlib
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -53,15 +53,19 @@ class CompiledRule:
 @record
 class RuleSet:
     rules: tuple[CompiledRule, ...]
-    digest: str  # changes whenever any rule changes: keys caches of scan results
+
+    @property
+    def digest(self) -> str:
+        """Changes whenever any rule changes: keys caches of scan results. Computed when
+        asked (history scans), not by the pre-commit hook."""
+        return _digest([r.rule for r in self.rules])
 
     def by_role(self, role: Role) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.rule.role is role)
 
     def without(self, disabled: Iterable[str]) -> RuleSet:
         drop = set(disabled)
-        kept = tuple(r for r in self.rules if r.rule.id not in drop)
-        return RuleSet(kept, _digest([r.rule for r in kept]))
+        return RuleSet(tuple(r for r in self.rules if r.rule.id not in drop))
 
 
 def builtin_rules_dir() -> Path:
@@ -100,7 +104,7 @@ def load_rules(extra: Sequence[Path] = (), builtin: bool = True) -> RuleSet:
         seen.add(rule.id)
     if extra:
         _refuse_slow_patterns([r for r in rules if not _is_builtin(r)])
-    return RuleSet(tuple(compile_rule(r) for r in rules), _digest(rules))
+    return RuleSet(tuple(compile_rule(r) for r in rules))
 
 
 def _is_builtin(rule: Rule) -> bool:
@@ -139,16 +143,20 @@ def _read_rule_doc(path: Path) -> Any:
         st = path.stat()
     except OSError as exc:
         raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
-    key = hashlib.sha256(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
-    cached = user_cache_folder() / f"rules-{key.hexdigest()[:24]}.json"
+    # named by a checksum, and holding the whole key it was made for: no hashlib (and
+    # its OpenSSL start, ~4 ms) on the hook's path, and no mix-up on a checksum clash
+    key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}"
+    cached = user_cache_folder() / f"rules-{binascii.crc32(key.encode()):08x}.json"
     try:
-        return json.loads(cached.read_bytes())
+        entry = json.loads(cached.read_bytes())
+        if isinstance(entry, dict) and entry.get("key") == key and "doc" in entry:
+            return entry["doc"]
     except (OSError, ValueError):
         pass
     doc = _parse_yaml(path)
     # a value JSON cannot hold (a YAML date) is not cached: validation says what is wrong
     with contextlib.suppress(TypeError, ValueError):
-        write_private(cached, json.dumps(doc).encode())
+        write_private(cached, json.dumps({"key": key, "doc": doc}).encode())
     return doc
 
 
@@ -300,6 +308,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
 def _digest(rules: Iterable[Rule]) -> str:
     """What the rules find, and the keyscan that finds with them (a new release may
     find more with the same rules): not where the rule files are installed."""
+    import hashlib
+
     from keyscan import __version__
 
     h = hashlib.sha256(__version__.encode())

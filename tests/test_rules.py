@@ -40,7 +40,7 @@ def rules_for(rule: Rule) -> RuleSet:
     compiled = [compile_rule(rule)]
     if rule.near_prefixes:
         compiled += [compile_rule(r) for _, r, _ in RULE_CASES if r.role is Role.KEY_ID]
-    return RuleSet(tuple(compiled), "")
+    return RuleSet(tuple(compiled))
 
 
 def rule_ids_found(rule: Rule, line: str) -> set[str]:
