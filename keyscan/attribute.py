@@ -47,8 +47,8 @@ class Appearance:
 
 
 def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
-                  exclude: Sequence[str] = (), first_order: int = 0, cut: str | None = None
-                  ) -> dict[str, list[Appearance]]:
+                  exclude: Sequence[str] = (), first_order: int = 0, cut: str | None = None,
+                  filter_in_git: bool = True) -> dict[str, list[Appearance]]:
     """For each blob, every commit that put it at a path, oldest first.
 
     A `git log --raw` pass over the history, limited by git itself to the commits
@@ -57,6 +57,9 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     halves are walked at once, one `git log` a core; their appearances are merged
     in commit-date order, the order one pass would give. `cut`: that commit, found
     beforehand (`midpoint`), "" for one pass; None: find it here.
+    `filter_in_git`: False for a few new commits (`exclude` given), whose every change
+    is listed and filtered here: git takes ~30 us to set up each --find-object, 12 ms for
+    the ~420 blobs with findings of the botocore benchmark, against 4 ms for the log.
     """
     wanted = set(blobs)
     found: dict[str, list[Appearance]] = {b: [] for b in wanted}
@@ -68,7 +71,8 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     passes = [spec] if not cut else [[cut, *(f"^{x}" for x in exclude)], [*spec, f"^{cut}"]]
     from keyscan.background import Later  # history scans only: not on the hook's path
 
-    logs = [Later(_log_find_objects, git_dir, sorted(wanted), spec) for spec in passes]
+    find = sorted(wanted) if filter_in_git else []
+    logs = [Later(_log_find_objects, git_dir, find, spec) for spec in passes]
     rows: list[tuple[float, int, int, Appearance]] = []
     for number, log in enumerate(logs):
         for i, appearance in enumerate(_raw_appearances(log.get(), wanted)):

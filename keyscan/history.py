@@ -128,7 +128,8 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     """The findings of `hits` into `result`: where each appears, by whom, the refs that
     reach it, whether it is still in HEAD; unreachable objects left out unless asked
     for. Returns where the blobs appear and the refs containing each commit (cached)."""
-    head = Later(_default_tip, run.git_dir, run.refs_listed, run.head) if hits.blobs else None
+    head = (run.default_tip or Later(_default_tip, run.git_dir, run.refs_listed, run.head)) \
+        if hits.blobs else None
     # who wrote the commits (and tags) holding findings in their message
     meta = Later(attribute.commits, run.git_dir, list(hits.commits)) if hits.commits else None
     appearances, refs_of = _where(run, hits)
@@ -211,6 +212,11 @@ class _Run:
         self.incremental = bool(self.old_tips)  # else every object is read
         self.split = False  # whole history: `git log` cut in two (`_cut`)
         self.cached: set[str] = set()  # objects whose findings come from the cache
+        self.change = 0  # objects an incremental scan or a range reads
+        # the default branch's files, listed at once when the cache holds findings (a
+        # re-scan would otherwise wait for that listing at its end)
+        self.default_tip = Later(_default_tip, git_dir, refs_listed, self.head) \
+            if state is not None and old_tips and (state.findings or state.messages) else None
 
 
 def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions,
@@ -221,6 +227,7 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     git_dir, tips = run.git_dir, run.tips
     refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips)
     run.split = everything
+    run.change = len(refs)
     store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
     if everything and store is None:
         refs = _list_all(git_dir, result)
@@ -279,7 +286,8 @@ def _where(run: _Run, hits: _Hits
     if run.containment is None and (hits.blobs or hits.commits):
         run.containment = ancestry.Ancestry(run.git_dir, None, run.refs_listed)
     appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
-                               _cut(run) if run.split and hits.blobs else None)
+                               _cut(run) if run.split and hits.blobs else None,
+                               run.change <= _LIST_CHANGES)
     if run.containment is None:
         return appearances, {}
     return appearances, run.containment.refs_containing({
@@ -689,8 +697,14 @@ def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]],
     return first
 
 
+# Below this many new objects, a re-scan lists every change of the new commits and
+# keeps those of finding blobs itself, rather than have git look for each such blob.
+_LIST_CHANGES = 20_000
+
+
 def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None,
-                 old_tips: list[str], cut: str | None) -> dict[str, list[attribute.Appearance]]:
+                 old_tips: list[str], cut: str | None, small_change: bool
+                 ) -> dict[str, list[attribute.Appearance]]:
     """Where finding blobs appear. Incremental: the cached answer plus one `git log`
     over the new commits only (a blob new to the store can only be in new commits)."""
     if state is None or not old_tips or not set(state.finding_blobs) <= state.appearances.keys():
@@ -704,7 +718,8 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     again = {b for b in hits.blobs if b in unreadable and b not in known}
     if again:
         known.update(attribute.introductions(git_dir, again, tips, cut=cut))
-    new = attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips, first)
+    new = attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips, first,
+                                  filter_in_git=not small_change)
     return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
 
 

@@ -771,3 +771,22 @@ def test_discovery_never_answers_for_another_repository(tmp_path: Path) -> None:
     git(inner, "init", "-q")
     gitrepo.forget()  # what each command does first
     assert gitrepo.discover(inner).git_dir == inner / ".git"
+
+
+@pytest.mark.parametrize("since", [1, 3, 6])
+def test_new_commits_filtered_here_or_by_git_give_the_same_appearances(
+        repo: Path, planted: dict[str, Any], since: int) -> None:
+    """A re-scan lists every change of its few new commits and keeps those of finding
+    blobs itself; git's --find-object gives the same places, merges and renames included."""
+    first = git(repo, "rev-list", "--reverse", "--all").stdout.split()[since - 1]
+    tips = git(repo, "for-each-ref", "--format=%(objectname)").stdout.split()
+    listed = git(repo, "rev-list", "--all", "--objects", "--no-object-names").stdout.split()
+    kinds = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-check=%(objecttype)"],
+                           input="\n".join(listed) + "\n", capture_output=True, text=True,
+                           check=True).stdout.split()
+    blobs = [sha for sha, kind in zip(listed, kinds, strict=True) if kind == "blob"]
+    git_dir = repo / ".git"
+    by_git = attribute.introductions(git_dir, blobs, tips, [first], 5)
+    here = attribute.introductions(git_dir, blobs, tips, [first], 5, filter_in_git=False)
+    assert here == by_git
+    assert any(here.values())
