@@ -86,6 +86,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
                             "scan reads the whole history)")
     with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
         state = _last_scan(git_dir, rules, result) if use_cache else None
+        kept = _kept_findings(state, rules, result) if state is not None else None
+        if kept is None:
+            state = None
         # which of the last scan's tips are still there, asked while refs are listed
         there = Later(source.existing, git_dir, state.tips) if state is not None else None
         refs_listed = listing.get()
@@ -102,8 +105,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         # the cache's id file is made while git does the attribution work below
         saving = use_cache and not hits.interrupted
         ids = Later(_cache_ids, state, read_ids, result) if saving else None
-        if state is not None and run.incremental:
-            _cached_findings(state, run.cached, hits, rules)
+        if kept is not None and run.incremental:
+            _cached_findings(kept, run.cached, hits)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)
         if use_cache:
             _save(git_dir, rules, state, ids, hits, tips, appearances, result,
@@ -723,16 +726,33 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
 
 
-def _cached_findings(state: cache.CacheState, cached: set[str], hits: _Hits,
-                     rules: RuleSet) -> None:
+_Kept = tuple[dict[str, list[Credential]], dict[str, tuple[str, list[Credential]]]]
+
+
+def _kept_findings(state: cache.CacheState, rules: RuleSet, result: ScanResult
+                   ) -> _Kept | None:
+    """The findings the cache keeps (secrets sealed), by blob and by commit or tag; None,
+    with a warning, when they do not read back (a damaged cache is rebuilt)."""
+    try:
+        return ({blob: from_rows(rows, rules) for blob, rows in state.findings.items()},
+                {sha: (str(kind), from_rows(rows, rules))  # type: ignore[arg-type]
+                 for sha, (kind, rows) in state.messages.items()})
+    except (KeyError, ValueError, TypeError, IndexError):
+        result.notes.append("the scan cache's findings were damaged: scanning the whole "
+                            "history again")
+        return None
+
+
+def _cached_findings(kept: _Kept, cached: set[str], hits: _Hits) -> None:
     """Incremental scan: the findings of the objects in `cached`, as the cache keeps
     them (secrets sealed)."""
-    for blob, rows in state.findings.items():
+    blobs, messages = kept
+    for blob, creds in blobs.items():
         if blob in cached and blob not in hits.blobs:
-            hits.blobs[blob] = from_rows(rows, rules)
-    for sha, (kind, message_rows) in state.messages.items():
+            hits.blobs[blob] = creds
+    for sha, found in messages.items():
         if sha in cached and sha not in hits.commits:
-            hits.commits[sha] = (str(kind), from_rows(message_rows, rules))  # type: ignore[arg-type]
+            hits.commits[sha] = found
 
 
 def _examples_only(creds: list[Credential]) -> bool:

@@ -305,6 +305,31 @@ def test_damaged_cache_is_rebuilt_with_a_warning(cli: Cli, repo: Path) -> None:
     assert [f["key_id"] for f in again] == [key]
 
 
+@pytest.mark.parametrize("damage", ["unknown rule", "short row", "bad status"])
+def test_cached_findings_that_do_not_read_back_rebuild_the_cache(cli: Cli, repo: Path,
+                                                                 damage: str) -> None:
+    key = fake_key_id()
+    commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
+    history(cli, repo)
+    state_file = repo / ".git" / "keyscan" / "state.json"
+    state = json.loads(state_file.read_text())
+    [row] = next(iter(state["findings"].values()))[0]
+    if damage == "unknown rule":
+        row[1] = "no-such-rule"
+    elif damage == "short row":
+        del row[3:]
+    else:
+        row[5] = "maybe"
+    state_file.write_text(json.dumps(state))
+    commit(repo, {"later.txt": "later\n"}, "later")
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "damaged" in result.err
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+    assert result.json["summary"]["files"] > 2  # the whole history again
+    _, again, _ = history(cli, repo)
+    assert [f["key_id"] for f in again] == [key]
+
+
 def test_cache_never_holds_a_secret(cli: Cli, repo: Path) -> None:
     key, secret = fake_key_id(), fake_secret()
     commit(repo, {"c.ini": pair_text(key, secret)}, "leak")
