@@ -350,6 +350,23 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_CLEAN
 
 
+def entry() -> None:
+    """The `keyscan` console script: `main()`, then exit without tearing the
+    interpreter down. Python's finalization frees every module and object one by one,
+    ~15 ms (a tenth of a history re-scan) for memory the system takes back at once.
+    Exit handlers still run and output is flushed first; every pool and process keyscan
+    starts is closed before `main()` returns."""
+    import atexit
+    import contextlib
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # answered before building the parser: no imports

@@ -487,3 +487,21 @@ def test_a_nested_repository_is_reported_not_silently_skipped(cli: Cli, repo: Pa
     assert "scan it on its own" in skipped["reason"]
     code, doc = scan(cli, nested)
     assert code == 1 and paths_of(doc) == ["k.ini"]
+
+
+def test_the_console_script_flushes_everything_before_it_exits(tmp_path: Path) -> None:
+    """The installed `keyscan` skips the interpreter's teardown: a report far larger than
+    a pipe's buffer still arrives whole, the exit code is kept, and a reader that stops
+    early gets no traceback."""
+    keys = [fake_key_id() for _ in range(400)]
+    (tmp_path / "many.txt").write_text("".join(f"id {k}\n" for k in keys))
+    proc = subprocess.run([str(KEYSCAN_BIN), "scan", str(tmp_path), "--format", "json"],
+                          capture_output=True, text=True, env=clean_env())
+    assert proc.returncode == 1
+    assert len(proc.stdout) > 65536
+    assert {f["key_id"] for f in json.loads(proc.stdout)["findings"]} == set(keys)
+    assert "leaks" in proc.stderr
+    head = subprocess.run(f"'{KEYSCAN_BIN}' scan '{tmp_path}' --format json | head -c 10",
+                          shell=True, capture_output=True, text=True, env=clean_env())
+    assert head.stdout == proc.stdout[:10]
+    assert "Traceback" not in head.stderr
