@@ -147,6 +147,9 @@ class CacheState:
     # commit or tag id -> [its kind, the findings in its message]
     messages: dict[str, list[object]] = field(default_factory=dict)
     ref_tips: dict[str, str] = field(default_factory=dict)  # ref name -> its commit
+    # an object a ref names that is no commit (an annotated tag, a tree, a blob) ->
+    # [what it comes down to, its type]
+    ref_peeled: dict[str, list[str]] = field(default_factory=dict)
     contains: dict[str, list[str]] = field(default_factory=dict)  # finding commit -> refs
 
 
@@ -212,6 +215,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             findings=dict(meta["findings"]),
             messages=dict(meta["messages"]),
             ref_tips={str(k): str(v) for k, v in meta.get("ref_tips", {}).items()},
+            ref_peeled={str(k): [str(v[0]), str(v[1])]
+                        for k, v in meta.get("ref_peeled", {}).items()},
             contains={str(k): [names[i] for i in v]
                       for k, v in meta.get("contains", {}).items()},
         )
@@ -259,6 +264,7 @@ def save(git_dir: Path, state: CacheState) -> None:
         "findings": state.findings,
         "messages": state.messages,
         "ref_tips": state.ref_tips,
+        "ref_peeled": state.ref_peeled,
         "ref_names": names,
         "contains": {c: [number[n] for n in refs] for c, refs in state.contains.items()},
     }

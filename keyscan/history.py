@@ -76,7 +76,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     result = ScanResult(target=str(repo.root), mode="history")
     shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
     # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
-    listing = Later(source.list_refs, git_dir)
+    listing = Later(source.ref_rows, git_dir)
     head = Later(source.head_of, git_dir)
     ranged = bool(hopts.since_commit or hopts.range)
     sha1 = repo.object_format == "sha1"
@@ -91,7 +91,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             state = None
         # which of the last scan's tips are still there, asked while refs are listed
         there = Later(source.existing, git_dir, state.tips) if state is not None else None
-        refs_listed = listing.get()
+        refs_listed = source.typed_refs(git_dir, listing.get(), _named(state))
         old_tips = _still_there(state.tips, there.get()) if there and state else []
         _report_broken(refs_listed, result)
         head_commit, head_branch = head.get()
@@ -109,8 +109,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             _cached_findings(kept, run.cached, hits)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)
         if use_cache:
-            _save(git_dir, rules, state, ids, hits, tips, appearances, result,
-                  run.containment.tips if run.containment is not None else {}, refs_of)
+            _save(run, rules, ids, hits, appearances, result, refs_of)
     result.notes[:0] = shape.get()
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
@@ -167,6 +166,17 @@ def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult) -> cache.Cache
     if warning:
         result.notes.append(warning)
     return state
+
+
+def _named(state: cache.CacheState | None) -> dict[str, tuple[str, str]]:
+    """What the objects the last scan's refs named come down to, and their types: every
+    tip is a commit but those that refs naming something else kept (`ref_peeled`)."""
+    if state is None:
+        return {}
+    named = {tip: (tip, "commit") for tip in state.tips}
+    named.update({target: (str(commit), str(kind))
+                  for target, (commit, kind) in state.ref_peeled.items()})
+    return named
 
 
 def _still_there(old_tips: list[str], present: list[str]) -> list[str]:
@@ -773,18 +783,21 @@ def _cache_ids(state: cache.CacheState | None, read_ids: Callable[[], cache.IdSe
     return scanned.without(bytes.fromhex(sha) for sha in _unreadable(result))
 
 
-def _save(git_dir: Path, rules: RuleSet, state: cache.CacheState | None,
-          ids: Later[cache.Scanned] | None, hits: _Hits,
-          tips: list[str], appearances: dict[str, list[attribute.Appearance]],
-          result: ScanResult, ref_tips: dict[str, str], contains: dict[str, list[str]]
-          ) -> None:
+def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hits,
+          appearances: dict[str, list[attribute.Appearance]], result: ScanResult,
+          contains: dict[str, list[str]]) -> None:
     if hits.interrupted or ids is None:
         return  # the cache stays as the last complete scan left it
     scanned = ids.get()
     blobs = {**hits.blobs, **hits.hidden_blobs}
     commits = {**hits.commits, **hits.hidden_commits}
-    cache.save(git_dir, cache.CacheState(
-        rules_digest=rules.digest, tips=tips, scanned=scanned,
+    ref_tips = run.containment.tips if run.containment is not None else {}
+    cache.save(run.git_dir, cache.CacheState(
+        rules_digest=rules.digest, tips=run.tips, scanned=scanned,
+        # what refs name other than a commit (annotated tags, trees, blobs): the next
+        # scan asks git only about objects it has not seen named
+        ref_peeled={r.target: [r.commit, r.kind] for r in run.refs_listed
+                    if r.kind != "missing" and (r.kind != "commit" or r.commit != r.target)},
         finding_blobs=[b for b, c in blobs.items() if not _examples_only(c)],
         finding_commits=list(commits),
         findings={b: cached_rows(c) for b, c in blobs.items()},

@@ -815,3 +815,35 @@ def test_new_commits_filtered_here_or_by_git_give_the_same_appearances(
     here = attribute.introductions(git_dir, blobs, tips, [first], 5, filter_in_git=False)
     assert here == by_git
     assert any(here.values())
+
+
+def test_a_re_scan_asks_git_only_about_objects_refs_newly_name(
+        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an object a ref names comes down to never changes: a re-scan peels only the
+    objects no ref named last time, and tells the same as a scan without the cache."""
+    from keyscan.sources import history as source
+
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    git(repo, "tag", "-a", "v1", "-m", "v1")
+    git(repo, "tag", "light")
+    git(repo, "tag", "-a", "nested", "-m", "a tag of a tag", "v1")
+    git(repo, "update-ref", "refs/trees/root", "HEAD^{tree}")
+    history(cli, repo)
+    new_commit = commit(repo, {"b.txt": "b\n"}, "b")
+    git(repo, "tag", "-a", "v2", "-m", "v2")
+    asked: list[str] = []
+    real = source._peeled
+
+    def peeled(git_dir: Path, objects: list[str]) -> list[tuple[str, str]]:
+        asked.extend(objects)
+        return real(git_dir, objects)
+
+    monkeypatch.setattr(source, "_peeled", peeled)
+    _, found, doc = history(cli, repo)
+    assert set(asked) == {new_commit, git(repo, "rev-parse", "v2").stdout.strip()}
+    asked.clear()
+    _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+    assert len(asked) == 6  # main, light, nested, v1, v2, the tree: all asked
+    assert found == fresh and found[0]["key_id"] == key
+    assert {"refs/tags/nested", "refs/tags/v1", "refs/tags/light"} <= set(found[0]["refs"])

@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import subprocess
 import threading
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
@@ -254,46 +254,37 @@ class Ref:
     symref: str = ""  # the ref a symbolic ref names (refs/remotes/origin/HEAD)
 
 
+RefRow = tuple[str, str, str]  # the object a ref names, the ref a symbolic ref names, name
+
+
 def list_refs(git_dir: Path) -> list[Ref]:
     """Every ref: branches, tags, remotes, stash; each with what it comes down to, every
     annotated tag of a chain peeled. A ref naming an object missing from the store comes
-    with kind "missing". One `for-each-ref` tells the types; when it gives up (a ref
-    naming a missing object makes it give up on the whole list), the names are listed
-    alone and one `cat-file` peels them."""
-    proc = subprocess.run(
-        _git(git_dir, "for-each-ref", "--format=%(objectname) %(objecttype) %(*objectname) "
-                                      "%(*objecttype) %(symref) %(refname)"),
-        stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    if proc.returncode != 0:
-        return _list_refs_slowly(git_dir)
-    rows = [line.split(" ", 5) for line in
-            proc.stdout.decode("utf-8", "surrogateescape").splitlines()]
-    rows = [row for row in rows if len(row) == 6]
-    # a tag of a tag (rare): peeled to the end by cat-file
-    nested = [row[0] for row in rows if row[3] == "tag"]
-    peeled = dict(zip(nested, _peeled(git_dir, nested), strict=True))
-    refs = []
-    for target, kind, inner, inner_kind, symref, name in rows:
-        if target in peeled:
-            commit, kind = peeled[target]
-        elif inner_kind:
-            commit, kind = inner, inner_kind
-        else:
-            commit = target
-        refs.append(Ref(name, target, commit, kind, symref))
-    return refs
+    with kind "missing"."""
+    return typed_refs(git_dir, ref_rows(git_dir))
 
 
-def _list_refs_slowly(git_dir: Path) -> list[Ref]:
+def ref_rows(git_dir: Path) -> list[RefRow]:
+    """Every ref's name and the object it names: a listing that reads no object (one
+    naming a missing object does not make git give up on the rest, as asking for types
+    would)."""
     proc = subprocess.run(
         _git(git_dir, "for-each-ref", "--format=%(objectname) %(symref) %(refname)"),
         stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    named = [row for row in (line.split(" ", 2) for line in
-                             proc.stdout.decode("utf-8", "surrogateescape").splitlines())
-             if len(row) == 3]
-    targets = list(dict.fromkeys(target for target, _, _ in named))
-    peeled = dict(zip(targets, _peeled(git_dir, targets), strict=True))
-    return [Ref(name, target, *peeled[target], symref) for target, symref, name in named]
+    rows = [line.split(" ", 2) for line in
+            proc.stdout.decode("utf-8", "surrogateescape").splitlines()]
+    return [(row[0], row[1], row[2]) for row in rows if len(row) == 3]
+
+
+def typed_refs(git_dir: Path, rows: Sequence[RefRow],
+               known: Mapping[str, tuple[str, str]] | None = None) -> list[Ref]:
+    """`rows` with what each ref comes down to and its type. `known`: object -> (what it
+    comes down to, its type), from the last scan (ids never change what they name); git
+    peels the rest in one `cat-file`."""
+    known = known or {}
+    asked = list(dict.fromkeys(target for target, _, _ in rows if target not in known))
+    peeled = {**known, **dict(zip(asked, _peeled(git_dir, asked), strict=True))}
+    return [Ref(name, target, *peeled[target], symref) for target, symref, name in rows]
 
 
 def _peeled(git_dir: Path, objects: Sequence[str]) -> list[tuple[str, str]]:
