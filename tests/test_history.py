@@ -840,10 +840,10 @@ def test_a_re_scan_asks_git_only_about_objects_refs_newly_name(
         return real(git_dir, objects)
 
     monkeypatch.setattr(source, "_peeled", peeled)
-    _, found, doc = history(cli, repo)
+    _, found, _ = history(cli, repo)
     assert set(asked) == {new_commit, git(repo, "rev-parse", "v2").stdout.strip()}
     asked.clear()
-    _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+    _, fresh, _ = history(cli, repo, "--no-cache")
     assert len(asked) == 6  # main, light, nested, v1, v2, the tree: all asked
     assert found == fresh and found[0]["key_id"] == key
     assert {"refs/tags/nested", "refs/tags/v1", "refs/tags/light"} <= set(found[0]["refs"])

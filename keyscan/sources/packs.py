@@ -434,8 +434,11 @@ def _link_ref_deltas(shas: list[bytes], base: array, kind: bytearray,  # type: i
             broken.append(p)  # the base is elsewhere: git reads it
         else:
             base[p] = b
-    # types follow the chains, whose bases may come later in the pack
-    for p, _ in ref_bases:
+    # types follow the chains, whose bases may come later in the pack: a fetched thin
+    # pack gets the bases its deltas name appended at its end, and the offset deltas
+    # built on such a delta were parsed before it had a type
+    p = kind.find(0)
+    while p != -1:
         chain: list[int] = []
         q = p
         while q != -1 and not kind[q] and len(chain) <= len(shas):
@@ -443,6 +446,7 @@ def _link_ref_deltas(shas: list[bytes], base: array, kind: bytearray,  # type: i
             q = base[q]
         for c in chain:
             kind[c] = kind[q] if q != -1 else 0
+        p = kind.find(0, p + 1)
 
 
 Emit = Callable[[int, bytes], None]

@@ -184,6 +184,9 @@ def _scan_roots(number: int, roots: list[int]) -> Found:
         if not emit[p]:
             return
         kind = kinds[p]
+        if kind not in packs.KINDS:  # a type the plan could not tell: git reads it
+            found.failed.append((number, p))
+            return
         data = content if kind == packs.BLOB else message_of(packs.KINDS[kind], content)
         creds = matcher.find(data) if data else []
         if creds:
