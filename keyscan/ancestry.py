@@ -62,9 +62,12 @@ class Ancestry:
     """
 
     def __init__(self, git_dir: Path, known: KnownRefs | None = None,
-                 refs: list[Ref] | None = None) -> None:
-        """`refs`: the repository's refs, if already listed (`sources.history.list_refs`)."""
+                 refs: list[Ref] | None = None, head: str = "") -> None:
+        """`refs`: the repository's refs, if already listed (`sources.history.list_refs`);
+        `head`: HEAD's commit, whose first-parent line `first_parents` will be asked."""
         self._git_dir = git_dir
+        self._head = head
+        self._line: list[bytes] | None = None
         self._known = known
         self._refs = refs
         self._tips: list[tuple[str, str]] = []
@@ -98,6 +101,8 @@ class Ancestry:
             if self._moved is not None:
                 return
         self._read_all()
+        if self._head:  # a whole-history scan will cut its `git log` on this line
+            self._line = self._first_parent_line(self._head)
 
     def _read_all(self) -> None:
         # every ref's commit, as listed (not --all: one ref naming a missing object
@@ -135,8 +140,14 @@ class Ancestry:
 
     def first_parents(self, head: str) -> list[bytes] | None:
         """`head`'s first-parent line, newest first, from the full pass; None when that
-        pass did not run (an incremental scan) or `head` is on no ref."""
+        pass did not run (an incremental scan) or `head` is on no ref. For the `head`
+        given when made, worked out in the background as soon as the pass is read."""
         self._reading.get()
+        if head == self._head and self._line is not None:
+            return self._line
+        return self._first_parent_line(head)
+
+    def _first_parent_line(self, head: str) -> list[bytes] | None:
         parent: dict[bytes, bytes] = {}
         for row in self._rows.split(b"\n"):
             ids = row.split(maxsplit=2)

@@ -219,8 +219,8 @@ class _Run:
         known = ancestry.KnownRefs(state.ref_tips, state.contains) \
             if state is not None and state.ref_tips else None
         # which refs contain which commits (not needed for CI ranges unless they find)
-        self.containment = ancestry.Ancestry(git_dir, known, refs_listed) if not ranged \
-            else None
+        self.containment = ancestry.Ancestry(git_dir, known, refs_listed, head[0]) \
+            if not ranged else None
         self.old_tips = old_tips  # the last scan's tips that still exist
         self.incremental = bool(self.old_tips)  # else every object is read
         self.split = False  # whole history: `git log` cut in two (`_cut`)
