@@ -7,7 +7,7 @@ held a finding), where each blob holding findings appears, and the hash of the r
 without its object being read again: rule, line, column, status, the key ID (an
 identifier, not a secret: AWS logs it in CloudTrail and every report shows it) and,
 of a secret access key or session token, only what a redacted report shows (its
-first characters and its length) and a keyed digest (`match.cached_rows`). A scan
+first characters and its length) and a keyed digest (`match.to_rows(seal=True)`). A scan
 that must show or use the secrets themselves reads those objects again. Written
 atomically under a lock, so two runs at once cannot corrupt it; a damaged cache is
 rebuilt with a warning.
@@ -22,14 +22,14 @@ import mmap
 import os
 import struct
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
 from pathlib import Path
 
 from keyscan.interrupt import held
 from keyscan.record import field, record
 
-VERSION = 4
+VERSION = 5
 _FIRST = itemgetter(0)
 
 
@@ -140,13 +140,11 @@ class CacheState:
     tips: list[str] = field(default_factory=list)
     scanned: Scanned = field(default_factory=lambda: Scanned(IdSet()))  # objects read
     # (trees may be listed too)
-    finding_blobs: list[str] = field(default_factory=list)
-    finding_commits: list[str] = field(default_factory=list)
     # where finding blobs appear: paths, commits, authors; no content, no secret
     appearances: dict[str, list[list[object]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # re-read (and re-reported) each run
-    # blob id -> its findings, as `match.cached_rows` keeps them
-    findings: dict[str, list[list[list[object]]]] = field(default_factory=dict)
+    # blob id -> its findings, as `match.to_rows(seal=True)` keeps them
+    findings: dict[str, Sequence[Sequence[Sequence[object]]]] = field(default_factory=dict)
     # commit or tag id -> [its kind, the findings in its message]
     messages: dict[str, list[object]] = field(default_factory=dict)
     ref_tips: dict[str, str] = field(default_factory=dict)  # ref name -> its commit
@@ -211,8 +209,6 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             rules_digest=rules_digest,
             tips=[str(t) for t in meta["tips"]],
             scanned=Scanned(base, added, base_changed=False),
-            finding_blobs=[str(b) for b in meta["finding_blobs"]],
-            finding_commits=[str(c) for c in meta["finding_commits"]],
             appearances=dict(meta.get("appearances", {})),
             unreadable=[str(u) for u in meta.get("unreadable", [])],
             findings=dict(meta["findings"]),
@@ -260,8 +256,6 @@ def save(git_dir: Path, state: CacheState) -> None:
         "tips": state.tips,
         "count": len(scanned.base),
         "added": len(scanned.added),
-        "finding_blobs": sorted(set(state.finding_blobs)),
-        "finding_commits": sorted(set(state.finding_commits)),
         "appearances": state.appearances,
         "unreadable": sorted(set(state.unreadable)),
         "findings": state.findings,

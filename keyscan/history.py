@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
-from keyscan.match import ENGINE_AFTER, Credential, Matcher, cached_rows, from_rows
-from keyscan.model import Commit, Finding, Location, ScanResult, Skipped, Status
+from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, to_rows
+from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
@@ -44,7 +44,7 @@ class HistoryOptions:
     check_missing: bool | None = None  # None: on partial clones and below 10k blobs and commits
     progress: bool | None = None  # None: only on a TTY outside CI
     # the secrets themselves are needed (--show-secrets, --verify-live): findings the
-    # cache keeps sealed (`match.cached_rows`) are read again
+    # cache keeps sealed (`match.to_rows(seal=True)`) are read again
     whole_secrets: bool = False
     workers: int = 0  # processes reading objects; 0: as many as CPUs (parallel.worker_count)
     # full scans rebuild packed objects in-process (sources/packs.py); False: all through
@@ -349,7 +349,8 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         # damaged) since is reported as such rather than taken from the cache.
         again = [*state.unreadable]
         if hopts.whole_secrets:
-            again += [*state.finding_blobs, *state.finding_commits]
+            again += [sha for sha, rows in state.findings.items() if _sealed(rows)]
+            again += [sha for sha, (_, rows) in state.messages.items() if _sealed(rows)]
         held = [sha for sha in [*state.findings, *state.messages] if sha not in again]
         refs = source.describe_objects(git_dir, list(dict.fromkeys(fresh + again + held)))
         cached = {r.sha for r in refs if r.kind in _SCANNED_KINDS}.intersection(held)
@@ -720,7 +721,7 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
                  ) -> dict[str, list[attribute.Appearance]]:
     """Where finding blobs appear. Incremental: the cached answer plus one `git log`
     over the new commits only (a blob new to the store can only be in new commits)."""
-    if state is None or not old_tips or not set(state.finding_blobs) <= state.appearances.keys():
+    if state is None or not old_tips or not state.findings.keys() <= state.appearances.keys():
         return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(
         {b: rows for b, rows in state.appearances.items() if b in hits.blobs})
@@ -765,8 +766,11 @@ def _cached_findings(kept: _Kept, cached: set[str], hits: _Hits) -> None:
             hits.commits[sha] = found
 
 
-def _examples_only(creds: list[Credential]) -> bool:
-    return all(c.status is Status.EXAMPLE for c in creds)
+def _sealed(rows: object) -> bool:
+    """Whether cached rows keep a value sealed (a secret: its object is read again when
+    the secrets themselves are wanted)."""
+    return isinstance(rows, list) and any(
+        isinstance(row[2], list) for cred in rows for row in cred)
 
 
 def _unreadable(result: ScanResult) -> set[str]:
@@ -798,10 +802,8 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
         # scan asks git only about objects it has not seen named
         ref_peeled={r.target: [r.commit, r.kind] for r in run.refs_listed
                     if r.kind != "missing" and (r.kind != "commit" or r.commit != r.target)},
-        finding_blobs=[b for b, c in blobs.items() if not _examples_only(c)],
-        finding_commits=list(commits),
-        findings={b: cached_rows(c) for b, c in blobs.items()},
-        messages={sha: [kind, cached_rows(c)] for sha, (kind, c) in commits.items()},
+        findings={b: to_rows(c, seal=True) for b, c in blobs.items()},
+        messages={sha: [kind, to_rows(c, seal=True)] for sha, (kind, c) in commits.items()},
         ref_tips=ref_tips, contains=contains,
         appearances=attribute.appearance_rows(
             {b: appearances.get(b, []) for b in blobs}),

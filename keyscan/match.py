@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from keyscan import decode
 from keyscan.model import Role, SealedSecret, Secret, Status
@@ -44,7 +44,7 @@ class Part:
     column: int
     status: Status
     encoding: str
-    sealed: SealedSecret | None = None  # the value as the cache keeps it (`cached_rows`)
+    sealed: SealedSecret | None = None  # the value as the cache keeps it (`to_rows(seal=True)`)
 
 
 @record(frozen=False)
@@ -76,65 +76,49 @@ class Credential:
 
 
 _SLOTS = ("key_id", "secret", "token", "other")
-PartRow = tuple[str, str, str, int, int, str, str]  # slot, rule id, value, line, column, ...
+# slot, rule id, value, line, column, status, encoding; a sealed value is
+# [what a redacted report shows, its length, its digest] (`to_rows(seal=True)`)
+PartRow = tuple[str, str, "str | list[object]", int, int, str, str]
 
 
-def to_rows(creds: list[Credential]) -> list[list[PartRow]]:
+def to_rows(creds: list[Credential], seal: bool = False) -> list[list[PartRow]]:
     """Credentials as plain rows (rule ids, not compiled rules): cheap to send from a
-    worker process to its parent."""
+    worker process to its parent. `seal`: as the incremental cache keeps them, the value
+    of a secret, a session token or a generic credential only as what a redacted report
+    shows of it, its length and its digest; kept whole are key IDs (identifiers, which
+    AWS logs in CloudTrail and every report shows) and documentation examples."""
     out = []
     for cred in creds:
-        rows = []
-        for slot in _SLOTS:
-            p = getattr(cred, slot)
-            if p is not None:
-                rows.append((slot, p.rule.rule.id, p.value, p.line, p.column, p.status.value,
-                             p.encoding))
-        out.append(rows)
-    return out
-
-
-def cached_rows(creds: list[Credential]) -> list[list[list[object]]]:
-    """Credentials as the incremental cache keeps them (`from_rows` reads them back):
-    the value of a secret, a session token or a generic credential only as
-    [what a redacted report shows, its length, its digest]. Kept whole: key IDs
-    (identifiers, which AWS logs in CloudTrail and every report shows) and
-    documentation examples (published values)."""
-    out: list[list[list[object]]] = []
-    for cred in creds:
-        rows: list[list[object]] = []
+        rows: list[PartRow] = []
         for slot in _SLOTS:
             p = getattr(cred, slot)
             if p is None:
                 continue
-            kept: object = p.value
+            value: str | list[object] = p.value
             secret = p.sealed if p.sealed is not None else (
-                Secret(p.value) if slot != "key_id" and p.status is not Status.EXAMPLE
+                Secret(p.value) if seal and slot != "key_id" and p.status is not Status.EXAMPLE
                 else None)
             if secret is not None:
-                kept = [secret.prefix(), len(secret), secret.digest()]
-            rows.append([slot, p.rule.rule.id, kept, p.line, p.column, p.status.value,
-                         p.encoding])
+                value = [secret.prefix(), len(secret), secret.digest()]
+            rows.append((slot, p.rule.rule.id, value, p.line, p.column, p.status.value,
+                         p.encoding))
         out.append(rows)
     return out
 
 
-def from_rows(rows: list[list[PartRow]] | list[list[list[object]]], rules: RuleSet
+def from_rows(rows: Sequence[Sequence[Sequence[object]]], rules: RuleSet
               ) -> list[Credential]:
-    """Credentials from `to_rows` (whole values) or `cached_rows` (sealed ones)."""
+    """Credentials from `to_rows`, sealed or not (the cache's come back as JSON lists)."""
     by_id = {r.rule.id: r for r in rules.rules}
     creds = []
     for cred_rows in rows:
         cred = Credential()
         for slot, rule_id, value, line, column, status, encoding in cred_rows:
-            if isinstance(value, list):
-                prefix, length, digest = value
-                part = Part(by_id[str(rule_id)], "", int(line), int(column),  # type: ignore[call-overload]
-                            Status(status), str(encoding),
-                            SealedSecret(str(prefix), int(length), str(digest)))
-            else:
-                part = Part(by_id[str(rule_id)], str(value), int(line), int(column),  # type: ignore[call-overload]
-                            Status(status), str(encoding))
+            sealed = SealedSecret(str(value[0]), int(value[1]), str(value[2])) \
+                if isinstance(value, list) else None
+            part = Part(by_id[str(rule_id)], "" if sealed else str(value),
+                        int(line), int(column),  # type: ignore[call-overload]
+                        Status(status), str(encoding), sealed)
             setattr(cred, str(slot), part)
             cred.parts.append(part)
         creds.append(cred)

@@ -18,6 +18,15 @@ _FINGERPRINT_KEY = b"keyscan-fingerprint-v1"
 SHOWN = 4  # a redacted secret shows at most this many of its first characters
 
 
+def _keyed_digest(data: bytes) -> str:
+    """HMAC-SHA256 of `data` under the fingerprint key. hashlib is imported here, once
+    a finding needs it: not by every pre-commit run (OpenSSL's start is ~4 ms)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(_FINGERPRINT_KEY, data, hashlib.sha256).hexdigest()
+
+
 class Secret:
     """A found credential value whose str/repr never shows it.
 
@@ -49,7 +58,7 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return False
-        import hmac  # hashing is imported once a finding needs it, not by every hook run
+        import hmac  # as in `_keyed_digest`: not on every hook run
 
         if type(self) is Secret and type(other) is Secret:
             return hmac.compare_digest(self._value, other._value)
@@ -60,10 +69,7 @@ class Secret:
 
     def digest(self) -> str:
         """A keyed hash of the value: identifies it without revealing it."""
-        import hashlib
-        import hmac
-
-        return hmac.new(_FINGERPRINT_KEY, self._value.encode(), hashlib.sha256).hexdigest()
+        return _keyed_digest(self._value.encode())
 
 
 class SealedSecret(Secret):
@@ -227,11 +233,7 @@ class Finding:
             if value is not None:
                 parts.append(value.digest())
                 break
-        import hashlib
-        import hmac
-
-        joined = "\0".join(parts).encode()
-        return hmac.new(_FINGERPRINT_KEY, joined, hashlib.sha256).hexdigest()
+        return _keyed_digest("\0".join(parts).encode())
 
     @property
     def fingerprint(self) -> str:

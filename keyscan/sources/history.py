@@ -69,10 +69,12 @@ def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
         input="".join(f"{s}\n" for s in shas).encode(), capture_output=True, check=False,
     )
     out = []
+    objects: Path | None = None
     for line in proc.stdout.decode("ascii", "replace").splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[1] == "missing":
-            loose = objects_dir(git_dir) / parts[0][:2] / parts[0][2:]
+            objects = objects or objects_dir(git_dir)
+            loose = objects / parts[0][:2] / parts[0][2:]
             kind = "corrupt" if loose.exists() else "missing"
             out.append(ObjectRef(parts[0], kind, 0))
         elif len(parts) == 3:
