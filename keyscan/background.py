@@ -16,8 +16,16 @@ class Later(Generic[T]):
     def __init__(self, fn: Callable[..., T], *args: object) -> None:
         self._value: T | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True)
+        thread.start()
+        self._thread: threading.Thread | None = thread
+
+    @classmethod
+    def done(cls, value: T) -> Later[T]:
+        """A value already at hand, as a `Later` (no thread)."""
+        later: Later[T] = cls.__new__(cls)
+        later._value, later._error, later._thread = value, None, None
+        return later
 
     def _run(self, fn: Callable[..., T], *args: object) -> None:
         try:
@@ -26,7 +34,8 @@ class Later(Generic[T]):
             self._error = exc
 
     def get(self) -> T:
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]

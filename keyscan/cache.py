@@ -152,6 +152,9 @@ class CacheState:
     # [what it comes down to, its type]
     ref_peeled: dict[str, list[str]] = field(default_factory=dict)
     contains: dict[str, list[str]] = field(default_factory=dict)  # finding commit -> refs
+    # the default branch and its tip's commit, and the finding blobs in that commit's tree
+    head_tip: list[str] = field(default_factory=list)
+    in_head: list[str] = field(default_factory=list)
 
 
 def user_cache_folder() -> Path:
@@ -173,6 +176,11 @@ def write_private(path: Path, data: bytes) -> None:
 
 def cache_dir(git_dir: Path) -> Path:
     return git_dir / "keyscan"
+
+
+def exists(git_dir: Path) -> bool:
+    """Whether a scan left a cache here (a re-scan follows)."""
+    return (cache_dir(git_dir) / "state.json").exists()
 
 
 @contextlib.contextmanager
@@ -218,6 +226,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
                         for k, v in meta.get("ref_peeled", {}).items()},
             contains={str(k): [names[i] for i in v]
                       for k, v in meta.get("contains", {}).items()},
+            head_tip=[str(x) for x in meta.get("head_tip", [])],
+            in_head=[str(x) for x in meta.get("in_head", [])],
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"
@@ -264,6 +274,8 @@ def save(git_dir: Path, state: CacheState) -> None:
         "ref_peeled": state.ref_peeled,
         "ref_names": names,
         "contains": {c: [number[n] for n in refs] for c, refs in state.contains.items()},
+        "head_tip": state.head_tip,
+        "in_head": state.in_head,
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
     # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for all.

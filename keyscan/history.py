@@ -27,6 +27,8 @@ from keyscan.record import field, record
 from keyscan.rules import RuleSet
 from keyscan.scan import ScanOptions, path_allowed, to_finding
 from keyscan.sources import history as source
+from keyscan.sources import recent
+from keyscan.sources.store import Store, StoreError
 
 if TYPE_CHECKING:  # imported when a scan reads much: an incremental scan does without
     from keyscan.sources import packs, parallel
@@ -47,8 +49,9 @@ class HistoryOptions:
     # cache keeps sealed (`match.to_rows(seal=True)`) are read again
     whole_secrets: bool = False
     workers: int = 0  # processes reading objects; 0: as many as CPUs (parallel.worker_count)
-    # full scans rebuild packed objects in-process (sources/packs.py); False: all through
-    # `git cat-file` (also KEYSCAN_READ_PACKS=0)
+    # full scans rebuild packed objects in-process (sources/packs.py), re-scans read refs
+    # and new objects from the files (sources/store.py); False: all through git (also
+    # KEYSCAN_READ_PACKS=0)
     read_packs: bool = field(default_factory=lambda: os.environ.get("KEYSCAN_READ_PACKS") != "0")
 
 
@@ -75,12 +78,19 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     git_dir = repo.git_dir
     result = ScanResult(target=str(repo.root), mode="history")
     shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
-    # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
-    listing = Later(source.ref_rows, git_dir)
-    head = Later(source.head_of, git_dir)
     ranged = bool(hopts.since_commit or hopts.range)
     sha1 = repo.object_format == "sha1"
     use_cache = hopts.use_cache and not ranged and sha1
+    # a re-scan of a repository of the plain layout reads its refs and new objects from
+    # its files (sources/store.py); otherwise, and on anything unexpected there, git
+    store = Store.open(git_dir) \
+        if use_cache and hopts.read_packs and cache.exists(git_dir) else None
+    files = _refs_from(store)
+    if files is None:
+        store = None
+    # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
+    listing = Later(source.ref_rows, git_dir) if files is None else Later.done(files[0])
+    head = Later(source.head_of, git_dir) if files is None else Later.done(files[1])
     if hopts.use_cache and not ranged and not sha1:
         result.notes.append("SHA-256 repository: the incremental cache is not used (every "
                             "scan reads the whole history)")
@@ -90,8 +100,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if kept is None:
             state = None
         # which of the last scan's tips are still there, asked while refs are listed
-        there = Later(source.existing, git_dir, state.tips) if state is not None else None
-        refs_listed = source.typed_refs(git_dir, listing.get(), _named(state))
+        there = None if state is None else Later.done(_present(store, state.tips)) \
+            if store is not None else Later(source.existing, git_dir, state.tips)
+        refs_listed = _typed(git_dir, listing.get(), _named(state), store)
         old_tips = _still_there(state.tips, there.get()) if there and state else []
         _report_broken(refs_listed, result)
         head_commit, head_branch = head.get()
@@ -101,6 +112,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             return result
         run = _Run(git_dir, tips, refs_listed, (head_commit, head_branch), state, old_tips,
                    ranged, sha1)
+        run.store = store
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below
         saving = use_cache and not hits.interrupted
@@ -115,6 +127,36 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     if hits.interrupted:
         raise ScanInterrupted(result)
     return result
+
+
+def _refs_from(store: Store | None
+               ) -> tuple[list[source.RefRow], tuple[str, str]] | None:
+    """The refs and HEAD as git would list them, read from the repository's files;
+    None when git must be asked."""
+    if store is None:
+        return None
+    try:
+        return store.refs(), store.head()
+    except StoreError:
+        return None
+
+
+def _present(store: Store, shas: list[str]) -> list[str]:
+    return [sha for sha in shas if store.has(sha)]
+
+
+def _typed(git_dir: Path, rows: list[source.RefRow], named: dict[str, tuple[str, str]],
+           store: Store | None) -> list[source.Ref]:
+    """`source.typed_refs`, the objects no earlier scan saw peeled from the store's
+    files when there is one."""
+    if store is not None:
+        try:
+            new = {target for target, _, _ in rows if target not in named}
+            return source.typed_refs(git_dir, rows, {**named, **{
+                target: store.peel(target) for target in new}})
+        except StoreError:
+            pass
+    return source.typed_refs(git_dir, rows, named)
 
 
 def _report_broken(refs: list[source.Ref], result: ScanResult) -> None:
@@ -133,12 +175,13 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     head = (run.default_tip or Later(_default_tip, run.git_dir, run.refs_listed, run.head)) \
         if hits.blobs else None
     # who wrote the commits (and tags) holding findings in their message
-    meta = Later(attribute.commits, run.git_dir, list(hits.commits)) if hits.commits else None
+    meta = _commit_meta(run, list(hits.commits)) if hits.commits else None
     appearances, refs_of = _where(run, hits)
     held = _held(run.git_dir, run.refs_listed, hits.blobs)
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
     tip, note = head.get() if head else ({}, "")
+    run.in_head = [b for b in hits.blobs if b in tip]
     if note:
         result.notes.append(note)
     result.findings = sorted(
@@ -149,15 +192,38 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     return appearances, refs_of
 
 
+def _commit_meta(run: _Run, shas: list[str]) -> Later[dict[str, Commit]]:
+    """Who wrote the commits holding findings in their message: read from the files
+    on a re-scan that reads them, else asked of git in the background."""
+    if run.store is not None:
+        try:
+            return Later.done({c.sha: c.meta for c in (
+                recent.read_commit(run.store, sha) for sha in shas) if c is not None})
+        except StoreError:
+            pass
+    return Later(attribute.commits, run.git_dir, shas)
+
+
 def _default_tip(git_dir: Path, refs: list[source.Ref], head: str
                  ) -> tuple[dict[str, list[str]], str]:
     """The blobs at the tip of the default branch (a finding's 'still in HEAD'), and a
     note when HEAD (on `head`) is on another branch or detached."""
     branch = source.default_branch(refs)
-    note = "" if branch in ("HEAD", head) else (
+    return attribute.tree_blobs(git_dir, branch), _head_note(branch, head)
+
+
+def _head_note(branch: str, head: str) -> str:
+    return "" if branch in ("HEAD", head) else (
         f"'still in HEAD' is checked against {branch}, the default branch (HEAD is "
         f"{'detached' if head == 'HEAD' else 'on ' + head})")
-    return attribute.tree_blobs(git_dir, branch), note
+
+
+def _default_commit(refs: list[source.Ref], head: tuple[str, str]) -> list[str]:
+    """The default branch (`source.default_branch`) and the commit at its tip."""
+    branch = source.default_branch(refs)
+    if branch == "HEAD":
+        return [branch, head[0]]
+    return [branch, next((r.commit for r in refs if r.name == branch), "")]
 
 
 def _last_scan(git_dir: Path, rules: RuleSet, result: ScanResult) -> cache.CacheState | None:
@@ -225,11 +291,21 @@ class _Run:
         self.incremental = bool(self.old_tips)  # else every object is read
         self.split = False  # whole history: `git log` cut in two (`_cut`)
         self.cached: set[str] = set()  # objects whose findings come from the cache
+        self.store: Store | None = None  # a re-scan reads from the repository's files
+        # a re-scan read from the files: what its new commits put where, oldest first
+        self.recent: list[recent.Change] | None = None
         self.change = 0  # objects an incremental scan or a range reads
         # the default branch's files, listed at once when the cache holds findings (a
-        # re-scan would otherwise wait for that listing at its end)
-        self.default_tip = Later(_default_tip, git_dir, refs_listed, self.head) \
-            if state is not None and old_tips and (state.findings or state.messages) else None
+        # re-scan would otherwise wait for that listing at its end); when that branch has
+        # not moved, its finding blobs are those the last scan found there (a blob new
+        # since cannot be in a tree whose every blob was scanned before)
+        self.tip = _default_commit(refs_listed, head)
+        self.in_head: list[str] = []  # finding blobs in that tip's tree (cached)
+        self.default_tip: Later[tuple[dict[str, list[str]], str]] | None = None
+        if state is not None and old_tips and (state.findings or state.messages):
+            self.default_tip = Later.done(({blob: [] for blob in state.in_head}, _head_note(
+                self.tip[0], self.head))) if self.tip[1] and state.head_tip == self.tip \
+                else Later(_default_tip, git_dir, refs_listed, self.head)
 
 
 def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions,
@@ -238,6 +314,10 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     """Read and match what this scan covers: the hits, the ids read (a function, called
     later), and the walk of all refs when one ran."""
     git_dir, tips = run.git_dir, run.tips
+    if run.store is not None and run.state is not None and run.incremental:
+        fast = _read_recent(run, run.state, rules, options, hopts, result)
+        if fast is not None:
+            return fast
     refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips)
     run.split = everything
     run.change = len(refs)
@@ -273,6 +353,96 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     return hits, read_ids, reach
 
 
+def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: ScanOptions,
+                 hopts: HistoryOptions, result: ScanResult
+                 ) -> tuple[_Hits, Callable[[], cache.IdSet], None] | None:
+    """A re-scan read from the repository's files: the commits new since the last scan,
+    what they put where (kept for attribution), and the objects new to the cache, read
+    and matched. None when git must walk: new history of another shape than one line
+    grown from an old tip (sources/recent.py), or anything that does not read cleanly.
+    Nothing is added to `result` before everything has been read."""
+    store = run.store
+    named = _named(state)
+    if store is None or hopts.reflog or any(
+            r.kind in ("tree", "blob") and r.target not in named for r in run.refs_listed):
+        return None  # what a new ref to a tree or a blob holds: git lists it
+    old = {named.get(t, (t, ""))[0] for t in run.old_tips}
+    starts = [r.commit for r in run.refs_listed if r.kind == "commit"]
+    starts += [run.head_commit] if run.head_commit else []
+    again = [*state.unreadable]
+    if hopts.whole_secrets:
+        again += [sha for sha, rows in state.findings.items() if _sealed(rows)]
+        again += [sha for sha, (_, rows) in state.messages.items() if _sealed(rows)]
+    held = [sha for sha in [*state.findings, *state.messages] if sha not in again]
+    try:
+        line = recent.new_line(store, starts, old, state.scanned)
+        if line is None:
+            return None
+        changes = recent.changes(store, line)
+        tags = [sha for target in run.tips if target not in named
+                for sha in _tag_chain(store, target)]
+        fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
+        wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
+        objects = [(sha, store.read_at_most(sha, options.max_file_size))
+                   for sha in dict.fromkeys(wanted + again)]
+        gone = [sha for sha in held if not store.has(sha)]
+    except StoreError:
+        return None
+    run.recent, run.change = changes, len(objects)
+    run.cached = set(held).difference(gone)
+    result.skipped += [Skipped(f"object {sha}", "missing from the object store")
+                       for sha in gone]
+    hits, read_ids = _match_read(objects, Matcher(rules, engine_after=ENGINE_AFTER), result)
+    return hits, read_ids, None
+
+
+def _tag_chain(store: Store, target: str) -> list[str]:
+    """The annotated tags a new ref's target is, down the chain to what they tag."""
+    chain: list[str] = []
+    while True:
+        obj = store.read(target)
+        if obj is None or obj[0] != "tag":
+            return chain
+        chain.append(target)
+        target = store.peel_once(obj[1])
+
+
+def _match_read(objects: list[tuple[str, tuple[str, int, bytes | None] | None]],
+                matcher: Matcher, result: ScanResult
+                ) -> tuple[_Hits, Callable[[], cache.IdSet]]:
+    """Objects read from the store (None: not there; no content: over the size
+    limit), matched as `_match_objects` matches what git reads."""
+    hits = _Hits()
+    read: list[bytes] = []
+    for sha, found in objects:
+        if found is None:
+            result.skipped.append(Skipped(f"object {sha}", "missing from the object store"))
+            continue
+        kind, size, data = found
+        read.append(bytes.fromhex(sha))
+        if kind not in _SCANNED_KINDS:
+            continue
+        if data is None:
+            result.skipped.append(Skipped(
+                f"blob {sha}", f"larger than the size limit ({size} bytes)"))
+            continue
+        result.stats.files += 1
+        result.stats.bytes += len(data)
+        creds = matcher.find(data) if kind == "blob" \
+            else _message_hits(source.GitObject(sha, kind, data), matcher)
+        if not creds:
+            continue
+        if kind == "blob":
+            hits.blobs[sha] = creds
+        else:
+            hits.commits[sha] = (kind, creds)
+
+    def read_ids() -> cache.IdSet:
+        return cache.IdSet.of(read)
+
+    return hits, read_ids
+
+
 def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
     """Every object in the store, as git lists it; when a damaged pack makes git give up
     listing, the ids the pack indexes and object folders name, each checked by git (so
@@ -300,7 +470,7 @@ def _where(run: _Run, hits: _Hits
         run.containment = ancestry.Ancestry(run.git_dir, None, run.refs_listed)
     appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
                                _cut(run) if run.split and hits.blobs else None,
-                               run.change <= _LIST_CHANGES)
+                               run.change <= _LIST_CHANGES, run.recent)
     if run.containment is None:
         return appearances, {}
     return appearances, run.containment.refs_containing({
@@ -717,10 +887,12 @@ _LIST_CHANGES = 20_000
 
 
 def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None,
-                 old_tips: list[str], cut: str | None, small_change: bool
+                 old_tips: list[str], cut: str | None, small_change: bool,
+                 changes: list[recent.Change] | None = None
                  ) -> dict[str, list[attribute.Appearance]]:
     """Where finding blobs appear. Incremental: the cached answer plus one `git log`
-    over the new commits only (a blob new to the store can only be in new commits)."""
+    over the new commits only (a blob new to the store can only be in new commits), or
+    `changes`, what they put where, when read from the files."""
     if state is None or not old_tips or not state.findings.keys() <= state.appearances.keys():
         return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(
@@ -732,9 +904,28 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     again = {b for b in hits.blobs if b in unreadable and b not in known}
     if again:
         known.update(attribute.introductions(git_dir, again, tips, cut=cut))
-    new = attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips, first,
-                                  filter_in_git=not small_change)
+    new = _introduced(changes, hits.blobs.keys() - again, first) if changes is not None \
+        else attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips,
+                                     first, filter_in_git=not small_change)
     return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
+
+
+def _introduced(changes: list[recent.Change], blobs: Collection[str], first: int
+                ) -> dict[str, list[attribute.Appearance]]:
+    """`attribute.introductions` of the new commits, from what they put where."""
+    found: dict[str, list[attribute.Appearance]] = {b: [] for b in blobs}
+    seen: set[tuple[str, str, str]] = set()
+    order = first
+    for change in changes:
+        if change.blob not in found:
+            continue
+        key = (change.blob, change.commit.sha, change.path)
+        if key not in seen:
+            seen.add(key)
+            found[change.blob].append(
+                attribute.Appearance(change.blob, change.path, change.commit.meta, order))
+        order += 1
+    return found
 
 
 _Kept = tuple[dict[str, list[Credential]], dict[str, tuple[str, list[Credential]]]]
@@ -804,7 +995,7 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
                     if r.kind != "missing" and (r.kind != "commit" or r.commit != r.target)},
         findings={b: to_rows(c, seal=True) for b, c in blobs.items()},
         messages={sha: [kind, to_rows(c, seal=True)] for sha, (kind, c) in commits.items()},
-        ref_tips=ref_tips, contains=contains,
+        ref_tips=ref_tips, contains=contains, head_tip=run.tip, in_head=run.in_head,
         appearances=attribute.appearance_rows(
             {b: appearances.get(b, []) for b in blobs}),
         unreadable=sorted(_unreadable(result)),

@@ -695,7 +695,7 @@ def test_a_re_scan_adding_few_objects_leaves_the_id_table_alone(cli: Cli, repo: 
     _, _, doc = history(cli, repo)
     assert doc["summary"]["files"] == 2  # the new commit and its blob
     assert (folder / "scanned.bin").stat().st_ino == table.st_ino  # not written again
-    assert (folder / "scanned.add").stat().st_size == 20 * 3  # commit, tree, blob
+    assert (folder / "scanned.add").stat().st_size == 20 * 2  # the commit and the blob read
     commit(repo, {"later.txt": "later still\n"}, "later still")
     _, _, doc = history(cli, repo)
     assert doc["summary"]["files"] == 2  # the ids added last time count as scanned
@@ -817,11 +817,14 @@ def test_new_commits_filtered_here_or_by_git_give_the_same_appearances(
     assert any(here.values())
 
 
+@pytest.mark.parametrize("reader", ["files", "git"])
 def test_a_re_scan_asks_git_only_about_objects_refs_newly_name(
-        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch, reader: str) -> None:
     """What an object a ref names comes down to never changes: a re-scan peels only the
-    objects no ref named last time, and tells the same as a scan without the cache."""
+    objects no ref named last time (from the repository's files, or through git), and
+    tells the same as a scan without the cache."""
     from keyscan.sources import history as source
+    from keyscan.sources.store import Store
 
     key = fake_key_id()
     commit(repo, {"a.txt": f"id {key}\n"}, "a")
@@ -833,13 +836,20 @@ def test_a_re_scan_asks_git_only_about_objects_refs_newly_name(
     new_commit = commit(repo, {"b.txt": "b\n"}, "b")
     git(repo, "tag", "-a", "v2", "-m", "v2")
     asked: list[str] = []
-    real = source._peeled
+    real, real_peel = source._peeled, Store.peel
 
     def peeled(git_dir: Path, objects: list[str]) -> list[tuple[str, str]]:
         asked.extend(objects)
         return real(git_dir, objects)
 
+    def peel(self: Store, sha: str) -> tuple[str, str]:
+        asked.append(sha)
+        return real_peel(self, sha)
+
     monkeypatch.setattr(source, "_peeled", peeled)
+    monkeypatch.setattr(Store, "peel", peel)
+    if reader == "git":
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
     _, found, _ = history(cli, repo)
     assert set(asked) == {new_commit, git(repo, "rev-parse", "v2").stdout.strip()}
     asked.clear()
@@ -847,3 +857,33 @@ def test_a_re_scan_asks_git_only_about_objects_refs_newly_name(
     assert len(asked) == 6  # main, light, nested, v1, v2, the tree: all asked
     assert found == fresh and found[0]["key_id"] == key
     assert {"refs/tags/nested", "refs/tags/v1", "refs/tags/light"} <= set(found[0]["refs"])
+
+
+def test_still_in_head_stays_right_across_re_scans(cli: Cli, repo: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-scan lists the default branch's files only when that branch moved: until
+    then the finding blobs in its tree are those the last scan found there."""
+    key, later_key = fake_key_id(), fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    history(cli, repo)
+    listed: list[str] = []
+    real = attribute.tree_blobs
+
+    def tree_blobs(git_dir: Path, tree: str = "HEAD") -> dict[str, list[str]]:
+        listed.append(tree)
+        return real(git_dir, tree)
+
+    monkeypatch.setattr(attribute, "tree_blobs", tree_blobs)
+    git(repo, "checkout", "-q", "-b", "side")
+    commit(repo, {"b.txt": f"id {later_key}\n"}, "side work")  # main did not move
+    git(repo, "checkout", "-q", "main")
+    _, found, _ = history(cli, repo)
+    assert by_key(found, key)["in_head"] is True
+    assert by_key(found, later_key)["in_head"] is False
+    assert listed == []
+    commit(repo, {"a.txt": None}, "remove")  # main moved: the key left HEAD
+    _, found, _ = history(cli, repo)
+    assert listed == ["refs/heads/main"] or listed == ["HEAD"]
+    assert by_key(found, key)["in_head"] is False
+    _, fresh, _ = history(cli, repo, "--no-cache")
+    assert found == fresh

@@ -1,0 +1,209 @@
+"""What a few new commits added, read from the store (sources/store.py) for a re-scan.
+
+The answer is git's, computed here: the commits `git rev-list TIPS --not OLD` lists,
+and for each, oldest first, what `git log --raw -m --no-renames` shows it put at each
+path (against each parent; a root commit against nothing). Only the common shape is
+handled (`new_line`): new commits on one line of single-parent commits, growing from a
+tip of the last scan. Anything else returns None, and git is asked as before.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Container, Iterator, Mapping
+
+from keyscan.model import Commit
+from keyscan.record import record
+from keyscan.sources.store import Store, StoreError
+
+_MAX_NEW = 2_000  # new commits followed here; more: git walks them
+
+
+@record
+class NewCommit:
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    meta: Commit  # as `git log --format=%H %an %ae %aI %cI %s` gives it (subject masked)
+    data: bytes  # the commit object (its message is scanned)
+
+
+@record
+class Change:
+    blob: str
+    path: str
+    commit: NewCommit
+
+
+def new_line(store: Store, starts: Collection[str], old: Collection[str],
+             scanned: Container[bytes]) -> list[NewCommit] | None:
+    """The commits reachable from `starts` but not from the commits `old` (the last
+    scan's tips, peeled), newest first, when they form one line of single-parent
+    commits none of which was scanned before, whose last parent is in `old`. None when
+    the history is of another shape: git answers then."""
+    fresh = [s for s in dict.fromkeys(starts) if s not in old]
+    for top in fresh:
+        line = _line_from(store, top, old, scanned)
+        if line is None:
+            return None
+        shas = {c.sha for c in line}
+        if all(s in shas for s in fresh):
+            return line
+    return [] if not fresh else None
+
+
+def _line_from(store: Store, top: str, old: Collection[str], scanned: Container[bytes]
+               ) -> list[NewCommit] | None:
+    line: list[NewCommit] = []
+    sha = top
+    while len(line) < _MAX_NEW:
+        if bytes.fromhex(sha) in scanned:
+            return None  # read before: reachable from an old tip, or dangling then
+        commit = read_commit(store, sha)
+        if commit is None or len(commit.parents) != 1:
+            return None  # missing, a merge or a root: git walks it
+        line.append(commit)
+        sha = commit.parents[0]
+        if sha in old:
+            return line
+    return None
+
+
+def read_commit(store: Store, sha: str) -> NewCommit | None:
+    obj = store.read(sha)
+    if obj is None or obj[0] != "commit":
+        return None
+    return parse_commit(sha, obj[1])
+
+
+def parse_commit(sha: str, data: bytes) -> NewCommit:
+    """A commit object's tree, parents and the metadata a report shows."""
+    head, _, message = data.partition(b"\n\n")
+    tree = ""
+    parents: list[str] = []
+    author = committer = b""
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value.decode("ascii", "replace")
+        elif key == b"parent":
+            parents.append(value.decode("ascii", "replace"))
+        elif key == b"author":
+            author = value
+        elif key == b"committer":
+            committer = value
+        elif key == b"encoding" and value.strip().lower() not in (b"utf-8", b"utf8"):
+            raise StoreError("commit in another encoding")  # git re-encodes it: ask git
+    if len(tree) != 40 or not author or not committer:
+        raise StoreError(f"commit {sha} not understood")
+    name, email, author_date = _ident(author)
+    commit_date = _ident(committer)[2]
+    from keyscan.attribute import masked_subject
+
+    meta = Commit(sha=sha, author_name=name, author_email=email, author_date=author_date,
+                  commit_date=commit_date,
+                  message=masked_subject(_subject(message).decode("utf-8", "replace")))
+    return NewCommit(sha, tree, tuple(parents), meta, data)
+
+
+def _ident(value: bytes) -> tuple[str, str, str]:
+    """Name, email and ISO 8601 date (git's %an, %ae, %aI) of an ident line."""
+    lt = value.find(b"<")
+    gt = value.find(b">", lt + 1)
+    stamp = value[value.rfind(b">") + 1 :].split()
+    if lt < 0 or gt < 0 or len(stamp) != 2 or not stamp[0].isdigit() \
+            or len(stamp[1]) != 5 or stamp[1][:1] not in b"+-" or not stamp[1][1:].isdigit():
+        raise StoreError("ident line not understood")
+    name = value[:lt].rstrip(b" ").decode("utf-8", "replace")
+    email = value[lt + 1 : gt].decode("utf-8", "replace")
+    zone = stamp[1].decode()
+    offset = (int(zone[1:3]) * 60 + int(zone[3:5])) * 60 * (-1 if zone[0] == "-" else 1)
+    try:
+        local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(stamp[0]) + offset))
+    except (OverflowError, OSError, ValueError):
+        raise StoreError("date out of range") from None
+    return name, email, f"{local}{zone[0]}{zone[1:3]}:{zone[3:5]}"
+
+
+def _subject(message: bytes) -> bytes:
+    """git's %s: the first paragraph, its lines joined by spaces."""
+    lines = message.split(b"\n")
+    i = 0
+    while i < len(lines) and not lines[i].rstrip(b" \t\r"):
+        i += 1
+    out = []
+    while i < len(lines):
+        line = lines[i].rstrip(b" \t\r")
+        if not line:
+            break
+        out.append(line)
+        i += 1
+    return b" ".join(out)
+
+
+def changes(store: Store, line: list[NewCommit]) -> list[Change]:
+    """What each commit of `line` (newest first) put at each path, oldest commit first,
+    in the order `git log --reverse --raw -m --no-renames` lists it."""
+    out: list[Change] = []
+    for commit in reversed(line):
+        for parent in commit.parents or ("",):
+            base = read_commit(store, parent).tree if parent else ""  # type: ignore[union-attr]
+            out.extend(Change(blob, path, commit)
+                       for blob, path in _diff(store, base, commit.tree, b""))
+    return out
+
+
+def _diff(store: Store, old: str, new: str, prefix: bytes) -> Iterator[tuple[str, str]]:
+    """(blob, path) of each file `new` holds that `old` does not hold the same."""
+    before = _entries(store, old) if old else {}
+    for key, (mode, sha) in _entries(store, new).items():
+        was = before.get(key)
+        if was == (mode, sha):
+            continue
+        path = prefix + key.rstrip(b"/")
+        if mode == "tree":
+            yield from _diff(store, was[1] if was else "", sha, path + b"/")
+        elif mode != "gitlink":
+            yield sha, os.fsdecode(path)
+
+
+def _entries(store: Store, tree: str) -> Mapping[bytes, tuple[str, str]]:
+    """A tree's entries in git's order, keyed by name (a folder's with a "/")."""
+    obj = store.read(tree)
+    if obj is None or obj[0] != "tree":
+        raise StoreError(f"tree {tree} missing")
+    data = obj[1]
+    out: dict[bytes, tuple[str, str]] = {}
+    at, n = 0, len(data)
+    while at < n:
+        space = data.find(b" ", at)
+        nul = data.find(b"\0", space)
+        if space < 0 or nul < 0 or nul + 21 > n:
+            raise StoreError(f"tree {tree} not understood")
+        mode, name = data[at:space], data[space + 1 : nul]
+        sha = data[nul + 1 : nul + 21].hex()
+        at = nul + 21
+        kind = _MODES.get(mode) or _mode(mode)
+        out[name + b"/" if kind == "tree" else name] = (kind, sha)
+    return out
+
+
+_MODES = {b"100644": "file", b"100755": "exec", b"120000": "link", b"40000": "tree",
+          b"160000": "gitlink"}
+
+
+def _mode(mode: bytes) -> str:
+    """git's canonical kind of an unusual mode (old gits wrote 100664 and the like)."""
+    try:
+        value = int(mode, 8)
+    except ValueError:
+        raise StoreError("tree entry mode not understood") from None
+    kind = value & 0o170000
+    if kind == 0o040000:
+        return "tree"
+    if kind == 0o120000:
+        return "link"
+    if kind == 0o160000:
+        return "gitlink"
+    return "exec" if value & 0o111 else "file"

@@ -1,0 +1,177 @@
+"""Re-scans read refs and new objects from the repository's files (sources/store.py,
+sources/recent.py): what they read must be exactly what git says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import fake_key_id, fake_secret
+from repos import clean_env, git
+from test_history import Cli, commit, history, pair_text, planted  # noqa: F401
+
+from keyscan import attribute
+from keyscan.sources import recent
+from keyscan.sources.store import Store
+
+
+def _every_object(repo: Path) -> list[tuple[str, str, bytes]]:
+    listed = subprocess.run(["git", "-C", str(repo), "cat-file", "--batch-all-objects",
+                             "--batch"], capture_output=True, check=True).stdout
+    out, at = [], 0
+    while at < len(listed):
+        end = listed.index(b"\n", at)
+        sha, kind, size = listed[at:end].decode().split()
+        data = listed[end + 1 : end + 1 + int(size)]
+        out.append((sha, kind, data))
+        at = end + 2 + int(size)
+    return out
+
+
+def _store_repo(repo: Path, tmp_path: Path) -> None:
+    """Loose and packed objects, deltas by offset and by id (a fetched thin pack),
+    annotated tags and a tag of a tag, packed and loose refs, a symbolic ref."""
+    for i in range(6):
+        commit(repo, {"big.txt": "".join(f"line {n} {i if n % 7 == 0 else ''}\n"
+                                         for n in range(400)), f"f{i}.txt": f"{i}\n"}, f"c{i}")
+    git(repo, "tag", "-a", "v1", "-m", "v1")
+    git(repo, "tag", "-a", "nested", "-m", "a tag of a tag", "v1")
+    git(repo, "gc", "-q")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    for i in range(3):  # fetched back as a thin pack: deltas against objects by id
+        commit(clone, {"big.txt": (clone / "big.txt").read_text() + f"more {i}\n"}, f"d{i}")
+    git(repo, "-c", "fetch.unpackLimit=1", "fetch", "-q", str(clone), "main:refs/heads/fetched")
+    commit(repo, {"loose.txt": "loose\n"}, "loose one")
+    git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/heads/main")
+    git(repo, "update-ref", "refs/heads/fetched", "HEAD")  # a loose ref over a packed one
+
+
+def test_the_store_reads_refs_and_objects_as_git_does(repo: Path, tmp_path: Path) -> None:
+    _store_repo(repo, tmp_path)
+    packs = list((repo / ".git" / "objects" / "pack").glob("*.pack"))
+    assert len(packs) >= 2  # the repacked history and the fetched thin pack
+    store = Store.open(repo / ".git")
+    assert store is not None
+    listed = git(repo, "for-each-ref", "--format=%(objectname) %(symref) %(refname)").stdout
+    assert [" ".join(row) for row in store.refs()] == listed.splitlines()
+    head = git(repo, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD").stdout.split()
+    assert list(store.head()) == head
+    objects = _every_object(repo)
+    assert len(objects) > 30
+    for sha, kind, data in objects:
+        assert store.read(sha) == (kind, data), sha
+        assert store.has(sha)
+        limited = store.read_at_most(sha, 100)
+        assert limited == (kind, len(data), data if len(data) <= 100 else None)
+    assert store.read("0" * 40) is None and not store.has("1" * 40)
+    nested = git(repo, "rev-parse", "nested").stdout.strip()
+    assert store.peel(nested) == (git(repo, "rev-parse", "v1^{commit}").stdout.strip(),
+                                  "commit")
+
+
+def test_the_store_is_not_used_where_git_must_be_asked(repo: Path, tmp_path: Path) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    assert Store.open(repo / ".git") is not None
+    assert Store.open(repo / ".git", "sha256") is None
+    (repo / ".git" / "shallow").write_text("")
+    assert Store.open(repo / ".git") is None
+    (repo / ".git" / "shallow").unlink()
+    git(repo, "worktree", "add", "-q", str(tmp_path / "wt"))
+    worktree_git = Path(git(tmp_path / "wt", "rev-parse", "--absolute-git-dir").stdout.strip())
+    assert Store.open(worktree_git) is None  # refs and objects live in another folder
+    git(repo, "config", "extensions.partialclone", "origin")
+    assert Store.open(repo / ".git") is None
+
+
+def test_changes_of_new_commits_are_what_git_log_shows(repo: Path) -> None:
+    """Every path each new commit set, with renames, deletions, type and mode changes
+    and nested folders, in `git log --raw -m --no-renames` order."""
+    commit(repo, {"a/b/c.txt": "c\n", "a/d.txt": "d\n", "top.txt": "t\n"}, "base")
+    base = git(repo, "rev-parse", "HEAD").stdout.strip()
+    commit(repo, {"a/b/c.txt": "c2\n", "a/b/new.txt": "n\n", "z.txt": "z\n"}, "edit")
+    git(repo, "mv", "a/d.txt", "a/moved.txt")
+    commit(repo, {"top.txt": None}, "move and delete")
+    (repo / "a" / "moved.txt").chmod(0o755)
+    git(repo, "add", "a/moved.txt")
+    commit(repo, {"a/b2": "file where a folder name sorts\n"}, "mode change")
+    git(repo, "rm", "-q", "-r", "a/b")
+    commit(repo, {"a/b/x.txt": "x\n"}, "folder replaced")
+    store = Store.open(repo / ".git")
+    assert store is not None
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    line = recent.new_line(store, [head], {base}, set())
+    assert line is not None and len(line) == 4
+    got = [(c.blob, c.path, c.commit.sha) for c in recent.changes(store, line)]
+    blobs = {b for b, _, _ in got}
+    by_git = attribute.introductions(repo / ".git", blobs, [head], [base])
+    want = sorted(((a.blob, a.path, a.commit.sha, a.order) for places in by_git.values()
+                   for a in places), key=lambda row: row[3])
+    assert got == [row[:3] for row in want]
+    meta = {c.sha: c.meta for c in line}
+    for places in by_git.values():
+        for a in places:
+            assert meta[a.commit.sha] == a.commit  # author, dates, subject as git gives them
+
+
+@pytest.mark.parametrize("shape", ["line", "tagged", "merge", "from-old-commit", "deleted"])
+def test_a_re_scan_from_the_files_reports_what_git_would(
+        cli: Cli, repo: Path, planted: dict[str, Any],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    """After new commits of each shape, a re-scan reading the files (or falling back to
+    git where it must) gives the report and cache a re-scan through git gives."""
+    history(cli, repo)
+    saved = repo.parent / "saved-cache"
+    shutil.copytree(repo / ".git" / "keyscan", saved)
+    key, secret = fake_key_id(), fake_secret()
+    if shape == "from-old-commit":
+        git(repo, "checkout", "-q", "-b", "old", "HEAD~3")
+    commit(repo, {"new/creds.ini": pair_text(key, secret)}, "add creds", "Mallory")
+    commit(repo, {"new/other.txt": "other\n"}, f"note {fake_key_id()}", "Mallory")
+    if shape == "tagged":
+        git(repo, "tag", "-a", "v2", "-m", f"release with {fake_key_id()}")
+    if shape == "merge":
+        git(repo, "checkout", "-q", "feature")
+        git(repo, "merge", "-q", "--no-ff", "-m", "merge main", "main",
+            env=clean_env(GIT_AUTHOR_NAME="Ivan"))
+    if shape == "deleted":  # a cached finding's blob gone from the store
+        gone = git(repo, "rev-parse", "HEAD~2:new.env").stdout.strip()
+        obj = repo / ".git" / "objects" / gone[:2] / gone[2:]
+        obj.chmod(0o644)
+        obj.unlink()
+    used: list[bool] = []
+    from keyscan import history as history_module
+    real = history_module._read_recent
+
+    def spy(*args: Any) -> Any:
+        out = real(*args)
+        used.append(out is not None)
+        return out
+
+    monkeypatch.setattr(history_module, "_read_recent", spy)
+    reports = []
+    caches = []
+    for reader in ("files", "git"):
+        if reader == "git":
+            monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+        shutil.rmtree(repo / ".git" / "keyscan")
+        shutil.copytree(saved, repo / ".git" / "keyscan")
+        _, _, doc = history(cli, repo)
+        doc["summary"].pop("seconds", None)
+        reports.append(doc)
+        state = json.loads((repo / ".git" / "keyscan" / "state.json").read_text())
+        names = state.pop("ref_names")
+        state["contains"] = {c: sorted(names[i] for i in refs)
+                             for c, refs in state["contains"].items()}
+        state.pop("added"), state.pop("count")  # git also lists the trees, never read
+        caches.append(state)
+    assert reports[0] == reports[1]
+    assert caches[0] == caches[1]
+    assert used[0] == (shape in ("line", "tagged", "deleted"))  # else git walks
+    found = {f["key_id"]: f for f in reports[0]["findings"]}
+    assert found[key]["commit"]["author_name"] == "Mallory"
+    assert found[key]["path"] == "new/creds.ini"
