@@ -34,6 +34,8 @@ from pathlib import Path
 
 from keyscan.cache import IdSet
 from keyscan.sources.history import ObjectRef
+from keyscan.sources.store import StoreError
+from keyscan.sources.store import apply_delta as apply_delta_py
 
 _COMMIT, _TREE, BLOB, _TAG, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 4, 6, 7
 KINDS = {_COMMIT: "commit", BLOB: "blob", _TAG: "tag"}  # what a history scan reads
@@ -55,8 +57,8 @@ except ImportError:  # pragma: no cover - dulwich ships compiled wheels for our 
     _apply_delta_c = None
 
 
-class PackError(Exception):
-    """An entry that does not inflate or apply: git is asked for it instead."""
+# an entry that does not inflate or apply: git is asked for it instead
+PackError = StoreError
 
 
 @dataclass(slots=True)
@@ -522,7 +524,7 @@ def _apply(base: bytes, delta: bytes) -> bytes:
 
 def _target_size(delta: bytes) -> int:
     """The size of the object a delta builds: its header's second number (read for
-    every delta of the history, so without calls: ~2x `_varint` twice)."""
+    every delta of the history, so without calls: ~2x `store.varint` twice)."""
     n = len(delta)
     at = 0
     while at < n and delta[at] & 0x80:  # the base's size: skipped
@@ -537,57 +539,6 @@ def _target_size(delta: bytes) -> int:
             return value
         shift += 7
     raise PackError("truncated delta header")
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise PackError("truncated delta header")
-        c = data[at]
-        at += 1
-        value |= (c & 0x7F) << shift
-        shift += 7
-        if not c & 0x80:
-            return value, at
-
-
-def apply_delta_py(base: bytes, delta: bytes) -> bytes:
-    """git's delta format: copy (offset, size) from the base, or insert literal bytes."""
-    source_size, at = _varint(delta, 0)
-    target_size, at = _varint(delta, at)
-    if source_size != len(base):
-        raise PackError("delta base size mismatch")
-    out = bytearray()
-    view = memoryview(base)
-    n = len(delta)
-    while at < n:
-        op = delta[at]
-        at += 1
-        if op & 0x80:
-            offset = size = 0
-            for bit, shift in ((0x01, 0), (0x02, 8), (0x04, 16), (0x08, 24)):
-                if op & bit:
-                    offset |= delta[at] << shift
-                    at += 1
-            for bit, shift in ((0x10, 0), (0x20, 8), (0x40, 16)):
-                if op & bit:
-                    size |= delta[at] << shift
-                    at += 1
-            size = size or 0x10000
-            if offset + size > len(base):
-                raise PackError("delta copies past its base")
-            out += view[offset : offset + size]
-        elif op:
-            if at + op > n:
-                raise PackError("truncated delta insert")
-            out += delta[at : at + op]
-            at += op
-        else:
-            raise PackError("delta opcode 0")
-    if len(out) != target_size:
-        raise PackError("delta result size mismatch")
-    return bytes(out)
 
 
 def ref_of(plan: PackPlan, p: int, size: int) -> ObjectRef:
