@@ -85,9 +85,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     # its files (sources/store.py); otherwise, and on anything unexpected there, git
     store = Store.open(git_dir) \
         if use_cache and hopts.read_packs and cache.exists(git_dir) else None
-    files = _refs_from(store)
-    if files is None:
-        store = None
+    files = _refs_from(store)  # None: git lists them (objects still read from the files)
     # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
     listing = Later(source.ref_rows, git_dir) if files is None else Later.done(files[0])
     head = Later(source.head_of, git_dir) if files is None else Later.done(files[1])

@@ -36,6 +36,7 @@ _CONFIG_WORDS = (b"refstorage", b"partialclone", b"objectformat", b"worktreeconf
                  b"precious", b"promisor")
 _MAX_CHAIN = 10_000  # delta chain links followed before an entry is called corrupt
 _KEEP_BASE = 1 << 20  # delta bases kept once rebuilt, up to this size
+_MAX_LOOSE_REFS = 200  # more loose ref files: `git for-each-ref` reads them faster
 
 
 class StoreError(Exception):
@@ -111,6 +112,9 @@ class Store:
         return sha, "HEAD"
 
     def _ref_files(self) -> tuple[dict[str, str], dict[str, str]]:
+        loose = list(_loose_refs(str(self.git_dir / "refs"), "refs"))
+        if len(loose) > _MAX_LOOSE_REFS:
+            raise StoreError("many loose refs: git lists them faster")
         direct: dict[str, str] = {}
         symbolic: dict[str, str] = {}
         packed = self.git_dir / "packed-refs"
@@ -122,8 +126,8 @@ class Store:
                 if not _is_sha(sha) or not name.startswith("refs/"):
                     raise StoreError("packed-refs line not understood")
                 direct[name] = sha
-        for path, name in _loose_refs(self.git_dir / "refs", "refs"):
-            text = _read_text(path)
+        for path, name in loose:
+            text = _read_file(path)
             value = text.strip()
             if value.startswith("ref:"):
                 symbolic[name] = value[4:].strip()
@@ -172,12 +176,12 @@ class Store:
         return None
 
     def has(self, sha: str) -> bool:
-        """Whether the store holds `sha` (found, not read)."""
-        folder, name = sha[:2], sha[2:]
-        if name in self._listed(folder):
-            return True
+        """Whether the store holds `sha` (found, not read). Packs first: most objects
+        are packed, and listing an object folder costs more than a lookup."""
         raw = bytes.fromhex(sha)
-        return any(pack.find(raw) is not None for pack in self._opened())
+        if any(pack.find(raw) is not None for pack in self._opened()):
+            return True
+        return sha[2:] in self._listed(sha[:2])
 
     def peel(self, sha: str) -> tuple[str, str]:
         """What `sha` comes down to once annotated tags are peeled, and its type
@@ -411,7 +415,19 @@ def _read_text(path: Path) -> str:
         raise StoreError(f"{path.name}: {exc.strerror}") from None
 
 
-def _loose_refs(folder: Path, prefix: str) -> Iterator[tuple[Path, str]]:
+def _read_file(path: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"{os.path.basename(path)}: {exc.strerror}") from None
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _loose_refs(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
     """(file, ref name) of every loose ref under `folder`."""
     try:
         entries = list(os.scandir(folder))
@@ -420,13 +436,13 @@ def _loose_refs(folder: Path, prefix: str) -> Iterator[tuple[Path, str]]:
     for entry in entries:
         name = f"{prefix}/{entry.name}"
         if entry.is_dir(follow_symlinks=False):
-            yield from _loose_refs(Path(entry.path), name)
+            yield from _loose_refs(entry.path, name)
         elif entry.is_symlink():
             raise StoreError(f"ref {name} is a symbolic link")
         elif entry.name.endswith(".lock") or entry.name.startswith("."):
             continue  # an update in progress, or not a ref name git accepts
         else:
-            yield Path(entry.path), name
+            yield entry.path, name
 
 
 def _is_sha(text: str) -> bool:
