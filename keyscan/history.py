@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -381,16 +381,22 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
                 for sha in _tag_chain(store, target)]
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
-        objects = [(sha, store.read_at_most(sha, options.max_file_size))
-                   for sha in dict.fromkeys(wanted + again)]
+        shas = list(dict.fromkeys(wanted + again))
         gone = [sha for sha in held if not store.has(sha)]
+        # one object in memory at a time; what was read goes into `result` only once
+        # everything has read cleanly (else git reads it all again)
+        partial = ScanResult(target=result.target, mode=result.mode)
+        hits, read_ids = _match_read(
+            ((sha, store.read_at_most(sha, options.max_file_size)) for sha in shas),
+            Matcher(rules, engine_after=ENGINE_AFTER), partial)
     except StoreError:
         return None
-    run.recent, run.change = changes, len(objects)
+    run.recent, run.change = changes, len(shas)
     run.cached = set(held).difference(gone)
     result.skipped += [Skipped(f"object {sha}", "missing from the object store")
-                       for sha in gone]
-    hits, read_ids = _match_read(objects, Matcher(rules, engine_after=ENGINE_AFTER), result)
+                       for sha in gone] + partial.skipped
+    result.stats.files += partial.stats.files
+    result.stats.bytes += partial.stats.bytes
     return hits, read_ids, None
 
 
@@ -405,7 +411,7 @@ def _tag_chain(store: Store, target: str) -> list[str]:
         target = store.peel_once(obj[1])
 
 
-def _match_read(objects: list[tuple[str, tuple[str, int, bytes | None] | None]],
+def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | None]],
                 matcher: Matcher, result: ScanResult
                 ) -> tuple[_Hits, Callable[[], cache.IdSet]]:
     """Objects read from the store (None: not there; no content: over the size
