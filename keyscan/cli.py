@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from keyscan import __version__
 from keyscan.errors import (
@@ -24,6 +23,7 @@ from keyscan.errors import (
     leak_exit_code_problem,
 )
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     from keyscan.model import ScanResult
 

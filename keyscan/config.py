@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
 
 from keyscan import gitrepo
 from keyscan.errors import EXIT_LEAKS, KeyscanError, leak_exit_code_problem
 from keyscan.record import record
 from keyscan.rules import RuleSet
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 YAML_NAME = ".keyscan.yaml"
 PYPROJECT = "pyproject.toml"

@@ -13,11 +13,11 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from keyscan.errors import EXIT_AWS_FAILED, KeyscanError
 from keyscan.model import Commit, Finding, Ownership, ScanResult, Status
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     from keyscan.config import Config
     from keyscan.gitrepo import Repo

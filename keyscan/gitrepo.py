@@ -14,10 +14,13 @@ import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
 
 from keyscan.errors import KeyscanError
 from keyscan.record import record
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    from typing import IO
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 

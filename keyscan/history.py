@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
@@ -30,6 +29,7 @@ from keyscan.sources import history as source
 from keyscan.sources import recent
 from keyscan.sources.store import Store, StoreError
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:  # imported when a scan reads much: an incremental scan does without
     from keyscan.sources import packs, parallel
 

@@ -19,12 +19,23 @@ SHOWN = 4  # a redacted secret shows at most this many of its first characters
 
 
 def _keyed_digest(data: bytes) -> str:
-    """HMAC-SHA256 of `data` under the fingerprint key. hashlib is imported here, once
-    a finding needs it: not by every pre-commit run (OpenSSL's start is ~4 ms)."""
-    import hashlib
-    import hmac
+    """HMAC-SHA256 of `data` under the fingerprint key (keyscan/digest.py: imported
+    once a finding needs it, not by every pre-commit run). The same value found in many
+    places (an example key in 400 files) is digested once: the answers are kept in this
+    process, never written anywhere."""
+    known = _DIGESTS.get(data)
+    if known is None:
+        from keyscan.digest import hmac_sha256
 
-    return hmac.new(_FINGERPRINT_KEY, data, hashlib.sha256).hexdigest()
+        known = hmac_sha256(_FINGERPRINT_KEY, data)
+        if len(_DIGESTS) >= _DIGESTS_KEPT:
+            _DIGESTS.clear()
+        _DIGESTS[data] = known
+    return known
+
+
+_DIGESTS: dict[bytes, str] = {}
+_DIGESTS_KEPT = 4096
 
 
 class Secret:
@@ -58,11 +69,11 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return False
-        import hmac  # as in `_keyed_digest`: not on every hook run
+        from keyscan.digest import compare_digest  # as in `_keyed_digest`
 
         if type(self) is Secret and type(other) is Secret:
-            return hmac.compare_digest(self._value, other._value)
-        return hmac.compare_digest(self.digest(), other.digest())
+            return compare_digest(self._value, other._value)
+        return compare_digest(self.digest(), other.digest())
 
     def __hash__(self) -> int:
         return hash(("Secret", self.digest()))
@@ -242,9 +253,9 @@ class Finding:
         Not the line number, so a finding keeps its fingerprint when lines move.
         """
         material = f"{self.rule_id}\0{self.location.path}\0{self.value_digest}"
-        import hashlib
+        from keyscan.digest import sha256_hex
 
-        return hashlib.sha256(material.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+        return sha256_hex(material.encode("utf-8", "surrogateescape"))[:20]
 
 
 @record

@@ -15,15 +15,17 @@ pickling. `replace` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
+    from typing import Any, TypeVar, overload
+
     from typing_extensions import dataclass_transform
+
+    T = TypeVar("T")
 else:
     def dataclass_transform(**_: object) -> Callable[[Any], Any]:
         return lambda f: f
-
-T = TypeVar("T")
 
 
 class FrozenError(AttributeError):
@@ -48,10 +50,11 @@ def field(*, default_factory: Callable[[], Any], compare: bool = True,
 _NO_DEFAULT = object()
 
 
-@overload
-def record(cls: type[T], /) -> type[T]: ...
-@overload
-def record(*, frozen: bool = True) -> Callable[[type[T]], type[T]]: ...
+if TYPE_CHECKING:
+    @overload
+    def record(cls: type[T], /) -> type[T]: ...
+    @overload
+    def record(*, frozen: bool = True) -> Callable[[type[T]], type[T]]: ...
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def record(cls: Any = None, /, *, frozen: bool = True) -> Any:
     """Make `cls` a value class of its annotated fields (see the module docstring)."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
 from keyscan.errors import EXIT_AWS_FAILED, EXIT_INTERRUPTED, KeyscanError
 from keyscan.model import Finding, ScanResult, Status
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from keyscan.aws.deactivate import Outcome, Step
     from keyscan.aws.run import Acting, Aws
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from keyscan.explain import Place, Story, next_steps
 from keyscan.model import Status
 from keyscan.record import asdict
 from keyscan.report.redact import display_path, show
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def render(story: Story) -> str:

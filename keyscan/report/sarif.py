@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 from urllib.parse import quote
 
 from keyscan import __version__
 from keyscan.model import Finding, ScanResult, Status
 from keyscan.report.redact import show
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}

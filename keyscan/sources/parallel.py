@@ -24,13 +24,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from keyscan.match import PartRow, to_rows
 from keyscan.rules import RuleSet
 from keyscan.sources import history as source
 from keyscan.sources import packs
 from keyscan.sources.history import ObjectRef, message_of, read_objects
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    from typing import Any
 
 _CHUNK_BYTES = 1024 * 1024 * 1024
 
