@@ -92,7 +92,11 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     if hopts.use_cache and not ranged and not sha1:
         result.notes.append("SHA-256 repository: the incremental cache is not used (every "
                             "scan reads the whole history)")
-    with cache.locked(git_dir) if use_cache else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if store is not None:
+            stack.callback(store.close)  # its maps of the packs (an audit opens many repos)
+        if use_cache:
+            stack.enter_context(cache.locked(git_dir))
         state = _last_scan(git_dir, rules, result) if use_cache else None
         kept = _kept_findings(state, rules, result) if state is not None else None
         if kept is None:

@@ -175,3 +175,19 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
     found = {f["key_id"]: f for f in reports[0]["findings"]}
     assert found[key]["commit"]["author_name"] == "Mallory"
     assert found[key]["path"] == "new/creds.ini"
+
+
+def test_a_corrupt_new_object_sends_the_re_scan_to_git(cli: Cli, repo: Path) -> None:
+    """A new object that does not read cleanly from the files is left to git, which
+    reports it; the rest of the change is still scanned."""
+    commit(repo, {"a.txt": "a\n"}, "a")
+    history(cli, repo)
+    key = fake_key_id()
+    commit(repo, {"kept.txt": f"id {key}\n", "bad.txt": "soon corrupt\n"}, "two files")
+    blob = git(repo, "rev-parse", "HEAD:bad.txt").stdout.strip()
+    obj = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    obj.chmod(0o644)
+    obj.write_bytes(b"this is not zlib data")
+    _, found, doc = history(cli, repo)
+    assert [f["key_id"] for f in found] == [key]
+    assert any(blob in s["path"] for s in doc["skipped"])

@@ -31,11 +31,12 @@ _HEX = frozenset("0123456789abcdef")
 _GIT_ENV = ("GIT_DIR", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
             "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_GRAFT_FILE", "GIT_SHALLOW_FILE",
             "GIT_NAMESPACE")
-# config settings (or their section) this reader does not follow
-_CONFIG_WORDS = (b"refstorage", b"partialclone", b"objectformat", b"worktreeconfig",
-                 b"precious", b"promisor")
+# config this reader does not follow: any repository extension (reftable, SHA-256,
+# partial clone, ...), a promisor remote, a work tree set elsewhere
+_CONFIG_WORDS = (b"[extensions", b"promisor", b"partialclone", b"worktree")
 _MAX_CHAIN = 10_000  # delta chain links followed before an entry is called corrupt
 _KEEP_BASE = 1 << 20  # delta bases kept once rebuilt, up to this size
+_KEEP_BYTES = 32 << 20  # and up to this much in all
 _MAX_LOOSE_REFS = 200  # more loose ref files: `git for-each-ref` reads them faster
 
 
@@ -217,9 +218,16 @@ class Store:
         if sha[2:] not in self._listed(sha[:2]):
             return None
         try:
-            raw = (self.objects / sha[:2] / sha[2:]).read_bytes()
-            inflater = zlib.decompressobj()
-            start = inflater.decompress(raw, 64)
+            with open(self.objects / sha[:2] / sha[2:], "rb") as fh:
+                raw = fh.read(4096)  # the header: the rest only when it is wanted
+                inflater = zlib.decompressobj()
+                start = inflater.decompress(raw, 64)
+                declared = start.partition(b"\0")[0].partition(b" ")[2]
+                if not (max_size is not None and declared.isdigit()
+                        and int(declared) > max_size):
+                    raw += fh.read()
+                    inflater = zlib.decompressobj()
+                    start = inflater.decompress(raw, 64)
             header, nul, data = start.partition(b"\0")
             kind, _, size_text = header.decode("ascii", "replace").partition(" ")
             if not nul or kind not in _KIND_NUMBER or not size_text.isdigit():
@@ -270,6 +278,7 @@ class _Pack:
         if len(self.idx) < self._offsets + 4 * self.count + 40:
             raise StoreError(f"{idx.name}: truncated")
         self._rebuilt: dict[int, tuple[int, bytes]] = {}  # offset -> a base already rebuilt
+        self._kept = 0  # bytes in `_rebuilt`
 
     def find(self, sha: bytes) -> int | None:
         """The offset of `sha` in the pack, None when this pack does not hold it."""
@@ -329,7 +338,11 @@ class _Pack:
         else:
             raise StoreError("delta chain too long")
         if keep and chain and len(data) <= _KEEP_BASE:
+            if self._kept + len(data) > _KEEP_BYTES:
+                self._rebuilt.clear()
+                self._kept = 0
             self._rebuilt[offset] = (kind, data)  # trees of one commit share their bases
+            self._kept += len(data)
         for delta in reversed(chain):
             data = apply_delta(data, delta)
         if max_size is not None and len(data) > max_size:
