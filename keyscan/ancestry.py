@@ -6,16 +6,19 @@ Only history scans import this module (the pre-commit hook never does).
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Collection
 from pathlib import Path
 
 from keyscan.background import Later
+from keyscan.lazy import LazyModule
 from keyscan.sources.history import Ref, list_refs
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
+    import subprocess
     from typing import IO
+else:  # run git: imported only once git runs (keyscan/lazy.py)
+    subprocess = LazyModule("subprocess")
 
 
 def _file_of(data: bytes) -> IO[bytes]:
@@ -46,6 +49,28 @@ class KnownRefs:
 _MOVED_REFS = 32  # more refs changed since the last scan than this: one full pass
 
 
+def moved_along(known: KnownRefs, refs: list[Ref], line: list[str], base: str
+                ) -> dict[str, tuple[set[str], list[str]]] | None:
+    """What `Ancestry` asks `rev-list --boundary` for each ref that moved, told from
+    `line`: the new commits, newest first, one line grown from the old tip `base`
+    (sources/recent.py). None when some ref moved elsewhere, or too many moved."""
+    old_tips = set(known.tips.values())
+    moved = [(r.commit, r.name) for r in refs
+             if r.kind == "commit" and known.tips.get(r.name) != r.commit]
+    if len(moved) > _MOVED_REFS or len(old_tips) > 4000 or (line and base not in old_tips):
+        return None
+    at = {sha: i for i, sha in enumerate(line)}
+    out: dict[str, tuple[set[str], list[str]]] = {}
+    for sha, name in moved:
+        if sha in old_tips:  # a new ref at an old tip, or a ref moved onto one
+            out[name] = (set(), [sha])
+        elif sha in at:
+            out[name] = (set(line[at[sha]:]), [base])
+        else:
+            return None
+    return out
+
+
 class Ancestry:
     """Which refs contain which commits, from one history pass run in the background.
 
@@ -65,9 +90,12 @@ class Ancestry:
     """
 
     def __init__(self, git_dir: Path, known: KnownRefs | None = None,
-                 refs: list[Ref] | None = None, head: str = "") -> None:
+                 refs: list[Ref] | None = None, head: str = "",
+                 moved: dict[str, tuple[set[str], list[str]]] | None = None) -> None:
         """`refs`: the repository's refs, if already listed (`sources.history.list_refs`);
-        `head`: HEAD's commit, whose first-parent line `first_parents` will be asked."""
+        `head`: HEAD's commit, whose first-parent line `first_parents` will be asked;
+        `moved`: with `known` and `refs`, what the refs that moved reach, already told
+        (`moved_along`): then nothing is asked of git."""
         self._git_dir = git_dir
         self._head = head
         self._line: list[bytes] | None = None
@@ -76,7 +104,12 @@ class Ancestry:
         self._tips: list[tuple[str, str]] = []
         self._rows = b""
         self._moved: dict[str, tuple[set[str], list[str]]] | None = None
-        self._reading = Later(self._read)
+        if moved is not None and known is not None and refs is not None:
+            self._tips = [(r.commit, r.name) for r in refs if r.kind == "commit"]
+            self._moved = moved
+            self._reading: Later[None] = Later.done(None)
+        else:
+            self._reading = Later(self._read)
 
     @property
     def tips(self) -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+
+from keyscan.lazy import LazyModule
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
@@ -13,7 +14,10 @@ if TYPE_CHECKING:
 
     class _Generic(Generic[T]):
         pass
+
+    import threading
 else:
+    threading = LazyModule("threading")  # not imported by a scan that needs no thread
     T = None
 
     class _Generic:

@@ -10,17 +10,21 @@ read pack files in-process (sources/packs.py) and everything else through
 from __future__ import annotations
 
 import os
-import subprocess
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
+from keyscan.lazy import LazyModule
 from keyscan.record import record
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
+    import subprocess
+    import threading
     from typing import IO
+else:  # run git: imported only once git runs (keyscan/lazy.py)
+    subprocess = LazyModule("subprocess")
+    threading = LazyModule("threading")
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
@@ -74,6 +78,11 @@ def discover(path: Path) -> Repo | None:
     last = _discovered.get(key)
     if last is not None and last[1] is not None and _identity(last[0].git_dir) == last[1]:
         return last[0]  # the same git dir, untouched (one made again there differs)
+    found = _discover_plain(key)
+    if found is not None:
+        _discovered.clear()
+        _discovered[key] = (found, _identity(found.git_dir))
+        return found
     out = subprocess.run(
         ["git", "-C", str(folder), "rev-parse", "--is-bare-repository", "--absolute-git-dir",
          "--show-object-format", "--show-cdup"],  # no cdup line in a git dir: it goes last
@@ -96,6 +105,58 @@ def discover(path: Path) -> Repo | None:
 
 
 _discovered: dict[str, tuple[Repo, tuple[int, int, int] | None]] = {}
+# settings that change where git looks for a repository: git is asked then
+_DISCOVERY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_CEILING_DIRECTORIES",
+                  "GIT_DISCOVERY_ACROSS_FILESYSTEM")
+
+
+def _discover_plain(folder: str) -> Repo | None:
+    """The repository holding `folder`, found as git finds it, in the plain case only:
+    a `.git` folder in it or above it on the same filesystem, both owned by this user
+    (git's safe.directory check), of the layout sources/store.py reads (SHA-1, no
+    extension, not bare). None: git is asked, as for anything else (a `.git` file of a
+    worktree or submodule, a bare repository, a folder inside a git dir). A re-scan then
+    starts no process before it reads the repository's files."""
+    if any(os.environ.get(name) for name in _DISCOVERY_ENV):
+        return None
+    try:
+        here = os.path.realpath(folder)  # git works from the physical path
+        device = os.stat(here).st_dev
+        while True:
+            dot = os.path.join(here, ".git")
+            try:
+                st = os.lstat(dot)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                return _plain_repo(here, dot, st)
+            if os.path.exists(os.path.join(here, "HEAD")) and \
+                    os.path.isdir(os.path.join(here, "objects")):
+                return None  # a bare repository, or inside a git dir
+            parent = os.path.dirname(here)
+            if parent == here or os.stat(parent).st_dev != device:
+                return None  # the top, or another filesystem (git stops there)
+            here = parent
+    except OSError:
+        return None
+
+
+def _plain_repo(root: str, dot: str, st: os.stat_result) -> Repo | None:
+    import stat as stat_module
+
+    from keyscan.sources.store import Store
+
+    uid = os.geteuid()
+    if not stat_module.S_ISDIR(st.st_mode) or st.st_uid != uid or os.stat(root).st_uid != uid:
+        return None
+    git_dir = Path(dot)
+    if Store.open(git_dir) is None or not os.path.isfile(os.path.join(dot, "HEAD")):
+        return None
+    with open(os.path.join(dot, "config"), "rb") as fh:
+        config = fh.read().lower().replace(b" ", b"").replace(b"\t", b"")
+    if b"bare=true" in config:
+        return None
+    return Repo(root=Path(root), git_dir=git_dir, bare=False, object_format="sha1")
 
 
 def forget() -> None:

@@ -77,7 +77,6 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     started = time.perf_counter()
     git_dir = repo.git_dir
     result = ScanResult(target=str(repo.root), mode="history")
-    shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
     ranged = bool(hopts.since_commit or hopts.range)
     sha1 = repo.object_format == "sha1"
     use_cache = hopts.use_cache and not ranged and sha1
@@ -86,6 +85,10 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     store = Store.open(git_dir) \
         if use_cache and hopts.read_packs and cache.exists(git_dir) else None
     files = _refs_from(store)  # None: git lists them (objects still read from the files)
+    shape = _shape_from(store, files[1][0]) if store is not None and files is not None \
+        else None
+    if shape is None:
+        shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
     # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
     listing = Later(source.ref_rows, git_dir) if files is None else Later.done(files[0])
     head = Later(source.head_of, git_dir) if files is None else Later.done(files[1])
@@ -113,8 +116,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             result.notes.append("the repository has no commits yet")
             return result
         run = _Run(git_dir, tips, refs_listed, (head_commit, head_branch), state, old_tips,
-                   ranged, sha1)
-        run.store = store
+                   ranged, sha1, store)
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below
         saving = use_cache and not hits.interrupted
@@ -257,11 +259,28 @@ def _shape_notes(git_dir: Path) -> list[str]:
     """What a history scan of this repository cannot cover, said up front: history a
     shallow clone lacks, submodules, and files kept in Git LFS (HEAD's settings; bare
     mirrors included)."""
+    return _notes_on(source.is_shallow(git_dir),
+                     source.files_at_head(git_dir, list(_SHAPE_FILES)))
+
+
+_SHAPE_FILES = (".gitmodules", ".gitattributes")
+
+
+def _shape_from(store: Store, head: str) -> Later[list[str]] | None:
+    """`_shape_notes` from the repository's files (a store is never a shallow clone's);
+    None when git must be asked."""
+    try:
+        return Later.done(_notes_on(False, recent.files_at(store, head, _SHAPE_FILES)
+                                    if head else {}))
+    except StoreError:
+        return None
+
+
+def _notes_on(shallow: bool, files: dict[str, bytes]) -> list[str]:
     notes = []
-    if source.is_shallow(git_dir):
+    if shallow:
         notes.append("shallow clone: only the history present locally was scanned "
                      "(run `git fetch --unshallow` for all of it)")
-    files = source.files_at_head(git_dir, [".gitmodules", ".gitattributes"])
     if ".gitmodules" in files:
         notes.append("submodules are not followed: scan each submodule on its own")
     if _LFS.search(files.get(".gitattributes", b"")):
@@ -280,20 +299,22 @@ class _Run:
 
     def __init__(self, git_dir: Path, tips: list[str], refs_listed: list[source.Ref],
                  head: tuple[str, str], state: cache.CacheState | None,
-                 old_tips: list[str], ranged: bool, sha1: bool) -> None:
+                 old_tips: list[str], ranged: bool, sha1: bool, store: Store | None) -> None:
         self.git_dir, self.tips, self.refs_listed = git_dir, tips, refs_listed
         self.head_commit, self.head = head  # HEAD's commit, its branch ("HEAD": detached)
         self.state, self.ranged, self.sha1 = state, ranged, sha1
-        known = ancestry.KnownRefs(state.ref_tips, state.contains) \
+        self.known = ancestry.KnownRefs(state.ref_tips, state.contains) \
             if state is not None and state.ref_tips else None
-        # which refs contain which commits (not needed for CI ranges unless they find)
-        self.containment = ancestry.Ancestry(git_dir, known, refs_listed, head[0]) \
-            if not ranged else None
         self.old_tips = old_tips  # the last scan's tips that still exist
         self.incremental = bool(self.old_tips)  # else every object is read
+        self.store = store  # a re-scan reads from the repository's files
+        # which refs contain which commits (not needed for CI ranges unless they find);
+        # a re-scan from the files tells it from its new commits (`_read_recent`)
+        self.containment: ancestry.Ancestry | None = None
+        if not ranged and not (store is not None and state is not None and self.incremental):
+            self.start_containment()
         self.split = False  # whole history: `git log` cut in two (`_cut`)
         self.cached: set[str] = set()  # objects whose findings come from the cache
-        self.store: Store | None = None  # a re-scan reads from the repository's files
         # a re-scan read from the files: what its new commits put where, oldest first
         self.recent: list[recent.Change] | None = None
         self.change = 0  # objects an incremental scan or a range reads
@@ -310,6 +331,12 @@ class _Run:
                 else Later(_default_tip, git_dir, refs_listed, self.head)
 
 
+    def start_containment(self, moved: dict[str, tuple[set[str], list[str]]] | None = None
+                          ) -> None:
+        """The refs-containing-commits pass; `moved`: already told, git not asked."""
+        self.containment = ancestry.Ancestry(self.git_dir, self.known, self.refs_listed,
+                                             self.head_commit, moved)
+
 def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions,
           result: ScanResult
           ) -> tuple[_Hits, Callable[[], cache.IdSet], source.Reachability | None]:
@@ -320,6 +347,8 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
         fast = _read_recent(run, run.state, rules, options, hopts, result)
         if fast is not None:
             return fast
+        if not run.ranged:
+            run.start_containment()  # through git, as the rest of this scan
     refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips)
     run.split = everything
     run.change = len(refs)
@@ -396,6 +425,9 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
     except StoreError:
         return None
     run.recent, run.change = changes, len(shas)
+    run.start_containment(ancestry.moved_along(
+        run.known, run.refs_listed, [c.sha for c in line], line[-1].parents[0] if line else ""
+    ) if run.known is not None else None)
     run.cached = set(held).difference(gone)
     result.skipped += [Skipped(f"object {sha}", "missing from the object store")
                        for sha in gone] + partial.skipped

@@ -95,3 +95,25 @@ def test_the_hook_path_imports_no_dataclasses() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_a_record_made_often_gets_its_compiled_init_and_behaves_the_same() -> None:
+    """Fields are bound by a loop at first (no compile at import); a class that makes
+    many instances switches to the compiled `__init__`, with the same results."""
+
+    @record
+    class Often:
+        x: int
+        y: str = "a"
+        z: list[int] = field(default_factory=list)
+
+    first = Often.__init__
+    made = [Often(i, y=str(i)) if i % 2 else Often(i) for i in range(100)]
+    assert Often.__init__ is not first  # compiled after the first instances
+    for i in (1, 2, 98, 99):
+        assert made[i] == Often(i, str(i) if i % 2 else "a")
+    assert made[99].z == [] and made[99].z is not made[97].z
+    for bad in (lambda: Often(), lambda: Often(1, x=2), lambda: Often(1, w=3),  # type: ignore[call-arg,misc]
+                lambda: Often(1, "b", [], 4)):  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            bad()

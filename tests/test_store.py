@@ -191,3 +191,44 @@ def test_a_corrupt_new_object_sends_the_re_scan_to_git(cli: Cli, repo: Path) -> 
     _, found, doc = history(cli, repo)
     assert [f["key_id"] for f in found] == [key]
     assert any(blob in s["path"] for s in doc["skipped"])
+
+
+def test_a_re_scan_from_the_files_says_what_it_cannot_cover(cli: Cli, repo: Path) -> None:
+    """Submodules and Git LFS are noted from HEAD's files, read without git."""
+    commit(repo, {".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+                  ".gitmodules": '[submodule "lib"]\n\tpath = lib\n\turl = ../lib\n'}, "setup")
+    history(cli, repo)
+    commit(repo, {"more.txt": "more\n"}, "more")
+    _, _, doc = history(cli, repo)
+    _, _, fresh = history(cli, repo, "--no-cache")
+    assert doc["notes"] == fresh["notes"]
+    assert any("submodules are not followed" in n for n in doc["notes"])
+    assert any("Git LFS" in n for n in doc["notes"])
+
+
+def test_a_re_scan_from_the_files_starts_no_git_process(repo: Path, tmp_path: Path) -> None:
+    """A commit on a branch is found, listed, read, attributed and reported without
+    running git (nor importing subprocess): the re-scan's cost is keyscan's alone."""
+    import sys
+
+    key = fake_key_id()
+    commit(repo, {"a.txt": f"id {key}\n"}, "a")
+    code = ("import sys; from keyscan.cli import main; "
+            f"code = main(['scan', '--history', {str(repo)!r}, '--format', 'json']); "
+            "print('subprocess' in sys.modules, code, file=sys.stderr)")
+
+    def scan(**env: str) -> tuple[str, dict[str, Any]]:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=clean_env(**env), check=False)
+        return proc.stderr.strip().splitlines()[-1], json.loads(proc.stdout)
+
+    assert scan()[0] == "True 1"  # the first scan reads the whole history through git
+    later = fake_key_id()
+    git(repo, "checkout", "-q", "-b", "topic")  # the default branch does not move (when
+    commit(repo, {"b.txt": f"id {later}\n"}, "b")  # it does, git lists its files)
+    git(repo, "checkout", "-q", "-")
+    trace = tmp_path / "git-trace"
+    said, doc = scan(GIT_TRACE=str(trace))
+    assert said == "False 1"
+    assert not trace.exists() or trace.read_text() == ""
+    assert {f["key_id"] for f in doc["findings"]} == {key, later}

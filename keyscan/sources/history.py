@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import subprocess
-import threading
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
 from keyscan.gitrepo import feed, tree_walk
+from keyscan.lazy import LazyModule
 from keyscan.record import record
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    import subprocess
+    import threading
+else:  # run git: imported only once git runs (keyscan/lazy.py)
+    subprocess = LazyModule("subprocess")
+    threading = LazyModule("threading")
 
 # below this many bytes to read, worker start-up costs more than both cores save
 PARALLEL_BYTES = 64 * 1024 * 1024

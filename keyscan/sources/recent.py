@@ -142,6 +142,22 @@ def _subject(message: bytes) -> bytes:
     return b" ".join(out)
 
 
+def files_at(store: Store, commit: str, names: Collection[str]) -> dict[str, bytes]:
+    """The content of those of `names` (at the top of its tree) that `commit` holds as
+    files: what `git cat-file --batch` gives for `commit:name`."""
+    found = read_commit(store, commit)
+    if found is None:
+        raise StoreError(f"commit {commit} missing")
+    entries = _entries(store, found.tree)
+    out = {}
+    for name in names:
+        kind, sha = entries.get(name.encode(), ("", ""))
+        obj = store.read(sha) if kind in ("file", "exec", "link") else None
+        if obj is not None and obj[0] == "blob":
+            out[name] = obj[1]
+    return out
+
+
 def changes(store: Store, line: list[NewCommit]) -> list[Change]:
     """What each commit of `line` (newest first) put at each path, oldest commit first,
     in the order `git log --reverse --raw -m --no-renames` lists it."""
