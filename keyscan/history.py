@@ -415,7 +415,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
         shas = list(dict.fromkeys(wanted + again))
-        gone = [sha for sha in held if not store.has(sha)]
+        gone = store.missing(held)
         # one object in memory at a time; what was read goes into `result` only once
         # everything has read cleanly (else git reads it all again)
         partial = ScanResult(target=result.target, mode=result.mode)

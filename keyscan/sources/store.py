@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,6 +185,16 @@ class Store:
             return True
         return sha[2:] in self._listed(sha[:2])
 
+    def missing(self, shas: list[str]) -> list[str]:
+        """Those of `shas` the store does not hold (`has` for many, each pack's fanout
+        table read once: a re-scan checks every object its cached findings are in)."""
+        raws = [bytes.fromhex(sha) for sha in shas]
+        for pack in self._opened():
+            raws = [raw for raw in raws if not pack.holds(raw)]
+            if not raws:
+                return []
+        return [raw.hex() for raw in raws if raw.hex()[2:] not in self._listed(raw.hex()[:2])]
+
     def peel(self, sha: str) -> tuple[str, str]:
         """What `sha` comes down to once annotated tags are peeled, and its type
         ("missing" when absent): `git cat-file --batch-check` of `sha^{}`."""
@@ -279,29 +290,38 @@ class _Pack:
             raise StoreError(f"{idx.name}: truncated")
         self._rebuilt: dict[int, tuple[int, bytes]] = {}  # offset -> a base already rebuilt
         self._kept = 0  # bytes in `_rebuilt`
+        self._fanout: tuple[int, ...] | None = None
 
     def find(self, sha: bytes) -> int | None:
-        """The offset of `sha` in the pack, None when this pack does not hold it."""
-        idx, first = self.idx, sha[0]
+        """The offset of `sha` in the pack, None when this pack does not hold it: its
+        bucket of the sorted id table (by first byte) searched in C by `mmap.find`."""
+        idx, first, base = self.idx, sha[0], self._ids
         lo = int.from_bytes(idx[8 + 4 * first - 4 : 8 + 4 * first], "big") if first else 0
         hi = int.from_bytes(idx[8 + 4 * first : 12 + 4 * first], "big")
+        end = base + 20 * hi
+        at = idx.find(sha, base + 20 * lo, end)
+        while at != -1 and (at - base) % 20:  # found across two ids: look on
+            at = idx.find(sha, at + 1, end)
+        if at == -1:
+            return None
+        at = self._offsets + 4 * ((at - base) // 20)
+        offset = int.from_bytes(idx[at : at + 4], "big")
+        if offset & 0x80000000:  # an index into the 8-byte table (packs > 2 GB)
+            at = self._offsets + 4 * self.count + 8 * (offset & 0x7FFFFFFF)
+            offset = int.from_bytes(idx[at : at + 8], "big")
+        return offset
+
+    def holds(self, sha: bytes) -> bool:
+        """`find(sha) is not None`, with the fanout table read once for all calls."""
+        if self._fanout is None:
+            self._fanout = (0, *struct.unpack_from(">256I", self.idx, 8))
+        lo, hi = self._fanout[sha[0]], self._fanout[sha[0] + 1]
         base = self._ids
-        while lo < hi:
-            mid = (lo + hi) // 2
-            at = base + 20 * mid
-            probe = idx[at : at + 20]
-            if probe < sha:
-                lo = mid + 1
-            elif probe > sha:
-                hi = mid
-            else:
-                at = self._offsets + 4 * mid
-                offset = int.from_bytes(idx[at : at + 4], "big")
-                if offset & 0x80000000:  # an index into the 8-byte table (packs > 2 GB)
-                    at = self._offsets + 4 * self.count + 8 * (offset & 0x7FFFFFFF)
-                    offset = int.from_bytes(idx[at : at + 8], "big")
-                return offset
-        return None
+        end = base + 20 * hi
+        at = self.idx.find(sha, base + 20 * lo, end)
+        while at != -1 and (at - base) % 20:
+            at = self.idx.find(sha, at + 1, end)
+        return at != -1
 
     def entry(self, offset: int, store: Store, max_size: int | None = None
               ) -> tuple[int, int, bytes | None]:
