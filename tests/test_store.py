@@ -232,3 +232,26 @@ def test_a_re_scan_from_the_files_starts_no_git_process(repo: Path, tmp_path: Pa
     assert said == "False 1"
     assert not trace.exists() or trace.read_text() == ""
     assert {f["key_id"] for f in doc["findings"]} == {key, later}
+
+
+def test_what_a_re_scan_writes_back_is_what_a_fresh_scan_writes(
+        cli: Cli, repo: Path, planted: dict[str, Any]) -> None:  # noqa: F811
+    """Cached findings and places that did not change are written back as read; the
+    result is the cache a scan of the whole history makes."""
+    history(cli, repo)
+    git(repo, "checkout", "-q", "-b", "more")
+    commit(repo, {"more.txt": f"id {fake_key_id()}\n"}, "more")
+    history(cli, repo)
+    state = repo / ".git" / "keyscan" / "state.json"
+    again = json.loads(state.read_text())
+    history(cli, repo, "--no-cache")
+    shutil.rmtree(repo / ".git" / "keyscan")
+    history(cli, repo)
+    fresh = json.loads(state.read_text())
+    assert again["findings"] == fresh["findings"]
+    assert again["messages"] == fresh["messages"]
+
+    def places(doc: dict[str, Any]) -> dict[str, set[tuple[str, str]]]:
+        return {b: {(r[0], r[1]) for r in rows} for b, rows in doc["appearances"].items()}
+
+    assert places(again) == places(fresh)
