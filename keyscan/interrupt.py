@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -28,16 +27,17 @@ def held() -> Iterator[Hold]:
     Python delivers signals to the main thread only; elsewhere this changes nothing.
     """
     hold = Hold()
-    if threading.current_thread() is not threading.main_thread():
-        yield hold
-        return
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         if hold.received:
             raise KeyboardInterrupt
         hold.received = True
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:  # (not `threading.main_thread()`: a re-scan imports no threading)
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread, where Python delivers signals
+        yield hold
+        return
     try:
         yield hold
     finally:
