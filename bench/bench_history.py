@@ -21,9 +21,12 @@ bench/build_history_small.py), in this order:
    ``git cat-file --batch`` pipes (keyscan's fallback path, and its design before);
 7. one new commit on ``refs/heads/bench/incremental`` (the file the HEAD commit touched,
    plus one line that is new on every run), then the same keyscan command again (the
-   incremental re-scan), median of ``--repeat`` runs each starting from the cache the
-   full scan left; the ref is deleted afterwards unless --keep-incremental;
-8. the fixed cost of any re-scan: the same incremental re-scan on a 3-commit repository,
+   incremental re-scan), median of ``--incremental-repeat`` (default 7) runs each
+   starting from the cache the full scan left; the ref is deleted afterwards unless
+   --keep-incremental;
+8. timed runs start each command directly; only the one more run that samples memory
+   goes under /usr/bin/time -v (~2 ms, 2-3% of a re-scan);
+9. the fixed cost of any re-scan: the same incremental re-scan on a 3-commit repository,
    and the interpreter's own start (``python -c pass``).
 
 keyscan is the project installed as users get it (``pip install .`` into
@@ -158,11 +161,13 @@ class Sampler(threading.Thread):
 
 def run_measured(cmd: list[str], cwd: str | None = None, stdout=subprocess.DEVNULL,
                  env: dict | None = None, sample: bool = True) -> dict:
-    """One run under /usr/bin/time -v; with `sample`, the process tree's memory is
-    sampled too (which costs CPU: timed runs of 2-core programs are made without)."""
+    """One run; with `sample`, under /usr/bin/time -v with the process tree's memory
+    sampled too (which costs CPU: timed runs of 2-core programs are made without). Timed
+    runs start the command itself: /usr/bin/time adds ~2 ms, which is nothing beside a
+    full scan and 2-3% of a re-scan."""
     with tempfile.NamedTemporaryFile("r", suffix=".time", delete=False) as tf:
         tpath = tf.name
-    full = [TIME, "-v", "-o", tpath, *cmd] if os.path.exists(TIME) else cmd
+    full = [TIME, "-v", "-o", tpath, *cmd] if os.path.exists(TIME) and sample else cmd
     errf = tempfile.TemporaryFile()
     t0 = time.perf_counter()
     proc = subprocess.Popen(full, cwd=cwd, stdout=stdout, stderr=errf, env=env)
@@ -379,10 +384,10 @@ def time_incremental(repo: str, kcmd: list[str], args, tmp: str, out: str) -> di
         commit = add_incremental_commit(repo, ref)
         log(f"{name}: added {commit[:12]} on {ref}; keyscan incremental")
         runs = []
-        for i in range(args.repeat + 1):
+        for i in range(args.incremental_repeat + 1):
             clear_keyscan_cache(repo, args.keyscan_cache_glob)
             shutil.copytree(saved, os.path.join(gitdir, "keyscan"))
-            r = run_measured(kcmd, sample=i == args.repeat)
+            r = run_measured(kcmd, sample=i == args.incremental_repeat)
             r["findings"] = count_findings(out)
             log(f"{name}: keyscan incremental run {i + 1}: {r['wall']:.3f}s rc={r['rc']}")
             runs.append(r)
@@ -457,7 +462,8 @@ def table(results: list[dict]) -> str:
         for label, m in rows:
             rc = "" if m.get("rc", 0) in (0, 1) or label.startswith("betterleaks") \
                 else f" (exit {m['rc']})"
-            lines.append(f"| {r['name']} | {label}{rc} | {m['wall']:.2f} | "
+            lines.append(f"| {r['name']} | {label}{rc} | "
+                         f"{m['wall']:.{3 if m['wall'] < 1 else 2}f} | "
                          f"{m['wall'] / base:.2f} | {fmt(m.get('maxrss_mb'), '.0f')} | "
                          f"{fmt(m.get('tree_rss_mb'), '.0f')} | "
                          f"{fmt(m.get('tree_pss_mb'), '.0f')} | "
@@ -518,6 +524,9 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("repos", nargs="+")
+    ap.add_argument("--incremental-repeat", type=int, default=7,
+                    help="timed incremental re-scans (each ~0.1 s: more runs, a steadier "
+                         "median on a VM whose speed drifts)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs of cat-file and of each keyscan scan (median)")
     ap.add_argument("--git-path", action="store_true",
