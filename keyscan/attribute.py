@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from keyscan.gitrepo import tree_walk
-from keyscan.lazy import LazyModule
+from keyscan.lazy import LazyModule, lazy_pattern
 from keyscan.model import Commit
 from keyscan.record import record
 
@@ -170,10 +169,10 @@ def _commit(header: bytes) -> Commit:
 
 # A commit's subject goes into every report of its findings and into the cache: a key
 # or secret typed into it ("creds aws_secret_access_key=...") must not ride along.
-_CREDENTIAL_SHAPED = re.compile(
+_CREDENTIAL_SHAPED = lazy_pattern(
     r"(?<![A-Za-z0-9/+])(?:(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}"
     r"|[A-Za-z0-9/+]{40,}={0,2})(?![A-Za-z0-9/+=])")
-_HEX = re.compile(r"[0-9a-f]+")
+_HEX = lazy_pattern(r"[0-9a-f]+")
 
 
 def masked_subject(subject: str) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from keyscan import gitrepo
 from keyscan.errors import EXIT_LEAKS, KeyscanError, leak_exit_code_problem
+from keyscan.lazy import lazy_pattern
 from keyscan.record import record
 from keyscan.rules import RuleSet
 
@@ -36,7 +37,7 @@ KEYS = ("rules", "disable_rules", "allow_paths", "our_accounts", "max_file_size"
         "exit_code")
 DEFAULT_FORMAT = "text"
 DEFAULT_EXIT_CODE = EXIT_LEAKS
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
+_SIZE_RE = lazy_pattern(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable
@@ -20,6 +19,7 @@ from pathlib import Path
 from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
+from keyscan.lazy import lazy_pattern
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, to_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.record import field, record
@@ -290,7 +290,7 @@ def _notes_on(shallow: bool, files: dict[str, bytes]) -> list[str]:
     return notes
 
 
-_LFS = re.compile(rb"(?m)^[^#\n]*\sfilter=lfs\b")
+_LFS = lazy_pattern(rb"(?m)^[^#\n]*\sfilter=lfs\b")
 
 
 class _Run:

@@ -11,15 +11,15 @@ Ignored findings leave the report and the exit code; the summary counts them.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
+from keyscan.lazy import lazy_pattern
 from keyscan.model import ScanResult
 from keyscan.record import record
 
 FILE_NAME = ".keyscanignore"
-_FINGERPRINT = re.compile(r"^[0-9a-f]{20}$")
+_FINGERPRINT = lazy_pattern(r"^[0-9a-f]{20}$")
 
 
 @record

@@ -11,6 +11,11 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    import re
+    from typing import AnyStr
+
 
 class LazyModule:
     """Stands for module `name` until an attribute is first asked for."""
@@ -27,3 +32,26 @@ class LazyModule:
             __import__(self._name)
             module = self._module = sys.modules[self._name]
         return getattr(module, attr)
+
+
+class LazyPattern:
+    """A regex compiled when first used: a module's patterns cost nothing at start-up
+    (a cold `re.compile` is 0.05-0.4 ms) unless the run needs them."""
+
+    __slots__ = ("_compiled", "_flags", "_pattern")
+
+    def __init__(self, pattern: str | bytes, flags: int = 0) -> None:
+        self._pattern, self._flags = pattern, flags
+        self._compiled: object = None
+
+    def __getattr__(self, attr: str) -> object:
+        if self._compiled is None:
+            import re
+
+            self._compiled = re.compile(self._pattern, self._flags)
+        return getattr(self._compiled, attr)
+
+
+def lazy_pattern(pattern: AnyStr, flags: int = 0) -> re.Pattern[AnyStr]:
+    """`re.compile(pattern, flags)`, compiled when first used (`LazyPattern`)."""
+    return LazyPattern(pattern, flags)  # type: ignore[return-value]

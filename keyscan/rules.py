@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
+from keyscan.lazy import lazy_pattern
 from keyscan.model import SEVERITIES, Role, Rule
 from keyscan.record import record, replace
 
@@ -35,7 +36,7 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     from typing import Any
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ID_RE = lazy_pattern(r"^[a-z0-9][a-z0-9-]*$")
 _KNOWN_FIELDS = {
     "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
     "near_lines", "near_prefixes", "value_chars", "value_length", "placeholder", "examples",
@@ -235,7 +236,7 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
     if not isinstance(entry, dict):
         raise _fail(path, where, "each rule must be a mapping")
     rid = entry.get("id")
-    if not isinstance(rid, str) or not _ID_RE.match(rid):
+    if not isinstance(rid, str) or not (checked or _ID_RE.match(rid)):
         raise _fail(path, where, "field 'id' is required: lowercase letters, digits and '-'")
     where = f"rule '{rid}'"
     unknown = sorted(set(entry) - _KNOWN_FIELDS)
@@ -252,7 +253,7 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
     except ValueError:
         roles = ", ".join(r.value for r in Role)
         raise _fail(path, where, f"field 'role' must be one of {roles}") from None
-    _check_regex(path, where, "regex", entry["regex"], need_value=True)
+    _check_regex(path, where, "regex", entry["regex"], need_value=True, checked=checked)
     allow = entry.get("allowlist") or {}
     if not isinstance(allow, dict) or set(allow) - {"values", "paths"}:
         raise _fail(path, where, "field 'allowlist' must be a mapping with 'values' and 'paths'")
@@ -307,7 +308,10 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
     return rule, parsed_tests
 
 
-def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bool) -> None:
+def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bool,
+                 checked: bool = False) -> None:
+    """Compile `pattern` (and keep it in `re`'s cache); unless `checked` (a copy from the
+    cache, checked whole when it was written), refuse what could backtrack forever."""
     try:
         # the main regex is matched as bytes: checked as such, `re` keeps the compiled
         # pattern for `compile_rule` instead of compiling it twice
@@ -316,7 +320,7 @@ def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bo
         raise _fail(path, where, f"field '{name}' is not a valid regex: {exc}") from None
     if need_value and "value" not in compiled.groupindex:
         raise _fail(path, where, f"field '{name}' needs a named group (?P<value>...)")
-    if _nested_quantifier(pattern):
+    if not checked and _nested_quantifier(pattern):
         raise _fail(
             path, where,
             f"field '{name}' nests repeats like (a+)+ that can take forever on some input: "
@@ -324,7 +328,7 @@ def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bo
         )
 
 
-_NESTED = re.compile(r"\((?:\?:)?[^()]*[+*][^()]*\)[+*{]")
+_NESTED = lazy_pattern(r"\((?:\?:)?[^()]*[+*][^()]*\)[+*{]")
 
 
 def _nested_quantifier(pattern: str) -> bool:
