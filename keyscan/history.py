@@ -20,7 +20,7 @@ from keyscan import ancestry, attribute, cache, gitrepo
 from keyscan.background import Later
 from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.lazy import lazy_pattern
-from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, to_rows
+from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, rules_by_id, to_rows
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
@@ -976,8 +976,9 @@ def _kept_findings(state: cache.CacheState, rules: RuleSet, result: ScanResult
     """The findings the cache keeps (secrets sealed), by blob and by commit or tag; None,
     with a warning, when they do not read back (a damaged cache is rebuilt)."""
     try:
-        return ({blob: from_rows(rows, rules) for blob, rows in state.findings.items()},
-                {sha: (str(kind), from_rows(rows, rules))  # type: ignore[arg-type]
+        by_id = rules_by_id(rules)
+        return ({blob: from_rows(rows, by_id) for blob, rows in state.findings.items()},
+                {sha: (str(kind), from_rows(rows, by_id))  # type: ignore[arg-type]
                  for sha, (kind, rows) in state.messages.items()})
     except (KeyError, ValueError, TypeError, IndexError):
         result.notes.append("the scan cache's findings were damaged: scanning the whole "

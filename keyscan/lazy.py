@@ -27,6 +27,8 @@ class LazyModule:
         self._module: ModuleType | None = None
 
     def __getattr__(self, attr: str) -> object:
+        if attr.startswith("__"):  # a protocol probe (copy, pickle): not the module's
+            raise AttributeError(attr)
         module = self._module
         if module is None:
             __import__(self._name)
@@ -44,7 +46,16 @@ class LazyPattern:
         self._pattern, self._flags = pattern, flags
         self._compiled: object = None
 
+    @property
+    def pattern(self) -> str | bytes:
+        return self._pattern
+
+    def __reduce__(self) -> tuple[type, tuple[str | bytes, int]]:
+        return LazyPattern, (self._pattern, self._flags)  # sent to workers as its source
+
     def __getattr__(self, attr: str) -> object:
+        if attr.startswith("__"):  # a protocol probe (copy, pickle): not the pattern's
+            raise AttributeError(attr)
         if self._compiled is None:
             import re
 

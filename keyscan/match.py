@@ -106,10 +106,11 @@ def to_rows(creds: list[Credential], seal: bool = False) -> list[list[PartRow]]:
     return out
 
 
-def from_rows(rows: Sequence[Sequence[Sequence[object]]], rules: RuleSet
-              ) -> list[Credential]:
-    """Credentials from `to_rows`, sealed or not (the cache's come back as JSON lists)."""
-    by_id = {r.rule.id: r for r in rules.rules}
+def from_rows(rows: Sequence[Sequence[Sequence[object]]],
+              rules: RuleSet | dict[str, CompiledRule]) -> list[Credential]:
+    """Credentials from `to_rows`, sealed or not (the cache's come back as JSON lists).
+    `rules`: or the rules by id (`rules_by_id`), for many calls."""
+    by_id = rules if isinstance(rules, dict) else rules_by_id(rules)
     creds = []
     for cred_rows in rows:
         cred = Credential()
@@ -123,6 +124,10 @@ def from_rows(rows: Sequence[Sequence[Sequence[object]]], rules: RuleSet
             cred.parts.append(part)
         creds.append(cred)
     return creds
+
+
+def rules_by_id(rules: RuleSet) -> dict[str, CompiledRule]:
+    return {r.rule.id: r for r in rules.rules}
 
 
 _CAPITALS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")

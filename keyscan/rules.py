@@ -310,8 +310,10 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
 
 def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bool,
                  checked: bool = False) -> None:
-    """Compile `pattern` (and keep it in `re`'s cache); unless `checked` (a copy from the
-    cache, checked whole when it was written), refuse what could backtrack forever."""
+    """Compile `pattern` and refuse what could backtrack forever; a copy from the cache
+    (`checked`) was checked whole when it was written: nothing to do."""
+    if checked:
+        return
     try:
         # the main regex is matched as bytes: checked as such, `re` keeps the compiled
         # pattern for `compile_rule` instead of compiling it twice
@@ -320,7 +322,7 @@ def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bo
         raise _fail(path, where, f"field '{name}' is not a valid regex: {exc}") from None
     if need_value and "value" not in compiled.groupindex:
         raise _fail(path, where, f"field '{name}' needs a named group (?P<value>...)")
-    if not checked and _nested_quantifier(pattern):
+    if _nested_quantifier(pattern):
         raise _fail(
             path, where,
             f"field '{name}' nests repeats like (a+)+ that can take forever on some input: "
@@ -340,11 +342,11 @@ def compile_rule(rule: Rule) -> CompiledRule:
     near = None
     if rule.role is Role.SECRET and rule.value_chars and rule.value_length:
         c, n = rule.value_chars, rule.value_length
-        near = re.compile(f"(?<![{c}])[{c}]{{{n}}}(?![{c}=])".encode())
+        near = lazy_pattern(f"(?<![{c}])[{c}]{{{n}}}(?![{c}=])".encode())
     keywords = tuple(k.encode() for k in rule.keywords)
     return CompiledRule(
         rule=rule,
-        pattern=re.compile(rule.regex.encode()),
+        pattern=lazy_pattern(rule.regex.encode()),  # compiled when first matched
         keywords=keywords,
         allow_values=Patterns(rule.allow_values),
         examples=Patterns(rule.example_values),

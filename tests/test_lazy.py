@@ -1,0 +1,32 @@
+"""keyscan/lazy.py: what is imported or compiled when first used behaves as the real
+thing, including when sent to a worker process (pickled)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import re
+import subprocess
+import sys
+
+from keyscan.lazy import LazyModule, lazy_pattern
+
+
+def test_a_lazy_pattern_matches_as_the_compiled_one_and_travels() -> None:
+    lazy = lazy_pattern(rb"(?P<value>AKIA[A-Z2-7]{4})", re.IGNORECASE)
+    real = re.compile(rb"(?P<value>AKIA[A-Z2-7]{4})", re.IGNORECASE)
+    text = b"x akiaabcd AKIA2345 "
+    assert lazy.pattern == real.pattern
+    for twin in (lazy, pickle.loads(pickle.dumps(lazy)), copy.deepcopy(lazy)):
+        assert [m["value"] for m in twin.finditer(text)] == \
+            [m["value"] for m in real.finditer(text)]
+
+
+def test_a_lazy_module_is_imported_when_first_used() -> None:
+    code = ("import sys; from keyscan.lazy import LazyModule; m = LazyModule('colorsys'); "
+            "before = 'colorsys' in sys.modules; m.rgb_to_hsv(0.1, 0.2, 0.3); "
+            "print(before, 'colorsys' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]
+    assert LazyModule("json").dumps([1]) == "[1]"
