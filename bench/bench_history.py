@@ -316,6 +316,7 @@ def bench_repo(repo: str, args, betterleaks: str | None, keyscan: list[str] | No
         med = sorted(cat_runs, key=lambda r: r["wall"])[len(cat_runs) // 2]
         res["catfile"] = dict(med, walls=[r["wall"] for r in cat_runs],
                               wall=statistics.median(r["wall"] for r in cat_runs),
+                              maxrss_mb=memory.get("maxrss_mb"),
                               **{k: v for k, v in memory.items() if k.startswith("tree_")})
 
     if args.log_p:
