@@ -6,7 +6,7 @@ Only history scans import this module (the pre-commit hook never does).
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from keyscan.background import Later
@@ -54,20 +54,36 @@ def moved_along(known: KnownRefs, refs: list[Ref], line: list[str], base: str
     """What `Ancestry` asks `rev-list --boundary` for each ref that moved, told from
     `line`: the new commits, newest first, one line grown from the old tip `base`
     (sources/recent.py). None when some ref moved elsewhere, or too many moved."""
-    old_tips = set(known.tips.values())
-    moved = [(r.commit, r.name) for r in refs
-             if r.kind == "commit" and known.tips.get(r.name) != r.commit]
-    if len(moved) > _MOVED_REFS or len(old_tips) > 4000 or (line and base not in old_tips):
-        return None
     at = {sha: i for i, sha in enumerate(line)}
+
+    def grown(sha: str, _: set[str]) -> tuple[set[str], list[str]] | None:
+        return (set(line[at[sha]:]), [base]) if sha in at else None
+
+    return _moved(known, [(r.commit, r.name) for r in refs if r.kind == "commit"], grown)
+
+
+_Grown = Callable[[str, set[str]], "tuple[set[str], list[str]] | None"]
+
+
+def _moved(known: KnownRefs, tips: list[tuple[str, str]], grown: _Grown
+           ) -> dict[str, tuple[set[str], list[str]]] | None:
+    """For each ref of `tips` ((commit, name)) that moved since the last scan: the new
+    commits it reaches and the old tips it grew from, as `grown(commit, old tips)` tells
+    (None: it cannot). None when that is no cheap question: too many refs moved, or
+    one was rewound, rewritten or grown from the middle of old history."""
+    old_tips = set(known.tips.values())
+    moved = [(sha, name) for sha, name in tips if known.tips.get(name) != sha]
+    if len(moved) > _MOVED_REFS or len(old_tips) > 4000:
+        return None
     out: dict[str, tuple[set[str], list[str]]] = {}
     for sha, name in moved:
         if sha in old_tips:  # a new ref at an old tip, or a ref moved onto one
             out[name] = (set(), [sha])
-        elif sha in at:
-            out[name] = (set(line[at[sha]:]), [base])
-        else:
+            continue
+        found = grown(sha, old_tips)
+        if found is None or any(b not in old_tips for b in found[1]):
             return None
+        out[name] = found
     return out
 
 
@@ -150,29 +166,20 @@ class Ancestry:
 
     def _changes(self, known: KnownRefs) -> dict[str, tuple[set[str], list[str]]] | None:
         """For each ref that moved: the new commits it reaches, and the old tips it grew
-        from. None when that is no cheap question."""
-        old_tips = set(known.tips.values())
-        moved = [(sha, name) for sha, name in self._tips if known.tips.get(name) != sha]
-        if len(moved) > _MOVED_REFS or len(old_tips) > 4000:
-            return None
-        out: dict[str, tuple[set[str], list[str]]] = {}
-        for sha, name in moved:
-            if sha in old_tips:  # a new ref at an old tip, or a ref moved onto one
-                out[name] = (set(), [sha])
-                continue
-            proc = self._git("rev-list", "--boundary", "--stdin", revisions="".join(
-                [f"{sha}\n", *(f"^{tip}\n" for tip in sorted(old_tips))]))
-            new: set[str] = set()
-            boundary: list[str] = []
-            for line in proc.stdout.decode("ascii", "replace").split():
-                if line.startswith("-"):
-                    boundary.append(line[1:])
-                else:
-                    new.add(line)
-            if proc.returncode != 0 or not new or any(b not in old_tips for b in boundary):
-                return None  # rewound, rewritten or grown from the middle of old history
-            out[name] = (new, boundary)
-        return out
+        from (`rev-list --boundary`). None when that is no cheap question."""
+        return _moved(known, self._tips, self._grown)
+
+    def _grown(self, sha: str, old_tips: set[str]) -> tuple[set[str], list[str]] | None:
+        proc = self._git("rev-list", "--boundary", "--stdin", revisions="".join(
+            [f"{sha}\n", *(f"^{tip}\n" for tip in sorted(old_tips))]))
+        new: set[str] = set()
+        boundary: list[str] = []
+        for line in proc.stdout.decode("ascii", "replace").split():
+            if line.startswith("-"):
+                boundary.append(line[1:])
+            else:
+                new.add(line)
+        return (new, boundary) if proc.returncode == 0 and new else None
 
     def first_parents(self, head: str) -> list[bytes] | None:
         """`head`'s first-parent line, newest first, from the full pass; None when that

@@ -150,11 +150,8 @@ def _plain_repo(root: str, dot: str, st: os.stat_result) -> Repo | None:
     if not stat_module.S_ISDIR(st.st_mode) or st.st_uid != uid or os.stat(root).st_uid != uid:
         return None
     git_dir = Path(dot)
-    if Store.open(git_dir) is None or not os.path.isfile(os.path.join(dot, "HEAD")):
-        return None
-    with open(os.path.join(dot, "config"), "rb") as fh:
-        config = fh.read().lower().replace(b" ", b"").replace(b"\t", b"")
-    if b"bare=true" in config:
+    store = Store.open(git_dir)
+    if store is None or store.bare or not os.path.isfile(os.path.join(dot, "HEAD")):
         return None
     return Repo(root=Path(root), git_dir=git_dir, bare=False, object_format="sha1")
 

@@ -65,6 +65,15 @@ class _Hits:
     hidden_blobs: dict[str, list[Credential]] = field(default_factory=dict)
     hidden_commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
 
+    def add(self, sha: str, kind: str, creds: list[Credential]) -> None:
+        """What was found in a blob, or in a commit's or tag's message."""
+        if not creds:
+            return
+        if kind == "blob":
+            self.blobs[sha] = creds
+        else:
+            self.commits[sha] = (kind, creds)
+
 
 def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
                  ) -> ScanResult:
@@ -105,8 +114,11 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if kept is None:
             state = None
         # which of the last scan's tips are still there, asked while refs are listed
-        there = None if state is None else Later.done(_present(store, state.tips)) \
-            if store is not None else Later(source.existing, git_dir, state.tips)
+        there: Later[list[str]] | None = None
+        if state is not None and store is not None:
+            there = Later.done(_present(store, state.tips))
+        elif state is not None:
+            there = Later(source.existing, git_dir, state.tips)
         refs_listed = _typed(git_dir, listing.get(), _named(state), store)
         old_tips = _still_there(state.tips, there.get()) if there and state else []
         _report_broken(refs_listed, result)
@@ -146,7 +158,8 @@ def _refs_from(store: Store | None
 
 
 def _present(store: Store, shas: list[str]) -> list[str]:
-    return [sha for sha in shas if store.has(sha)]
+    gone = set(store.missing(shas))
+    return [sha for sha in shas if sha not in gone]
 
 
 def _typed(git_dir: Path, rows: list[source.RefRow], named: dict[str, tuple[str, str]],
@@ -411,16 +424,19 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
             return None
         changes = recent.changes(store, line)
         tags = [sha for target in run.tips if target not in named
-                for sha in _tag_chain(store, target)]
+                for sha in store.tags_down(target)[0]]
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
         shas = list(dict.fromkeys(wanted + again))
         gone = store.missing(held)
-        # one object in memory at a time; what was read goes into `result` only once
-        # everything has read cleanly (else git reads it all again)
+        # the new commits were read to walk them; the rest one object in memory at a
+        # time. What was read goes into `result` only once everything has read cleanly
+        # (else git reads it all again)
+        walked = {c.sha: ("commit", len(c.data), c.data) for c in line}
         partial = ScanResult(target=result.target, mode=result.mode)
         hits, read_ids = _match_read(
-            ((sha, store.read_at_most(sha, options.max_file_size)) for sha in shas),
+            ((sha, walked.get(sha) or store.read_at_most(sha, options.max_file_size))
+             for sha in shas),
             Matcher(rules, engine_after=ENGINE_AFTER), partial)
     except StoreError:
         return None
@@ -434,17 +450,6 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
     result.stats.files += partial.stats.files
     result.stats.bytes += partial.stats.bytes
     return hits, read_ids, None
-
-
-def _tag_chain(store: Store, target: str) -> list[str]:
-    """The annotated tags a new ref's target is, down the chain to what they tag."""
-    chain: list[str] = []
-    while True:
-        obj = store.read(target)
-        if obj is None or obj[0] != "tag":
-            return chain
-        chain.append(target)
-        target = store.peel_once(obj[1])
 
 
 def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | None]],
@@ -468,14 +473,7 @@ def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | Non
             continue
         result.stats.files += 1
         result.stats.bytes += len(data)
-        creds = matcher.find(data) if kind == "blob" \
-            else _message_hits(source.GitObject(sha, kind, data), matcher)
-        if not creds:
-            continue
-        if kind == "blob":
-            hits.blobs[sha] = creds
-        else:
-            hits.commits[sha] = (kind, creds)
+        hits.add(sha, kind, _found_in(kind, data, matcher))
 
     def read_ids() -> cache.IdSet:
         return cache.IdSet.of(read)
@@ -729,12 +727,9 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
 
 
 def _add_found(hits: _Hits, found: parallel.Found, matcher: Matcher) -> None:
+    by_id = rules_by_id(matcher.rules)
     for ref, rows in found.hits:
-        creds = from_rows(rows, matcher.rules)
-        if ref.kind == "blob":
-            hits.blobs[ref.sha] = creds
-        else:
-            hits.commits[ref.sha] = (ref.kind, creds)
+        hits.add(ref.sha, ref.kind, from_rows(rows, by_id))
 
 
 def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Matcher,
@@ -753,14 +748,7 @@ def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Match
                 result.stats.files += 1
                 result.stats.bytes += len(obj.data)
                 progress.update(result.stats.files, result.stats.bytes)
-            creds = matcher.find(obj.data) if obj.kind == "blob" \
-                else _message_hits(obj, matcher)
-            if not creds:
-                continue
-            if obj.kind == "blob":
-                hits.blobs[obj.sha] = creds
-            else:
-                hits.commits[obj.sha] = (obj.kind, creds)
+            hits.add(obj.sha, obj.kind, _found_in(obj.kind, obj.data, matcher))
     except KeyboardInterrupt:  # every object matched so far is whole: report those
         hits.interrupted = True
     finally:
@@ -768,8 +756,11 @@ def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Match
     return hits
 
 
-def _message_hits(obj: source.GitObject, matcher: Matcher) -> list[Credential]:
-    message = source.message_of(obj.kind, obj.data or b"")
+def _found_in(kind: str, data: bytes, matcher: Matcher) -> list[Credential]:
+    """The credentials in a blob, or in a commit's or tag's message."""
+    if kind == "blob":
+        return matcher.find(data)
+    message = source.message_of(kind, data)
     return matcher.find(message) if message else []
 
 

@@ -161,13 +161,23 @@ def files_at(store: Store, commit: str, names: Collection[str]) -> dict[str, byt
 def changes(store: Store, line: list[NewCommit]) -> list[Change]:
     """What each commit of `line` (newest first) put at each path, oldest commit first,
     in the order `git log --reverse --raw -m --no-renames` lists it."""
+    trees = {c.sha: c.tree for c in line}  # parents in the line: read already
     out: list[Change] = []
     for commit in reversed(line):
         for parent in commit.parents or ("",):
-            base = read_commit(store, parent).tree if parent else ""  # type: ignore[union-attr]
-            out.extend(Change(blob, path, commit)
-                       for blob, path in _diff(store, base, commit.tree, b""))
+            out.extend(Change(blob, path, commit) for blob, path in
+                       _diff(store, _tree_of(store, parent, trees), commit.tree, b""))
     return out
+
+
+def _tree_of(store: Store, commit: str, trees: dict[str, str]) -> str:
+    """The tree of `commit` ("" for none: a root commit's diff is against nothing)."""
+    if not commit or commit in trees:
+        return trees.get(commit, "")
+    found = read_commit(store, commit)
+    if found is None:
+        raise StoreError(f"commit {commit} missing")
+    return found.tree
 
 
 def _diff(store: Store, old: str, new: str, prefix: bytes) -> Iterator[tuple[str, str]]:

@@ -52,11 +52,13 @@ class DeltaError(StoreError):
 class Store:
     """One repository's refs and objects, read from its files."""
 
-    def __init__(self, git_dir: Path) -> None:
+    def __init__(self, git_dir: Path, bare: bool = False) -> None:
         self.git_dir = git_dir
+        self.bare = bare  # core.bare set in the config
         self.objects = git_dir / "objects"
         self._packs: list[_Pack] | None = None
         self._loose: dict[str, list[str]] = {}  # folder name -> file names, once listed
+        self._refs: tuple[dict[str, str], dict[str, str]] | None = None  # read once
 
     @classmethod
     def open(cls, git_dir: Path, object_format: str = "sha1") -> Store | None:
@@ -76,7 +78,7 @@ class Store:
                 return None
         if not os.path.isdir(git_dir / "objects") or not os.path.isdir(git_dir / "refs"):
             return None
-        return cls(git_dir)
+        return cls(git_dir, bare=b"bare=true" in config.replace(b" ", b"").replace(b"\t", b""))
 
     # --- refs -------------------------------------------------------------------
 
@@ -114,6 +116,12 @@ class Store:
         return sha, "HEAD"
 
     def _ref_files(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Direct and symbolic refs by name (read once: `refs` and `head` both ask)."""
+        if self._refs is None:
+            self._refs = self._read_ref_files()
+        return self._refs
+
+    def _read_ref_files(self) -> tuple[dict[str, str], dict[str, str]]:
         loose = list(_loose_refs(str(self.git_dir / "refs"), "refs"))
         if len(loose) > _MAX_LOOSE_REFS:
             raise StoreError("many loose refs: git lists them faster")
@@ -129,8 +137,7 @@ class Store:
                     raise StoreError("packed-refs line not understood")
                 direct[name] = sha
         for path, name in loose:
-            text = _read_file(path)
-            value = text.strip()
+            value = _read_text(path).strip()
             if value.startswith("ref:"):
                 symbolic[name] = value[4:].strip()
                 direct.pop(name, None)
@@ -178,43 +185,41 @@ class Store:
         return None
 
     def has(self, sha: str) -> bool:
-        """Whether the store holds `sha` (found, not read). Packs first: most objects
-        are packed, and listing an object folder costs more than a lookup."""
-        raw = bytes.fromhex(sha)
-        if any(pack.find(raw) is not None for pack in self._opened()):
-            return True
-        return sha[2:] in self._listed(sha[:2])
+        """Whether the store holds `sha` (found, not read)."""
+        return not self.missing([sha])
 
     def missing(self, shas: list[str]) -> list[str]:
-        """Those of `shas` the store does not hold (`has` for many, each pack's fanout
-        table read once: a re-scan checks every object its cached findings are in)."""
+        """Those of `shas` the store does not hold. Packs first: most objects are
+        packed, and listing an object folder costs more than a lookup."""
         raws = [bytes.fromhex(sha) for sha in shas]
         for pack in self._opened():
-            raws = [raw for raw in raws if not pack.holds(raw)]
+            raws = [raw for raw in raws if pack.position(raw) < 0]
             if not raws:
                 return []
-        return [raw.hex() for raw in raws if raw.hex()[2:] not in self._listed(raw.hex()[:2])]
+        return [sha for sha in (raw.hex() for raw in raws)
+                if sha[2:] not in self._listed(sha[:2])]
 
     def peel(self, sha: str) -> tuple[str, str]:
         """What `sha` comes down to once annotated tags are peeled, and its type
         ("missing" when absent): `git cat-file --batch-check` of `sha^{}`."""
+        return self.tags_down(sha)[1]
+
+    def tags_down(self, sha: str) -> tuple[list[str], tuple[str, str]]:
+        """The annotated tags `sha` is, each naming the next, and what the last one
+        names with its type (`peel`)."""
+        tags: list[str] = []
         for _ in range(_MAX_CHAIN):
             obj = self.read(sha)
             if obj is None:
-                return sha, "missing"
+                return tags, (sha, "missing")
             kind, data = obj
             if kind != "tag":
-                return sha, kind
-            sha = self.peel_once(data)
+                return tags, (sha, kind)
+            tags.append(sha)
+            sha = data[7:47].decode("ascii", "replace")
+            if not data.startswith(b"object ") or not _is_sha(sha):
+                raise StoreError("tag not understood")
         raise StoreError("tag chain too long")
-
-    @staticmethod
-    def peel_once(tag: bytes) -> str:
-        """The object an annotated tag object names."""
-        target = tag[7:47].decode("ascii", "replace")
-        if not tag.startswith(b"object ") or not _is_sha(target):
-            raise StoreError("tag not understood")
-        return target
 
     def _listed(self, folder: str) -> list[str]:
         if folder not in self._loose:
@@ -230,23 +235,16 @@ class Store:
             return None
         try:
             with open(self.objects / sha[:2] / sha[2:], "rb") as fh:
-                raw = fh.read(4096)  # the header: the rest only when it is wanted
-                inflater = zlib.decompressobj()
-                start = inflater.decompress(raw, 64)
-                declared = start.partition(b"\0")[0].partition(b" ")[2]
-                if not (max_size is not None and declared.isdigit()
-                        and int(declared) > max_size):
-                    raw += fh.read()
-                    inflater = zlib.decompressobj()
-                    start = inflater.decompress(raw, 64)
-            header, nul, data = start.partition(b"\0")
-            kind, _, size_text = header.decode("ascii", "replace").partition(" ")
-            if not nul or kind not in _KIND_NUMBER or not size_text.isdigit():
-                raise StoreError(f"loose object {sha} not understood")
-            size = int(size_text)
-            if max_size is not None and size > max_size:
-                return kind, size, None
-            data += inflater.decompress(inflater.unconsumed_tail) + inflater.flush()
+                inflater = zlib.decompressobj()  # the header first: the rest when wanted
+                header, nul, data = inflater.decompress(fh.read(4096), 64).partition(b"\0")
+                kind, _, size_text = header.decode("ascii", "replace").partition(" ")
+                if not nul or kind not in _KIND_NUMBER or not size_text.isdigit():
+                    raise StoreError(f"loose object {sha} not understood")
+                size = int(size_text)
+                if max_size is not None and size > max_size:
+                    return kind, size, None
+                data += inflater.decompress(inflater.unconsumed_tail + fh.read())
+                data += inflater.flush()
         except (OSError, zlib.error) as exc:
             raise StoreError(f"loose object {sha}: {exc}") from None
         if len(data) != size or not inflater.eof:
@@ -292,36 +290,30 @@ class _Pack:
         self._kept = 0  # bytes in `_rebuilt`
         self._fanout: tuple[int, ...] | None = None
 
-    def find(self, sha: bytes) -> int | None:
-        """The offset of `sha` in the pack, None when this pack does not hold it: its
-        bucket of the sorted id table (by first byte) searched in C by `mmap.find`."""
-        idx, first, base = self.idx, sha[0], self._ids
-        lo = int.from_bytes(idx[8 + 4 * first - 4 : 8 + 4 * first], "big") if first else 0
-        hi = int.from_bytes(idx[8 + 4 * first : 12 + 4 * first], "big")
-        end = base + 20 * hi
-        at = idx.find(sha, base + 20 * lo, end)
-        while at != -1 and (at - base) % 20:  # found across two ids: look on
-            at = idx.find(sha, at + 1, end)
-        if at == -1:
-            return None
-        at = self._offsets + 4 * ((at - base) // 20)
-        offset = int.from_bytes(idx[at : at + 4], "big")
-        if offset & 0x80000000:  # an index into the 8-byte table (packs > 2 GB)
-            at = self._offsets + 4 * self.count + 8 * (offset & 0x7FFFFFFF)
-            offset = int.from_bytes(idx[at : at + 8], "big")
-        return offset
-
-    def holds(self, sha: bytes) -> bool:
-        """`find(sha) is not None`, with the fanout table read once for all calls."""
+    def position(self, sha: bytes) -> int:
+        """Where `sha` is in the index's sorted id table, -1 when this pack does not
+        hold it: its bucket (by first byte, from the fanout table read once) searched
+        in C by `mmap.find`."""
         if self._fanout is None:
             self._fanout = (0, *struct.unpack_from(">256I", self.idx, 8))
-        lo, hi = self._fanout[sha[0]], self._fanout[sha[0] + 1]
         base = self._ids
-        end = base + 20 * hi
-        at = self.idx.find(sha, base + 20 * lo, end)
-        while at != -1 and (at - base) % 20:
+        end = base + 20 * self._fanout[sha[0] + 1]
+        at = self.idx.find(sha, base + 20 * self._fanout[sha[0]], end)
+        while at != -1 and (at - base) % 20:  # found across two ids: look on
             at = self.idx.find(sha, at + 1, end)
-        return at != -1
+        return -1 if at == -1 else (at - base) // 20
+
+    def find(self, sha: bytes) -> int | None:
+        """The offset of `sha` in the pack, None when this pack does not hold it."""
+        i = self.position(sha)
+        if i < 0:
+            return None
+        at = self._offsets + 4 * i
+        offset = int.from_bytes(self.idx[at : at + 4], "big")
+        if offset & 0x80000000:  # an index into the 8-byte table (packs > 2 GB)
+            at = self._offsets + 4 * self.count + 8 * (offset & 0x7FFFFFFF)
+            offset = int.from_bytes(self.idx[at : at + 8], "big")
+        return offset
 
     def entry(self, offset: int, store: Store, max_size: int | None = None
               ) -> tuple[int, int, bytes | None]:
@@ -441,23 +433,12 @@ class _Pack:
 _KIND_NUMBER = {name: number for number, name in KINDS.items()}
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: str | Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8", "surrogateescape")
-    except OSError as exc:
-        raise StoreError(f"{path.name}: {exc.strerror}") from None
-
-
-def _read_file(path: str) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            data = os.read(fd, 4096)
-        finally:
-            os.close(fd)
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise StoreError(f"{os.path.basename(path)}: {exc.strerror}") from None
-    return data.decode("utf-8", "surrogateescape")
 
 
 def _loose_refs(folder: str, prefix: str) -> Iterator[tuple[str, str]]:
