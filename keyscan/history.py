@@ -1019,24 +1019,28 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
     blobs = {**hits.blobs, **hits.hidden_blobs}
     commits = {**hits.commits, **hits.hidden_commits}
     ref_tips = run.containment.tips if run.containment is not None else {}
-    # what the cache gave and nothing changed is written back as it was read
+    # what the cache gave and did not change is written back as it was read
     kept = run.state if run.state is not None and run.incremental else cache.CacheState()
-    same = run.cached.intersection(kept.findings.keys() | kept.messages.keys())
-    same.intersection_update(b for b in same if b not in kept.findings or b in kept.appearances)
+    cached = run.cached
+
+    def places(blob: str) -> list[list[object]]:
+        now, old = appearances.get(blob, []), kept.appearances.get(blob)
+        if blob in cached and old is not None and len(old) == len(now):
+            return old  # no new place
+        return attribute.appearance_rows({blob: now})[blob]
+
     cache.save(run.git_dir, cache.CacheState(
         rules_digest=rules.digest, tips=run.tips, scanned=scanned,
         # what refs name other than a commit (annotated tags, trees, blobs): the next
         # scan asks git only about objects it has not seen named
         ref_peeled={r.target: [r.commit, r.kind] for r in run.refs_listed
                     if r.kind != "missing" and (r.kind != "commit" or r.commit != r.target)},
-        findings={b: kept.findings[b] if b in same else to_rows(c, seal=True)
-                  for b, c in blobs.items()},
-        messages={sha: kept.messages[sha] if sha in same else [kind, to_rows(c, seal=True)]
-                  for sha, (kind, c) in commits.items()},
+        findings={b: kept.findings[b] if b in cached and b in kept.findings
+                  else to_rows(c, seal=True) for b, c in blobs.items()},
+        messages={sha: kept.messages[sha] if sha in cached and sha in kept.messages
+                  else [kind, to_rows(c, seal=True)] for sha, (kind, c) in commits.items()},
         ref_tips=ref_tips, contains=contains, head_tip=run.tip, in_head=run.in_head,
-        appearances={b: kept.appearances[b] if b in same and len(kept.appearances[b]) == len(
-            appearances.get(b, [])) else attribute.appearance_rows({b: appearances.get(b, [])})[b]
-                     for b in blobs},
+        appearances={b: places(b) for b in blobs},
         unreadable=sorted(_unreadable(result)),
     ))
 

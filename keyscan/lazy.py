@@ -17,34 +17,48 @@ if TYPE_CHECKING:
     from typing import AnyStr
 
 
-class LazyModule:
-    """Stands for module `name` until an attribute is first asked for."""
+class _OnFirstUse:
+    """Stands for an object made when one of its attributes is first asked for."""
 
-    __slots__ = ("_module", "_name")
+    __slots__ = ("_made",)
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._module: ModuleType | None = None
+    def __init__(self) -> None:
+        self._made: object = None
+
+    def _make(self) -> object:
+        raise NotImplementedError
 
     def __getattr__(self, attr: str) -> object:
-        if attr.startswith("__"):  # a protocol probe (copy, pickle): not the module's
+        if attr.startswith("__"):  # a protocol probe (copy, pickle): not the object's
             raise AttributeError(attr)
-        module = self._module
-        if module is None:
-            __import__(self._name)
-            module = self._module = sys.modules[self._name]
-        return getattr(module, attr)
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, attr)
 
 
-class LazyPattern:
+class LazyModule(_OnFirstUse):
+    """Stands for module `name` until an attribute is first asked for."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._name = name
+
+    def _make(self) -> ModuleType:
+        __import__(self._name)
+        return sys.modules[self._name]
+
+
+class LazyPattern(_OnFirstUse):
     """A regex compiled when first used: a module's patterns cost nothing at start-up
     (a cold `re.compile` is 0.05-0.4 ms) unless the run needs them."""
 
-    __slots__ = ("_compiled", "_flags", "_pattern")
+    __slots__ = ("_flags", "_pattern")
 
     def __init__(self, pattern: str | bytes, flags: int = 0) -> None:
+        super().__init__()
         self._pattern, self._flags = pattern, flags
-        self._compiled: object = None
 
     @property
     def pattern(self) -> str | bytes:
@@ -53,14 +67,17 @@ class LazyPattern:
     def __reduce__(self) -> tuple[type, tuple[str | bytes, int]]:
         return LazyPattern, (self._pattern, self._flags)  # sent to workers as its source
 
-    def __getattr__(self, attr: str) -> object:
-        if attr.startswith("__"):  # a protocol probe (copy, pickle): not the pattern's
-            raise AttributeError(attr)
-        if self._compiled is None:
-            import re
+    def __eq__(self, other: object) -> bool:  # as compiled patterns compare
+        return isinstance(other, LazyPattern) and \
+            (other._pattern, other._flags) == (self._pattern, self._flags)
 
-            self._compiled = re.compile(self._pattern, self._flags)
-        return getattr(self._compiled, attr)
+    def __hash__(self) -> int:
+        return hash((self._pattern, self._flags))
+
+    def _make(self) -> object:
+        import re
+
+        return re.compile(self._pattern, self._flags)
 
 
 def lazy_pattern(pattern: AnyStr, flags: int = 0) -> re.Pattern[AnyStr]:

@@ -99,8 +99,7 @@ def _first_init(names: tuple[str, ...], defaults: list[Any], frozen: bool,
     class, 3-5 ms of every start for the ~35 records keyscan defines, most of which a
     given run makes a few of (or none)."""
     count = 0
-    required = {n for n, d in zip(names, defaults, strict=True) if d is _NO_DEFAULT}
-    _init(names, defaults, frozen, check_only=True)
+    required = _required(names, defaults)
 
     def __init__(self: object, *args: Any, **kwargs: Any) -> None:
         nonlocal count
@@ -134,17 +133,25 @@ def _first_init(names: tuple[str, ...], defaults: list[Any], frozen: bool,
     return __init__
 
 
-def _init(names: tuple[str, ...], defaults: list[Any], frozen: bool,
-          check_only: bool = False) -> Callable[..., None]:
-    """`__init__`, compiled from a few lines (one small compile a class; instances are
-    made as fast as a dataclass's: the git reading path makes one per object).
-    `check_only`: only refuse a field without a default after one with a default."""
-    params, body = [], []
-    scope: dict[str, Any] = {"_put": object.__setattr__, "_NONE": _NO_DEFAULT}
+def _required(names: tuple[str, ...], defaults: list[Any]) -> set[str]:
+    """The fields without a default; refused after one with a default, as Python
+    refuses such a signature."""
+    required = set()
     for i, (name, default) in enumerate(zip(names, defaults, strict=True)):
         if default is _NO_DEFAULT:
             if any(d is not _NO_DEFAULT for d in defaults[:i]):
                 raise TypeError(f"field {name!r} without a default follows one with a default")
+            required.add(name)
+    return required
+
+
+def _init(names: tuple[str, ...], defaults: list[Any], frozen: bool) -> Callable[..., None]:
+    """`__init__`, compiled from a few lines (one small compile a class; instances are
+    made as fast as a dataclass's: the git reading path makes one per object)."""
+    params, body = [], []
+    scope: dict[str, Any] = {"_put": object.__setattr__, "_NONE": _NO_DEFAULT}
+    for i, (name, default) in enumerate(zip(names, defaults, strict=True)):
+        if default is _NO_DEFAULT:
             params.append(name)
             value = name
         elif isinstance(default, _Field):
@@ -157,8 +164,6 @@ def _init(names: tuple[str, ...], defaults: list[Any], frozen: bool,
             value = name
         body.append(f"    _put(self, {name!r}, {value})" if frozen
                     else f"    self.{name} = {value}")
-    if check_only:
-        return _refuse
     source = f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
     exec(source, scope)  # our own source, made of field names
     init: Callable[..., None] = scope["__init__"]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
@@ -44,42 +44,15 @@ _KNOWN_FIELDS = {
 }
 
 
-class Patterns:
-    """Regexes compiled when first searched: the allowlist and example patterns are
-    needed only once a candidate value turns up, which most runs (a commit with no key,
-    a re-scan) never meet: ~0.1 ms a pattern saved at every start."""
-
-    __slots__ = ("_compiled", "texts")
-
-    def __init__(self, texts: Iterable[str]) -> None:
-        self.texts = tuple(texts)
-        self._compiled: tuple[re.Pattern[str], ...] | None = None
-
-    def __iter__(self) -> Iterator[re.Pattern[str]]:
-        if self._compiled is None:
-            self._compiled = tuple(re.compile(t) for t in self.texts)
-        return iter(self._compiled)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Patterns) and other.texts == self.texts
-
-    def __hash__(self) -> int:
-        return hash(self.texts)
-
-    def __repr__(self) -> str:
-        return f"Patterns({self.texts!r})"
-
-
 @record
 class CompiledRule:
     rule: Rule
     pattern: re.Pattern[bytes]
     keywords: tuple[bytes, ...]
-    allow_values: Patterns
-    examples: Patterns
+    # compiled when first searched: needed only once a candidate value turns up, which
+    # most runs (a commit with no key, a re-scan) never meet
+    allow_values: tuple[re.Pattern[str], ...]
+    examples: tuple[re.Pattern[str], ...]
     near_pattern: re.Pattern[bytes] | None  # secret value alone, used only near key IDs
 
 
@@ -163,7 +136,7 @@ def parse_rule_file(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
         raise KeyscanError(f"{path}: expected a mapping with a 'rules:' list")
     # a copy from the cache was checked whole when it was written: its allowlist and
-    # example patterns are compiled only when needed (`Patterns`)
+    # example patterns are compiled only when needed (`lazy_pattern`)
     parsed = [_parse_rule(path, i, entry, checked=save is None)
               for i, entry in enumerate(doc["rules"])]
     if save is not None:
@@ -348,8 +321,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
         rule=rule,
         pattern=lazy_pattern(rule.regex.encode()),  # compiled when first matched
         keywords=keywords,
-        allow_values=Patterns(rule.allow_values),
-        examples=Patterns(rule.example_values),
+        allow_values=tuple(lazy_pattern(p) for p in rule.allow_values),
+        examples=tuple(lazy_pattern(p) for p in rule.example_values),
         near_pattern=near,
     )
 
