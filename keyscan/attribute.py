@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from keyscan.gitrepo import tree_walk
@@ -67,9 +67,8 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     the ~420 blobs with findings of the botocore benchmark, against 4 ms for the log.
     """
     wanted = set(blobs)
-    found: dict[str, list[Appearance]] = {b: [] for b in wanted}
     if not wanted or not tips:
-        return found
+        return {b: [] for b in wanted}
     spec = [*tips, *(f"^{x}" for x in exclude)]
     if cut is None:
         cut = midpoint(git_dir) if not exclude else ""
@@ -84,12 +83,20 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
             rows.append((_timestamp(appearance.commit.commit_date), number, i, appearance))
     if len(passes) > 1:
         rows.sort(key=lambda r: r[:3])
+    return numbered(wanted, ((a.blob, a.path, a.commit) for *_, a in rows), first_order)
+
+
+def numbered(blobs: Collection[str], places: Iterable[tuple[str, str, Commit]],
+             first_order: int) -> dict[str, list[Appearance]]:
+    """For each of `blobs`, its places (blob, path, commit: blobs of `blobs` only,
+    oldest first) numbered on from `first_order`; a blob at a path in a commit once."""
+    found: dict[str, list[Appearance]] = {b: [] for b in blobs}
     seen: set[tuple[str, str, str]] = set()
-    for order, (_, _, _, a) in enumerate(rows):
-        key = (a.blob, a.commit.sha, a.path)
+    for order, (blob, path, commit) in enumerate(places, first_order):
+        key = (blob, commit.sha, path)
         if key not in seen:
             seen.add(key)
-            found[a.blob].append(Appearance(a.blob, a.path, a.commit, first_order + order))
+            found[blob].append(Appearance(blob, path, commit, order))
     return found
 
 

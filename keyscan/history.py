@@ -944,19 +944,9 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
 def _introduced(changes: list[recent.Change], blobs: Collection[str], first: int
                 ) -> dict[str, list[attribute.Appearance]]:
     """`attribute.introductions` of the new commits, from what they put where."""
-    found: dict[str, list[attribute.Appearance]] = {b: [] for b in blobs}
-    seen: set[tuple[str, str, str]] = set()
-    order = first
-    for change in changes:
-        if change.blob not in found:
-            continue
-        key = (change.blob, change.commit.sha, change.path)
-        if key not in seen:
-            seen.add(key)
-            found[change.blob].append(
-                attribute.Appearance(change.blob, change.path, change.commit.meta, order))
-        order += 1
-    return found
+    wanted = set(blobs)
+    return attribute.numbered(wanted, ((c.blob, c.path, c.commit.meta) for c in changes
+                                       if c.blob in wanted), first)
 
 
 _Kept = tuple[dict[str, list[Credential]], dict[str, tuple[str, list[Credential]]]]
