@@ -11,16 +11,22 @@ first characters and its length) and a keyed digest (`match.to_rows(seal=True)`)
 that must show or use the secrets themselves reads those objects again. Written
 atomically under a lock, so two runs at once cannot corrupt it; a damaged cache is
 rebuilt with a warning.
+
+The state is kept in `marshal`'s format, not JSON: a re-scan after one commit reads and
+writes it whole, and json took ~7 ms of that ~80 ms run against marshal's ~1.5 ms. A
+checksum vouches for it (marshal trusts what it reads) and the header names the
+marshal version; a state of another version or with a wrong checksum is rebuilt.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
+import marshal
 import mmap
 import os
 import struct
+import zlib
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -29,7 +35,15 @@ from pathlib import Path
 from keyscan.interrupt import held
 from keyscan.record import field, record
 
-VERSION = 5
+TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
+if TYPE_CHECKING:
+    from typing import Any
+
+VERSION = 6  # 6: state.bin (marshal) replaces state.json
+STATE = "state.bin"
+_OLD_STATE = "state.json"  # versions 1-5
+_MAGIC = b"keyscan-cache\0"
+_HEADER = struct.Struct(f">{len(_MAGIC)}sHI")  # magic, marshal version, CRC-32 of the body
 _FIRST = itemgetter(0)
 
 
@@ -180,7 +194,31 @@ def cache_dir(git_dir: Path) -> Path:
 
 def exists(git_dir: Path) -> bool:
     """Whether a scan left a cache here (a re-scan follows)."""
-    return (cache_dir(git_dir) / "state.json").exists()
+    return (cache_dir(git_dir) / STATE).exists()
+
+
+def read_state(path: Path) -> dict[str, object]:
+    """The fields of a state file as saved (ValueError: not one, or damaged)."""
+    data = path.read_bytes()
+    if len(data) < _HEADER.size:
+        raise ValueError("truncated")
+    magic, version, crc = _HEADER.unpack_from(data)
+    body = memoryview(data)[_HEADER.size :]
+    if magic != _MAGIC or version != marshal.version or zlib.crc32(body) != crc:
+        raise ValueError("not a state file of this keyscan, or damaged")
+    try:
+        meta = marshal.loads(body)
+    except (EOFError, TypeError) as exc:
+        raise ValueError("damaged") from exc
+    if not isinstance(meta, dict):
+        raise ValueError("damaged")
+    return meta
+
+
+def write_state(path: Path, meta: dict[str, object]) -> None:
+    """`meta` (plain data) as a state file, atomically."""
+    body = marshal.dumps(meta)
+    _atomic_write(path, _HEADER.pack(_MAGIC, marshal.version, zlib.crc32(body)) + body)
 
 
 @contextlib.contextmanager
@@ -199,39 +237,43 @@ def locked(git_dir: Path) -> Iterator[None]:
 def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
     """(state, warning). None when absent, stale or damaged; warning says which."""
     folder = cache_dir(git_dir)
-    meta_path = folder / "state.json"
+    meta_path = folder / STATE
     if not meta_path.exists():
+        if (folder / _OLD_STATE).exists():
+            return None, "the scan cache is from an older keyscan: scanning the whole history again"
         return None, ""
     try:
-        meta = json.loads(meta_path.read_text())
-        if isinstance(meta, dict) and meta.get("version") in range(1, VERSION):
-            return None, "the scan cache is from an older keyscan: scanning the whole history again"
+        meta = read_state(meta_path)
         if meta.get("version") != VERSION:
             raise ValueError("unknown version")
         base = _mapped(folder / "scanned.bin", meta["count"])
         added = IdSet(_read_table(folder / "scanned.add", meta["added"]))
         if meta["rules_digest"] != rules_digest:
             return None, "rules changed since the last scan: scanning the whole history again"
-        names = [str(n) for n in meta.get("ref_names", [])]
+        # the types were checked when written and the checksum vouches for the rest
         state = CacheState(
             rules_digest=rules_digest,
-            tips=[str(t) for t in meta["tips"]],
+            tips=_typed(meta["tips"], list),
             scanned=Scanned(base, added, base_changed=False),
-            appearances=dict(meta.get("appearances", {})),
-            unreadable=[str(u) for u in meta.get("unreadable", [])],
-            findings=dict(meta["findings"]),
-            messages=dict(meta["messages"]),
-            ref_tips={str(k): str(v) for k, v in meta.get("ref_tips", {}).items()},
-            ref_peeled={str(k): [str(v[0]), str(v[1])]
-                        for k, v in meta.get("ref_peeled", {}).items()},
-            contains={str(k): [names[i] for i in v]
-                      for k, v in meta.get("contains", {}).items()},
-            head_tip=[str(x) for x in meta.get("head_tip", [])],
-            in_head=[str(x) for x in meta.get("in_head", [])],
+            appearances=_typed(meta["appearances"], dict),
+            unreadable=_typed(meta["unreadable"], list),
+            findings=_typed(meta["findings"], dict),
+            messages=_typed(meta["messages"], dict),
+            ref_tips=_typed(meta["ref_tips"], dict),
+            ref_peeled=_typed(meta["ref_peeled"], dict),
+            contains=_typed(meta["contains"], dict),
+            head_tip=_typed(meta["head_tip"], list),
+            in_head=_typed(meta["in_head"], list),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"
     return state, ""
+
+
+def _typed(value: object, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__}")
+    return value
 
 
 def _mapped(path: Path, count: object) -> IdSet:
@@ -257,9 +299,6 @@ def save(git_dir: Path, state: CacheState) -> None:
     folder = cache_dir(git_dir)
     folder.mkdir(mode=0o700, exist_ok=True)
     scanned = state.scanned
-    # refs containing each finding commit: hundreds of names each, so by number
-    names = sorted({name for refs in state.contains.values() for name in refs})
-    number = {name: i for i, name in enumerate(names)}
     meta = {
         "version": VERSION,
         "rules_digest": state.rules_digest,
@@ -272,8 +311,9 @@ def save(git_dir: Path, state: CacheState) -> None:
         "messages": state.messages,
         "ref_tips": state.ref_tips,
         "ref_peeled": state.ref_peeled,
-        "ref_names": names,
-        "contains": {c: [number[n] for n in refs] for c, refs in state.contains.items()},
+        # refs containing each finding commit: hundreds of names each, each name one
+        # string object (ancestry's), which marshal writes once and then refers to
+        "contains": state.contains,
         "head_tip": state.head_tip,
         "in_head": state.in_head,
     }
@@ -283,7 +323,9 @@ def save(git_dir: Path, state: CacheState) -> None:
         if scanned.base_changed:
             _atomic_write(folder / "scanned.bin", bytes(scanned.base.table))
         _atomic_write(folder / "scanned.add", bytes(scanned.added.table))
-        _atomic_write(folder / "state.json", json.dumps(meta).encode())
+        write_state(folder / STATE, meta)
+    with contextlib.suppress(OSError):
+        (folder / _OLD_STATE).unlink()  # an older keyscan's
     if hold.received:
         raise KeyboardInterrupt
 
@@ -304,6 +346,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def clear(git_dir: Path) -> None:
-    for name in ("state.json", "scanned.bin", "scanned.add"):
+    for name in (STATE, _OLD_STATE, "scanned.bin", "scanned.add"):
         with contextlib.suppress(OSError):
             (cache_dir(git_dir) / name).unlink()

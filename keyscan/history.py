@@ -24,7 +24,7 @@ from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, rules_by
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
-from keyscan.scan import ScanOptions, path_allowed, to_finding
+from keyscan.scan import ScanOptions, identity, path_allowed, to_finding
 from keyscan.sources import history as source
 from keyscan.sources import recent
 from keyscan.sources.store import Store, StoreError
@@ -130,9 +130,11 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         run = _Run(git_dir, tips, refs_listed, (head_commit, head_branch), state, old_tips,
                    ranged, sha1, store)
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
-        # the cache's id file is made while git does the attribution work below
+        # the cache's id file is made while git does the attribution work below; a
+        # re-scan read from the files runs no git, and a thread would only cost its start
         saving = use_cache and not hits.interrupted
-        ids = Later(_cache_ids, state, read_ids, result) if saving else None
+        ids = None if not saving else Later.done(_cache_ids(state, read_ids, result)) \
+            if run.recent is not None else Later(_cache_ids, state, read_ids, result)
         if kept is not None and run.incremental:
             _cached_findings(kept, run.cached, hits)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)
@@ -848,32 +850,33 @@ def _attribute(hits: _Hits, head: dict[str, list[str]],
                refs_of: dict[str, list[str]], meta: dict[str, Commit]) -> list[Finding]:
     """One finding per credential; `head`: the blobs in HEAD's tree; `held`: blobs refs
     hold outside any commit (`_held`); `meta`: the commits and tags holding findings in
-    their message."""
-    grouped: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
+    their message. A finding is made of each credential's first appearance only, the
+    others are listed in it (an example key in 400 files: one finding, not 400)."""
+    grouped: dict[tuple[str, str], list[_Seen]] = {}
     last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():
         places: list[attribute.Appearance | None] = [*appearances.get(blob, [])] or [None]
+        in_head = blob in head
         for cred in creds:
+            seen = grouped.setdefault(identity(cred), [])
             for place in places:
                 path = place.path if place else _outside_commits(held.get(blob, []))
                 if path_allowed(path, cred, options):  # rule and --allow-path globs
                     continue
-                finding = to_finding(cred, Location(path=path, blob=blob, source="history"),
-                                     place.commit if place else None)
-                finding.extra["in_head"] = blob in head
-                order = place.order if place else last
-                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
-                    (order, finding))
-    if hits.commits:
-        for sha, (kind, creds) in hits.commits.items():
-            where = "commit message" if kind == "commit" else "tag message"
-            for cred in creds:
-                finding = to_finding(cred, Location(path=f"({where} {sha[:12]})", blob=sha,
-                                                    source=f"{kind}-message"), meta.get(sha))
-                finding.extra["in_head"] = False
-                grouped.setdefault((finding.rule_id, finding.value_digest), []).append(
-                    (last, finding))
-    return [_merge(group, refs_of, held) for group in grouped.values()]
+                seen.append((place.order if place else last, place.commit if place else None,
+                             cred, Location(path=path, blob=blob, source="history"), in_head))
+    for sha, (kind, creds) in hits.commits.items():
+        where = Location(path=f"({kind} message {sha[:12]})", blob=sha,
+                         source=f"{kind}-message")
+        for cred in creds:
+            grouped.setdefault(identity(cred), []).append(
+                (last, meta.get(sha), cred, where, False))
+    return [_merge(seen, refs_of, held) for seen in grouped.values() if seen]
+
+
+# a credential's appearance: its order in history, the commit, the credential as found
+# there, where, and whether that blob is in HEAD's tree
+_Seen = tuple[int, "Commit | None", Credential, Location, bool]
 
 
 def _outside_commits(held_at: list[tuple[str, str]]) -> str:
@@ -886,27 +889,28 @@ def _outside_commits(held_at: list[tuple[str, str]]) -> str:
     return "(path unknown: blob not in any commit)"
 
 
-def _merge(ordered: list[tuple[int, Finding]], refs_of: dict[str, list[str]],
+def _merge(seen: list[_Seen], refs_of: dict[str, list[str]],
            held: dict[str, list[tuple[str, str]]]) -> Finding:
     """One finding per credential: the first appearance, with every other listed."""
-    ordered.sort(key=lambda o: (o[0], o[1].commit.commit_date if o[1].commit else "~"))
-    group = [f for _, f in ordered]
-    first = group[0]
+    seen.sort(key=lambda s: (s[0], s[1].commit_date if s[1] else "~"))
+    _, commit, cred, location, _ = seen[0]
+    first = to_finding(cred, location, commit)
+    last = seen[-1][1]
     refs: set[str] = set()
-    for f in group:
-        refs.update(ref for ref, _ in held.get(f.location.blob, []))
-        if f.commit is None:
-            continue
-        refs.update(refs_of.get(f.commit.sha, []))
+    for _, commit, _, location, _ in seen:
+        refs.update(ref for ref, _ in held.get(location.blob, []))
+        if commit is not None:
+            refs.update(refs_of.get(commit.sha, []))
     first.extra.update({
-        "in_head": any(f.extra.get("in_head") for f in group),
-        "count": len(group),
+        "in_head": any(s[4] for s in seen),
+        "count": len(seen),
         "refs": sorted(refs),
         "first_seen": first.commit.commit_date if first.commit else None,
-        "last_seen": group[-1].commit.commit_date if group[-1].commit else None,
+        "last_seen": last.commit_date if last else None,
         "occurrences": [
-            {"path": f.location.path, "blob": f.location.blob, "line": f.line,
-             "commit": f.commit.sha if f.commit else None} for f in group
+            {"path": location.path, "blob": location.blob, "line": cred.anchor.line,
+             "commit": commit.sha if commit else None}
+            for _, commit, cred, location, _ in seen
         ],
     })
     return first

@@ -38,6 +38,16 @@ _DIGESTS: dict[bytes, str] = {}
 _DIGESTS_KEPT = 4096
 
 
+def value_digest(key_id: str, secret: Secret | None, session_token: Secret | None) -> str:
+    """A finding's `value_digest`, from its parts."""
+    parts = [key_id]
+    for value in (secret, session_token):
+        if value is not None:
+            parts.append(value.digest())
+            break
+    return _keyed_digest("\0".join(parts).encode())
+
+
 class Secret:
     """A found credential value whose str/repr never shows it.
 
@@ -239,12 +249,7 @@ class Finding:
     @property
     def value_digest(self) -> str:
         """Identifies the credential across files and commits without revealing it."""
-        parts = [self.key_id]
-        for value in (self.secret, self.session_token):
-            if value is not None:
-                parts.append(value.digest())
-                break
-        return _keyed_digest("\0".join(parts).encode())
+        return value_digest(self.key_id, self.secret, self.session_token)
 
     @property
     def fingerprint(self) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from keyscan import attribute, gitrepo
 from keyscan.errors import KeyscanError
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, Part
-from keyscan.model import Commit, Finding, Location, ScanResult, Secret, Status
+from keyscan.model import Commit, Finding, Location, ScanResult, Secret, Status, value_digest
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
 from keyscan.sources import Content, Unit
@@ -137,6 +137,15 @@ def findings_in(unit: Content, matcher: Matcher, options: ScanOptions) -> list[F
 def path_allowed(path: str, cred: Credential, options: ScanOptions) -> bool:
     globs = [*options.allow_paths, *(g for p in cred.parts for g in p.rule.rule.allow_paths)]
     return any(fnmatch.fnmatch(path, g) for g in globs)
+
+
+def identity(cred: Credential) -> tuple[str, str]:
+    """The rule id and value digest of the finding `to_finding` makes of `cred`: what
+    groups its appearances into one finding, without making it."""
+    key = cred.key_id
+    return cred.anchor.rule.rule.id, value_digest(
+        key.value if key else "", _secret(cred.secret) or _secret(cred.other),
+        _secret(cred.token))
 
 
 def to_finding(cred: Credential, location: Location, commit: Commit | None = None

@@ -206,7 +206,7 @@ def test_incremental_cache_rescans_only_new_objects(cli: Cli, repo: Path) -> Non
         commit(repo, {f"f{i}.txt": f"content {i}\n"}, f"c{i}")
     commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
     _, first, doc1 = history(cli, repo)
-    assert (repo / ".git" / "keyscan" / "state.json").exists()
+    assert (repo / ".git" / "keyscan" / cache.STATE).exists()
     commit(repo, {"later.txt": "later\n"}, "later")
     _, second, doc2 = history(cli, repo)
     # the new commit and its blob; the finding comes from the cache, not read again
@@ -236,8 +236,8 @@ def test_incremental_scan_takes_findings_from_the_cache_with_secrets_sealed(
     # read: the new commit and its blob only
     assert doc["summary"]["files"] == 2
     assert second == history(cli, repo, "--no-cache")[1]
-    state_file = repo / ".git" / "keyscan" / "state.json"
-    state = json.loads(state_file.read_text())
+    state_file = repo / ".git" / "keyscan" / cache.STATE
+    state: Any = cache.read_state(state_file)
     leak_blob = git(repo, "rev-parse", "HEAD:leak.ini").stdout.strip()
     docs_blob = git(repo, "rev-parse", "HEAD:docs.md").stdout.strip()
     assert set(state["findings"]) == {docs_blob, leak_blob,
@@ -248,7 +248,7 @@ def test_incremental_scan_takes_findings_from_the_cache_with_secrets_sealed(
     assert parts["key_id"] == key  # an identifier, as every report shows it
     prefix, length, digest = parts["secret"]
     assert (prefix, length) == (secret[:4], 40) and len(digest) == 64
-    assert secret not in state_file.read_text()
+    assert secret.encode() not in state_file.read_bytes()
 
 
 def test_secrets_shown_in_full_are_read_again_not_taken_from_the_cache(cli: Cli, repo: Path
@@ -297,12 +297,43 @@ def test_damaged_cache_is_rebuilt_with_a_warning(cli: Cli, repo: Path) -> None:
     key = fake_key_id()
     commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
     history(cli, repo)
-    (repo / ".git" / "keyscan" / "state.json").write_text("{not json")
+    (repo / ".git" / "keyscan" / cache.STATE).write_text("{not json")
     result = cli("scan", "--history", repo, "--format", "json")
     assert "damaged" in result.err and "rebuilding" in result.err
     assert [f["key_id"] for f in result.json["findings"]] == [key]
     _, again, _ = history(cli, repo)
     assert [f["key_id"] for f in again] == [key]
+
+
+def test_a_cache_flipped_by_one_bit_is_rebuilt_not_trusted(cli: Cli, repo: Path) -> None:
+    """The state is marshal data behind a checksum: a damaged byte anywhere is caught
+    before marshal reads it."""
+    key = fake_key_id()
+    commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
+    _, _, first = history(cli, repo)
+    state_file = repo / ".git" / "keyscan" / cache.STATE
+    data = bytearray(state_file.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    state_file.write_bytes(bytes(data))
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "damaged" in result.err
+    assert result.json["summary"]["files"] == first["summary"]["files"]  # read again
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+
+
+def test_an_older_keyscans_cache_is_replaced(cli: Cli, repo: Path) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    _, _, first = history(cli, repo)
+    folder = repo / ".git" / "keyscan"
+    (folder / cache.STATE).unlink()
+    (folder / "state.json").write_text(json.dumps({"version": 5}))
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "older keyscan" in result.err
+    assert result.json["summary"]["files"] == first["summary"]["files"]
+    assert not (folder / "state.json").exists() and (folder / cache.STATE).exists()
+    commit(repo, {"b.txt": "b\n"}, "b")
+    _, _, again = history(cli, repo)
+    assert again["summary"]["files"] == 2
 
 
 @pytest.mark.parametrize("damage", ["unknown rule", "short row", "bad status"])
@@ -311,16 +342,18 @@ def test_cached_findings_that_do_not_read_back_rebuild_the_cache(cli: Cli, repo:
     key = fake_key_id()
     commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
     history(cli, repo)
-    state_file = repo / ".git" / "keyscan" / "state.json"
-    state = json.loads(state_file.read_text())
-    [row] = next(iter(state["findings"].values()))[0]
+    state_file = repo / ".git" / "keyscan" / cache.STATE
+    state: Any = cache.read_state(state_file)
+    cred = next(iter(state["findings"].values()))[0]
+    row = list(cred[0])
+    cred[0] = row  # written as the cache keeps rows, then damaged
     if damage == "unknown rule":
         row[1] = "no-such-rule"
     elif damage == "short row":
         del row[3:]
     else:
         row[5] = "maybe"
-    state_file.write_text(json.dumps(state))
+    cache.write_state(state_file, state)
     commit(repo, {"later.txt": "later\n"}, "later")
     result = cli("scan", "--history", repo, "--format", "json")
     assert "damaged" in result.err
@@ -769,7 +802,7 @@ def test_a_credential_typed_into_a_commit_subject_is_masked_everywhere(cli: Cli,
     # the key ID is kept as the findings' (file and message: an identifier, not a
     # secret), never in a subject
     assert secret.encode() not in cached and cached.count(key.encode()) == 2
-    state = json.loads((repo / ".git" / "keyscan" / "state.json").read_text())
+    state: Any = cache.read_state(repo / ".git" / "keyscan" / cache.STATE)
     assert key not in json.dumps(state["appearances"])
     for out in outputs:
         assert secret not in out and secret[4:12] not in out

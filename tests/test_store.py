@@ -14,7 +14,7 @@ from fakes import fake_key_id, fake_secret
 from repos import clean_env, git
 from test_history import Cli, commit, history, pair_text, planted  # noqa: F401
 
-from keyscan import attribute
+from keyscan import attribute, cache
 from keyscan.sources import recent
 from keyscan.sources.store import Store
 
@@ -163,10 +163,8 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
         _, _, doc = history(cli, repo)
         doc["summary"].pop("seconds", None)
         reports.append(doc)
-        state = json.loads((repo / ".git" / "keyscan" / "state.json").read_text())
-        names = state.pop("ref_names")
-        state["contains"] = {c: sorted(names[i] for i in refs)
-                             for c, refs in state["contains"].items()}
+        state: Any = cache.read_state(repo / ".git" / "keyscan" / cache.STATE)
+        state["contains"] = {c: sorted(refs) for c, refs in state["contains"].items()}
         state.pop("added"), state.pop("count")  # git also lists the trees, never read
         caches.append(state)
     assert reports[0] == reports[1]
@@ -242,12 +240,12 @@ def test_what_a_re_scan_writes_back_is_what_a_fresh_scan_writes(
     git(repo, "checkout", "-q", "-b", "more")
     commit(repo, {"more.txt": f"id {fake_key_id()}\n"}, "more")
     history(cli, repo)
-    state = repo / ".git" / "keyscan" / "state.json"
-    again = json.loads(state.read_text())
+    state = repo / ".git" / "keyscan" / cache.STATE
+    again: Any = cache.read_state(state)
     history(cli, repo, "--no-cache")
     shutil.rmtree(repo / ".git" / "keyscan")
     history(cli, repo)
-    fresh = json.loads(state.read_text())
+    fresh: Any = cache.read_state(state)
     assert again["findings"] == fresh["findings"]
     assert again["messages"] == fresh["messages"]
 
