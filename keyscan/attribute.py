@@ -159,11 +159,11 @@ def appearance_rows(found: dict[str, list[Appearance]]) -> dict[str, list[list[o
 
 
 def appearances_from_rows(rows: dict[str, list[list[object]]]) -> dict[str, list[Appearance]]:
+    """`appearance_rows` read back (the cache's checksum vouches for their types)."""
     out: dict[str, list[Appearance]] = {}
     for blob, places in rows.items():
-        out[blob] = [Appearance(blob, str(r[0]), Commit(str(r[1]), str(r[2]), str(r[3]),
-                                                        str(r[4]), str(r[5]), str(r[6])),
-                                int(str(r[7]))) for r in places]
+        out[blob] = [Appearance(blob, r[0], Commit(*r[1:7]), r[7])  # type: ignore[arg-type]
+                     for r in places]
     return out
 
 

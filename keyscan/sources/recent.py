@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Collection, Container, Iterator, Mapping
 
+from keyscan.lazy import lazy_pattern
 from keyscan.model import Commit
 from keyscan.record import record
 from keyscan.sources.store import Store, StoreError
@@ -182,37 +183,53 @@ def _tree_of(store: Store, commit: str, trees: dict[str, str]) -> str:
 
 def _diff(store: Store, old: str, new: str, prefix: bytes) -> Iterator[tuple[str, str]]:
     """(blob, path) of each file `new` holds that `old` does not hold the same."""
-    before = _entries(store, old) if old else {}
-    for key, (mode, sha) in _entries(store, new).items():
-        was = before.get(key)
-        if was == (mode, sha):
-            continue
-        path = prefix + key.rstrip(b"/")
-        if mode == "tree":
-            yield from _diff(store, was[1] if was else "", sha, path + b"/")
-        elif mode != "gitlink":
-            yield sha, os.fsdecode(path)
+    before = _raw_entries(store, old) if old else []
+    same = set(before)
+    changed = [entry for entry in _raw_entries(store, new) if entry not in same]
+    names = {name for _, name, _ in changed}
+    was = {_key(mode, name): (_kind(mode), sha) for mode, name, sha in before if name in names}
+    for mode, name, sha in changed:
+        kind = _kind(mode)
+        old_entry = was.get(name + b"/" if kind == "tree" else name)
+        if old_entry == (kind, sha):
+            continue  # the same, but for how its mode was written
+        path = prefix + name
+        if kind == "tree":
+            yield from _diff(store, old_entry[1].hex() if old_entry else "", sha.hex(),
+                             path + b"/")
+        elif kind != "gitlink":
+            yield sha.hex(), os.fsdecode(path)
 
 
 def _entries(store: Store, tree: str) -> Mapping[bytes, tuple[str, str]]:
     """A tree's entries in git's order, keyed by name (a folder's with a "/")."""
+    return {_key(mode, name): (_kind(mode), sha.hex())
+            for mode, name, sha in _raw_entries(store, tree)}
+
+
+def _raw_entries(store: Store, tree: str) -> list[tuple[bytes, bytes, bytes]]:
+    """A tree's entries as stored: (mode, name, 20-byte id), in git's order; cut out by
+    one regex pass in C (a folder of botocore/data holds ~400 entries, read whole for the
+    one that changed)."""
     obj = store.read(tree)
     if obj is None or obj[0] != "tree":
         raise StoreError(f"tree {tree} missing")
     data = obj[1]
-    out: dict[bytes, tuple[str, str]] = {}
-    at, n = 0, len(data)
-    while at < n:
-        space = data.find(b" ", at)
-        nul = data.find(b"\0", space)
-        if space < 0 or nul < 0 or nul + 21 > n:
-            raise StoreError(f"tree {tree} not understood")
-        mode, name = data[at:space], data[space + 1 : nul]
-        sha = data[nul + 1 : nul + 21].hex()
-        at = nul + 21
-        kind = _MODES.get(mode) or _mode(mode)
-        out[name + b"/" if kind == "tree" else name] = (kind, sha)
-    return out
+    if _TREE.fullmatch(data) is None:
+        raise StoreError(f"tree {tree} not understood")
+    return _ENTRY.findall(data)
+
+
+_ENTRY = lazy_pattern(rb"(?s)([0-7]+) ([^\0]+)\0(.{20})")
+_TREE = lazy_pattern(rb"(?s)(?:[0-7]+ [^\0]+\0.{20})*")
+
+
+def _key(mode: bytes, name: bytes) -> bytes:
+    return name + b"/" if _kind(mode) == "tree" else name
+
+
+def _kind(mode: bytes) -> str:
+    return _MODES.get(mode) or _mode(mode)
 
 
 _MODES = {b"100644": "file", b"100755": "exec", b"120000": "link", b"40000": "tree",
