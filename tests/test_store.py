@@ -74,6 +74,28 @@ def test_the_store_reads_refs_and_objects_as_git_does(repo: Path, tmp_path: Path
                                   "commit")
 
 
+def test_a_thousand_loose_refs_read_as_git_lists_them(repo: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Branches a script made one by one stay loose files until `git gc`: the store
+    reads them (faster than starting git) up to its limit, and leaves more to git."""
+    from keyscan.sources import store as store_module
+
+    commit(repo, {"a.txt": "a\n"}, "a")
+    head = git(repo, "rev-parse", "HEAD").stdout.strip()
+    for i in range(1000):
+        ref = repo / ".git" / "refs" / "heads" / "feature" / f"b{i:04}"
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(f"{head}\n")
+    store = Store.open(repo / ".git")
+    assert store is not None
+    listed = git(repo, "for-each-ref", "--format=%(objectname) %(symref) %(refname)").stdout
+    assert len(listed.splitlines()) == 1001
+    assert [" ".join(row) for row in store.refs()] == listed.splitlines()
+    monkeypatch.setattr(store_module, "_MAX_LOOSE_REFS", 500)
+    with pytest.raises(store_module.StoreError):
+        Store.open(repo / ".git").refs()  # type: ignore[union-attr]
+
+
 def test_the_store_is_not_used_where_git_must_be_asked(repo: Path, tmp_path: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     assert Store.open(repo / ".git") is not None

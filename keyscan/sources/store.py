@@ -38,7 +38,9 @@ _CONFIG_WORDS = (b"[extensions", b"promisor", b"partialclone", b"worktree")
 _MAX_CHAIN = 10_000  # delta chain links followed before an entry is called corrupt
 _KEEP_BASE = 1 << 20  # delta bases kept once rebuilt, up to this size
 _KEEP_BYTES = 32 << 20  # and up to this much in all
-_MAX_LOOSE_REFS = 200  # more loose ref files: `git for-each-ref` reads them faster
+# more loose ref files: `git for-each-ref` reads them as fast (each file ~5.5 us here,
+# git's listing of 959 ~10 ms with its start)
+_MAX_LOOSE_REFS = 2000
 
 
 class StoreError(Exception):
@@ -137,7 +139,7 @@ class Store:
                     raise StoreError("packed-refs line not understood")
                 direct[name] = sha
         for path, name in loose:
-            value = _read_text(path).strip()
+            value = _read_small(path).strip()
             if value.startswith("ref:"):
                 symbolic[name] = value[4:].strip()
                 direct.pop(name, None)
@@ -431,6 +433,22 @@ class _Pack:
 
 
 _KIND_NUMBER = {name: number for number, name in KINDS.items()}
+
+
+def _read_small(path: str) -> str:
+    """A loose ref file's text, by the bare system calls: half the cost of `open()`'s
+    file objects, which a repository of a thousand loose refs pays a thousand times."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StoreError(f"{os.path.basename(path)}: {exc.strerror}") from None
+    if len(data) == 4096:
+        raise StoreError(f"{os.path.basename(path)}: too large for a ref")
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _read_text(path: str | Path) -> str:
