@@ -6,7 +6,7 @@ Only history scans import this module (the pre-commit hook never does).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.background import Later
@@ -49,15 +49,29 @@ class KnownRefs:
 _MOVED_REFS = 32  # more refs changed since the last scan than this: one full pass
 
 
-def moved_along(known: KnownRefs, refs: list[Ref], line: list[str], base: str
+def moved_along(known: KnownRefs, refs: list[Ref], new: Mapping[str, Sequence[str]]
                 ) -> dict[str, tuple[set[str], list[str]]] | None:
     """What `Ancestry` asks `rev-list --boundary` for each ref that moved, told from
-    `line`: the new commits, newest first, one line grown from the old tip `base`
-    (sources/recent.py). None when some ref moved elsewhere, or too many moved."""
-    at = {sha: i for i, sha in enumerate(line)}
+    `new`: the new commits and their parents, grown from old tips (sources/recent.py).
+    None when some ref moved elsewhere, or too many moved."""
 
     def grown(sha: str, _: set[str]) -> tuple[set[str], list[str]] | None:
-        return (set(line[at[sha]:]), [base]) if sha in at else None
+        if sha not in new:
+            return None
+        reached: set[str] = set()
+        boundary: set[str] = set()
+        stack = [sha]
+        while stack:
+            commit = stack.pop()
+            if commit in reached:
+                continue
+            reached.add(commit)
+            for parent in new[commit]:
+                if parent in new:
+                    stack.append(parent)
+                else:
+                    boundary.add(parent)  # an old tip (where the new commits end)
+        return reached, sorted(boundary)
 
     return _moved(known, [(r.commit, r.name) for r in refs if r.kind == "commit"], grown)
 

@@ -404,8 +404,8 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
                  ) -> tuple[_Hits, Callable[[], cache.IdSet], None] | None:
     """A re-scan read from the repository's files: the commits new since the last scan,
     what they put where (kept for attribution), and the objects new to the cache, read
-    and matched. None when git must walk: new history of another shape than one line
-    grown from an old tip (sources/recent.py), or anything that does not read cleanly.
+    and matched. None when git must walk: new history of another shape than commits
+    grown from old tips (sources/recent.py), or anything that does not read cleanly.
     Nothing is added to `result` before everything has been read."""
     store = run.store
     named = _named(state)
@@ -413,15 +413,19 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
             r.kind in ("tree", "blob") and r.target not in named for r in run.refs_listed):
         return None  # what a new ref to a tree or a blob holds: git lists it
     old = {named.get(t, (t, ""))[0] for t in run.old_tips}
-    starts = [r.commit for r in run.refs_listed if r.kind == "commit"]
-    starts += [run.head_commit] if run.head_commit else []
+    # the commits the tips come down to, in the order git is given the tips (`git log`'s
+    # order among commits of the same date depends on it)
+    commit_of = {r.target: r.commit for r in run.refs_listed if r.kind == "commit"}
+    if run.head_commit:
+        commit_of.setdefault(run.head_commit, run.head_commit)
+    starts = [commit_of[t] for t in run.tips if t in commit_of]
     again = [*state.unreadable]
     if hopts.whole_secrets:
         again += [sha for sha, rows in state.findings.items() if _sealed(rows)]
         again += [sha for sha, (_, rows) in state.messages.items() if _sealed(rows)]
     held = [sha for sha in [*state.findings, *state.messages] if sha not in again]
     try:
-        line = recent.new_line(store, starts, old, state.scanned)
+        line = recent.new_commits(store, starts, old, state.scanned)
         if line is None:
             return None
         changes = recent.changes(store, line)
@@ -444,7 +448,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         return None
     run.recent, run.change = changes, len(shas)
     run.start_containment(ancestry.moved_along(
-        run.known, run.refs_listed, [c.sha for c in line], line[-1].parents[0] if line else ""
+        run.known, run.refs_listed, {c.sha: c.parents for c in line}
     ) if run.known is not None else None)
     run.cached = set(held).difference(gone)
     result.skipped += [Skipped(f"object {sha}", "missing from the object store")

@@ -126,7 +126,7 @@ def test_changes_of_new_commits_are_what_git_log_shows(repo: Path) -> None:
     store = Store.open(repo / ".git")
     assert store is not None
     head = git(repo, "rev-parse", "HEAD").stdout.strip()
-    line = recent.new_line(store, [head], {base}, set())
+    line = recent.new_commits(store, [head], {base}, set())
     assert line is not None and len(line) == 4
     got = [(c.blob, c.path, c.commit.sha) for c in recent.changes(store, line)]
     blobs = {b for b, _, _ in got}
@@ -138,6 +138,52 @@ def test_changes_of_new_commits_are_what_git_log_shows(repo: Path) -> None:
     for places in by_git.values():
         for a in places:
             assert meta[a.commit.sha] == a.commit  # author, dates, subject as git gives them
+
+
+def test_new_commits_with_merges_are_listed_as_git_log_lists_them(repo: Path) -> None:
+    """Merges, branches grown from two old tips, commits made in the same second and a
+    commit dated in the past: in `git log TIPS --not OLD`'s order, and what each put
+    where as `git log --raw -m` shows it (first appearances depend on that order)."""
+    commit(repo, {"a.txt": "a\n"}, "base")
+    git(repo, "checkout", "-q", "-b", "side")
+    commit(repo, {"s.txt": "s\n"}, "side base")
+    old = {git(repo, "rev-parse", ref).stdout.strip() for ref in ("main", "side")}
+    commit(repo, {"c.txt": "c\n", "a.txt": "a on side\n"}, "side 1")
+    (repo / "late.txt").write_text("dated in the past\n")
+    git(repo, "add", "late.txt")
+    git(repo, "commit", "-q", "-m", "side 2", env=clean_env(
+        GIT_COMMITTER_DATE="2001-02-03T04:05:06+00:00",
+        GIT_AUTHOR_DATE="2001-02-03T04:05:06+00:00"))
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"b.txt": "b\n", "a.txt": "a on main\n"}, "main 1")
+    git(repo, "merge", "-q", "--no-ff", "-X", "theirs", "-m", "merge side", "side")
+    commit(repo, {"d.txt": "d\n"}, "after merge")
+    git(repo, "checkout", "-q", "-b", "topic", "HEAD~1")
+    commit(repo, {"t.txt": "t\n", "c.txt": "c on topic\n"}, "topic")
+    git(repo, "checkout", "-q", "main")
+    listed = git(repo, "for-each-ref", "--format=%(objectname)").stdout.split()
+    tips = [*dict.fromkeys([*listed, git(repo, "rev-parse", "HEAD").stdout.strip()])]
+    store = Store.open(repo / ".git")
+    assert store is not None
+    found = recent.new_commits(store, tips, old, set())
+    assert found is not None
+    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{o}\n" for o in old)
+    by_git = subprocess.run(["git", "-C", str(repo), "log", "--stdin", "--format=%H"],
+                            input=spec, capture_output=True, text=True, check=True,
+                            env=clean_env()).stdout.split()
+    assert [c.sha for c in found] == by_git and len(by_git) == 6
+    got = [(c.blob, c.path, c.commit.sha) for c in recent.changes(store, found)]
+    introduced = attribute.introductions(repo / ".git", {b for b, _, _ in got}, tips, list(old))
+    want = sorted(((a.blob, a.path, a.commit.sha, a.order) for places in introduced.values()
+                   for a in places), key=lambda row: row[3])
+    assert got == [row[:3] for row in want]
+    # a commit read by an earlier scan, or a new root, is no shape read here
+    scanned = {bytes.fromhex(by_git[-1])}
+    assert recent.new_commits(store, tips, old, scanned) is None
+    git(repo, "checkout", "-q", "--orphan", "root")
+    commit(repo, {"r.txt": "r\n"}, "a new root")
+    root = git(repo, "rev-parse", "HEAD").stdout.strip()
+    assert recent.new_commits(store, [*tips, root], old, set()) is None
 
 
 @pytest.mark.parametrize("shape", ["line", "tagged", "merge", "from-old-commit", "deleted"])
@@ -191,7 +237,7 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
         caches.append(state)
     assert reports[0] == reports[1]
     assert caches[0] == caches[1]
-    assert used[0] == (shape in ("line", "tagged", "deleted"))  # else git walks
+    assert used[0] == (shape in ("line", "tagged", "merge", "deleted"))  # else git walks
     found = {f["key_id"]: f for f in reports[0]["findings"]}
     assert found[key]["commit"]["author_name"] == "Mallory"
     assert found[key]["path"] == "new/creds.ini"

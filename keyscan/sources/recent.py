@@ -1,17 +1,19 @@
 """What a few new commits added, read from the store (sources/store.py) for a re-scan.
 
-The answer is git's, computed here: the commits `git rev-list TIPS --not OLD` lists,
-and for each, oldest first, what `git log --raw -m --no-renames` shows it put at each
-path (against each parent; a root commit against nothing). Only the common shape is
-handled (`new_line`): new commits on one line of single-parent commits, growing from a
-tip of the last scan. Anything else returns None, and git is asked as before.
+The answer is git's, computed here: the commits `git log TIPS --not OLD` lists, in its
+order, and for each, oldest first, what `git log --reverse --raw -m --no-renames` shows
+it put at each path (against each parent). Handled (`new_commits`): new commits, merges
+included, that grow from tips of the last scan and that no earlier scan read. Anything
+else (a new root, a branch from the middle of old history, more than `_MAX_NEW` new
+commits) returns None, and git is asked as before.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
-from collections.abc import Collection, Container, Iterator, Mapping
+from collections.abc import Collection, Container, Iterator, Mapping, Sequence
 
 from keyscan.lazy import lazy_pattern
 from keyscan.model import Commit
@@ -28,6 +30,7 @@ class NewCommit:
     parents: tuple[str, ...]
     meta: Commit  # as `git log --format=%H %an %ae %aI %cI %s` gives it (subject masked)
     data: bytes  # the commit object (its message is scanned)
+    when: int  # the committer's timestamp: git's walk order
 
 
 @record
@@ -37,38 +40,50 @@ class Change:
     commit: NewCommit
 
 
-def new_line(store: Store, starts: Collection[str], old: Collection[str],
-             scanned: Container[bytes]) -> list[NewCommit] | None:
-    """The commits reachable from `starts` but not from the commits `old` (the last
-    scan's tips, peeled), newest first, when they form one line of single-parent
-    commits none of which was scanned before, whose last parent is in `old`. None when
-    the history is of another shape: git answers then."""
-    fresh = [s for s in dict.fromkeys(starts) if s not in old]
-    for top in fresh:
-        line = _line_from(store, top, old, scanned)
-        if line is None:
-            return None
-        shas = {c.sha for c in line}
-        if all(s in shas for s in fresh):
-            return line
-    return [] if not fresh else None
-
-
-def _line_from(store: Store, top: str, old: Collection[str], scanned: Container[bytes]
-               ) -> list[NewCommit] | None:
-    line: list[NewCommit] = []
-    sha = top
-    while len(line) < _MAX_NEW:
-        if bytes.fromhex(sha) in scanned:
-            return None  # read before: reachable from an old tip, or dangling then
+def new_commits(store: Store, tips: Sequence[str], old: Collection[str],
+                scanned: Container[bytes]) -> list[NewCommit] | None:
+    """The commits reachable from `tips` (commits, in the order git is given them) but
+    not from the commits `old` (the last scan's tips), in the order `git log` lists them
+    (newest first), when every one of them is new to the cache and each line of them
+    ends on a commit of `old`. None when the history is of another shape: git answers
+    then."""
+    found: dict[str, NewCommit] = {}
+    stack = [t for t in tips if t not in old]
+    while stack:
+        sha = stack.pop()
+        if sha in found or sha in old:
+            continue
+        if bytes.fromhex(sha) in scanned or len(found) >= _MAX_NEW:
+            return None  # read before (reachable from old history, or dangling then)
         commit = read_commit(store, sha)
-        if commit is None or len(commit.parents) != 1:
-            return None  # missing, a merge or a root: git walks it
-        line.append(commit)
-        sha = commit.parents[0]
-        if sha in old:
-            return line
-    return None
+        if commit is None or not commit.parents:
+            return None  # missing, or a new root: git walks it
+        found[sha] = commit
+        stack.extend(commit.parents)
+    return _walk_order(found, tips)
+
+
+def _walk_order(found: Mapping[str, NewCommit], tips: Sequence[str]) -> list[NewCommit]:
+    """`found` in the order git's revision walk lists them: newest committer date
+    first, and among equal dates the one met first (the tips in the order given, each
+    commit's parents in order when it is listed)."""
+    met: dict[str, int] = {}
+    queue: list[tuple[int, int, str]] = []
+
+    def meet(sha: str) -> None:
+        if sha in found and sha not in met:
+            met[sha] = len(met)
+            heapq.heappush(queue, (-found[sha].when, met[sha], sha))
+
+    for sha in tips:
+        meet(sha)
+    out = []
+    while queue:
+        commit = found[heapq.heappop(queue)[2]]
+        out.append(commit)
+        for parent in commit.parents:
+            meet(parent)
+    return out
 
 
 def read_commit(store: Store, sha: str) -> NewCommit | None:
@@ -98,18 +113,18 @@ def parse_commit(sha: str, data: bytes) -> NewCommit:
             raise StoreError("commit in another encoding")  # git re-encodes it: ask git
     if len(tree) != 40 or not author or not committer:
         raise StoreError(f"commit {sha} not understood")
-    name, email, author_date = _ident(author)
-    commit_date = _ident(committer)[2]
+    name, email, author_date, _ = _ident(author)
+    _, _, commit_date, when = _ident(committer)
     from keyscan.attribute import masked_subject
 
     meta = Commit(sha=sha, author_name=name, author_email=email, author_date=author_date,
                   commit_date=commit_date,
                   message=masked_subject(_subject(message).decode("utf-8", "replace")))
-    return NewCommit(sha, tree, tuple(parents), meta, data)
+    return NewCommit(sha, tree, tuple(parents), meta, data, when)
 
 
-def _ident(value: bytes) -> tuple[str, str, str]:
-    """Name, email and ISO 8601 date (git's %an, %ae, %aI) of an ident line."""
+def _ident(value: bytes) -> tuple[str, str, str, int]:
+    """Name, email, ISO 8601 date (git's %an, %ae, %aI) and timestamp of an ident line."""
     lt = value.find(b"<")
     gt = value.find(b">", lt + 1)
     stamp = value[value.rfind(b">") + 1 :].split()
@@ -124,7 +139,7 @@ def _ident(value: bytes) -> tuple[str, str, str]:
         local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(stamp[0]) + offset))
     except (OverflowError, OSError, ValueError):
         raise StoreError("date out of range") from None
-    return name, email, f"{local}{zone[0]}{zone[1:3]}:{zone[3:5]}"
+    return name, email, f"{local}{zone[0]}{zone[1:3]}:{zone[3:5]}", int(stamp[0])
 
 
 def _subject(message: bytes) -> bytes:
@@ -159,12 +174,12 @@ def files_at(store: Store, commit: str, names: Collection[str]) -> dict[str, byt
     return out
 
 
-def changes(store: Store, line: list[NewCommit]) -> list[Change]:
-    """What each commit of `line` (newest first) put at each path, oldest commit first,
-    in the order `git log --reverse --raw -m --no-renames` lists it."""
-    trees = {c.sha: c.tree for c in line}  # parents in the line: read already
+def changes(store: Store, commits: list[NewCommit]) -> list[Change]:
+    """What each of `commits` (as `new_commits` lists them) put at each path, in the
+    order `git log --reverse --raw -m --no-renames` lists it."""
+    trees = {c.sha: c.tree for c in commits}  # parents among them: read already
     out: list[Change] = []
-    for commit in reversed(line):
+    for commit in reversed(commits):
         for parent in commit.parents or ("",):
             out.extend(Change(blob, path, commit) for blob, path in
                        _diff(store, _tree_of(store, parent, trees), commit.tree, b""))
