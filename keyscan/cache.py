@@ -167,8 +167,9 @@ class CacheState:
     ref_peeled: dict[str, list[str]] = field(default_factory=dict)
     contains: dict[str, list[str]] = field(default_factory=dict)  # finding commit -> refs
     # the default branch and its tip's commit, and the finding blobs in that commit's tree
+    # with their paths there
     head_tip: list[str] = field(default_factory=list)
-    in_head: list[str] = field(default_factory=list)
+    in_head: dict[str, list[str]] = field(default_factory=dict)
 
 
 def user_cache_folder() -> Path:
@@ -263,7 +264,7 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             ref_peeled=_typed(meta["ref_peeled"], dict),
             contains=_typed(meta["contains"], dict),
             head_tip=_typed(meta["head_tip"], list),
-            in_head=_typed(meta["in_head"], list),
+            in_head=_typed(meta["in_head"], dict),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None, f"the scan cache in {folder} was damaged: rebuilding it"

@@ -200,7 +200,7 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
     tip, note = head.get() if head else ({}, "")
-    run.in_head = [b for b in hits.blobs if b in tip]
+    run.in_head = {b: tip[b] for b in hits.blobs if b in tip}
     if note:
         result.notes.append(note)
     result.findings = sorted(
@@ -229,6 +229,32 @@ def _default_tip(git_dir: Path, refs: list[source.Ref], head: str
     note when HEAD (on `head`) is on another branch or detached."""
     branch = source.default_branch(refs)
     return attribute.tree_blobs(git_dir, branch), _head_note(branch, head)
+
+
+def _tip_moved(store: Store | None, state: cache.CacheState, tip: list[str]
+               ) -> dict[str, list[str]] | None:
+    """The finding blobs in the tree of the default branch's tip `tip` ([branch, commit])
+    and their paths there, from the last scan's: the same when the tip has not moved;
+    when it has and the store reads, those paths less the ones that changed since, plus
+    every blob now at a changed path (a blob new to the cache can only be at one of
+    those). None: git lists the tree."""
+    if not tip[1] or len(state.head_tip) != 2 or state.head_tip[0] != tip[0]:
+        return None
+    if state.head_tip[1] == tip[1]:
+        return dict(state.in_head)
+    if store is None:
+        return None
+    try:
+        changed = recent.tree_changes(store, state.head_tip[1], tip[1])
+    except StoreError:
+        return None
+    paths = {path for path, _, _ in changed}
+    found = {blob: kept for blob, places in state.in_head.items()
+             if (kept := [p for p in places if p not in paths])}
+    for path, _, blob in changed:
+        if blob:
+            found.setdefault(blob, []).append(path)
+    return found
 
 
 def _head_note(branch: str, head: str) -> str:
@@ -338,12 +364,13 @@ class _Run:
         # not moved, its finding blobs are those the last scan found there (a blob new
         # since cannot be in a tree whose every blob was scanned before)
         self.tip = _default_commit(refs_listed, head)
-        self.in_head: list[str] = []  # finding blobs in that tip's tree (cached)
+        # finding blobs in that tip's tree, and their paths there (cached)
+        self.in_head: dict[str, list[str]] = {}
         self.default_tip: Later[tuple[dict[str, list[str]], str]] | None = None
         if state is not None and old_tips and (state.findings or state.messages):
-            self.default_tip = Later.done(({blob: [] for blob in state.in_head}, _head_note(
-                self.tip[0], self.head))) if self.tip[1] and state.head_tip == self.tip \
-                else Later(_default_tip, git_dir, refs_listed, self.head)
+            tip = _tip_moved(store, state, self.tip)
+            self.default_tip = Later.done((tip, _head_note(self.tip[0], self.head))) \
+                if tip is not None else Later(_default_tip, git_dir, refs_listed, self.head)
 
 
     def start_containment(self, moved: dict[str, tuple[set[str], list[str]]] | None = None

@@ -181,7 +181,7 @@ def changes(store: Store, commits: list[NewCommit]) -> list[Change]:
     out: list[Change] = []
     for commit in reversed(commits):
         for parent in commit.parents or ("",):
-            out.extend(Change(blob, path, commit) for blob, path in
+            out.extend(Change(blob, path, commit) for path, _, blob in
                        _diff(store, _tree_of(store, parent, trees), commit.tree, b""))
     return out
 
@@ -196,11 +196,15 @@ def _tree_of(store: Store, commit: str, trees: dict[str, str]) -> str:
     return found.tree
 
 
-def _diff(store: Store, old: str, new: str, prefix: bytes) -> Iterator[tuple[str, str]]:
-    """(blob, path) of each file `new` holds that `old` does not hold the same."""
+def _diff(store: Store, old: str, new: str, prefix: bytes, gone: bool = False
+          ) -> Iterator[tuple[str, str, str]]:
+    """(path, blob there in `old`, blob there in `new`; "" for none) of each file `new`
+    holds that `old` does not hold the same; with `gone`, also of each file only `old`
+    holds. Folders the two trees hold the same are not read."""
     before = _raw_entries(store, old) if old else []
+    after = _raw_entries(store, new) if new else []
     same = set(before)
-    changed = [entry for entry in _raw_entries(store, new) if entry not in same]
+    changed = [entry for entry in after if entry not in same]
     names = {name for _, name, _ in changed}
     was = {_key(mode, name): (_kind(mode), sha) for mode, name, sha in before if name in names}
     for mode, name, sha in changed:
@@ -211,9 +215,29 @@ def _diff(store: Store, old: str, new: str, prefix: bytes) -> Iterator[tuple[str
         path = prefix + name
         if kind == "tree":
             yield from _diff(store, old_entry[1].hex() if old_entry else "", sha.hex(),
-                             path + b"/")
+                             path + b"/", gone)
         elif kind != "gitlink":
-            yield sha.hex(), os.fsdecode(path)
+            yield (os.fsdecode(path), old_entry[1].hex() if old_entry else "", sha.hex())
+    if gone and before:
+        now = {_key(mode, name) for mode, name, _ in after}
+        for mode, name, sha in before:
+            key = _key(mode, name)
+            if key in now:
+                continue  # still there: changed ones were followed above
+            if key.endswith(b"/"):
+                yield from _diff(store, sha.hex(), "", prefix + key, gone)
+            elif _kind(mode) != "gitlink":
+                yield (os.fsdecode(prefix + name), sha.hex(), "")
+
+
+def tree_changes(store: Store, old_commit: str, new_commit: str
+                 ) -> list[tuple[str, str, str]]:
+    """(path, blob before, blob now; "" for none) of every file whose blob differs
+    between the trees of two commits (or that only one of them holds)."""
+    old, new = read_commit(store, old_commit), read_commit(store, new_commit)
+    if old is None or new is None:
+        raise StoreError("commit missing")
+    return list(_diff(store, old.tree, new.tree, b"", gone=True))
 
 
 def _entries(store: Store, tree: str) -> Mapping[bytes, tuple[str, str]]:
