@@ -115,7 +115,10 @@ def midpoint(git_dir: Path, line: Sequence[bytes] | None = None) -> str:
 
 
 def _log_find_objects(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
-    args = [*tree_walk(git_dir, "log", "--stdin"), "--reverse", "--raw",
+    # --date-order: no commit before its ancestors once reversed, whatever the dates say
+    # (git's default walk, among commits of one date, can list a descendant first, and a
+    # blob's first appearance would then be a later one)
+    args = [*tree_walk(git_dir, "log", "--stdin"), "--date-order", "--reverse", "--raw",
             "--no-abbrev", "--no-renames", "-m", "-z", f"--format=%x01{_FIELDS}",
             *(f"--find-object={b}" for b in blobs)]
     proc = subprocess.run(args, input="".join(f"{x}\n" for x in spec).encode(),

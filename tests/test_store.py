@@ -168,7 +168,8 @@ def test_new_commits_with_merges_are_listed_as_git_log_lists_them(repo: Path) ->
     found = recent.new_commits(store, tips, old, set())
     assert found is not None
     spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{o}\n" for o in old)
-    by_git = subprocess.run(["git", "-C", str(repo), "log", "--stdin", "--format=%H"],
+    by_git = subprocess.run(["git", "-C", str(repo), "log", "--stdin", "--date-order",
+                             "--format=%H"],
                             input=spec, capture_output=True, text=True, check=True,
                             env=clean_env()).stdout.split()
     assert [c.sha for c in found] == by_git and len(by_git) == 6

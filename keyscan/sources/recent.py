@@ -1,11 +1,11 @@
 """What a few new commits added, read from the store (sources/store.py) for a re-scan.
 
-The answer is git's, computed here: the commits `git log TIPS --not OLD` lists, in its
-order, and for each, oldest first, what `git log --reverse --raw -m --no-renames` shows
-it put at each path (against each parent). Handled (`new_commits`): new commits, merges
-included, that grow from tips of the last scan and that no earlier scan read. Anything
-else (a new root, a branch from the middle of old history, more than `_MAX_NEW` new
-commits) returns None, and git is asked as before.
+The answer is git's, computed here: the commits `git log --date-order TIPS --not OLD`
+lists, in its order, and for each, oldest first, what `git log --reverse --raw -m
+--no-renames` shows it put at each path (against each parent). Handled
+(`new_commits`): new commits, merges included, that grow from tips of the last scan and
+that no earlier scan read. Anything else (a new root, a branch from the middle of old
+history, more than `_MAX_NEW` new commits) returns None, and git is asked as before.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from collections.abc import Collection, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterator, Mapping, Sequence
 
 from keyscan.lazy import lazy_pattern
 from keyscan.model import Commit
@@ -43,10 +43,10 @@ class Change:
 def new_commits(store: Store, tips: Sequence[str], old: Collection[str],
                 scanned: Container[bytes]) -> list[NewCommit] | None:
     """The commits reachable from `tips` (commits, in the order git is given them) but
-    not from the commits `old` (the last scan's tips), in the order `git log` lists them
-    (newest first), when every one of them is new to the cache and each line of them
-    ends on a commit of `old`. None when the history is of another shape: git answers
-    then."""
+    not from the commits `old` (the last scan's tips), in the order `git log
+    --date-order` lists them (newest first), when every one of them is new to the cache
+    and each line of them ends on a commit of `old`. None when the history is of another
+    shape: git answers then."""
     found: dict[str, NewCommit] = {}
     stack = [t for t in tips if t not in old]
     while stack:
@@ -60,29 +60,67 @@ def new_commits(store: Store, tips: Sequence[str], old: Collection[str],
             return None  # missing, or a new root: git walks it
         found[sha] = commit
         stack.extend(commit.parents)
-    return _walk_order(found, tips)
+    return _date_order(found, _walk_order(found, tips))
+
+
+def _date_order(found: Mapping[str, NewCommit], walked: list[NewCommit]
+                ) -> list[NewCommit]:
+    """`walked` as `--date-order` sorts git's walk (`sort_in_topological_order`): no
+    commit before all its children among them, else the newest committer date first,
+    and among equal dates the one ready first (those with no child here in the order
+    walked, then each when its last child is listed)."""
+    children = dict.fromkeys(found, 0)
+    for commit in walked:
+        for parent in commit.parents:
+            if parent in children:
+                children[parent] += 1
+
+    def ready(parent: str) -> bool:
+        if parent not in children:
+            return False
+        children[parent] -= 1
+        return not children[parent]
+
+    return _drain(found, [c.sha for c in walked if not children[c.sha]], ready)
 
 
 def _walk_order(found: Mapping[str, NewCommit], tips: Sequence[str]) -> list[NewCommit]:
     """`found` in the order git's revision walk lists them: newest committer date
     first, and among equal dates the one met first (the tips in the order given, each
     commit's parents in order when it is listed)."""
-    met: dict[str, int] = {}
+    met: set[str] = set()
+
+    def first_met(sha: str) -> bool:
+        if sha not in found or sha in met:
+            return False
+        met.add(sha)
+        return True
+
+    return _drain(found, [t for t in tips if first_met(t)], first_met)
+
+
+def _drain(found: Mapping[str, NewCommit], start: list[str], put: Callable[[str], bool]
+           ) -> list[NewCommit]:
+    """Commits listed from a queue by newest committer date, among equal dates the one
+    queued first (git's queue of commits by date): `start`, then each parent of a listed
+    commit for which `put` says so."""
     queue: list[tuple[int, int, str]] = []
+    queued = 0
 
-    def meet(sha: str) -> None:
-        if sha in found and sha not in met:
-            met[sha] = len(met)
-            heapq.heappush(queue, (-found[sha].when, met[sha], sha))
+    def enqueue(sha: str) -> None:
+        nonlocal queued
+        heapq.heappush(queue, (-found[sha].when, queued, sha))
+        queued += 1
 
-    for sha in tips:
-        meet(sha)
+    for sha in start:
+        enqueue(sha)
     out = []
     while queue:
         commit = found[heapq.heappop(queue)[2]]
         out.append(commit)
         for parent in commit.parents:
-            meet(parent)
+            if put(parent):
+                enqueue(parent)
     return out
 
 
