@@ -108,7 +108,7 @@ def to_rows(creds: list[Credential], seal: bool = False) -> list[list[PartRow]]:
 
 def from_rows(rows: Sequence[Sequence[Sequence[object]]],
               rules: RuleSet | dict[str, CompiledRule]) -> list[Credential]:
-    """Credentials from `to_rows`, sealed or not (the cache's come back as JSON lists).
+    """Credentials from `to_rows`, sealed or not (as the cache gives them back).
     `rules`: or the rules by id (`rules_by_id`), for many calls."""
     by_id = rules if isinstance(rules, dict) else rules_by_id(rules)
     creds = []
