@@ -47,6 +47,10 @@ class KnownRefs:
 
 
 _MOVED_REFS = 32  # more refs changed since the last scan than this: one full pass
+# ... unless the new commits are known (`moved_along`): then each moved ref costs a walk
+# of at most those commits, and up to this many steps in all are taken (a fetch into a
+# mirror moves hundreds of branches a few commits each)
+_MOVED_STEPS = 200_000
 
 
 def moved_along(known: KnownRefs, refs: list[Ref], new: Mapping[str, Sequence[str]]
@@ -73,21 +77,22 @@ def moved_along(known: KnownRefs, refs: list[Ref], new: Mapping[str, Sequence[st
                     boundary.add(parent)  # an old tip (where the new commits end)
         return reached, sorted(boundary)
 
-    return _moved(known, [(r.commit, r.name) for r in refs if r.kind == "commit"], grown)
+    return _moved(known, [(r.commit, r.name) for r in refs if r.kind == "commit"], grown,
+                  max(_MOVED_REFS, _MOVED_STEPS // max(len(new), 1)))
 
 
 _Grown = Callable[[str, set[str]], "tuple[set[str], list[str]] | None"]
 
 
-def _moved(known: KnownRefs, tips: list[tuple[str, str]], grown: _Grown
-           ) -> dict[str, tuple[set[str], list[str]]] | None:
+def _moved(known: KnownRefs, tips: list[tuple[str, str]], grown: _Grown,
+           most: int = _MOVED_REFS) -> dict[str, tuple[set[str], list[str]]] | None:
     """For each ref of `tips` ((commit, name)) that moved since the last scan: the new
     commits it reaches and the old tips it grew from, as `grown(commit, old tips)` tells
-    (None: it cannot). None when that is no cheap question: too many refs moved, or
-    one was rewound, rewritten or grown from the middle of old history."""
+    (None: it cannot). None when that is no cheap question: more than `most` refs moved,
+    or one was rewound, rewritten or grown from the middle of old history."""
     old_tips = set(known.tips.values())
     moved = [(sha, name) for sha, name in tips if known.tips.get(name) != sha]
-    if len(moved) > _MOVED_REFS or len(old_tips) > 4000:
+    if len(moved) > most or len(old_tips) > 4000:
         return None
     out: dict[str, tuple[set[str], list[str]]] = {}
     for sha, name in moved:

@@ -187,7 +187,8 @@ def test_new_commits_with_merges_are_listed_as_git_log_lists_them(repo: Path) ->
     assert recent.new_commits(store, [*tips, root], old, set()) is None
 
 
-@pytest.mark.parametrize("shape", ["line", "tagged", "merge", "from-old-commit", "deleted"])
+@pytest.mark.parametrize("shape", ["line", "tagged", "merge", "fetched", "from-old-commit",
+                                   "deleted"])
 def test_a_re_scan_from_the_files_reports_what_git_would(
         cli: Cli, repo: Path, planted: dict[str, Any],  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
@@ -207,6 +208,9 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
         git(repo, "checkout", "-q", "feature")
         git(repo, "merge", "-q", "--no-ff", "-m", "merge main", "main",
             env=clean_env(GIT_AUTHOR_NAME="Ivan"))
+    if shape == "fetched":  # a fetch into a mirror: many refs moved at once
+        for i in range(40):
+            git(repo, "update-ref", f"refs/remotes/origin/b{i}", "HEAD" if i % 2 else "HEAD~1")
     if shape == "deleted":  # a cached finding's blob gone from the store
         gone = git(repo, "rev-parse", "HEAD~2:new.env").stdout.strip()
         obj = repo / ".git" / "objects" / gone[:2] / gone[2:]
@@ -238,8 +242,10 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
         caches.append(state)
     assert reports[0] == reports[1]
     assert caches[0] == caches[1]
-    assert used[0] == (shape in ("line", "tagged", "merge", "deleted"))  # else git walks
+    assert used[0] == (shape in ("line", "tagged", "merge", "fetched", "deleted"))
     found = {f["key_id"]: f for f in reports[0]["findings"]}
+    if shape == "fetched":  # the key's commit is HEAD~1: every fetched ref holds it
+        assert {f"refs/remotes/origin/b{i}" for i in range(40)} <= set(found[key]["refs"])
     assert found[key]["commit"]["author_name"] == "Mallory"
     assert found[key]["path"] == "new/creds.ini"
 
@@ -274,8 +280,9 @@ def test_a_re_scan_from_the_files_says_what_it_cannot_cover(cli: Cli, repo: Path
 
 
 def test_a_re_scan_from_the_files_starts_no_git_process(repo: Path, tmp_path: Path) -> None:
-    """A commit on a branch is found, listed, read, attributed and reported without
-    running git (nor importing subprocess): the re-scan's cost is keyscan's alone."""
+    """A commit on a branch, on the default branch, a merge, a fetch moving forty refs:
+    each is found, listed, read, attributed and reported without running git (nor
+    importing subprocess): the re-scan's cost is keyscan's alone."""
     import sys
 
     key = fake_key_id()
@@ -291,14 +298,28 @@ def test_a_re_scan_from_the_files_starts_no_git_process(repo: Path, tmp_path: Pa
 
     assert scan()[0] == "True 1"  # the first scan reads the whole history through git
     later = fake_key_id()
-    git(repo, "checkout", "-q", "-b", "topic")  # the default branch does not move (when
-    commit(repo, {"b.txt": f"id {later}\n"}, "b")  # it does, git lists its files)
+    git(repo, "checkout", "-q", "-b", "topic")
+    commit(repo, {"b.txt": f"id {later}\n"}, "b")
     git(repo, "checkout", "-q", "-")
     trace = tmp_path / "git-trace"
     said, doc = scan(GIT_TRACE=str(trace))
     assert said == "False 1"
     assert not trace.exists() or trace.read_text() == ""
     assert {f["key_id"] for f in doc["findings"]} == {key, later}
+    commit(repo, {"a.txt": None}, "the key leaves main")  # the default branch moves
+    said, doc = scan(GIT_TRACE=str(trace))
+    assert said == "False 1" and not trace.exists()
+    assert {f["key_id"]: f["in_head"] for f in doc["findings"]} == {key: False, later: False}
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge topic", "topic")
+    said, doc = scan(GIT_TRACE=str(trace))
+    assert said == "False 1" and not trace.exists()
+    assert {f["key_id"]: f["in_head"] for f in doc["findings"]} == {key: False, later: True}
+    commit(repo, {"c.txt": "c\n"}, "c")
+    for i in range(40):
+        git(repo, "update-ref", f"refs/remotes/origin/b{i}", "HEAD")
+    said, doc = scan(GIT_TRACE=str(trace))
+    assert said == "False 1" and not trace.exists()
+    assert len(next(f for f in doc["findings"] if f["key_id"] == later)["refs"]) == 42
 
 
 def test_what_a_re_scan_writes_back_is_what_a_fresh_scan_writes(
