@@ -161,34 +161,43 @@ def test_new_commits_with_merges_are_listed_as_git_log_lists_them(repo: Path) ->
     git(repo, "checkout", "-q", "-b", "topic", "HEAD~1")
     commit(repo, {"t.txt": "t\n", "c.txt": "c on topic\n"}, "topic")
     git(repo, "checkout", "-q", "main")
+
+    def as_git_lists_them(tips: list[str], count: int) -> None:
+        store = Store.open(repo / ".git")  # as each scan opens it
+        assert store is not None
+        found = recent.new_commits(store, tips, old, set())
+        assert found is not None
+        spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{o}\n" for o in old)
+        by_git = subprocess.run(["git", "-C", str(repo), "log", "--stdin", "--date-order",
+                                 "--format=%H"],
+                                input=spec, capture_output=True, text=True, check=True,
+                                env=clean_env()).stdout.split()
+        assert [c.sha for c in found] == by_git and len(by_git) == count
+        got = [(c.blob, c.path, c.commit.sha) for c in recent.changes(store, found)]
+        introduced = attribute.introductions(repo / ".git", {b for b, _, _ in got}, tips,
+                                             list(old))
+        want = sorted(((a.blob, a.path, a.commit.sha, a.order)
+                       for places in introduced.values() for a in places),
+                      key=lambda row: row[3])
+        assert got == [row[:3] for row in want]
+
     listed = git(repo, "for-each-ref", "--format=%(objectname)").stdout.split()
     tips = [*dict.fromkeys([*listed, git(repo, "rev-parse", "HEAD").stdout.strip()])]
+    as_git_lists_them(tips, 6)
+    # a new root (an orphan branch): its files against nothing, as git log shows them
+    git(repo, "checkout", "-q", "--orphan", "pages")
+    git(repo, "rm", "-q", "-r", "--cached", ".")
+    commit(repo, {"index.html": "<p>pages</p>\n"}, "a new root")
+    commit(repo, {"more.html": "<p>more</p>\n"}, "more pages")
+    as_git_lists_them([*tips, git(repo, "rev-parse", "HEAD").stdout.strip()], 8)
+    # a commit an earlier scan read is no shape read here (it is reached from old history)
     store = Store.open(repo / ".git")
     assert store is not None
-    found = recent.new_commits(store, tips, old, set())
-    assert found is not None
-    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{o}\n" for o in old)
-    by_git = subprocess.run(["git", "-C", str(repo), "log", "--stdin", "--date-order",
-                             "--format=%H"],
-                            input=spec, capture_output=True, text=True, check=True,
-                            env=clean_env()).stdout.split()
-    assert [c.sha for c in found] == by_git and len(by_git) == 6
-    got = [(c.blob, c.path, c.commit.sha) for c in recent.changes(store, found)]
-    introduced = attribute.introductions(repo / ".git", {b for b, _, _ in got}, tips, list(old))
-    want = sorted(((a.blob, a.path, a.commit.sha, a.order) for places in introduced.values()
-                   for a in places), key=lambda row: row[3])
-    assert got == [row[:3] for row in want]
-    # a commit read by an earlier scan, or a new root, is no shape read here
-    scanned = {bytes.fromhex(by_git[-1])}
-    assert recent.new_commits(store, tips, old, scanned) is None
-    git(repo, "checkout", "-q", "--orphan", "root")
-    commit(repo, {"r.txt": "r\n"}, "a new root")
-    root = git(repo, "rev-parse", "HEAD").stdout.strip()
-    assert recent.new_commits(store, [*tips, root], old, set()) is None
+    assert recent.new_commits(store, tips, old, {bytes.fromhex(tips[0])}) is None
 
 
-@pytest.mark.parametrize("shape", ["line", "tagged", "merge", "fetched", "from-old-commit",
-                                   "deleted"])
+@pytest.mark.parametrize("shape", ["line", "tagged", "merge", "fetched", "orphan",
+                                   "from-old-commit", "deleted"])
 def test_a_re_scan_from_the_files_reports_what_git_would(
         cli: Cli, repo: Path, planted: dict[str, Any],  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
@@ -208,6 +217,9 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
         git(repo, "checkout", "-q", "feature")
         git(repo, "merge", "-q", "--no-ff", "-m", "merge main", "main",
             env=clean_env(GIT_AUTHOR_NAME="Ivan"))
+    if shape == "orphan":  # a new root: an unrelated history in the same repository
+        git(repo, "checkout", "-q", "--orphan", "pages")
+        commit(repo, {"pages/leak.txt": f"id {fake_key_id()}\n"}, "pages")
     if shape == "fetched":  # a fetch into a mirror: many refs moved at once
         for i in range(40):
             git(repo, "update-ref", f"refs/remotes/origin/b{i}", "HEAD" if i % 2 else "HEAD~1")
@@ -242,7 +254,7 @@ def test_a_re_scan_from_the_files_reports_what_git_would(
         caches.append(state)
     assert reports[0] == reports[1]
     assert caches[0] == caches[1]
-    assert used[0] == (shape in ("line", "tagged", "merge", "fetched", "deleted"))
+    assert used[0] == (shape != "from-old-commit")  # there git walks
     found = {f["key_id"]: f for f in reports[0]["findings"]}
     if shape == "fetched":  # the key's commit is HEAD~1: every fetched ref holds it
         assert {f"refs/remotes/origin/b{i}" for i in range(40)} <= set(found[key]["refs"])

@@ -4,8 +4,9 @@ The answer is git's, computed here: the commits `git log --date-order TIPS --not
 lists, in its order, and for each, oldest first, what `git log --reverse --raw -m
 --no-renames` shows it put at each path (against each parent). Handled
 (`new_commits`): new commits, merges included, that grow from tips of the last scan and
-that no earlier scan read. Anything else (a new root, a branch from the middle of old
-history, more than `_MAX_NEW` new commits) returns None, and git is asked as before.
+that no earlier scan read, new roots included. Anything else (a branch from the middle
+of old history, more than `_MAX_NEW` new commits) returns None, and git is asked as
+before.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def new_commits(store: Store, tips: Sequence[str], old: Collection[str],
         if bytes.fromhex(sha) in scanned or len(found) >= _MAX_NEW:
             return None  # read before (reachable from old history, or dangling then)
         commit = read_commit(store, sha)
-        if commit is None or not commit.parents:
-            return None  # missing, or a new root: git walks it
+        if commit is None:
+            return None  # missing: git reports it
         found[sha] = commit
         stack.extend(commit.parents)
     return _date_order(found, _walk_order(found, tips))
