@@ -13,9 +13,13 @@ atomically under a lock, so two runs at once cannot corrupt it; a damaged cache 
 rebuilt with a warning.
 
 The state is kept in `marshal`'s format, not JSON: a re-scan after one commit reads and
-writes it whole, and json took ~7 ms of that ~80 ms run against marshal's ~1.5 ms. A
-checksum vouches for it (marshal trusts what it reads) and the header names the
-marshal version; a state of another version or with a wrong checksum is rebuilt.
+writes it whole, and json took ~7 ms of that ~80 ms run against marshal's ~1.5 ms.
+marshal trusts what it reads, and a cache decides what is not read again: the state
+carries a MAC under a key of this user's (`cache_key`, in the user's cache folder), so
+only a state this user's keyscan wrote is read. A damaged one, or one that came with a
+copy of someone else's repository (a snapshot of a `.git` folder), is rebuilt: it can
+neither hide a leak by listing its objects as scanned nor feed marshal crafted bytes.
+The header names the marshal version too.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ import marshal
 import mmap
 import os
 import struct
-import zlib
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
 from operator import itemgetter
@@ -43,7 +46,8 @@ VERSION = 6  # 6: state.bin (marshal) replaces state.json
 STATE = "state.bin"
 _OLD_STATE = "state.json"  # versions 1-5
 _MAGIC = b"keyscan-cache\0"
-_HEADER = struct.Struct(f">{len(_MAGIC)}sHI")  # magic, marshal version, CRC-32 of the body
+_HEADER = struct.Struct(f">{len(_MAGIC)}sH32s")  # magic, marshal version, MAC of the body
+_KEY_FILE = "cache.key"
 _FIRST = itemgetter(0)
 
 
@@ -198,15 +202,47 @@ def exists(git_dir: Path) -> bool:
     return (cache_dir(git_dir) / STATE).exists()
 
 
-def read_state(path: Path) -> dict[str, object]:
-    """The fields of a state file as saved (ValueError: not one, or damaged)."""
+def cache_key() -> bytes | None:
+    """This user's key for the caches keyscan writes: 32 random bytes in the user's cache
+    folder (0600), made on first use; None when no such file can be kept."""
+    path = user_cache_folder() / _KEY_FILE
+    for _ in range(2):
+        with contextlib.suppress(OSError):
+            key = path.read_bytes()
+            if len(key) == 32:
+                return key
+        try:  # published whole or not at all: another run may be making it too
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_name(f".{_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(os.urandom(32))
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # the other run's key: read it
+            finally:
+                os.unlink(tmp)
+        except OSError:
+            return None
+    return None
+
+
+def read_state(path: Path, key: bytes | None = None) -> dict[str, object]:
+    """The fields of a state file as saved (ValueError: not one this user's keyscan
+    wrote, or damaged; `key`: this user's, `cache_key()`)."""
+    key = key or cache_key()
+    if key is None:
+        raise ValueError("no key")
     data = path.read_bytes()
     if len(data) < _HEADER.size:
         raise ValueError("truncated")
-    magic, version, crc = _HEADER.unpack_from(data)
+    from keyscan.digest import compare_digest, mac  # not on the pre-commit hook's path
+
+    magic, version, tag = _HEADER.unpack_from(data)
     body = memoryview(data)[_HEADER.size :]
-    if magic != _MAGIC or version != marshal.version or zlib.crc32(body) != crc:
-        raise ValueError("not a state file of this keyscan, or damaged")
+    if magic != _MAGIC or version != marshal.version or not compare_digest(mac(key, body), tag):
+        raise ValueError("not written by this user's keyscan, or damaged")
     try:
         meta = marshal.loads(body)
     except (EOFError, TypeError) as exc:
@@ -216,10 +252,12 @@ def read_state(path: Path) -> dict[str, object]:
     return meta
 
 
-def write_state(path: Path, meta: dict[str, object]) -> None:
-    """`meta` (plain data) as a state file, atomically."""
+def write_state(path: Path, meta: dict[str, object], key: bytes) -> None:
+    """`meta` (plain data) as a state file under `key`, atomically."""
+    from keyscan.digest import mac
+
     body = marshal.dumps(meta)
-    _atomic_write(path, _HEADER.pack(_MAGIC, marshal.version, zlib.crc32(body)) + body)
+    _atomic_write(path, _HEADER.pack(_MAGIC, marshal.version, mac(key, body)) + body)
 
 
 @contextlib.contextmanager
@@ -239,12 +277,17 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
     """(state, warning). None when absent, stale or damaged; warning says which."""
     folder = cache_dir(git_dir)
     meta_path = folder / STATE
+    key = cache_key()
+    if key is None:
+        return None, (f"no key to vouch for the scan cache can be kept in "
+                      f"{user_cache_folder()}: every scan reads the whole history (make that "
+                      "folder writable, or set XDG_CACHE_HOME to one)")
     if not meta_path.exists():
         if (folder / _OLD_STATE).exists():
             return None, "the scan cache is from an older keyscan: scanning the whole history again"
         return None, ""
     try:
-        meta = read_state(meta_path)
+        meta = read_state(meta_path, key)
         if meta.get("version") != VERSION:
             raise ValueError("unknown version")
         base = _mapped(folder / "scanned.bin", meta["count"])
@@ -267,7 +310,8 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             in_head=_typed(meta["in_head"], dict),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None, f"the scan cache in {folder} was damaged: rebuilding it"
+        return None, (f"the scan cache in {folder} was damaged, or not written by this "
+                      "user's keyscan: rebuilding it")
     return state, ""
 
 
@@ -297,6 +341,9 @@ def _read_table(path: Path, count: object) -> bytes:
 
 
 def save(git_dir: Path, state: CacheState) -> None:
+    key = cache_key()
+    if key is None:
+        return  # said by load(): no state could be trusted again
     folder = cache_dir(git_dir)
     folder.mkdir(mode=0o700, exist_ok=True)
     scanned = state.scanned
@@ -324,7 +371,7 @@ def save(git_dir: Path, state: CacheState) -> None:
         if scanned.base_changed:
             _atomic_write(folder / "scanned.bin", bytes(scanned.base.table))
         _atomic_write(folder / "scanned.add", bytes(scanned.added.table))
-        write_state(folder / STATE, meta)
+        write_state(folder / STATE, meta, key)
     with contextlib.suppress(OSError):
         (folder / _OLD_STATE).unlink()  # an older keyscan's
     if hold.received:

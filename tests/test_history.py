@@ -321,6 +321,35 @@ def test_a_cache_flipped_by_one_bit_is_rebuilt_not_trusted(cli: Cli, repo: Path)
     assert [f["key_id"] for f in result.json["findings"]] == [key]
 
 
+def test_a_cache_this_users_keyscan_did_not_write_is_not_trusted(
+        cli: Cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `.git` folder copied from elsewhere (a snapshot to audit) may carry a cache
+    listing every object as scanned, which would hide its leaks: the state carries a MAC
+    under this user's key, so a state made under another key is rebuilt, not read."""
+    key = fake_key_id()
+    commit(repo, {"leak.txt": f"id {key}\n"}, "leak")
+    _, _, first = history(cli, repo)
+    state_file = repo / ".git" / "keyscan" / cache.STATE
+    forged: Any = cache.read_state(state_file)
+    forged["findings"] = {}  # "nothing here", under somebody else's key
+    cache.write_state(state_file, forged, b"k" * 32)
+    commit(repo, {"later.txt": "later\n"}, "later")
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "not written by this user's keyscan" in result.err
+    assert result.json["summary"]["files"] > first["summary"]["files"]  # all read again
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+    key_file = cache.user_cache_folder() / "cache.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and len(key_file.read_bytes()) == 32
+    # no folder to keep the key in: every scan reads everything, and says why
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    for _ in range(2):
+        result = cli("scan", "--history", repo, "--format", "json")
+        assert "no key to vouch for the scan cache" in result.err
+        assert result.json["summary"]["files"] > 2
+        assert [f["key_id"] for f in result.json["findings"]] == [key]
+
+
 def test_an_older_keyscans_cache_is_replaced(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     _, _, first = history(cli, repo)
@@ -353,7 +382,9 @@ def test_cached_findings_that_do_not_read_back_rebuild_the_cache(cli: Cli, repo:
         del row[3:]
     else:
         row[5] = "maybe"
-    cache.write_state(state_file, state)
+    user_key = cache.cache_key()
+    assert user_key is not None
+    cache.write_state(state_file, state, user_key)  # as this user's keyscan would
     commit(repo, {"later.txt": "later\n"}, "later")
     result = cli("scan", "--history", repo, "--format", "json")
     assert "damaged" in result.err
