@@ -200,7 +200,9 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
     tip, note = head.get() if head else ({}, "")
-    run.in_head = {b: tip[b] for b in hits.blobs if b in tip}
+    # kept for the next re-scan: the finding blobs in HEAD's tree, and the blobs it could
+    # not read (read again then: their findings must say whether they are in HEAD too)
+    run.in_head = {b: tip[b] for b in hits.blobs.keys() | _unreadable(result) if b in tip}
     if note:
         result.notes.append(note)
     result.findings = sorted(

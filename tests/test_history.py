@@ -962,6 +962,32 @@ def test_a_blobs_first_appearance_is_its_earliest_commit_whatever_the_dates(
     assert found == history(cli, repo, "--no-cache")[1]
 
 
+@pytest.mark.parametrize("main_moves", [True, False])
+def test_a_blob_read_only_under_a_higher_limit_is_still_in_head(cli: Cli, repo: Path,
+                                                              main_moves: bool) -> None:
+    """A blob over the size limit is reported skipped and read again by each re-scan; once
+    a higher limit lets it be read, its finding says whether it is in HEAD as a fresh
+    scan does, though the default branch moved meanwhile and the last scan found nothing
+    in it (the cache keeps where such blobs sit in HEAD too)."""
+    key, small_key = fake_key_id(), fake_key_id()
+    commit(repo, {"big.cfg": "x" * 4000 + f"\nid {key}\n", "small.cfg": f"id {small_key}\n"},
+           "big")
+    _, found, doc = history(cli, repo, "--max-file-size", "1k")
+    assert [f["key_id"] for f in found] == [small_key]
+    assert any("size limit" in s["reason"] for s in doc["skipped"])
+    git(repo, "checkout", "-q", "-b", "side")  # a commit elsewhere: main does not move
+    commit(repo, {"other.txt": "other\n"}, "side work")
+    git(repo, "checkout", "-q", "main")
+    history(cli, repo, "--max-file-size", "1k")
+    if main_moves:
+        commit(repo, {"more.txt": "more\n"}, "main moves")
+    else:
+        git(repo, "branch", "-q", "other", "side")
+    _, found, _ = history(cli, repo)
+    assert {f["key_id"]: f["in_head"] for f in found} == {key: True, small_key: True}
+    assert found == history(cli, repo, "--no-cache")[1]
+
+
 def test_still_in_head_stays_right_across_re_scans(cli: Cli, repo: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A re-scan does not list the default branch's files: until that branch moves, the
