@@ -749,6 +749,15 @@ def test_scanned_ids_survive_re_scans_as_a_set(first: set[bytes], later: list[se
             assert not any(sha in state.scanned for sha in removed - expected)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sets(st.binary(min_size=20, max_size=20), max_size=60), max_size=6))
+def test_merged_id_tables_are_their_union(tables: list[set[bytes]]) -> None:
+    """A store's pack indexes (sorted tables, ids repeated across packs that overlap)
+    merged into the cache's one table: the union, sorted, each id once."""
+    merged = cache.IdSet.merged(cache.IdSet.of(t) for t in tables)
+    assert merged.table == cache.IdSet.of(set().union(*tables)).table
+
+
 def test_a_re_scan_adding_few_objects_leaves_the_id_table_alone(cli: Cli, repo: Path) -> None:
     for i in range(3):
         commit(repo, {f"f{i}.txt": f"content {i}\n"}, f"c{i}")
