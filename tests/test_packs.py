@@ -318,10 +318,13 @@ def test_the_numpy_planner_makes_the_python_planner_s_plan(
         assert sum((data[offsets[i]] >> 4) & 7 == 7 for i in range(len(offsets))) > 10
 
 
+@pytest.mark.parametrize("numpy_groups", [False, True])
 def test_many_packs_planned_in_two_processes_give_the_same_plans(
-        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch, numpy_groups: bool) -> None:
     """A clone fetched into many times holds many packs: a forked helper plans about
-    half of them. The plans and the report are the same as planned one by one."""
+    half of them; a group of many entries in all is planned by numpy, in a helper of
+    its own (here with the threshold lowered). The plans and the report are the same
+    as planned one by one in Python."""
     key, secret = fake_key_id(), fake_secret()
     for round_ in range(5):  # five packs of different sizes, the key in the third
         edited_many_times(repo, 3 + 2 * round_, 1 if round_ == 2 else 99, key, secret)
@@ -341,10 +344,15 @@ def test_many_packs_planned_in_two_processes_give_the_same_plans(
         return got
 
     monkeypatch.setattr(packs, "_join", join)
+    if numpy_groups:
+        monkeypatch.setattr(packs, "NUMPY_ENTRIES", 10)
     together = packs.plan_packs(indexes)
     helped = [j for j in joined if isinstance(j, list)]
-    assert len(helped) == 1  # the helper planned some packs: as many as it was given
-    assert 0 < len(helped[0]) < len(indexes)
+    if numpy_groups:  # both groups, each in a helper
+        assert len(helped) == 2 and sum(map(len, helped)) == len(indexes)
+    else:
+        assert len(helped) == 1  # the helper planned some packs: as many as it was given
+        assert 0 < len(helped[0]) < len(indexes)
     assert all(isinstance(p, packs.PackPlan) for p in helped[0])
     for one, other in zip(alone, together, strict=True):
         assert isinstance(one, packs.PackPlan) and isinstance(other, packs.PackPlan)

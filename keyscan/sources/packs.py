@@ -168,34 +168,49 @@ DAMAGED = "damaged"  # plan_packs: a pack that cannot be read or mapped
 
 def plan_packs(indexes: list[Path]) -> list[PackPlan | str | None]:
     """`plan_pack` for each index, in order; DAMAGED for a pack that cannot be read.
-    With several packs (a clone fetched into many times), a forked helper plans about
-    half of them on the other core. Repeats across packs: `skip_repeats`."""
+    With several packs (a clone fetched into many times) they are planned in two
+    groups, one a core; a group of `NUMPY_ENTRIES` entries or more is planned by numpy
+    in a forked helper (its import paid once for the group, and numpy kept out of the
+    scanning processes), the rest here. Repeats across packs: `skip_repeats`."""
     sizes = [_index_size(idx) for idx in indexes]
-    theirs: set[int] = set()
+    groups = [list(range(len(indexes)))]
     if len(indexes) > 1 and sum(sizes) >= _SPLIT_ENTRIES and hasattr(os, "fork"):
+        groups = [[], []]
         load = [0, 0]  # biggest first, each to the less loaded side
         for n in sorted(range(len(indexes)), key=sizes.__getitem__, reverse=True):
             side = int(load[1] < load[0])
             load[side] += sizes[n]
-            if side:
-                theirs.add(n)
-    helper = _fork(_plan_each, [indexes[n] for n in sorted(theirs)]) if theirs else None
-    mine = _plan_each([idx for n, idx in enumerate(indexes) if n not in theirs])
-    done = _join(helper)
-    if not isinstance(done, list):  # no helper, or it failed: plan those here
-        done = _plan_each([indexes[n] for n in sorted(theirs)])
-    ours, helpers = iter(mine), iter(done)
-    return [next(helpers) if n in theirs else next(ours) for n in range(len(indexes))]
+            groups[side].append(n)
+        groups = [sorted(g) for g in groups]
+    multi = len(indexes) > 1 and hasattr(os, "fork")
+    helpers = {g: _fork(_plan_each, [indexes[n] for n in members],
+                        sum(sizes[n] for n in members) >= NUMPY_ENTRIES)
+               for g, members in enumerate(groups)
+               if multi and (g > 0 or sum(sizes[n] for n in members) >= NUMPY_ENTRIES)}
+    planned: dict[int, PackPlan | str | None] = {}
+    for g, members in enumerate(groups):
+        done = _join(helpers.get(g)) if g in helpers else None
+        if not isinstance(done, list):  # no helper, or it failed: plan those here
+            done = _plan_each([indexes[n] for n in members])
+        planned.update(zip(members, done, strict=True))
+    return [planned[n] for n in range(len(indexes))]
 
 
-def _plan_each(indexes: list[Path]) -> list[PackPlan | str | None]:
+def _plan_each(indexes: list[Path], with_numpy: bool = False) -> list[PackPlan | str | None]:
+    """`plan_pack` of each; `with_numpy`: by numpy, here (a forked helper's group)."""
     out: list[PackPlan | str | None] = []
     for idx in indexes:
         try:
-            out.append(plan_pack(idx))
+            out.append(_planned(idx, _numpy_planner()) if with_numpy else plan_pack(idx))
         except (OSError, ValueError):  # unreadable or emptied: git says what it can read
             out.append(DAMAGED)
     return out
+
+
+def _numpy_planner() -> Planner:
+    from keyscan.sources import packs_np
+
+    return packs_np.plan
 
 
 def _index_size(idx: Path) -> int:
@@ -263,9 +278,7 @@ def _plan_in_python(mm: mmap.mmap, ids: IdSet, offsets: array,  # type: ignore[t
 
 def _plan_with_numpy(idx: Path) -> PackPlan | str:
     """`plan_pack` by packs_np (run in a forked helper: `plan_pack`)."""
-    from keyscan.sources import packs_np
-
-    return _planned(idx, packs_np.plan) or _UNKNOWN_FORMAT
+    return _planned(idx, _numpy_planner()) or _UNKNOWN_FORMAT
 
 
 @dataclass(slots=True)
