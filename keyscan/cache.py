@@ -219,10 +219,16 @@ def cache_key() -> bytes | None:
     folder (0600), made on first use; None when no such file can be kept."""
     path = user_cache_folder() / _KEY_FILE
     for _ in range(2):
-        with contextlib.suppress(OSError):
+        try:
             key = path.read_bytes()
+        except FileNotFoundError:
+            damaged = False
+        except OSError:
+            return None  # not a folder, or not this user's to read
+        else:
             if len(key) == 32:
                 return key
+            damaged = True  # (the caches it vouched for are rebuilt under a new one)
         try:  # published whole or not at all: another run may be making it too
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = path.with_name(f".{_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
@@ -230,11 +236,15 @@ def cache_key() -> bytes | None:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(os.urandom(32))
             try:
-                os.link(tmp, path)
+                if damaged:
+                    os.replace(tmp, path)
+                else:
+                    os.link(tmp, path)
             except FileExistsError:
                 pass  # the other run's key: read it
             finally:
-                os.unlink(tmp)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         except OSError:
             return None
     return None

@@ -340,6 +340,16 @@ def test_a_cache_this_users_keyscan_did_not_write_is_not_trusted(
     assert [f["key_id"] for f in result.json["findings"]] == [key]
     key_file = cache.user_cache_folder() / "cache.key"
     assert key_file.stat().st_mode & 0o777 == 0o600 and len(key_file.read_bytes()) == 32
+    # a damaged key is replaced: the cache is rebuilt under the new one, then used
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-home"))
+    history(cli, repo)
+    (tmp_path / "cache-home" / "keyscan" / "cache.key").write_bytes(b"short")
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "not written by this user's keyscan" in result.err
+    assert len((tmp_path / "cache-home" / "keyscan" / "cache.key").read_bytes()) == 32
+    commit(repo, {"again.txt": "again\n"}, "again")
+    _, found, doc = history(cli, repo)
+    assert doc["summary"]["files"] == 2 and [f["key_id"] for f in found] == [key]
     # no folder to keep the key in: every scan reads everything, and says why
     (tmp_path / "not-a-folder").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
