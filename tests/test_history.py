@@ -360,6 +360,26 @@ def test_a_cache_this_users_keyscan_did_not_write_is_not_trusted(
         assert [f["key_id"] for f in result.json["findings"]] == [key]
 
 
+def test_runs_started_at_once_agree_on_the_users_cache_key(tmp_path: Path) -> None:
+    """Eight processes making the key at the same moment (a fleet's workers on one
+    machine) all get the one key that ends up in the file: none writes a cache that
+    the others would reject."""
+    import time
+
+    code = ("import sys, time; from keyscan import cache; "
+            "time.sleep(max(0.0, float(sys.argv[1]) - time.time())); "
+            "print(cache.cache_key().hex())")
+    start = str(time.time() + 1.0)
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "home"))
+    procs = [subprocess.Popen([sys.executable, "-c", code, start], env=env, text=True,
+                              stdout=subprocess.PIPE) for _ in range(8)]
+    keys = {proc.communicate()[0].strip() for proc in procs}
+    assert len(keys) == 1
+    assert (tmp_path / "home" / "keyscan" / "cache.key").read_bytes().hex() in keys
+    left = sorted(p.name for p in (tmp_path / "home" / "keyscan").iterdir())
+    assert left == ["cache.key"]  # no temporary file left behind
+
+
 def test_an_older_keyscans_cache_is_replaced(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     _, _, first = history(cli, repo)
