@@ -162,7 +162,7 @@ def appearance_rows(found: dict[str, list[Appearance]]) -> dict[str, list[list[o
 
 
 def appearances_from_rows(rows: dict[str, list[list[object]]]) -> dict[str, list[Appearance]]:
-    """`appearance_rows` read back (the cache's checksum vouches for their types)."""
+    """`appearance_rows` read back (the cache's MAC vouches for their types)."""
     out: dict[str, list[Appearance]] = {}
     for blob, places in rows.items():
         out[blob] = [Appearance(blob, r[0], Commit(*r[1:7]), r[7])  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ import os
 import struct
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
+from itertools import chain, pairwise
 from operator import itemgetter
 from pathlib import Path
 
@@ -72,11 +72,8 @@ class IdSet:
         """The union of sorted tables (a store's pack indexes): sorted as the runs they
         are, which Timsort merges in C, repeats then dropped. ~70 ms for 300k ids in 9
         tables, against ~230 ms for `of` (a set, then a sort of the set's order)."""
-        ids = list(chain.from_iterable(sets))
-        ids.sort()
-        previous = [b"", *ids[:-1]] if ids else []
-        return cls(b"".join([sha for sha, before in zip(ids, previous, strict=True)
-                             if sha != before]))
+        ids = [b"", *sorted(chain.from_iterable(sets))]
+        return cls(b"".join([sha for before, sha in pairwise(ids) if sha != before]))
 
     def __len__(self) -> int:
         return len(self.table) // 20
@@ -316,7 +313,7 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
         added = IdSet(_read_table(folder / "scanned.add", meta["added"]))
         if meta["rules_digest"] != rules_digest:
             return None, "rules changed since the last scan: scanning the whole history again"
-        # the types were checked when written and the checksum vouches for the rest
+        # the types were checked when written and the MAC vouches for the rest
         state = CacheState(
             rules_digest=rules_digest,
             tips=_typed(meta["tips"], list),

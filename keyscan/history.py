@@ -132,9 +132,11 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below; a
         # re-scan read from the files runs no git, and a thread would only cost its start
-        saving = use_cache and not hits.interrupted
-        ids = None if not saving else Later.done(_cache_ids(state, read_ids, result)) \
-            if run.recent is not None else Later(_cache_ids, state, read_ids, result)
+        ids: Later[cache.Scanned] | None = None
+        if use_cache and not hits.interrupted and run.recent is not None:
+            ids = Later.done(_cache_ids(state, read_ids, result))
+        elif use_cache and not hits.interrupted:
+            ids = Later(_cache_ids, state, read_ids, result)
         if kept is not None and run.incremental:
             _cached_findings(kept, run.cached, hits)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)

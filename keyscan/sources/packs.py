@@ -182,11 +182,11 @@ def plan_packs(indexes: list[Path]) -> list[PackPlan | str | None]:
             load[side] += sizes[n]
             groups[side].append(n)
         groups = [sorted(g) for g in groups]
-    multi = len(indexes) > 1 and hasattr(os, "fork")
-    helpers = {g: _fork(_plan_each, [indexes[n] for n in members],
-                        sum(sizes[n] for n in members) >= NUMPY_ENTRIES)
-               for g, members in enumerate(groups)
-               if multi and (g > 0 or sum(sizes[n] for n in members) >= NUMPY_ENTRIES)}
+    helpers = {}
+    for g, members in enumerate(groups):
+        numpy = sum(sizes[n] for n in members) >= NUMPY_ENTRIES
+        if len(indexes) > 1 and hasattr(os, "fork") and (g > 0 or numpy):
+            helpers[g] = _fork(_plan_each, [indexes[n] for n in members], numpy)
     planned: dict[int, PackPlan | str | None] = {}
     for g, members in enumerate(groups):
         done = _join(helpers.get(g)) if g in helpers else None
