@@ -77,26 +77,62 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
 
     find = sorted(wanted) if filter_in_git else []
     logs = [Later(_log_find_objects, git_dir, find, spec) for spec in passes]
-    rows: list[tuple[float, int, int, Appearance]] = []
-    for number, log in enumerate(logs):
-        for i, appearance in enumerate(_raw_appearances(log.get(), wanted)):
-            rows.append((_timestamp(appearance.commit.commit_date), number, i, appearance))
-    if len(passes) > 1:
-        rows.sort(key=lambda r: r[:3])
-    return numbered(wanted, ((a.blob, a.path, a.commit) for *_, a in rows), first_order)
+    halves = [list(_raw_appearances(log.get(), wanted)) for log in logs]
+    return numbered(wanted, in_history_order(git_dir, halves), first_order)
 
 
-def numbered(blobs: Collection[str], places: Iterable[tuple[str, str, Commit]],
-             first_order: int) -> dict[str, list[Appearance]]:
-    """For each of `blobs`, its places (blob, path, commit: blobs of `blobs` only,
-    oldest first) numbered on from `first_order`; a blob at a path in a commit once."""
+def in_history_order(git_dir: Path, parts: Sequence[Sequence[Appearance]]
+                     ) -> list[Appearance]:
+    """The appearances of `parts` (each oldest first, ancestors before descendants) as
+    one `git log --date-order --reverse` over all their commits would list them.
+
+    Usually each part is newer than the ones before it (the older half of a history,
+    then the newer one; the cached appearances, then new commits'): they are simply
+    joined, at no cost. When a commit of a later part is dated before one of an earlier
+    part (a side branch fetched late or left unmerged, a clock set wrong) git orders the
+    commits, so that the earliest appearance comes first, and no commit comes before its
+    ancestor whatever the dates say (a sort by date would put a commit made on a machine
+    whose clock ran behind before its own parent)."""
+    latest = float("-inf")
+    joined: list[Appearance] = []
+    for part in parts:
+        dates = [_timestamp(d) for d in {a.commit.commit_date for a in part}]
+        if dates and joined and min(dates) < latest:
+            return _ordered_by_git(git_dir, [a for part in parts for a in part])
+        latest = max([latest, *dates])
+        joined += part
+    return joined
+
+
+def _ordered_by_git(git_dir: Path, places: list[Appearance]) -> list[Appearance]:
+    """`places` in `git rev-list --date-order --reverse`'s order of their commits; ties
+    (the places of one commit) and commits git does not list keep their order."""
+    shas = {a.commit.sha for a in places}
+    proc = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--ignore-missing",
+                           "--date-order", "--reverse", "--stdin"],
+                          input="".join(f"{s}\n" for s in sorted(shas)).encode(),
+                          capture_output=True, check=False)
+    rank: dict[str, int] = {}
+    for line in proc.stdout.split():
+        sha = line.decode()
+        if sha in shas:
+            rank[sha] = len(rank)
+    last = len(rank)
+    return [a for _, a in sorted(enumerate(places),
+                                 key=lambda p: (rank.get(p[1].commit.sha, last), p[0]))]
+
+
+def numbered(blobs: Collection[str], places: Iterable[Appearance], first_order: int
+             ) -> dict[str, list[Appearance]]:
+    """For each of `blobs`, its places (of blobs of `blobs` only, oldest first) numbered
+    on from `first_order`; a blob at a path in a commit once."""
     found: dict[str, list[Appearance]] = {b: [] for b in blobs}
     seen: set[tuple[str, str, str]] = set()
-    for order, (blob, path, commit) in enumerate(places, first_order):
-        key = (blob, commit.sha, path)
+    for order, place in enumerate(places, first_order):
+        key = (place.blob, place.commit.sha, place.path)
         if key not in seen:
             seen.add(key)
-            found[blob].append(Appearance(blob, path, commit, order))
+            found[place.blob].append(Appearance(place.blob, place.path, place.commit, order))
     return found
 
 

@@ -43,7 +43,8 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     from typing import Any
 
-VERSION = 6  # 6: state.bin (marshal) replaces state.json
+VERSION = 7  # 6: state.bin (marshal) replaces state.json; 7: places in history order (a
+# later-fetched older commit first), which a version-6 cache may hold out of order
 STATE = "state.bin"
 _OLD_STATE = "state.json"  # versions 1-5
 _MAGIC = b"keyscan-cache\0"
@@ -301,14 +302,13 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
         return None, (f"no key to vouch for the scan cache can be kept in "
                       f"{user_cache_folder()}: every scan reads the whole history (make that "
                       "folder writable, or set XDG_CACHE_HOME to one)")
+    older = "the scan cache is from an older keyscan: scanning the whole history again"
     if not meta_path.exists():
-        if (folder / _OLD_STATE).exists():
-            return None, "the scan cache is from an older keyscan: scanning the whole history again"
-        return None, ""
+        return None, older if (folder / _OLD_STATE).exists() else ""
     try:
         meta = read_state(meta_path, key)
         if meta.get("version") != VERSION:
-            raise ValueError("unknown version")
+            return None, older  # the MAC vouches that this user's keyscan wrote it
         base = _mapped(folder / "scanned.bin", meta["count"])
         added = IdSet(_read_table(folder / "scanned.add", meta["added"]))
         if meta["rules_digest"] != rules_digest:

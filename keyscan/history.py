@@ -971,25 +971,37 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
         return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(
         {b: rows for b, rows in state.appearances.items() if b in hits.blobs})
-    first = 1 + max((a.order for places in known.values() for a in places), default=0)
     # old objects read again (unreadable or over the size limit last time) that now hold
     # findings: where they appear is anywhere in the history, not only in the new commits
     unreadable = set(state.unreadable)
     again = {b for b in hits.blobs if b in unreadable and b not in known}
-    if again:
-        known.update(attribute.introductions(git_dir, again, tips, cut=cut))
-    new = _introduced(changes, hits.blobs.keys() - again, first) if changes is not None \
+    parts = [_flat(attribute.introductions(git_dir, again, tips, cut=cut))] if again else []
+    new = _introduced(changes, hits.blobs.keys() - again) if changes is not None \
         else attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips,
-                                     first, filter_in_git=not small_change)
-    return {b: [*known.get(b, []), *new.get(b, [])] for b in hits.blobs}
+                                     filter_in_git=not small_change)
+    parts.append(_flat(new))
+    if not any(parts):  # no new place: the cached ones as they were
+        return {b: known.get(b, []) for b in hits.blobs}
+    # the new places come after the cached ones, unless git says some come first
+    places = attribute.in_history_order(git_dir, [_flat(known), *parts])
+    return attribute.numbered(hits.blobs, places, 0)
 
 
-def _introduced(changes: list[recent.Change], blobs: Collection[str], first: int
+def _by_order(place: attribute.Appearance) -> int:
+    return place.order
+
+
+def _flat(found: dict[str, list[attribute.Appearance]]) -> list[attribute.Appearance]:
+    """Appearances of many blobs, oldest first."""
+    return sorted((a for places in found.values() for a in places), key=_by_order)
+
+
+def _introduced(changes: list[recent.Change], blobs: Collection[str]
                 ) -> dict[str, list[attribute.Appearance]]:
     """`attribute.introductions` of the new commits, from what they put where."""
     wanted = set(blobs)
-    return attribute.numbered(wanted, ((c.blob, c.path, c.commit.meta) for c in changes
-                                       if c.blob in wanted), first)
+    return attribute.numbered(wanted, (attribute.Appearance(c.blob, c.path, c.commit.meta, 0)
+                                       for c in changes if c.blob in wanted), 0)
 
 
 _Kept = tuple[dict[str, list[Credential]], dict[str, tuple[str, list[Credential]]]]

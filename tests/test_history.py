@@ -21,9 +21,10 @@ from keyscan import ancestry, attribute, cache
 Cli = Callable[..., Any]
 
 
-def commit(repo: Path, files: dict[str, str | None], message: str, author: str = "Alice"
-           ) -> str:
-    """Write (or delete, with None) files and commit them as `author`; return the sha."""
+def commit(repo: Path, files: dict[str, str | None], message: str, author: str = "Alice",
+           when: str = "") -> str:
+    """Write (or delete, with None) files and commit them as `author`, dated `when` (an
+    ISO date; now when empty); return the sha."""
     for name, text in files.items():
         path = repo / name
         if text is None:
@@ -33,6 +34,8 @@ def commit(repo: Path, files: dict[str, str | None], message: str, author: str =
         path.write_text(text)
         git(repo, "add", name)
     env = clean_env(GIT_AUTHOR_NAME=author, GIT_AUTHOR_EMAIL=f"{author.lower()}@example.com")
+    if when:
+        env.update(GIT_AUTHOR_DATE=when, GIT_COMMITTER_DATE=when)
     git(repo, "commit", "-q", "--allow-empty", "-m", message, env=env)
     return git(repo, "rev-parse", "HEAD").stdout.strip()
 
@@ -393,6 +396,16 @@ def test_an_older_keyscans_cache_is_replaced(cli: Cli, repo: Path) -> None:
     commit(repo, {"b.txt": "b\n"}, "b")
     _, _, again = history(cli, repo)
     assert again["summary"]["files"] == 2
+    # a state of the previous version, which this user's keyscan wrote: rebuilt too
+    state = cache.read_state(folder / cache.STATE)
+    key = cache.cache_key()
+    assert key is not None
+    cache.write_state(folder / cache.STATE, {**state, "version": cache.VERSION - 1}, key)
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert "older keyscan" in result.err and "damaged" not in result.err
+    fresh = history(cli, repo, "--no-cache")[2]
+    assert result.json["summary"]["files"] == fresh["summary"]["files"]
+    assert cache.read_state(folder / cache.STATE)["version"] == cache.VERSION
 
 
 @pytest.mark.parametrize("damage", ["unknown rule", "short row", "bad status"])
@@ -998,6 +1011,62 @@ def test_a_blobs_first_appearance_is_its_earliest_commit_whatever_the_dates(
     _, found, _ = history(cli, repo)
     [finding] = found
     assert finding["commit"]["sha"] == first and finding["count"] == 3
+    assert found == history(cli, repo, "--no-cache")[1]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-log-pass", "two-log-passes"])
+def test_a_commit_dated_before_its_parent_never_comes_first(cli: Cli, repo: Path, split: bool,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A clock set wrong: commits dated before their own parent. Each commit still comes
+    after its ancestors, as in `git log --date-order`: the finding is the commit that
+    really put the key there first, however the history is cut for attribution (one
+    place is in the older half of the cut, one in the newer)."""
+    monkeypatch.setattr(attribute, "_SPLIT_COMMITS", 2 if split else 10**9)
+    passes: list[list[str]] = []
+    real_log = attribute._log_find_objects
+
+    def counted(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
+        passes.append(spec)
+        return real_log(git_dir, blobs, spec)
+
+    monkeypatch.setattr(attribute, "_log_find_objects", counted)
+    key = fake_key_id()
+    commit(repo, {"r.txt": "r\n"}, "root", when="2020-01-01T00:00:00+00:00")
+    first = commit(repo, {"a.txt": f"id {key}\n"}, "first", when="2024-06-01T00:00:00+00:00")
+    behind = commit(repo, {"b.txt": f"key {key}\n"}, "behind", when="2020-02-01T00:00:00Z")
+    for day in range(1, 4):
+        commit(repo, {f"n{day}.txt": f"{day}\n"}, f"n{day}", when=f"2020-03-0{day}T00:00:00Z")
+    later = commit(repo, {"c.txt": f"then {key}\n"}, "later", when="2020-04-01T00:00:00Z")
+    commit(repo, {"d.txt": "d\n"}, "tip", when="2020-05-01T00:00:00+00:00")
+    _, found, _ = history(cli, repo)
+    assert len(passes) == (2 if split else 1)
+    [finding] = found
+    assert finding["commit"]["sha"] == first and finding["path"] == "a.txt"
+    assert [o["commit"] for o in finding["occurrences"]] == [first, behind, later]
+    assert found == history(cli, repo, "--no-cache")[1]
+
+
+@pytest.mark.parametrize("same_blob", [True, False], ids=["blob-scanned-before", "new-blob"])
+def test_an_older_commit_fetched_after_a_scan_is_first_in_the_rescan(cli: Cli, repo: Path,
+                                                                     same_blob: bool) -> None:
+    """A branch fetched after the last scan can hold commits older than every one
+    scanned. A re-scan puts their places by date among the cached ones, as a fresh scan
+    does, rather than after them all: the key's first appearance is the older commit."""
+    key = fake_key_id()
+    root = commit(repo, {"r.txt": "r\n"}, "root", when="2014-01-01T00:00:00+00:00")
+    main = commit(repo, {"a.txt": f"id {key}\n"}, "main", when="2020-01-01T00:00:00+00:00")
+    _, found, _ = history(cli, repo)
+    assert found[0]["commit"]["sha"] == main
+    git(repo, "checkout", "-q", "-b", "old", root)
+    text = f"id {key}\n" if same_blob else f"old {key}\n"
+    old = commit(repo, {"b.txt": text}, "old", when="2015-01-01T00:00:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    _, found, doc = history(cli, repo)
+    assert doc["summary"]["files"] < 4  # a re-scan of the new objects only
+    [finding] = found
+    assert finding["commit"]["sha"] == old and finding["path"] == "b.txt"
+    assert [o["commit"] for o in finding["occurrences"]] == [old, main]
     assert found == history(cli, repo, "--no-cache")[1]
 
 
