@@ -982,8 +982,14 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     parts.append(_flat(new))
     if not any(parts):  # no new place: the cached ones as they were
         return {b: known.get(b, []) for b in hits.blobs}
-    # the new places come after the cached ones, unless git says some come first
-    places = attribute.in_history_order(git_dir, [_flat(known), *parts])
+    # the new places come after the cached ones, unless git says some come first: then
+    # all are numbered again (and saved so: `_save`)
+    old = _flat(known)
+    places = attribute.in_history_order(git_dir, [old, *parts])
+    if all(a is b for a, b in zip(old, places, strict=False)):
+        first = 1 + max((a.order for a in old), default=0)
+        added = attribute.numbered(hits.blobs, places[len(old):], first)
+        return {b: [*known.get(b, []), *added[b]] for b in hits.blobs}
     return attribute.numbered(hits.blobs, places, 0)
 
 
@@ -1070,8 +1076,9 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
 
     def places(blob: str) -> list[list[object]]:
         now, old = appearances.get(blob, []), kept.appearances.get(blob)
-        if blob in cached and old is not None and len(old) == len(now):
-            return old  # no new place
+        if blob in cached and old is not None and len(old) == len(now) and all(
+                row[7] == place.order for row, place in zip(old, now, strict=True)):
+            return old  # no new place, none numbered again
         return attribute.appearance_rows({blob: now})[blob]
 
     cache.save(run.git_dir, cache.CacheState(

@@ -1070,6 +1070,28 @@ def test_an_older_commit_fetched_after_a_scan_is_first_in_the_rescan(cli: Cli, r
     assert found == history(cli, repo, "--no-cache")[1]
 
 
+def test_places_numbered_again_stay_in_order_in_later_rescans(cli: Cli, repo: Path) -> None:
+    """Older commits fetched after a scan put their places before the cached ones: every
+    place is numbered again, and so saved, so that later re-scans list them all in the
+    order a fresh scan does."""
+    key = fake_key_id()
+    root = commit(repo, {"r.txt": "r\n"}, "root", when="2014-01-01T00:00:00+00:00")
+    commit(repo, {"a.txt": f"a {key}\n"}, "a", when="2020-01-01T00:00:00+00:00")
+    commit(repo, {"c.txt": f"c {key}\n"}, "c", when="2021-01-01T00:00:00+00:00")
+    history(cli, repo)
+    git(repo, "checkout", "-q", "-b", "old", root)
+    commit(repo, {"b1.txt": f"b1 {key}\n"}, "b1", when="2015-01-01T00:00:00+00:00")
+    commit(repo, {"b2.txt": f"b2 {key}\n"}, "b2", when="2016-01-01T00:00:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    for step in ("fetched", "one more commit"):
+        _, found, _ = history(cli, repo)
+        [finding] = found
+        assert [o["path"] for o in finding["occurrences"]] == \
+            ["b1.txt", "b2.txt", "a.txt", "c.txt"], step
+        assert found == history(cli, repo, "--no-cache")[1], step
+        commit(repo, {"d.txt": "d\n"}, "d")
+
+
 @pytest.mark.parametrize("main_moves", [True, False])
 def test_a_blob_read_only_under_a_higher_limit_is_still_in_head(cli: Cli, repo: Path,
                                                               main_moves: bool) -> None:
