@@ -197,7 +197,10 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
         if hits.blobs else None
     # who wrote the commits (and tags) holding findings in their message
     meta = _commit_meta(run, list(hits.commits)) if hits.commits else None
-    appearances, refs_of = _where(run, hits)
+    gone = _gone(run)
+    if run.state is not None and run.incremental:
+        _forget_vanished(run.state, gone, result)
+    appearances, refs_of = _where(run, hits, gone)
     held = _held(run.git_dir, run.refs_listed, hits.blobs)
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
@@ -362,6 +365,7 @@ class _Run:
         self.cached: set[str] = set()  # objects whose findings come from the cache
         # a re-scan read from the files: what its new commits put where, oldest first
         self.recent: list[recent.Change] | None = None
+        self.grown_from: set[str] = set()  # old commits the new ones grew from (`recent`)
         self.change = 0  # objects an incremental scan or a range reads
         # the default branch's files, listed at once when the cache holds findings (a
         # re-scan would otherwise wait for that listing at its end); when that branch has
@@ -478,6 +482,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
     except StoreError:
         return None
     run.recent, run.change = changes, len(shas)
+    run.grown_from = {p for c in line for p in c.parents}.difference(c.sha for c in line)
     run.start_containment(ancestry.moved_along(
         run.known, run.refs_listed, {c.sha: c.parents for c in line}
     ) if run.known is not None else None)
@@ -537,15 +542,47 @@ def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
         return [r for r in refs if r.kind != "tree"]
 
 
-def _where(run: _Run, hits: _Hits
+def _gone(run: _Run) -> set[str]:
+    """The commits of the cache's places that no ref reaches any more: a branch deleted,
+    history rewritten (and perhaps pruned). Their places are left out, as a fresh scan
+    would not see them. Git is asked only when a tip of the last scan is neither a tip
+    now nor one that the new commits grew from."""
+    state = run.state
+    if state is None or not run.incremental or not state.appearances:
+        return set()
+    named = _named(state)
+    now = {r.commit for r in run.refs_listed} | {run.head_commit, *run.tips}
+    left = {named.get(t, (t, ""))[0] for t in state.tips} - now - run.grown_from
+    if not left or not source.unreachable(run.git_dir, left, run.tips):
+        return set()
+    places = {str(row[1]) for rows in state.appearances.values() for row in rows}
+    return source.unreachable(run.git_dir, places, run.tips)
+
+
+def _forget_vanished(state: cache.CacheState, gone: set[str], result: ScanResult) -> None:
+    """Objects with findings that no ref reached (or reaches now: in commits `gone`),
+    since pruned from the store (`git gc`): not reported missing, nor looked for again.
+    A missing object that a ref reaches is still reported: the repository is damaged."""
+    missing = {s.path[len("object "):] for s in result.skipped
+               if s.path.startswith("object ") and s.reason.startswith("missing")}
+    if not missing:
+        return
+    vanished = {f"object {sha}" for sha in missing if (
+        sha in state.findings and all(row[1] in gone for row in state.appearances.get(sha, []))
+    ) or (sha in state.messages and not state.contains.get(sha))}
+    result.skipped = [s for s in result.skipped if s.path not in vanished]
+
+
+def _where(run: _Run, hits: _Hits, gone: set[str]
            ) -> tuple[dict[str, list[attribute.Appearance]], dict[str, list[str]]]:
     """Where each blob with findings appears, and which refs contain each commit that
-    matters (those appearances, and commits with findings in their message)."""
+    matters (those appearances, and commits with findings in their message); `gone`:
+    commits no ref reaches any more (`_gone`)."""
     if run.containment is None and (hits.blobs or hits.commits):
         run.containment = ancestry.Ancestry(run.git_dir, None, run.refs_listed)
     appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
                                _cut(run) if run.split and hits.blobs else None,
-                               run.change <= _LIST_CHANGES, run.recent)
+                               run.change <= _LIST_CHANGES, run.recent, gone)
     if run.containment is None:
         return appearances, {}
     return appearances, run.containment.refs_containing({
@@ -962,15 +999,17 @@ _LIST_CHANGES = 20_000
 
 def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None,
                  old_tips: list[str], cut: str | None, small_change: bool,
-                 changes: list[recent.Change] | None = None
+                 changes: list[recent.Change] | None = None, gone: Collection[str] = ()
                  ) -> dict[str, list[attribute.Appearance]]:
-    """Where finding blobs appear. Incremental: the cached answer plus one `git log`
-    over the new commits only (a blob new to the store can only be in new commits), or
-    `changes`, what they put where, when read from the files."""
+    """Where finding blobs appear. Incremental: the cached answer (less the places in
+    commits `gone`) plus one `git log` over the new commits only (a blob new to the store
+    can only be in new commits), or `changes`, what they put where, when read from the
+    files."""
     if state is None or not old_tips or not state.findings.keys() <= state.appearances.keys():
         return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(
-        {b: rows for b, rows in state.appearances.items() if b in hits.blobs})
+        {b: [row for row in rows if row[1] not in gone] if gone else rows
+         for b, rows in state.appearances.items() if b in hits.blobs})
     # old objects read again (unreadable or over the size limit last time) that now hold
     # findings: where they appear is anywhere in the history, not only in the new commits
     unreadable = set(state.unreadable)

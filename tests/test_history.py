@@ -1092,6 +1092,47 @@ def test_places_numbered_again_stay_in_order_in_later_rescans(cli: Cli, repo: Pa
         commit(repo, {"d.txt": "d\n"}, "d")
 
 
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+def test_rescans_after_a_branch_is_deleted_or_history_rewritten_match_a_fresh_scan(
+        cli: Cli, repo: Path, read_files: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A branch deleted, restored, history rewritten by a reset, then all of it pruned by
+    `git gc`: at each step a re-scan reports what a fresh scan does (a leak no ref reaches
+    any more is left out with a note, not reported "on no ref"; an object pruned with its
+    branch is not reported missing ever after)."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    on_side, on_main = fake_key_id(), fake_key_id()
+
+    def same_as_fresh(step: str) -> list[dict[str, Any]]:
+        code, found, doc = history(cli, repo)
+        fresh_code, fresh, fresh_doc = history(cli, repo, "--no-cache")
+        assert (code, found, doc["skipped"], doc["notes"]) == \
+            (fresh_code, fresh, fresh_doc["skipped"], fresh_doc["notes"]), step
+        return found
+
+    commit(repo, {"a.txt": "a\n"}, "a")
+    git(repo, "checkout", "-q", "-b", "side")
+    side = commit(repo, {"s.txt": f"id {on_side}\n"}, "side")
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"b.txt": "b\n"}, "b")
+    assert [f["refs"] for f in same_as_fresh("first scan")] == [["refs/heads/side"]]
+    git(repo, "branch", "-q", "-D", "side")
+    assert same_as_fresh("side deleted") == []
+    git(repo, "branch", "-q", "side", side)
+    assert [f["key_id"] for f in same_as_fresh("side restored")] == [on_side]
+    commit(repo, {"m.txt": f"id {on_main}\n"}, "m")
+    commit(repo, {"c.txt": "c\n"}, "c")
+    assert {f["key_id"] for f in same_as_fresh("main grew")} == {on_side, on_main}
+    git(repo, "reset", "-q", "--hard", "HEAD~2")
+    assert [f["key_id"] for f in same_as_fresh("main rewound")] == [on_side]
+    git(repo, "branch", "-q", "-D", "side")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    git(repo, "gc", "-q", "--prune=now")
+    for step in ("pruned", "pruned, scanned again"):
+        assert same_as_fresh(step) == []
+        assert history(cli, repo)[2]["skipped"] == [], step
+
+
 @pytest.mark.parametrize("main_moves", [True, False])
 def test_a_blob_read_only_under_a_higher_limit_is_still_in_head(cli: Cli, repo: Path,
                                                               main_moves: bool) -> None:

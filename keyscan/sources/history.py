@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
@@ -149,6 +149,21 @@ def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> lis
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise KeyscanError(f"git rev-list failed: {detail[-1] if detail else 'unknown error'}")
     return [line.lstrip("?") for line in proc.stdout.decode("ascii").split()]
+
+
+def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) -> set[str]:
+    """Those of `commits` that none of `tips` reaches, or that are gone from the store;
+    none when git cannot tell (a damaged repository: nothing is dropped on a guess)."""
+    if not commits:
+        return set()
+    spec = "".join(f"{c}\n" for c in commits) + "".join(f"^{t}\n" for t in tips)
+    proc = subprocess.run(_git(git_dir, "rev-list", "--ignore-missing", "--stdin"),
+                          input=spec.encode(), capture_output=True, check=False)
+    if proc.returncode != 0:
+        return set()
+    listed = set(proc.stdout.decode("ascii", "replace").split())
+    there = set(existing(git_dir, commits))
+    return {c for c in commits if c in listed or c not in there}
 
 
 class Reachability:
