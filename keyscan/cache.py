@@ -184,6 +184,7 @@ class CacheState:
     # with their paths there
     head_tip: list[str] = field(default_factory=list)
     in_head: dict[str, list[str]] = field(default_factory=dict)
+    shallow: str = ""  # a shallow clone's boundary (its `shallow` file): "" for a whole one
 
 
 def user_cache_folder() -> Path:
@@ -327,6 +328,7 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             contains=_typed(meta["contains"], dict),
             head_tip=_typed(meta["head_tip"], list),
             in_head=_typed(meta["in_head"], dict),
+            shallow=_typed(meta["shallow"], str),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None, (f"the scan cache in {folder} was damaged, or not written by this "
@@ -383,6 +385,7 @@ def save(git_dir: Path, state: CacheState) -> None:
         "contains": state.contains,
         "head_tip": state.head_tip,
         "in_head": state.in_head,
+        "shallow": state.shallow,
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
     # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for all.

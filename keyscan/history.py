@@ -110,6 +110,11 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if use_cache:
             stack.enter_context(cache.locked(git_dir))
         state = _last_scan(git_dir, rules, result) if use_cache else None
+        shallow = source.shallow_boundary(git_dir) if use_cache else ""
+        if state is not None and state.shallow != shallow:  # history added below the cache's
+            result.notes.append("the clone was deepened (or made shallower) since the last "
+                                "scan: scanning the whole history again")
+            state = None
         kept = _kept_findings(state, rules, result) if state is not None else None
         if kept is None:
             state = None
@@ -129,6 +134,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             return result
         run = _Run(git_dir, tips, refs_listed, (head_commit, head_branch), state, old_tips,
                    ranged, sha1, store)
+        run.shallow = shallow
         hits, read_ids, reach = _read(run, rules, options, hopts, result)
         # the cache's id file is made while git does the attribution work below; a
         # re-scan read from the files runs no git, and a thread would only cost its start
@@ -366,6 +372,7 @@ class _Run:
         # a re-scan read from the files: what its new commits put where, oldest first
         self.recent: list[recent.Change] | None = None
         self.grown_from: set[str] = set()  # old commits the new ones grew from (`recent`)
+        self.shallow = ""  # the clone's shallow boundary, kept by the cache
         self.change = 0  # objects an incremental scan or a range reads
         # the default branch's files, listed at once when the cache holds findings (a
         # re-scan would otherwise wait for that listing at its end); when that branch has
@@ -1131,6 +1138,7 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
         messages={sha: kept.messages[sha] if sha in cached and sha in kept.messages
                   else [kind, to_rows(c, seal=True)] for sha, (kind, c) in commits.items()},
         ref_tips=ref_tips, contains=contains, head_tip=run.tip, in_head=run.in_head,
+        shallow=run.shallow,
         appearances={b: places(b) for b in blobs},
         unreadable=sorted(_unreadable(result)),
     ))

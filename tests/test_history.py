@@ -510,6 +510,25 @@ def test_shallow_clone_is_scanned_and_said_to_be_shallow(cli: Cli, repo: Path,
     assert "shallow clone" in ranged.err and "fetch-depth: 0" in ranged.err
 
 
+@pytest.mark.parametrize("fetch", [["--unshallow"], ["--deepen=1"]], ids=["unshallow", "deepen"])
+def test_history_fetched_into_a_shallow_clone_is_scanned(cli: Cli, repo: Path, tmp_path: Path,
+                                                         fetch: list[str]) -> None:
+    """The history a shallow clone gains later (as the note advises) lies below what the
+    cache holds, with no ref moved: the next scan reads the whole history again."""
+    old = fake_key_id()
+    commit(repo, {"old.txt": f"id {old}\n"}, "old")
+    commit(repo, {"old.txt": None, "new.txt": "nothing\n"}, "new")
+    clone = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(clone)],
+                   check=True, env=clean_env())
+    assert history(cli, clone)[1] == []
+    git(clone, "fetch", "-q", *fetch)
+    result = cli("scan", "--history", clone, "--format", "json")
+    assert [f["key_id"] for f in result.json["findings"]] == [old]
+    assert "deepened" in result.err and result.code == 1
+    assert history(cli, clone)[:2] == history(cli, clone, "--no-cache")[:2]
+
+
 def test_bare_repository(cli: Cli, repo: Path, tmp_path: Path) -> None:
     key = fake_key_id()
     commit(repo, {"a.txt": f"id {key}\n"}, "a")

@@ -379,5 +379,14 @@ def is_shallow(git_dir: Path) -> bool:
     return (git_dir / "shallow").exists()
 
 
+def shallow_boundary(git_dir: Path) -> str:
+    """The commits a shallow clone's history stops at (its `shallow` file, which a
+    `git fetch --deepen` or `--unshallow` changes); "" for a whole clone."""
+    try:
+        return (git_dir / "shallow").read_text("ascii", "replace")
+    except OSError:
+        return ""
+
+
 def existing(git_dir: Path, shas: Iterable[str]) -> list[str]:
     return [r.sha for r in describe_objects(git_dir, list(shas)) if r.kind != "missing"]
