@@ -294,10 +294,22 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
             or getattr(args, "verify_live", False),
         )
         result = scan_history(target, rules, options, hopts)
+        base = args.since_commit or (args.range or "").split("..")[0]
+        if base and not args.no_config:
+            _note_settings_changed(result, config.changed_since(
+                root, base, settings, (ignore.FILE_NAME,)))
     else:
         result = scan.scan_worktree(target, rules, options)
     ignore.apply(result, ignore.read(root / ignore.FILE_NAME))
     return result
+
+
+def _note_settings_changed(result: ScanResult, changed: list[str]) -> None:
+    if changed:
+        result.notes.append(
+            f"this change edits {', '.join(changed)}, which decide what keyscan reports "
+            "(allowed paths, disabled rules, ignored findings, the exit code): review that "
+            "edit, or run the CI step with --config FILE kept outside the repository")
 
 
 def _complete(args: argparse.Namespace) -> bool:

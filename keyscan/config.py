@@ -85,6 +85,41 @@ def find(root: Path) -> Path | None:
     return None
 
 
+def changed_since(root: Path, base: str, cfg: Config, also: tuple[str, ...] = ()) -> list[str]:
+    """The files of `root`'s work tree deciding what a scan reports that differ from
+    commit `base`'s: the settings files, the rule folders they name inside `root`, and
+    `also` (.keyscanignore). A pull request that changes them decides what its own scan
+    reports; pyproject.toml counts only when its [tool.keyscan] table changed."""
+    import os
+
+    folders = [os.path.relpath(p, root) for p in cfg.rules if p.resolve().is_relative_to(
+        root.resolve())]
+    watched = [YAML_NAME, PYPROJECT, *also, *folders]
+    out = gitrepo.run(root, ["diff", "--name-only", "-z", "--no-renames", base, "--", *watched],
+                      check=False)
+    changed = [gitrepo.fsdecode(p) for p in gitrepo.split_z(out)]
+    if PYPROJECT in changed and _table_at(root, base) == _table_in(root / PYPROJECT):
+        changed.remove(PYPROJECT)
+    return changed
+
+
+def _table_at(root: Path, commit: str) -> Any:
+    import tomllib
+
+    text = gitrepo.run(root, ["show", f"{commit}:{PYPROJECT}"], check=False)
+    try:
+        return tomllib.loads(text.decode()).get("tool", {}).get("keyscan", {})
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _table_in(path: Path) -> Any:
+    try:
+        return _read_toml(path) if path.is_file() else None
+    except KeyscanError:
+        return None
+
+
 def load(path: Path) -> Config:
     """Read and validate one settings file; KeyscanError names the file and the bad key."""
     table = _read_toml(path) if path.name.endswith(".toml") else _read_yaml(path)

@@ -218,7 +218,7 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
         result.notes.append(note)
     result.findings = sorted(
         _attribute(hits, tip, appearances, held, options, refs_of,
-                   meta.get() if meta else {}),
+                   meta.get() if meta else {}, result),
         key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
                        f.column))
     return appearances, refs_of
@@ -930,11 +930,13 @@ def _filter_unreachable(hits: _Hits, reachable: set[str] | None,
 def _attribute(hits: _Hits, head: dict[str, list[str]],
                appearances: dict[str, list[attribute.Appearance]],
                held: dict[str, list[tuple[str, str]]], options: ScanOptions,
-               refs_of: dict[str, list[str]], meta: dict[str, Commit]) -> list[Finding]:
+               refs_of: dict[str, list[str]], meta: dict[str, Commit], result: ScanResult
+               ) -> list[Finding]:
     """One finding per credential; `head`: the blobs in HEAD's tree; `held`: blobs refs
     hold outside any commit (`_held`); `meta`: the commits and tags holding findings in
     their message. A finding is made of each credential's first appearance only, the
-    others are listed in it (an example key in 400 files: one finding, not 400)."""
+    others are listed in it (an example key in 400 files: one finding, not 400).
+    Credentials found only in allowed paths are counted in `result`."""
     grouped: dict[tuple[str, str], list[_Seen]] = {}
     last = len(appearances) + 1 << 32
     for blob, creds in hits.blobs.items():
@@ -954,6 +956,7 @@ def _attribute(hits: _Hits, head: dict[str, list[str]],
         for cred in creds:
             grouped.setdefault(identity(cred), []).append(
                 (last, meta.get(sha), cred, where, False))
+    result.stats.path_allowed += sum(1 for seen in grouped.values() if not seen)
     return [_merge(seen, refs_of, held) for seen in grouped.values() if seen]
 
 

@@ -277,6 +277,9 @@ class ScanStats:
     bytes: int = 0
     seconds: float = 0.0
     allowed: int = 0
+    # credentials not reported because of where they are (allow_paths, --allow-path, a
+    # rule's own allow_paths): counted, so that a settings change cannot hide them unseen
+    path_allowed: int = 0
     ignored: int = 0  # fingerprints listed in .keyscanignore
     baselined: int = 0  # known already: listed in the --baseline file
 

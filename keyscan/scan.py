@@ -67,6 +67,7 @@ def _run_parallel(target: str, base: Path, paths: list[bytes], rules: RuleSet,
             result.stats.files += part.stats.files
             result.stats.bytes += part.stats.bytes
             result.stats.allowed += part.stats.allowed
+            result.stats.path_allowed += part.stats.path_allowed
     _worker_state.clear()
     result.stats.seconds = time.perf_counter() - started
     return result
@@ -113,7 +114,7 @@ def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options:
             continue
         result.stats.files += 1
         result.stats.bytes += len(unit.data)
-        for finding in findings_in(unit, matcher, options):
+        for finding in findings_in(unit, matcher, options, result):
             if finding.status is Status.ALLOWED:
                 result.stats.allowed += 1
             result.findings.append(finding)
@@ -121,7 +122,9 @@ def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options:
     return result
 
 
-def findings_in(unit: Content, matcher: Matcher, options: ScanOptions) -> list[Finding]:
+def findings_in(unit: Content, matcher: Matcher, options: ScanOptions, result: ScanResult
+                ) -> list[Finding]:
+    """The findings in `unit`; those in allowed paths are counted in `result` instead."""
     creds = matcher.find(unit.data)
     if not creds:
         return []
@@ -129,6 +132,7 @@ def findings_in(unit: Content, matcher: Matcher, options: ScanOptions) -> list[F
     out = []
     for cred in creds:
         if path_allowed(path, cred, options):
+            result.stats.path_allowed += 1
             continue
         out.append(to_finding(cred, unit.location))
     return out

@@ -49,6 +49,8 @@ def test_settings_in_keyscan_yaml_apply_to_a_scan(cli: Cli, project: Path) -> No
 
     assert result.code == 9, result.err
     assert leak_paths(result) == ["app/settings.ini"]  # json without --format json
+    assert result.json["summary"]["allowed_by_path"] == 1  # counted, not silently gone
+    assert "1 in allowed paths" in result.err
 
 
 def test_command_line_flags_win_over_the_file(cli: Cli, project: Path) -> None:
@@ -102,6 +104,32 @@ def test_allow_paths_apply_to_history_scans(cli: Cli, project: Path) -> None:
     result = cli("scan", "--history", project, "-f", "json", "--no-cache")
 
     assert leak_paths(result) == ["app/settings.ini"]
+    assert result.json["summary"]["allowed_by_path"] == 1
+
+
+def test_a_range_that_edits_the_settings_says_so(cli: Cli, project: Path) -> None:
+    """A pull request can add a key and, with it, settings that allow it: the CI step's
+    range scan still exits clean, but says that the change edits what decides the
+    report, and counts what the settings hid. An edit elsewhere in pyproject.toml is no
+    such change."""
+    from repos import git
+
+    (project / "pyproject.toml").write_text('[project]\nname = "demo"\n')
+    commit_all(project, "base")
+    base = git(project, "rev-parse", "HEAD").stdout.strip()
+    (project / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "2"\n')
+    commit_all(project, "unrelated")
+    quiet = cli("scan", "--range", f"{base}..HEAD", project, "-f", "json")
+    assert quiet.code == 0 and "edits" not in quiet.err
+    (project / "app" / "new.ini").write_text(pair())
+    (project / ".keyscan.yaml").write_text("allow_paths: ['*']\n")
+    commit_all(project, "pr")
+    result = cli("scan", "--range", f"{base}..HEAD", project, "-f", "json")
+    assert result.code == 0 and result.json["findings"] == []
+    assert result.json["summary"]["allowed_by_path"] == 1
+    assert "this change edits .keyscan.yaml" in result.err
+    since = cli("scan", "--since-commit", base, project, "-f", "json")
+    assert "this change edits .keyscan.yaml" in since.err
 
 
 def test_disabled_rules_do_not_run(cli: Cli, repo: Path) -> None:

@@ -64,6 +64,7 @@ def summary_dict(result: ScanResult) -> dict[str, Any]:
         "skipped": len(result.skipped),
         "errors": len(result.errors),
         "ignored": result.stats.ignored,
+        "allowed_by_path": result.stats.path_allowed,
         "baselined": result.stats.baselined,
     }
 

@@ -96,6 +96,8 @@ def summary(result: ScanResult) -> str:
                     " (listed with --verbose)")
     if s["allowed"]:
         tail.append(f"{s['allowed']} allowed by keyscan:allow")
+    if s["allowed_by_path"]:
+        tail.append(f"{s['allowed_by_path']} in allowed paths (allow_paths, --allow-path)")
     if s["ignored"]:
         tail.append(f"{s['ignored']} suppressed by .keyscanignore")
     if result.baseline is not None:
