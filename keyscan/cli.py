@@ -313,8 +313,14 @@ def _note_settings_changed(result: ScanResult, changed: list[str]) -> None:
 
 
 def _complete(args: argparse.Namespace) -> bool:
-    """Whether the scan saw everything (and so can tell a baseline entry is gone)."""
-    return not (args.staged or args.since_commit or args.range)
+    """Whether the scan saw everything (and so can tell a baseline entry is gone): not
+    staged changes, a range, nor a part of a repository's work tree."""
+    from keyscan import config
+
+    if args.staged or args.since_commit or args.range:
+        return False
+    target = Path(args.path)
+    return bool(args.history) or target.resolve() == config.project_root(target).resolve()
 
 
 def emit(result: object, args: argparse.Namespace) -> None:

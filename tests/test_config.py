@@ -95,7 +95,7 @@ def test_settings_are_found_from_a_subfolder(cli: Cli, project: Path) -> None:
     result = cli("scan", project / "app")
 
     assert result.code == 5
-    assert leak_paths(result) == ["settings.ini"]
+    assert leak_paths(result) == ["app/settings.ini"]
 
 
 def test_allow_paths_apply_to_history_scans(cli: Cli, project: Path) -> None:

@@ -76,7 +76,29 @@ def test_a_subfolder_of_a_repository_scans_only_that_folder(cli: Cli, repo: Path
     commit_all(repo)
     code, doc = scan(cli, repo / "app")
     assert code == 1
-    assert paths_of(doc) == ["config.ini"]
+    assert paths_of(doc) == ["app/config.ini"]  # named from the root, as --staged names it
+    code, doc = scan(cli, repo / "app" / "config.ini")
+    assert paths_of(doc) == ["app/config.ini"]
+
+
+def test_a_subfolder_scan_applies_the_roots_settings_ignore_file_and_baseline(
+        cli: Cli, repo: Path) -> None:
+    """Settings, .keyscanignore and baselines made at the root name paths from the root:
+    they hold when only part of the repository is scanned."""
+    for name in ("app", "fixtures", "known"):
+        (repo / name).mkdir()
+        (repo / name / "k.ini").write_text(credentials())
+    commit_all(repo)
+    (repo / ".keyscan.yaml").write_text("allow_paths: ['fixtures/*']\n")
+    assert cli("baseline", repo, "--output", repo / "bl.json").code == 0  # app/, known/
+    whole = cli("scan", repo, "-f", "json").json["findings"]
+    ignored = next(f["fingerprint"] for f in whole if f["path"] == "app/k.ini")
+    (repo / ".keyscanignore").write_text(f"{ignored}  # reviewed\n")
+    assert cli("scan", repo / "app", "-f", "json").json["findings"] == []
+    assert cli("scan", repo / "fixtures", "-f", "json").json["findings"] == []
+    known = cli("scan", repo / "known", "-f", "json", "--baseline", repo / "bl.json")
+    assert known.code == 0 and known.json["summary"]["baselined"] == 1
+    assert known.json["baseline"]["stale"] == []  # the rest of the tree was not scanned
 
 
 def test_a_plain_folder_scans_every_regular_file(cli: Cli, tmp_path: Path) -> None:

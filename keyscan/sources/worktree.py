@@ -14,12 +14,25 @@ from keyscan.sources import Content, Unit
 
 
 def files(target: Path, follow_symlinks: bool = False) -> tuple[Path, list[bytes]]:
-    """(base folder, relative paths) to scan for `target`: a file, a folder or a repository."""
+    """(base folder, relative paths) to scan for `target`: a file, a folder or a repository.
+    Inside a repository the paths are relative to its root, whatever part of it is
+    scanned, as --staged and --history give them: the settings' allow_paths, the
+    .keyscanignore and baseline fingerprints name them so."""
+    repo = gitrepo.discover(target)
+    root = repo.root if repo is not None and not repo.bare else None
+    inside = os.fsencode(os.path.relpath(os.path.realpath(target), os.path.realpath(root))) \
+        if root is not None else b""
+    if inside.startswith(b".."):  # a link out of the repository: scanned where it leads
+        root, inside = None, b""
     if target.is_file() and not target.is_symlink():
-        return target.parent, [os.fsencode(target.name)]
-    if gitrepo.discover(target) is not None:
+        return (root, [inside]) if root is not None else (target.parent,
+                                                          [os.fsencode(target.name)])
+    if repo is not None:
         listed, unopened = gitrepo.worktree_listing(target)
-        return target, sorted(listed) + unopened  # read() reports the unopened folders
+        paths = sorted(listed) + unopened  # read() reports the unopened folders
+        if root is None or inside == b".":
+            return target, paths
+        return root, [os.path.join(inside, p) for p in paths]
     return target, sorted(_walk(target, follow_symlinks))
 
 
