@@ -385,6 +385,15 @@ def entry() -> None:
     os._exit(code)
 
 
+def _traceback_if(debug: bool) -> bool:
+    """With --debug, the traceback of the error being handled (its exit code stays 2)."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    return debug
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # answered before building the parser: no imports
@@ -403,11 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except KeyscanError as exc:
-        if args.debug:
-            raise
+        _traceback_if(args.debug)
         print(f"keyscan: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except ScanInterrupted as stop:  # Ctrl-C in a history scan: report what was read
+    except ScanInterrupted as stop:  # Ctrl-C in a scan: report what was read
         emit(stop.partial, args)
         print("keyscan: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -417,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_CLEAN
     except Exception as exc:  # no traceback (it could hold scanned content) unless --debug
-        if args.debug:
-            raise
+        if _traceback_if(args.debug):
+            return EXIT_ERROR
         print(f"keyscan: internal error: {type(exc).__name__}; rerun with --debug for details",
               file=sys.stderr)
         return EXIT_ERROR

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from keyscan import attribute, gitrepo
-from keyscan.errors import KeyscanError
+from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, Part
 from keyscan.model import Commit, Finding, Location, ScanResult, Secret, Status, value_digest
 from keyscan.record import field, record
@@ -59,7 +59,10 @@ def _run_parallel(target: str, base: Path, paths: list[bytes], rules: RuleSet,
     _worker_state.update(rules=rules, options=options, base=base)
     chunks = [paths[i : i + _CHUNK_FILES] for i in range(0, len(paths), _CHUNK_FILES)]
     result = ScanResult(target=target, mode="worktree")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    # Ctrl-C reaches the workers too: they leave it to this process, which stops them
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_leave_sigint_to_the_parent)
+    try:
         for part in pool.map(_scan_chunk, chunks):
             result.findings.extend(part.findings)
             result.skipped.extend(part.skipped)
@@ -68,9 +71,28 @@ def _run_parallel(target: str, base: Path, paths: list[bytes], rules: RuleSet,
             result.stats.bytes += part.stats.bytes
             result.stats.allowed += part.stats.allowed
             result.stats.path_allowed += part.stats.path_allowed
-    _worker_state.clear()
+    except KeyboardInterrupt:
+        pool.shutdown(wait=True, cancel_futures=True)  # the chunks under way: < 256 files
+        _interrupted(result, len(paths), started)
+    finally:
+        pool.shutdown()
+        _worker_state.clear()
     result.stats.seconds = time.perf_counter() - started
     return result
+
+
+def _leave_sigint_to_the_parent() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interrupted(result: ScanResult, total: int | None, started: float) -> None:
+    """Ctrl-C: what was read so far is reported, and said to be partial."""
+    of = f" of {total}" if total is not None else ""
+    result.notes.append(f"interrupted: partial results, {result.stats.files}{of} files read")
+    result.stats.seconds = time.perf_counter() - started
+    raise ScanInterrupted(result) from None
 
 
 def _scan_chunk(paths: list[bytes]) -> ScanResult:
@@ -108,16 +130,19 @@ def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options:
     started = time.perf_counter()
     result = ScanResult(target=target, mode=mode)
     matcher = matcher or Matcher(rules, engine_after=ENGINE_AFTER)  # a hook's few files: `re`
-    for unit in units:
-        if not isinstance(unit, Content):
-            result.skipped.append(unit)
-            continue
-        result.stats.files += 1
-        result.stats.bytes += len(unit.data)
-        for finding in findings_in(unit, matcher, options, result):
-            if finding.status is Status.ALLOWED:
-                result.stats.allowed += 1
-            result.findings.append(finding)
+    try:
+        for unit in units:
+            if not isinstance(unit, Content):
+                result.skipped.append(unit)
+                continue
+            result.stats.files += 1
+            result.stats.bytes += len(unit.data)
+            for finding in findings_in(unit, matcher, options, result):
+                if finding.status is Status.ALLOWED:
+                    result.stats.allowed += 1
+                result.findings.append(finding)
+    except KeyboardInterrupt:  # every file matched so far is whole: report those
+        _interrupted(result, None, started)
     result.stats.seconds = time.perf_counter() - started
     return result
 

@@ -186,3 +186,55 @@ def test_a_worker_dies_with_its_parent() -> None:
     if os.path.exists(f"/proc/{worker}"):
         with_status = Path(f"/proc/{worker}/stat").read_text()
         assert ") Z" in with_status or ") X" in with_status
+
+
+# the same, for files: the matcher slowed down, and the file count at which workers start
+SLOW_FILE_SCAN = """
+import sys, time
+import keyscan.match as match
+import keyscan.scan as scan
+find = match.Matcher.find
+def slow(self, data):
+    time.sleep(0.002)
+    return find(self, data)
+match.Matcher.find = slow
+scan._PARALLEL_FILES = int(sys.argv[1])
+from keyscan.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("workers", ["serial", "parallel"])
+def test_sigint_during_a_file_scan(tmp_path: Path, workers: str) -> None:
+    """Ctrl-C while files are read: a partial report of what was read, said to be
+    partial, exit 130; no traceback, no worker left behind."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    keys = []
+    for i in range(3000):
+        text = f"line {i}\n"
+        if i % 300 == 0:
+            keys.append(fake_key_id())
+            text += f"key = {keys[-1]}\n"
+        (folder / f"f{i:04}.txt").write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_FILE_SCAN, "2000" if workers == "parallel" else str(10**9),
+         "scan", str(folder), "-f", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(KEYSCAN_WORKERS="2"),
+        preexec_fn=_sigint_as_from_a_terminal)
+    time.sleep(2.0)  # start-up and listing, then some 2 ms files
+    assert proc.poll() is None, "the scan ended before the signal"
+    children = _descendants(proc.pid)
+    if workers == "parallel":
+        assert children, "expected worker processes"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    stderr = err.decode()
+    assert proc.returncode == 130, stderr
+    assert "interrupted: partial results" in stderr and "Traceback" not in stderr
+    report = json.loads(out)
+    assert 0 < report["summary"]["files"] < 3000
+    assert {f["key_id"] for f in report["findings"]} <= set(keys)
+    time.sleep(0.2)
+    assert not [p for p in children if _alive(p)], "a worker outlived the scan"

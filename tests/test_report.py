@@ -15,7 +15,6 @@ from fakes import fake_key_id, fake_secret, fake_session_token
 from repos import CliResult, clean_env, commit_all, run_keyscan
 
 from keyscan.cli import main
-from keyscan.errors import KeyscanError
 
 Cli = Callable[..., CliResult]
 FORMATS = ["text", "json", "jsonl", "sarif"]
@@ -225,11 +224,15 @@ def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert exc.value.code == 2
 
 
-def test_errors_are_one_line_and_a_traceback_only_with_debug(cli: Cli, tmp_path: Path) -> None:
+def test_errors_are_one_line_and_a_traceback_only_with_debug(
+        cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = cli("scan", tmp_path / "missing")
     assert len(result.err.strip().splitlines()) == 1
-    with pytest.raises(KeyscanError):
-        main(["scan", str(tmp_path / "missing"), "--debug"])
+    capsys.readouterr()
+    assert main(["scan", str(tmp_path / "missing"), "--debug"]) == 2  # an error, not leaks
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "KeyscanError" in err
+    assert err.rstrip().endswith("does not exist: give a file, folder or repository")
 
 
 def test_the_installed_command_exit_codes(leaky: tuple[Path, str, str, str, str],
