@@ -118,8 +118,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
         explain.register(sub)
     if wanted("rules"):
-        rules = sub.add_parser("rules", help="list the rules in force")
-        rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR")
+        from keyscan import config
+
+        rules = sub.add_parser(
+            "rules", help="list the rules in force: the shipped ones, plus the rule folders "
+                          "the settings name, less the rules they disable")
+        rules.add_argument("path", nargs="?", default=".",
+                           help="the repository or folder whose settings apply (.)")
+        rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
+                           help="also load the rules in DIR (repeatable)")
+        config.add_options(rules)
         rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         rules.set_defaults(func=cmd_rules)
     return parser
@@ -360,9 +368,14 @@ def emit(result: object, args: argparse.Namespace) -> None:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    from keyscan import config
     from keyscan.rules import load_rules
 
-    for compiled in load_rules(args.rules).rules:
+    target = Path(args.path)
+    settings = config.for_root(config.project_root(target), args.config, args.no_config)
+    config.apply(args, settings)
+    for compiled in config.without_rules(load_rules(args.rules), args.disable_rule,
+                                         settings).rules:
         r = compiled.rule
         print(f"{r.id:32s} {r.severity:9s} {r.role.value:14s} {r.description}")
     return EXIT_CLEAN

@@ -121,8 +121,9 @@ def gather(query: str, target: Path, args: argparse.Namespace, settings: Config,
     found = [f for r in _scans(target, repo, args, settings) for f in r.findings]
     wanted = [f for f in found if f.fingerprint == query.lower() or f.key_id == query]
     if not wanted:
+        lister = "scan --history" if repo is not None else "scan"
         raise KeyscanError(f"no finding with fingerprint or key ID {query} in {target}: "
-                           f"`keyscan scan --history {target}` lists them")
+                           f"`keyscan {lister} {target}` lists them")
     key_ids = {f.key_id for f in wanted if f.key_id}
     digests = {f.value_digest for f in wanted}
     group = [f for f in found if f.key_id in key_ids or f.value_digest in digests]

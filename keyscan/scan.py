@@ -35,6 +35,10 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
     from keyscan.sources import parallel, worktree
 
     _require_exists(target)
+    repo = gitrepo.discover(target)
+    if repo is not None and repo.bare:
+        raise KeyscanError(f"{target} is a bare repository: it has no files to scan; scan "
+                           "its history with `keyscan scan --history`")
     base, paths = worktree.files(target, options.follow_symlinks)
     workers = parallel.worker_count() if len(paths) >= _PARALLEL_FILES else 1
     if workers > 1 and len(paths) >= _PARALLEL_FILES:

@@ -160,6 +160,23 @@ def test_extra_rule_folders_are_relative_to_the_settings_file(cli: Cli, repo: Pa
     assert [f["rule"] for f in result.json["findings"]] == ["internal-token"]
 
 
+def test_rules_lists_the_rules_the_settings_put_in_force(cli: Cli, repo: Path) -> None:
+    """`keyscan rules` answers for a repository: its settings' rule folders added, the
+    rules they disable left out (as a scan there runs them)."""
+    shipped = {line.split()[0] for line in cli("rules", repo).out.splitlines()}
+    (repo / "ci" / "rules").mkdir(parents=True)
+    (repo / "ci" / "rules" / "internal.yaml").write_text(
+        "version: 1\nrules:\n"
+        "  - id: internal-token\n    description: Internal API token\n    severity: high\n"
+        "    role: generic\n    regex: 'itok_(?P<value>[a-z0-9]{32})'\n    keywords: [itok_]\n")
+    disabled = sorted(shipped)[0]
+    (repo / ".keyscan.yaml").write_text(f"rules: [ci/rules]\ndisable_rules: [{disabled}]\n")
+    listed = {line.split()[0] for line in cli("rules", repo).out.splitlines()}
+    assert listed == shipped - {disabled} | {"internal-token"}
+    assert {line.split()[0] for line in cli("rules", repo, "--no-config").out.splitlines()} \
+        == shipped
+
+
 def test_our_accounts_classify_keys_offline(cli: Cli, repo: Path) -> None:
     ours, theirs = fake_key_id(), fake_key_id()
     (repo / "a.env").write_text(f"KEY={ours}\n")

@@ -105,6 +105,14 @@ def test_an_unknown_fingerprint_is_one_clear_error(cli: Cli, repo: Path,
                           f"in {repo}: `keyscan scan --history {repo}` lists them\n")
 
 
+def test_in_a_plain_folder_the_error_points_to_a_scan_that_works(cli: Cli,
+                                                                 tmp_path: Path) -> None:
+    result = cli("explain", "0" * 20, tmp_path)
+
+    assert result.code == 2
+    assert f"`keyscan scan {tmp_path}` lists them" in result.err
+
+
 def test_something_that_is_neither_is_refused(cli: Cli, repo: Path) -> None:
     result = cli("explain", "config/prod.ini", repo)
 

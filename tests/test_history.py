@@ -537,6 +537,9 @@ def test_bare_repository(cli: Cli, repo: Path, tmp_path: Path) -> None:
                    env=clean_env())
     _, findings, _ = history(cli, bare)
     assert findings[0]["key_id"] == key and findings[0]["in_head"] is True
+    files = cli("scan", bare)  # no work tree: say what to run instead of git's words
+    assert files.code == 2 and "bare repository" in files.err and "--history" in files.err
+    assert "fatal" not in files.err
 
 
 def _key_on_a_deleted_branch(repo: Path) -> str:
