@@ -143,6 +143,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
             ids = Later.done(_cache_ids(state, read_ids, result))
         elif use_cache and not hits.interrupted:
             ids = Later(_cache_ids, state, read_ids, result)
+        result.stats.incremental = run.incremental and not ranged
         if kept is not None and run.incremental:
             _cached_findings(kept, run.cached, hits)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)

@@ -281,6 +281,7 @@ class ScanStats:
     # rule's own allow_paths): counted, so that a settings change cannot hide them unseen
     path_allowed: int = 0
     ignored: int = 0  # fingerprints listed in .keyscanignore
+    incremental: bool = False  # a history re-scan: only objects new since the last read
     baselined: int = 0  # known already: listed in the --baseline file
 
 

@@ -216,6 +216,10 @@ def test_incremental_cache_rescans_only_new_objects(cli: Cli, repo: Path) -> Non
     assert doc2["summary"]["files"] == 2 < doc1["summary"]["files"]
     assert [f["key_id"] for f in second] == [f["key_id"] for f in first] == [key]
     assert second[0]["commit"] == first[0]["commit"]
+    # and the summary says so, rather than seem to have scanned almost nothing
+    assert (doc1["summary"]["incremental"], doc2["summary"]["incremental"]) == (False, True)
+    said = cli("scan", "--history", repo).err
+    assert "0 new objects read (the others from the cache)" in said
 
 
 def test_incremental_scan_takes_findings_from_the_cache_with_secrets_sealed(

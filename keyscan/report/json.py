@@ -65,6 +65,7 @@ def summary_dict(result: ScanResult) -> dict[str, Any]:
         "errors": len(result.errors),
         "ignored": result.stats.ignored,
         "allowed_by_path": result.stats.path_allowed,
+        "incremental": result.stats.incremental,
         "baselined": result.stats.baselined,
     }
 

@@ -88,6 +88,8 @@ def _history_line(f: Finding) -> str:
 def summary(result: ScanResult) -> str:
     s = summary_dict(result)
     unit = "objects" if result.mode == "history" else "files"
+    if s["incremental"]:
+        unit = "new objects read (the others from the cache)"
     parts = [f"{s['leaks']} leak{'s' if s['leaks'] != 1 else ''}",
              f"{s['files']} {unit}", f"{s['bytes'] / 1e6:.1f} MB", f"{s['seconds']:.2f} s"]
     tail = []
