@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fakes import fake_key_id, fake_secret, fake_session_token
-from repos import CliResult, clean_env, commit_all, run_keyscan
+from repos import CliResult, clean_env, commit_all, git, run_keyscan
 
 from keyscan.cli import main
 from keyscan.errors import KeyscanError
@@ -367,3 +367,41 @@ def test_sarif_from_a_subprocess_in_a_repository(repo: Path, sarif_schema: dict[
     proc = run_keyscan(["scan", ".", "-f", "sarif"], cwd=repo, env=clean_env())
     assert proc.returncode == 1
     validate_sarif(json.loads(proc.stdout), sarif_schema)
+
+
+# -- terminal safety ---------------------------------------------------------------------
+
+HOSTILE = "Eve\x1b]0;pwned\x07\x1b[2J"  # retitles the terminal, then clears the screen
+
+
+def control_characters(text: str) -> list[str]:
+    return sorted({c for c in text if not c.isprintable() and c != "\n"})
+
+
+def test_what_a_committer_wrote_cannot_drive_the_terminal(cli: Cli, repo: Path) -> None:
+    """An author, an email, a path or a ref name from the repository is printed with its
+    control characters escaped by every text report (scan, explain, the notes); JSON
+    keeps the exact value."""
+    key = fake_key_id()
+    path = "conf\x1b[31m.ini"
+    (repo / path).write_text(f"aws_access_key_id = {key}\n")
+    env = clean_env(GIT_AUTHOR_NAME=HOSTILE, GIT_AUTHOR_EMAIL="eve\x1b[8m@example.com")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config\x1b[2J", env=env)
+    first = cli("scan", "--history", repo)
+    # a ref git itself would refuse to list, read by a re-scan from the files
+    (repo / ".git" / "refs" / "heads" / "x\x1b[2J").write_text(
+        git(repo, "rev-parse", "HEAD").stdout)
+    again = cli("scan", "--history", repo)
+    explained = cli("explain", key, repo)
+    for result in (first, again, explained):
+        assert result.code in (0, 1), result.err
+        assert control_characters(result.out + result.err) == []
+        assert "conf\\x1b[31m.ini" in result.out
+    assert "by Eve\\x1b]0;pwned\\x07\\x1b[2J <eve\\x1b[8m@example.com>" in first.out
+    assert "heads/x\\x1b[2J" in again.out
+    assert "Eve\\x1b]0;pwned" in explained.out  # the place's author
+    assert "Remove it from conf\\x1b[31m.ini" in explained.out  # the next steps' path
+    [finding] = cli("scan", "--history", repo, "--format", "json").json["findings"]
+    assert finding["commit"]["author_name"] == HOSTILE
+    assert finding["commit"]["author_email"] == "eve\x1b[8m@example.com"

@@ -6,7 +6,7 @@ import json
 
 from keyscan import __version__
 from keyscan.model import Finding, ScanResult, Status
-from keyscan.report.redact import display_path, show
+from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
         "status": f.status.value,
         "severity": f.severity,
         "description": f.description,
-        "path": display_path(f.location.path),
+        "path": printable(f.location.path),
         "line": f.line,
         "column": f.column,
         "source": f.location.source,
@@ -75,7 +75,7 @@ def baseline_dict(result: ScanResult) -> dict[str, Any] | None:
     check = result.baseline
     if check is None:
         return None
-    return {"file": display_path(check.path), "entries": check.entries,
+    return {"file": printable(check.path), "entries": check.entries,
             "stale_checked": check.checked_stale,
             "stale": [entry_dict(e) for e in check.stale]}
 
@@ -84,11 +84,11 @@ def render(result: ScanResult, reveal: bool = False) -> str:
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "keyscan", "version": __version__},
-        "target": display_path(result.target),
+        "target": printable(result.target),
         "mode": result.mode,
         "summary": summary_dict(result),
         "findings": [finding_dict(f, reveal) for f in result.findings],
-        "skipped": [{"path": display_path(s.path), "reason": s.reason} for s in result.skipped],
+        "skipped": [{"path": printable(s.path), "reason": s.reason} for s in result.skipped],
         "errors": list(result.errors),
         "notes": list(result.notes),
         "baseline": baseline_dict(result),
