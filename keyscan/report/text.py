@@ -65,8 +65,9 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
     if f.encoding != "plain":
         lines.append(f"        encoded  {f.encoding}")
     if f.commit is not None:
-        c = f.commit
-        lines.append(f"        commit   {c.sha[:12]} by {printable(c.author_name)} "
+        c = f.commit  # of a tag's message: the tag, by its tagger
+        what = "tag     " if f.location.source == "tag-message" else "commit  "
+        lines.append(f"        {what} {c.sha[:12]} by {printable(c.author_name)} "
                      f"<{printable(c.author_email)}> on {printable(c.author_date)}")
     if "in_head" in f.extra:
         lines.append(_history_line(f))
