@@ -351,6 +351,58 @@ def test_sarif_validates_against_the_official_schema(
     assert levels <= {"error", "warning", "note"}
 
 
+def github_would_show(result: dict[str, Any]) -> bool:
+    """What GitHub code scanning needs of every result, or it rejects the whole upload:
+    a first location with a physical location whose artifact URI reads as a file path."""
+    physical = (result.get("locations") or [{}])[0].get("physicalLocation") or {}
+    uri = physical.get("artifactLocation", {}).get("uri", "")
+    return bool(uri) and uri not in (".", "/") and not uri.endswith("/")
+
+
+def test_sarif_history_results_name_their_commit_and_messages_are_no_files(
+        cli: Cli, repo: Path, sarif_schema: dict[str, Any]) -> None:
+    in_file, in_message, in_tag = fake_key_id(), fake_key_id(), fake_key_id()
+    (repo / "app.env").write_text(f"KEY={in_file}\n")
+    commit_all(repo, "add app.env")
+    added = git(repo, "rev-parse", "HEAD").stdout.strip()
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"rotate\n\nold key {in_message}")
+    rotated = git(repo, "rev-parse", "HEAD").stdout.strip()
+    git(repo, "tag", "-a", "v1", "-m", f"notes {in_tag}")
+    tag = git(repo, "rev-parse", "v1").stdout.strip()
+
+    result = cli("scan", "--history", repo, "--format", "sarif")
+
+    assert result.code == 1
+    doc = json.loads(result.out)
+    validate_sarif(doc, sarif_schema)
+    (run,) = doc["runs"]
+    by_key = {key: r for r in run["results"] for key in (in_file, in_message, in_tag)
+              if key in r["message"]["text"]}
+    assert all(github_would_show(r) for r in run["results"]) and len(by_key) == 3
+    file_result = by_key[in_file]
+    assert file_result["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "app.env"}
+    assert file_result["properties"]["commit"]["sha"] == added
+    assert file_result["properties"]["commit"]["author_name"] == "Test Author"
+    assert file_result["properties"]["commit"]["author_date"].startswith("20")
+    for key, kind, sha, line in ((in_message, "commit", rotated, 3), (in_tag, "tag", tag, 1)):
+        found = by_key[key]
+        assert found["properties"]["commit"]["sha"] == sha
+        assert found["properties"]["source"] == f"{kind}-message"
+        assert f"in the message of {kind} {sha[:12]}" in found["message"]["text"]
+        [where] = found["locations"]
+        assert where["logicalLocations"] == [
+            {"kind": kind, "name": sha, "fullyQualifiedName": f"{kind}/{sha}"}]
+        artifact = where["physicalLocation"]["artifactLocation"]
+        assert artifact == {"uri": f"{kind}/{sha}", "uriBaseId": "GITOBJECTS"}
+        assert where["physicalLocation"]["region"]["startLine"] == line
+    assert "not in a file" in run["originalUriBaseIds"]["GITOBJECTS"]["description"]["text"]
+    # outside history no result has a commit
+    worktree = json.loads(cli("scan", repo, "--format", "sarif").out)
+    [alone] = worktree["runs"][0]["results"]
+    assert "commit" not in alone["properties"] and alone["properties"]["source"] == "worktree"
+
+
 def test_an_empty_sarif_report_validates(cli: Cli, tmp_path: Path,
                                          sarif_schema: dict[str, Any]) -> None:
     result = cli("scan", tmp_path, "--format", "sarif")

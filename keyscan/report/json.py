@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from keyscan import __version__
-from keyscan.model import Finding, ScanResult, Status
+from keyscan.model import Commit, Finding, ScanResult, Status
 from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
@@ -37,17 +37,16 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
         "commit": None,
     }
     if f.commit is not None:
-        out["commit"] = {
-            "sha": f.commit.sha,
-            "author_name": f.commit.author_name,
-            "author_email": f.commit.author_email,
-            "author_date": f.commit.author_date,
-            "commit_date": f.commit.commit_date,
-            "message": f.commit.message,
-        }
+        out["commit"] = commit_dict(f.commit)
     out.update(f.extra)
     out.update(ownership_fields(f))
     return out
+
+
+def commit_dict(c: Commit) -> dict[str, str]:
+    """A finding's commit (a tag's message: the tag) as the JSON schema's `commit`."""
+    return {"sha": c.sha, "author_name": c.author_name, "author_email": c.author_email,
+            "author_date": c.author_date, "commit_date": c.commit_date, "message": c.message}
 
 
 def summary_dict(result: ScanResult) -> dict[str, Any]:
