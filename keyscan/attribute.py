@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.gitrepo import tree_walk
@@ -245,6 +245,56 @@ def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
             c = _commit(entry.strip(b"\n"))
             out[c.sha] = c
     return out
+
+
+# an annotated tag read: the object it names, and its tagger, date and subject
+TagFacts = tuple[str, "Commit | None"]
+_TAG_CHAIN = 10  # tags of tags followed this deep (git peels deeper, nobody tags so)
+
+
+def tags_reaching(tags: Collection[str], refs: Sequence[tuple[str, str, str]],
+                  read: Callable[[Collection[str]], Mapping[str, TagFacts]]
+                  ) -> tuple[dict[str, Commit], dict[str, list[str]]]:
+    """For annotated tags holding findings in their message: who tagged each, when, and
+    its subject (a Commit with the tag's id), and the refs reaching each: a ref naming
+    it, or naming a tag that names it (a tag of a tag), and so on down.
+
+    `refs`: (name, the object it names, what that comes down to) of every ref; `read`:
+    the tags among some objects, each with what it names (`sources.recent.parse_tag`).
+    Besides the tags with findings, only tags of refs that come down to what one of them
+    does are read (a few, tagging the same commit)."""
+    known: dict[str, TagFacts] = {}
+    asked: set[str] = set()
+    ends = {end for _, named, end in refs if named != end}
+
+    def chains(starts: Collection[str]) -> dict[str, list[str]]:
+        """The tags from each of `starts` down (one read a step for them all), and what
+        the last one names."""
+        out: dict[str, list[str]] = {s: [] for s in starts}
+        at = {s: s for s in starts}
+        for _ in range(_TAG_CHAIN):
+            wanted = {o for o in at.values() if o not in ends and o not in asked}
+            asked.update(wanted)
+            known.update(read(wanted) if wanted else {})
+            at = {s: o for s, o in at.items() if o in known and o not in ends}
+            if not at:
+                break
+            for s, o in at.items():
+                out[s].append(o)
+            at = {s: known[o][0] for s, o in at.items()}
+        return out
+
+    found = chains(tags)
+    bottoms = {known[c[-1]][0] for c in found.values() if c}
+    reaching: dict[str, list[str]] = {}
+    starts = {named for _, named, end in refs if named != end and end in bottoms}
+    down = chains(starts)
+    for name, named, _ in refs:
+        for tag in down.get(named, []):
+            if tag in found:
+                reaching.setdefault(tag, []).append(name)
+    meta = {t: m for t in found if (m := known.get(t, ("", None))[1]) is not None}
+    return meta, reaching
 
 
 def tree_blobs(git_dir: Path, tree: str = "HEAD") -> dict[str, list[str]]:

@@ -38,10 +38,10 @@ def entry(f: Finding) -> BaselineEntry:
 
 
 def entry_dict(e: BaselineEntry) -> dict[str, Any]:
-    from keyscan.report.redact import display_path
+    from keyscan.report.redact import printable
 
     return {"fingerprint": e.fingerprint, "rule": e.rule, "kind": e.kind,
-            "path": display_path(e.path), "key_id": e.key_id or None, "line": e.line,
+            "path": printable(e.path), "key_id": e.key_id or None, "line": e.line,
             "column": e.column, "commit": e.commit or None}
 
 

@@ -336,6 +336,7 @@ def emit(result: object, args: argparse.Namespace) -> None:
     from keyscan.model import ScanResult
     from keyscan.report import text as text_report
     from keyscan.report import write_private
+    from keyscan.report.redact import printable
 
     assert isinstance(result, ScanResult)
     reveal = args.show_secrets
@@ -360,10 +361,11 @@ def emit(result: object, args: argparse.Namespace) -> None:
     elif body:
         sys.stdout.write(body)
         sys.stdout.flush()
+    # errors and notes may quote the repository (a ref name, git's own message)
     for error in result.errors:
-        print(f"keyscan: error: {error}", file=sys.stderr)
+        print(f"keyscan: error: {printable(error)}", file=sys.stderr)
     for note in result.notes:
-        print(f"keyscan: note: {note}", file=sys.stderr)
+        print(f"keyscan: note: {printable(note)}", file=sys.stderr)
     print(text_report.summary(result), file=sys.stderr)
 
 
@@ -426,7 +428,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except KeyscanError as exc:
         _traceback_if(args.debug)
-        print(f"keyscan: error: {exc}", file=sys.stderr)
+        from keyscan.report.redact import printable  # it may quote a repository's file
+
+        print(f"keyscan: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except ScanInterrupted as stop:  # Ctrl-C in a scan: report what was read
         emit(stop.partial, args)

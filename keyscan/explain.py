@@ -174,7 +174,11 @@ def _history_facts(story: Story, git_dir: Path | None) -> None:
                          f.location.source, f.status))
             if sha:
                 shas.add(sha)
-    meta = attribute.commits(git_dir, shas) if git_dir is not None and shas else {}
+    # the findings tell their first commit (or tag, for a tag's message); git the others
+    meta = {f.commit.sha: f.commit for f in story.findings if f.commit is not None}
+    asked = shas.difference(meta)
+    if git_dir is not None and asked:
+        meta.update(attribute.commits(git_dir, asked))
     places = [Place(path, line, source, meta.get(sha), status)
               for path, line, sha, source, status in rows]
     places.sort(key=lambda p: (p.commit.commit_date if p.commit else "~", p.path))

@@ -202,13 +202,19 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     for. Returns where the blobs appear and the refs containing each commit (cached)."""
     head = (run.default_tip or Later(_default_tip, run.git_dir, run.refs_listed, run.head)) \
         if hits.blobs else None
-    # who wrote the commits (and tags) holding findings in their message
-    meta = _commit_meta(run, list(hits.commits)) if hits.commits else None
+    # who wrote the commits holding findings in their message
+    messages = [sha for sha, (kind, _) in hits.commits.items() if kind == "commit"]
+    meta = _commit_meta(run, messages) if messages else None
     gone = _gone(run)
     if run.state is not None and run.incremental:
         _forget_vanished(run.state, gone, result)
     appearances, refs_of = _where(run, hits, gone)
     held = _held(run.git_dir, run.refs_listed, hits.blobs)
+    # annotated tags holding findings in their message: who tagged them, and the refs
+    # naming them (held outside any commit, as a blob a ref names is)
+    tagged, named = _tags(run, [sha for sha, (kind, _) in hits.commits.items()
+                                if kind == "tag"])
+    held.update({tag: [(ref, "") for ref in refs] for tag, refs in named.items()})
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
     tip, note = head.get() if head else ({}, "")
@@ -219,7 +225,7 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
         result.notes.append(note)
     result.findings = sorted(
         _attribute(hits, tip, appearances, held, options, refs_of,
-                   meta.get() if meta else {}, result),
+                   {**(meta.get() if meta else {}), **tagged}, result),
         key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
                        f.column))
     return appearances, refs_of
@@ -235,6 +241,35 @@ def _commit_meta(run: _Run, shas: list[str]) -> Later[dict[str, Commit]]:
         except StoreError:
             pass
     return Later(attribute.commits, run.git_dir, shas)
+
+
+def _tags(run: _Run, tags: list[str]
+          ) -> tuple[dict[str, Commit], dict[str, list[str]]]:
+    """`attribute.tags_reaching` of `tags`: the same answer from a fresh scan and a
+    re-scan (tags never change; the refs are listed anew each time)."""
+    if not tags:
+        return {}, {}
+    refs = [(r.name, r.target, r.commit) for r in run.refs_listed if r.kind != "missing"]
+    return attribute.tags_reaching(tags, refs, lambda shas: _read_tags(run, shas))
+
+
+def _read_tags(run: _Run, shas: Collection[str]) -> dict[str, attribute.TagFacts]:
+    """The annotated tags among `shas`, each with what it names and its tagger: read
+    from the store's files on a re-scan that reads them, else through git."""
+    if run.store is not None:
+        try:
+            objects = {sha: run.store.read_at_most(sha, _TAG_SIZE) for sha in shas}
+        except StoreError:
+            objects = {}
+        if len(objects) == len(shas) and all(objects.values()):
+            return {sha: recent.parse_tag(sha, obj[2]) for sha, obj in objects.items()
+                    if obj is not None and obj[0] == "tag" and obj[2] is not None}
+    return {o.sha: recent.parse_tag(o.sha, o.data) for o in source.read_objects(
+        run.git_dir, [source.ObjectRef(sha, "tag", 0) for sha in sorted(shas)])
+        if o.kind == "tag" and o.data is not None}
+
+
+_TAG_SIZE = 1 << 20  # an object larger than this is no tag anyone wrote: not read
 
 
 def _default_tip(git_dir: Path, refs: list[source.Ref], head: str
@@ -896,17 +931,18 @@ def _reachable(hits: _Hits, reach: source.Reachability | None,
                appearances: dict[str, list[attribute.Appearance]],
                held: dict[str, list[tuple[str, str]]], tips: list[str],
                refs_of: dict[str, list[str]]) -> set[str] | None:
-    """Which objects holding findings some ref reaches; None when that cannot be told."""
+    """Which objects holding findings some ref reaches; None when that cannot be told.
+    `held`: objects refs hold outside any commit (`_held`, and annotated tags)."""
     if reach is not None:
         if reach.error:
             return None
         return {sha for sha in [*hits.blobs, *hits.commits] if sha in reach}
     # no walk: a blob is reachable when some commit on a ref put it at a path (or a ref
     # names it or a tree holding it), a commit when a ref contains it, an annotated tag
-    # when a ref points at it
+    # when a ref names it or a tag of it
     found = {b for b in hits.blobs if appearances.get(b) or b in held}
     for sha, (kind, _) in hits.commits.items():
-        if (kind == "tag" and sha in tips) or (
+        if (kind == "tag" and (sha in tips or sha in held)) or (
                 kind == "commit" and refs_of.get(sha)):
             found.add(sha)
     return found

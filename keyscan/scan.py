@@ -151,8 +151,8 @@ def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options:
     return result
 
 
-def findings_in(unit: Content, matcher: Matcher, options: ScanOptions, result: ScanResult
-                ) -> list[Finding]:
+def findings_in(unit: Content, matcher: Matcher, options: ScanOptions,
+                result: ScanResult | None = None) -> list[Finding]:
     """The findings in `unit`; those in allowed paths are counted in `result` instead."""
     creds = matcher.find(unit.data)
     if not creds:
@@ -161,7 +161,8 @@ def findings_in(unit: Content, matcher: Matcher, options: ScanOptions, result: S
     out = []
     for cred in creds:
         if path_allowed(path, cred, options):
-            result.stats.path_allowed += 1
+            if result is not None:
+                result.stats.path_allowed += 1
             continue
         out.append(to_finding(cred, unit.location))
     return out

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fakes import fake_key_id, fake_secret
-from repos import CliResult, git
+from repos import CliResult, clean_env, git
 from test_history import commit
 
 Cli = Callable[..., CliResult]
@@ -52,6 +52,23 @@ def test_explain_by_key_id_tells_the_whole_story(cli: Cli, repo: Path,
     assert f"keyscan explain {wandering['key']} PATH --verify" in steps
     assert "shown only once, at creation" in steps
     assert "history still holds it" in steps
+
+
+def test_explain_of_a_key_in_a_tag_message_names_the_tag_and_its_refs(cli: Cli, repo: Path
+                                                                     ) -> None:
+    key = fake_key_id()
+    commit(repo, {"README.md": "app\n"}, "initial", "Alice")
+    env = clean_env(GIT_COMMITTER_NAME="Mallory", GIT_COMMITTER_EMAIL="m@example.com")
+    git(repo, "tag", "-a", "v1", "-m", f"deployed with {key}", env=env)
+    tag = git(repo, "rev-parse", "v1").stdout.strip()
+
+    out = cli("explain", key, repo).out
+
+    assert "refs        tags/v1\n" in out
+    assert "first seen  20" in out
+    place = out.split("place(s):\n")[1].splitlines()[0].strip()
+    assert place.startswith(f"{tag[:12]} 20") and " Mallory " in place
+    assert f"(tag message {tag[:12]}):1" in place
 
 
 def test_explain_by_fingerprint_finds_the_same_credential(cli: Cli, repo: Path,

@@ -181,6 +181,47 @@ def test_annotated_tag_message_is_scanned(cli: Cli, repo: Path) -> None:
     assert by_key(findings, key)["source"] == "tag-message"
 
 
+@pytest.mark.parametrize("reader", ["files", "git"])
+@pytest.mark.parametrize("walk", ["--check-missing", "--no-check-missing"])
+def test_a_key_in_a_tag_message_is_on_the_refs_naming_the_tag(
+        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch, reader: str, walk: str) -> None:
+    """A key in an annotated tag's message is reached by the refs naming that tag, a tag
+    of the tag included (not by other tags of the same commit), and the finding says who
+    tagged it and when: the same from a fresh scan and from re-scans."""
+    if reader == "git":
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    key = fake_key_id()
+    head = commit(repo, {"a.txt": "a\n"}, "a")
+    env = clean_env(GIT_COMMITTER_NAME="Mallory", GIT_COMMITTER_EMAIL="mallory@example.com",
+                    GIT_COMMITTER_DATE="2024-05-06T07:08:09+02:00")
+    git(repo, "tag", "-a", "v1", "-m", f"release notes mention {key}", env=env)
+    git(repo, "tag", "-a", "reviewed", "-m", "v1, reviewed", "v1", env=env)
+    git(repo, "tag", "-a", "other", "-m", "the same commit", head, env=env)
+    tag = git(repo, "rev-parse", "v1").stdout.strip()
+
+    _, fresh, _ = history(cli, repo, "--no-cache", walk)
+    found = by_key(fresh, key)
+    assert found["source"] == "tag-message"
+    assert found["refs"] == ["refs/tags/reviewed", "refs/tags/v1"]
+    tagger = found["commit"]
+    assert (tagger["sha"], tagger["author_name"], tagger["author_email"]) == (
+        tag, "Mallory", "mallory@example.com")
+    assert found["first_seen"] == found["last_seen"] == "2024-05-06T07:08:09+02:00"
+    assert key not in tagger["message"]
+    text = cli("scan", "--history", repo, "--no-cache", walk).out
+    assert f"tag      {tag[:12]} by Mallory <mallory@example.com>" in text
+    assert "on tags/reviewed, tags/v1\n" in text
+
+    history(cli, repo, walk)  # the cache is made
+    commit(repo, {"b.txt": "b\n"}, "b")
+    git(repo, "tag", "-a", "approved", "-m", "a new tag of the tag", "reviewed", env=env)
+    _, cached, doc = history(cli, repo, walk)
+    assert doc["summary"]["files"] == 3  # the new commit, its blob and the new tag
+    assert by_key(cached, key)["refs"] == ["refs/tags/approved", "refs/tags/reviewed",
+                                           "refs/tags/v1"]
+    assert cached == history(cli, repo, "--no-cache", walk)[1]
+
+
 def test_range_scans_only_what_the_commits_added(cli: Cli, repo: Path) -> None:
     old_key, new_key = fake_key_id(), fake_key_id()
     base = commit(repo, {"old.txt": f"id {old_key}\n"}, "old leak")

@@ -1,4 +1,5 @@
-"""The real pre-commit framework installs keyscan's hook from this repository and runs it.
+"""keyscan as a pre-commit hook: the README's plain hook, and the real pre-commit framework
+installing keyscan's hook from this repository and running it.
 
 pre-commit clones the project at a commit (its HEAD) and pip-installs it into a hook
 environment, so this checks the *committed* `.pre-commit-hooks.yaml` and code:
@@ -9,13 +10,14 @@ that happens once.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from fakes import fake_key_id, fake_secret
-from repos import PROJECT, clean_env, git
+from repos import KEYSCAN_BIN, PROJECT, clean_env, git
 
 INSTALL_TIMEOUT = 600  # seconds: the first commit pip-installs keyscan and its dependencies
 pytestmark = pytest.mark.timeout(INSTALL_TIMEOUT + 120)
@@ -68,6 +70,29 @@ def test_the_hook_definition_scans_what_is_staged() -> None:
     assert hook["language"] == "python"
     assert hook["pass_filenames"] is False  # the index, not a list of working files
     assert hook.get("always_run") is True
+
+
+def readme_plain_hook() -> str:
+    """The README's shell lines that install the hook without the framework."""
+    section = (PROJECT / "README.md").read_text().split("## Pre-commit hook")[1]
+    after = section.split("## ")[0].split("Without it")[1]
+    return after.split("```sh\n")[1].split("```")[0]
+
+
+def test_the_readme_plain_hook_blocks_a_key(repo: Path) -> None:
+    """The README's hook, installed as written, runs on `git commit` and blocks a key."""
+    env = clean_env(PATH=f"{KEYSCAN_BIN.parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(["sh", "-c", readme_plain_hook()], cwd=repo, env=env, check=True)
+    (repo / "app.py").write_text("print('hello')\n")
+    git(repo, "add", "app.py", env=env)
+    assert commit(repo, env, "initial").returncode == 0
+    (repo / "deploy.cfg").write_text(f"aws_access_key_id = {fake_key_id()}\n")
+    git(repo, "add", "deploy.cfg", env=env)
+
+    blocked = commit(repo, env, "add deploy config")
+
+    assert blocked.returncode != 0 and commits(repo) == 1
+    assert "deploy.cfg:1:21" in blocked.stdout + blocked.stderr
 
 
 def commit(repo: Path, env: dict[str, str], message: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fakes import fake_key_id, fake_secret, fake_session_token
-from repos import CliResult, clean_env, commit_all, run_keyscan
+from repos import CliResult, clean_env, commit_all, git, run_keyscan
 
 from keyscan.cli import main
 
@@ -354,6 +354,58 @@ def test_sarif_validates_against_the_official_schema(
     assert levels <= {"error", "warning", "note"}
 
 
+def github_would_show(result: dict[str, Any]) -> bool:
+    """What GitHub code scanning needs of every result, or it rejects the whole upload:
+    a first location with a physical location whose artifact URI reads as a file path."""
+    physical = (result.get("locations") or [{}])[0].get("physicalLocation") or {}
+    uri = physical.get("artifactLocation", {}).get("uri", "")
+    return bool(uri) and uri not in (".", "/") and not uri.endswith("/")
+
+
+def test_sarif_history_results_name_their_commit_and_messages_are_no_files(
+        cli: Cli, repo: Path, sarif_schema: dict[str, Any]) -> None:
+    in_file, in_message, in_tag = fake_key_id(), fake_key_id(), fake_key_id()
+    (repo / "app.env").write_text(f"KEY={in_file}\n")
+    commit_all(repo, "add app.env")
+    added = git(repo, "rev-parse", "HEAD").stdout.strip()
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"rotate\n\nold key {in_message}")
+    rotated = git(repo, "rev-parse", "HEAD").stdout.strip()
+    git(repo, "tag", "-a", "v1", "-m", f"notes {in_tag}")
+    tag = git(repo, "rev-parse", "v1").stdout.strip()
+
+    result = cli("scan", "--history", repo, "--format", "sarif")
+
+    assert result.code == 1
+    doc = json.loads(result.out)
+    validate_sarif(doc, sarif_schema)
+    (run,) = doc["runs"]
+    by_key = {key: r for r in run["results"] for key in (in_file, in_message, in_tag)
+              if key in r["message"]["text"]}
+    assert all(github_would_show(r) for r in run["results"]) and len(by_key) == 3
+    file_result = by_key[in_file]
+    assert file_result["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": "app.env"}
+    assert file_result["properties"]["commit"]["sha"] == added
+    assert file_result["properties"]["commit"]["author_name"] == "Test Author"
+    assert file_result["properties"]["commit"]["author_date"].startswith("20")
+    for key, kind, sha, line in ((in_message, "commit", rotated, 3), (in_tag, "tag", tag, 1)):
+        found = by_key[key]
+        assert found["properties"]["commit"]["sha"] == sha
+        assert found["properties"]["source"] == f"{kind}-message"
+        assert f"in the message of {kind} {sha[:12]}" in found["message"]["text"]
+        [where] = found["locations"]
+        assert where["logicalLocations"] == [
+            {"kind": kind, "name": sha, "fullyQualifiedName": f"{kind}/{sha}"}]
+        artifact = where["physicalLocation"]["artifactLocation"]
+        assert artifact == {"uri": f"{kind}/{sha}", "uriBaseId": "GITOBJECTS"}
+        assert where["physicalLocation"]["region"]["startLine"] == line
+    assert "not in a file" in run["originalUriBaseIds"]["GITOBJECTS"]["description"]["text"]
+    # outside history no result has a commit
+    worktree = json.loads(cli("scan", repo, "--format", "sarif").out)
+    [alone] = worktree["runs"][0]["results"]
+    assert "commit" not in alone["properties"] and alone["properties"]["source"] == "worktree"
+
+
 def test_an_empty_sarif_report_validates(cli: Cli, tmp_path: Path,
                                          sarif_schema: dict[str, Any]) -> None:
     result = cli("scan", tmp_path, "--format", "sarif")
@@ -370,3 +422,41 @@ def test_sarif_from_a_subprocess_in_a_repository(repo: Path, sarif_schema: dict[
     proc = run_keyscan(["scan", ".", "-f", "sarif"], cwd=repo, env=clean_env())
     assert proc.returncode == 1
     validate_sarif(json.loads(proc.stdout), sarif_schema)
+
+
+# -- terminal safety ---------------------------------------------------------------------
+
+HOSTILE = "Eve\x1b]0;pwned\x07\x1b[2J"  # retitles the terminal, then clears the screen
+
+
+def control_characters(text: str) -> list[str]:
+    return sorted({c for c in text if not c.isprintable() and c != "\n"})
+
+
+def test_what_a_committer_wrote_cannot_drive_the_terminal(cli: Cli, repo: Path) -> None:
+    """An author, an email, a path or a ref name from the repository is printed with its
+    control characters escaped by every text report (scan, explain, the notes); JSON
+    keeps the exact value."""
+    key = fake_key_id()
+    path = "conf\x1b[31m.ini"
+    (repo / path).write_text(f"aws_access_key_id = {key}\n")
+    env = clean_env(GIT_AUTHOR_NAME=HOSTILE, GIT_AUTHOR_EMAIL="eve\x1b[8m@example.com")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "config\x1b[2J", env=env)
+    first = cli("scan", "--history", repo)
+    # a ref git itself would refuse to list, read by a re-scan from the files
+    (repo / ".git" / "refs" / "heads" / "x\x1b[2J").write_text(
+        git(repo, "rev-parse", "HEAD").stdout)
+    again = cli("scan", "--history", repo)
+    explained = cli("explain", key, repo)
+    for result in (first, again, explained):
+        assert result.code in (0, 1), result.err
+        assert control_characters(result.out + result.err) == []
+        assert "conf\\x1b[31m.ini" in result.out
+    assert "by Eve\\x1b]0;pwned\\x07\\x1b[2J <eve\\x1b[8m@example.com>" in first.out
+    assert "heads/x\\x1b[2J" in again.out
+    assert "Eve\\x1b]0;pwned" in explained.out  # the place's author
+    assert "Remove it from conf\\x1b[31m.ini" in explained.out  # the next steps' path
+    [finding] = cli("scan", "--history", repo, "--format", "json").json["findings"]
+    assert finding["commit"]["author_name"] == HOSTILE
+    assert finding["commit"]["author_email"] == "eve\x1b[8m@example.com"

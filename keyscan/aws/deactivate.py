@@ -18,6 +18,7 @@ from keyscan.aws.audit import FAILED, OK, AuditLog, Entry
 from keyscan.aws.session import Operator, describe, error_code
 from keyscan.interrupt import held
 from keyscan.model import Finding, Status
+from keyscan.report.redact import printable
 
 QUARANTINE_POLICY = "keyscan-quarantine"
 INTERRUPTED = "interrupted"  # Ctrl-C came before this step: nothing was done to the key
@@ -121,7 +122,7 @@ def render_plan(steps: list[Step], verb: str = "deactivate", extra: str = "quara
             what += f" + {extra}"
         who = f"user {s.user or '?'}, account {s.account or 'unknown'}"
         lines.append(f"  {what:24s} {s.key_id}  ({who}, status {s.status or 'unknown'})")
-        lines.append(f"  {'':24s} why: {s.reason}")
+        lines.append(f"  {'':24s} why: {printable(s.reason)}")  # it names paths
     acting = sum(s.act for s in steps)
     lines.append(f"{acting} of {len(steps)} key(s) to {verb}.")
     return "\n".join(lines) + "\n"
@@ -132,7 +133,7 @@ def render_outcomes(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         text = f"  {o.result:24s} {o.step.key_id}  (user {o.step.user or '?'})"
         if o.message:
-            text += f": {o.message}"
+            text += f": {printable(o.message)}"
         lines.append(text)
     return "\n".join(lines) + ("\n" if lines else "")
 

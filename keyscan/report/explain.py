@@ -7,7 +7,7 @@ import json
 from keyscan.explain import Place, Story, next_steps
 from keyscan.model import Status
 from keyscan.record import asdict
-from keyscan.report.redact import display_path, show
+from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
@@ -28,15 +28,16 @@ def render(story: Story) -> str:
         lines.append(f"  secret      {show(secret, False)}")
     prints = sorted({(g.fingerprint, g.rule_id, g.location.path) for g in story.findings})
     lines.append("  fingerprint " + "\n              ".join(
-        f"{fp}  {rule}  {display_path(path)}" for fp, rule, path in prints))
-    lines.extend(f"  ignored     {entry} in .keyscanignore" for entry in story.ignored)
+        f"{fp}  {rule}  {printable(path)}" for fp, rule, path in prints))
+    lines.extend(f"  ignored     {printable(entry)} in .keyscanignore" for entry in story.ignored)
     lines.append(f"  in HEAD     {'yes' if story.in_head else 'no'}; in the working tree: "
                  f"{'yes' if story.in_worktree else 'no'}")
     if story.first_seen:
-        lines.append(f"  first seen  {story.first_seen}")
-        lines.append(f"  last seen   {story.last_seen}")
+        lines.append(f"  first seen  {printable(story.first_seen)}")
+        lines.append(f"  last seen   {printable(story.last_seen)}")
     if story.refs:
-        lines.append("  refs        " + ", ".join(r.removeprefix("refs/") for r in story.refs))
+        lines.append("  refs        " + ", ".join(printable(r.removeprefix("refs/"))
+                                              for r in story.refs))
     if own is not None:
         lines.append(f"  class       {own.classification}"
                      f"{' (confirmed by IAM)' if own.confirmed else ''}")
@@ -53,18 +54,20 @@ def render(story: Story) -> str:
     lines.append(f"  seen in     {len(story.places)} place(s):")
     lines.extend(f"    {_place(p)}" for p in story.places)
     lines.append("Next steps:")
-    lines.extend(f"  {n}. {step}" for n, step in enumerate(next_steps(story), 1))
+    # the steps name the files to clean, as they are named in the repository
+    lines.extend(f"  {n}. {printable(step)}" for n, step in enumerate(next_steps(story), 1))
     return "\n".join(lines) + "\n"
 
 
 def _place(p: Place) -> str:
-    where = f"{display_path(p.path)}:{p.line}" if p.line else display_path(p.path)
+    where = f"{printable(p.path)}:{p.line}" if p.line else printable(p.path)
     if p.status is not Status.LEAK:
         where += f"  ({p.status.value})"
     if p.commit is None:
         return f"{'(working tree)' if p.source == 'worktree' else '(no commit)':40s} {where}"
     c = p.commit
-    return f"{c.sha[:12]} {c.commit_date[:10]} {c.author_name[:16]:16s} {where}"
+    return f"{c.sha[:12]} {printable(c.commit_date)[:10]} {printable(c.author_name)[:16]:16s} " \
+        f"{where}"
 
 
 def render_json(story: Story) -> str:
@@ -86,7 +89,7 @@ def render_json(story: Story) -> str:
         "first_seen": story.first_seen or None,
         "last_seen": story.last_seen or None,
         "refs": story.refs,
-        "places": [{"path": display_path(p.path), "line": p.line, "source": p.source,
+        "places": [{"path": printable(p.path), "line": p.line, "source": p.source,
                     "status": p.status.value,
                     "commit": asdict(p.commit) if p.commit else None} for p in story.places],
         "ignored": story.ignored,

@@ -17,7 +17,7 @@ from typing import IO, Any
 from keyscan import __version__
 from keyscan.errors import KeyscanError
 from keyscan.report import write_private
-from keyscan.report.redact import display_path
+from keyscan.report.redact import printable
 
 COLUMNS = ("status", "findings", "leaks", "blobs", "bytes", "seconds", "error")
 
@@ -61,12 +61,12 @@ def status_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'REPOSITORY':{width}}  {'STATUS':8} {'LEAKS':>5} {'FOUND':>5} {'BLOBS':>8} "
              f"{'MB':>9} {'SECONDS':>8}  ERROR"]
     for r in rows:
-        name = display_path(r["repo"])
+        name = printable(r["repo"])
         if len(name) > width:
             name = "…" + name[-(width - 1):]
         lines.append(f"{name:{width}}  {r['status']:8} {r['leaks']:>5} {r['findings']:>5} "
                      f"{r['blobs']:>8} {r['bytes'] / 1e6:>9.1f} {r['seconds']:>8.1f}  "
-                     f"{_short(display_path(r['error']))}")
+                     f"{_short(printable(r['error']))}")
     return "\n".join(lines) + "\n"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from keyscan import __version__
-from keyscan.model import Finding, ScanResult, Status
-from keyscan.report.redact import display_path, show
+from keyscan.model import Commit, Finding, ScanResult, Status
+from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
         "status": f.status.value,
         "severity": f.severity,
         "description": f.description,
-        "path": display_path(f.location.path),
+        "path": printable(f.location.path),
         "line": f.line,
         "column": f.column,
         "source": f.location.source,
@@ -37,17 +37,16 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
         "commit": None,
     }
     if f.commit is not None:
-        out["commit"] = {
-            "sha": f.commit.sha,
-            "author_name": f.commit.author_name,
-            "author_email": f.commit.author_email,
-            "author_date": f.commit.author_date,
-            "commit_date": f.commit.commit_date,
-            "message": f.commit.message,
-        }
+        out["commit"] = commit_dict(f.commit)
     out.update(f.extra)
     out.update(ownership_fields(f))
     return out
+
+
+def commit_dict(c: Commit) -> dict[str, str]:
+    """A finding's commit (a tag's message: the tag) as the JSON schema's `commit`."""
+    return {"sha": c.sha, "author_name": c.author_name, "author_email": c.author_email,
+            "author_date": c.author_date, "commit_date": c.commit_date, "message": c.message}
 
 
 def summary_dict(result: ScanResult) -> dict[str, Any]:
@@ -77,7 +76,7 @@ def baseline_dict(result: ScanResult) -> dict[str, Any] | None:
     check = result.baseline
     if check is None:
         return None
-    return {"file": display_path(check.path), "entries": check.entries,
+    return {"file": printable(check.path), "entries": check.entries,
             "stale_checked": check.checked_stale,
             "stale": [entry_dict(e) for e in check.stale]}
 
@@ -86,11 +85,11 @@ def render(result: ScanResult, reveal: bool = False) -> str:
     doc = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "keyscan", "version": __version__},
-        "target": display_path(result.target),
+        "target": printable(result.target),
         "mode": result.mode,
         "summary": summary_dict(result),
         "findings": [finding_dict(f, reveal) for f in result.findings],
-        "skipped": [{"path": display_path(s.path), "reason": s.reason} for s in result.skipped],
+        "skipped": [{"path": printable(s.path), "reason": s.reason} for s in result.skipped],
         "errors": list(result.errors),
         "notes": list(result.notes),
         "baseline": baseline_dict(result),

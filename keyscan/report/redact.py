@@ -1,10 +1,11 @@
-"""Redaction: the one place a Secret is unwrapped for output."""
+"""Redaction and escaping: the one place a Secret is unwrapped for output, and the one
+place text from the repository is made safe for a terminal."""
 
 from __future__ import annotations
 
 from keyscan.model import SHOWN, Secret
 
-__all__ = ["SHOWN", "display_path", "show"]
+__all__ = ["SHOWN", "printable", "show"]
 
 
 def show(value: Secret | None, reveal: bool) -> str | None:
@@ -15,7 +16,11 @@ def show(value: Secret | None, reveal: bool) -> str | None:
     return f"{value.prefix()}…({len(value)} chars, redacted)"
 
 
-def display_path(path: str) -> str:
-    """A path safe for one terminal line: control and non-UTF-8 bytes escaped."""
-    raw = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def printable(text: str) -> str:
+    """Text from a repository (a path, an author, a subject, a ref or tag name) safe
+    for one terminal line: control characters and non-UTF-8 bytes escaped (`\\x1b`,
+    `\\xff`), so no committer can move the cursor, clear or retitle the screen."""
+    if text.isprintable():
+        return text
+    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)

@@ -1,4 +1,13 @@
-"""SARIF 2.1.0 for GitHub code scanning: leaks are results, the rules are the driver's."""
+"""SARIF 2.1.0 for GitHub code scanning: leaks are results, the rules are the driver's.
+
+A result from a commit's or annotated tag's message is in no file. GitHub code scanning
+rejects a whole upload when one result's first location has no physical location with
+an artifact URI that reads as a path (`locationFromSarifResult`), so such a result
+keeps one, relative to the `GITOBJECTS` base (the repository's objects, declared in
+`originalUriBaseIds`, not its tree), beside a logical location naming the commit or
+tag. Every history result carries its commit (a tag's message: the tag) in its
+properties, as the JSON report's `commit`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from urllib.parse import quote
 
 from keyscan import __version__
 from keyscan.model import Finding, ScanResult, Status
+from keyscan.report.json import commit_dict
 from keyscan.report.redact import show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
@@ -16,6 +26,8 @@ if TYPE_CHECKING:
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
 _SCORE = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "2.0"}
+_MESSAGES = {"commit-message": "commit", "tag-message": "tag"}  # source -> git object
+_OBJECTS = "GITOBJECTS"
 
 
 def render(result: ScanResult, reveal: bool = False) -> str:
@@ -35,6 +47,9 @@ def render(result: ScanResult, reveal: bool = False) -> str:
             }},
             "results": [_result(f, rule_ids.index(f.rule_id), reveal) for f in leaks],
             "columnKind": "unicodeCodePoints",
+            "originalUriBaseIds": {_OBJECTS: {"description": {"text": (
+                "the scanned repository's commits and annotated tags: a result there is "
+                "in the message of the commit or tag named, not in a file")}}},
         }],
     }
     return json.dumps(doc, indent=2) + "\n"
@@ -59,18 +74,39 @@ def _result(f: Finding, index: int, reveal: bool) -> dict[str, Any]:
         what += f" {f.key_id}"
     if f.secret is not None:
         what += f" (secret {show(f.secret, reveal)})"
+    kind = _MESSAGES.get(f.location.source)
+    if kind is not None:
+        what += f" in the message of {kind} {f.location.blob[:12]}"
+    properties: dict[str, Any] = {"security-severity": _SCORE.get(f.severity, "8.0"),
+                                  "kind": f.kind, "source": f.location.source}
+    if f.commit is not None:
+        properties["commit"] = commit_dict(f.commit)
     out: dict[str, Any] = {
         "ruleId": f.rule_id,
         "ruleIndex": index,
         "level": _LEVEL.get(f.severity, "error"),
         "message": {"text": what},
-        "locations": [{"physicalLocation": {
+        "locations": [_location(f, kind) if kind is not None else {"physicalLocation": {
             "artifactLocation": {"uri": quote(f.location.path.encode("utf-8", "surrogateescape"))},
             "region": {"startLine": f.line, "startColumn": f.column},
         }}],
         "partialFingerprints": {"keyscan/v1": f.fingerprint},
-        "properties": {"security-severity": _SCORE.get(f.severity, "8.0"), "kind": f.kind},
+        "properties": properties,
     }
     if f.status is Status.ALLOWED:
         out["suppressions"] = [{"kind": "inSource", "justification": "keyscan:allow"}]
     return out
+
+
+def _location(f: Finding, kind: str) -> dict[str, Any]:
+    """Where a result in the message of a commit or tag (`kind`) is: that message, line
+    and column, named as an object of the repository, never as a file of its tree."""
+    sha = f.location.blob
+    return {
+        "physicalLocation": {
+            "artifactLocation": {"uri": f"{kind}/{sha}", "uriBaseId": _OBJECTS},
+            "region": {"startLine": f.line, "startColumn": f.column},
+        },
+        "logicalLocations": [{"kind": kind, "name": sha, "fullyQualifiedName": f"{kind}/{sha}"}],
+        "message": {"text": f"the message of {kind} {sha}"},
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keyscan.model import Finding, ScanResult, Status
 from keyscan.report.json import summary_dict
-from keyscan.report.redact import display_path, show
+from keyscan.report.redact import printable, show
 
 _COLOURS = {"critical": "\033[1;31m", "high": "\033[31m", "medium": "\033[33m",
             "low": "\033[36m"}
@@ -26,7 +26,7 @@ def render(result: ScanResult, reveal: bool = False, verbose: bool = False,
     out = "\n".join(blocks)
     if verbose and result.skipped:
         out += "\nSkipped:\n" + "".join(
-            f"  {display_path(s.path)}: {s.reason}\n" for s in result.skipped)
+            f"  {printable(s.path)}: {printable(s.reason)}\n" for s in result.skipped)
     if result.baseline is not None and result.baseline.stale:
         out += "\n" + stale_block(result)
     if result.leaks:
@@ -39,16 +39,16 @@ def stale_block(result: ScanResult) -> str:
     assert result.baseline is not None
     stale = result.baseline.stale
     lines = [f"STALE   {len(stale)} baseline entr{'y' if len(stale) == 1 else 'ies'} no longer "
-             f"found in {display_path(result.baseline.path)} (fixed or moved; rewrite the "
+             f"found in {printable(result.baseline.path)} (fixed or moved; rewrite the "
              "baseline with `keyscan baseline`):"]
     for e in stale:
         key = f"  {e.key_id}" if e.key_id else ""
-        lines.append(f"        {e.fingerprint}  {e.rule}  {display_path(e.path)}:{e.line}{key}")
+        lines.append(f"        {e.fingerprint}  {e.rule}  {printable(e.path)}:{e.line}{key}")
     return "\n".join(lines) + "\n"
 
 
 def _block(f: Finding, reveal: bool, colour: bool) -> str:
-    where = f"{display_path(f.location.path)}:{f.line}:{f.column}"
+    where = f"{printable(f.location.path)}:{f.line}:{f.column}"
     label = f.status.value.upper()
     sev = f.severity
     if colour and f.status is Status.LEAK:
@@ -65,9 +65,10 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
     if f.encoding != "plain":
         lines.append(f"        encoded  {f.encoding}")
     if f.commit is not None:
-        c = f.commit
-        lines.append(f"        commit   {c.sha[:12]} by {c.author_name} <{c.author_email}>"
-                     f" on {c.author_date}")
+        c = f.commit  # of a tag's message: the tag, by its tagger
+        what = "tag     " if f.location.source == "tag-message" else "commit  "
+        lines.append(f"        {what} {c.sha[:12]} by {printable(c.author_name)} "
+                     f"<{printable(c.author_email)}> on {printable(c.author_date)}")
     if "in_head" in f.extra:
         lines.append(_history_line(f))
     lines.append(f"        rule     {f.rule_id}  fingerprint {f.fingerprint}")
@@ -79,7 +80,7 @@ def _history_line(f: Finding) -> str:
     count = f.extra.get("count", 1)
     refs = f.extra.get("refs")
     refs = refs if isinstance(refs, list) else []
-    shown_refs = ", ".join(str(r).removeprefix("refs/") for r in refs[:5])
+    shown_refs = ", ".join(printable(str(r).removeprefix("refs/")) for r in refs[:5])
     if len(refs) > 5:
         shown_refs += f" and {len(refs) - 5} more"
     return (f"        history  {head}; seen {count}x; on {shown_refs or 'no ref'}")

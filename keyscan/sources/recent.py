@@ -162,6 +162,29 @@ def parse_commit(sha: str, data: bytes) -> NewCommit:
     return NewCommit(sha, tree, tuple(parents), meta, data, when)
 
 
+def parse_tag(sha: str, data: bytes) -> tuple[str, Commit | None]:
+    """The object an annotated tag names, and who tagged it, when and its subject, as a
+    Commit with the tag's id (what a report says of a finding in its message); None
+    when it has no tagger line this reads (tags made before git recorded one)."""
+    head, _, message = data.partition(b"\n\n")
+    named, tagger = "", b""
+    for line in head.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"object":
+            named = value.decode("ascii", "replace")
+        elif key == b"tagger":
+            tagger = value
+    try:
+        name, email, date, _ = _ident(tagger)
+    except StoreError:
+        return named, None
+    from keyscan.attribute import masked_subject
+
+    return named, Commit(sha=sha, author_name=name, author_email=email, author_date=date,
+                         commit_date=date,
+                         message=masked_subject(_subject(message).decode("utf-8", "replace")))
+
+
 def _ident(value: bytes) -> tuple[str, str, str, int]:
     """Name, email, ISO 8601 date (git's %an, %ae, %aI) and timestamp of an ident line."""
     lt = value.find(b"<")

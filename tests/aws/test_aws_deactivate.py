@@ -53,6 +53,18 @@ def test_without_yes_only_the_plan_is_printed(iam: Iam, repo: Path, leaked: dict
     assert not log.exists()
 
 
+def test_the_plan_names_a_hostile_path_escaped(iam: Iam, leaked: dict[str, str],
+                                               tmp_path: Path, log: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan says where each key was found: a file name cannot drive the terminal."""
+    repo = make_repo(tmp_path / "hostile", {
+        "deploy/\x1b[2Jprod.env": env_file(leaked["AccessKeyId"], leaked["SecretAccessKey"])})
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--audit-log", str(log))
+    assert code == 0
+    assert "found at deploy/\\x1b[2Jprod.env:1" in out
+    assert "\x1b" not in out
+
+
 def test_dry_run_changes_nothing(iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "deactivate", str(repo), "--dry-run", "--yes",
