@@ -205,16 +205,20 @@ class Matcher:
                 and b"\0" not in data and data[:2] not in decode.UTF16_BOMS):
             return []  # most content of a history: one Hyperscan pass and done
         text = decode.utf16_text(data)
+        # The raw bytes are matched too: a byte-order mark or a UTF-16 start says nothing
+        # of the rest (ASCII after a stray mark, a log that goes on in ASCII). Their wide
+        # strings are the decoded text's: matched there only, once.
+        hits = self._hits(data, 0, scanned, wide=text is None)
+        found = _assemble(data, hits) if hits else []
         if text is not None:
-            return [_with_encoding(c, "utf-16") for c in self.find(text)]
-        hits = self._hits(data, 0, scanned)
-        return _assemble(data, hits) if hits else []
+            found = [_with_encoding(c, "utf-16") for c in self.find(text)] + found
+        return found
 
     # -- passes -------------------------------------------------------------
 
     def _hits(self, data: bytes, depth: int,
-              scanned: tuple[frozenset[str], dict[bytes, list[int]]] | None = None
-              ) -> list[Hit]:
+              scanned: tuple[frozenset[str], dict[bytes, list[int]]] | None = None,
+              wide: bool = True) -> list[Hit]:
         hits: list[Hit] = []
         # one pass: which triggers occur, and where every rule keyword is
         if depth == 0 and scanned is None:
@@ -239,7 +243,7 @@ class Matcher:
                 hits.extend(_near_hits(rule, data, key_hits))
         if depth < _MAX_DEPTH and (triggers is None or BASE64 in triggers):
             hits.extend(self._base64_hits(data, depth))
-        if depth == 0 and b"\0" in data:
+        if depth == 0 and wide and b"\0" in data:
             hits.extend(self._wide_hits(data))
         return hits
 
@@ -530,9 +534,11 @@ class _Places:
         self._start()
 
     def _start(self) -> None:
+        # a byte-order mark is no character of line 1 (ASCII after one is matched raw)
+        begin = 2 if self.data[:2] in decode.UTF16_BOMS else 0
         self.pos, self.line = 0, 1
-        self.line_start, self.allow_marked = 0, self._marked(0)
-        self.col_pos, self.col = 0, 1  # the column (in characters) at byte col_pos
+        self.line_start, self.allow_marked = begin, self._marked(0)
+        self.col_pos, self.col = begin, 1  # the column (in characters) at byte col_pos
 
     def _marked(self, start: int) -> bool:
         end = self.data.find(self.newline, start)

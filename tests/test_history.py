@@ -192,6 +192,18 @@ def test_range_scans_only_what_the_commits_added(cli: Cli, repo: Path) -> None:
     assert [f["key_id"] for f in since] == [new_key]
 
 
+def test_a_committed_file_starting_with_a_byte_order_mark_is_scanned(cli: Cli,
+                                                                     repo: Path) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    (repo / "x.txt").write_bytes(b"\xfe\xff" + pair_text(key, secret).encode())
+    git(repo, "add", "x.txt")
+    commit(repo, {}, "notes")
+    code, findings, _ = history(cli, repo)
+    assert code == 1
+    f = by_key(findings, key)
+    assert (f["kind"], f["path"], f["line"]) == ("pair", "x.txt", 2)
+
+
 def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")
