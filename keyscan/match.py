@@ -408,27 +408,44 @@ def _line_bounds(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _span_hits(rule: CompiledRule, data: bytes, start: int, end: int) -> list[Hit]:
-    """A rule's regex over one span, and over its percent-decoded form if it has escapes."""
-    out = []
+    """A rule's regex over one span, and over its unescaped forms if it has escapes."""
+    out: dict[int, Hit] = {}  # by start
     for m in rule.pattern.finditer(data, start, end):
-        hit = _value_hit(rule, m, 0, None)
+        hit = _value_hit(rule, m, 0, None, "plain")
         if hit is not None:
-            out.append(hit)
-    if b"%" in data[start:end]:
-        decoded, where = decode.percent_decode(data[start:end])
-        if decoded != data[start:end]:
-            for m in rule.pattern.finditer(decoded):
-                hit = _value_hit(rule, m, start, where)
-                if hit is not None and not any(h.value == hit.value for h in out):
-                    out.append(hit)
-    return out
+            out[hit.start] = hit
+    values = {h.value for h in out.values()}
+    for decoded, where, encoding in _unescaped(data[start:end]):
+        for m in rule.pattern.finditer(decoded):
+            hit = _value_hit(rule, m, start, where, encoding)
+            if hit is not None and hit.value not in values:
+                values.add(hit.value)
+                # replaces a value of no fixed length (a session token) an escape cut short
+                out[hit.start] = hit
+    return list(out.values())
 
 
-def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: list[int] | None
-               ) -> Hit | None:
+_Where = list[int] | decode.Offsets
+
+
+def _unescaped(span: bytes) -> Iterator[tuple[bytes, _Where, str]]:
+    """`span` decoded, with where each byte came from and the encoding to report, for
+    each escaping it holds: percent-encoding (URLs), JSON's `\\/` and `\\u00XX`. The
+    JSON form is reported as plain: it is the string's value, as any JSON reader gets it."""
+    if b"%" in span:
+        decoded, where = decode.percent_decode(span)
+        if decoded != span:
+            yield decoded, where, "percent"
+    if b"\\/" in span or b"\\u00" in span:
+        unescaped, offsets = decode.json_unescape(span)
+        if unescaped != span:
+            yield unescaped, offsets, "plain"
+
+
+def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: _Where | None,
+               encoding: str) -> Hit | None:
     s, e = m.span("value")
     raw = m.group("value")
-    encoding = "plain" if where is None else "percent"
     if where is not None:
         s, e = where[s], where[e]
     length = rule.rule.value_length
@@ -450,11 +467,10 @@ def _near_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit
     for start, end in _key_windows(data, key_hits, rule.rule.near_lines):
         for m in rule.near_pattern.finditer(data, start, end):
             out.append(Hit(rule, m.group().decode("ascii"), m.start(), m.end(), near_only=True))
-        if b"%" in data[start:end]:
-            decoded, where = decode.percent_decode(data[start:end])
+        for decoded, where, encoding in _unescaped(data[start:end]):
             for m in rule.near_pattern.finditer(decoded):
                 s, e = where[m.start()] + start, where[m.end()] + start
-                out.append(Hit(rule, m.group().decode("ascii"), s, e, "percent", True))
+                out.append(Hit(rule, m.group().decode("ascii"), s, e, encoding, True))
     return out
 
 
