@@ -32,11 +32,15 @@ def _size(text: str) -> int:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     text = text.strip().lower().rstrip("b")
     try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
+        size = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units \
+            else int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 50M)") from None
+    if size <= 0:  # 0 means "no limit" to some tools and "skip everything" to others
+        raise argparse.ArgumentTypeError(
+            f"the size must be above 0, not {text!r}: e.g. 50M (there is no unlimited "
+            "setting: to scan bigger files, give a bigger size such as 4G)")
+    return size
 
 
 def _leak_exit_code(text: str) -> int:
@@ -171,7 +175,8 @@ def _add_rules_and_size(group: argparse._ActionsContainer, what: str) -> None:
     group.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
                        help="also load rule files from DIR (repeatable)")
     group.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
-                       help=f"skip (and report) {what} larger than SIZE (default 100M)")
+                       help=f"skip (and report) {what} larger than SIZE: bytes, or 512k / "
+                            "50M / 1G, above 0 (default 100M)")
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
