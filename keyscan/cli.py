@@ -138,9 +138,12 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                       help="scan every blob and commit message in the whole git history")
     hist = p.add_argument_group("history")
     hist.add_argument("--since-commit", metavar="REV", default="",
-                      help="only what the commits after REV up to HEAD added (implies --history)")
+                      help="only what the commits after REV up to HEAD added (the same as "
+                           "--range REV..HEAD; implies --history)")
     hist.add_argument("--range", metavar="A..B", default="",
-                      help="only what the commits in A..B added (implies --history)")
+                      help="only what the commits in A..B added (reachable from B, not from "
+                           "A; implies --history); A alone means A..HEAD; A...B, as in git "
+                           "log, the commits on either side since they forked")
     hist.add_argument("--unreachable", action="store_true",
                       help="also report objects no ref reaches (deleted branches, rewrites)")
     hist.add_argument("--reflog", action="store_true", help="also scan commits in the reflog")

@@ -204,6 +204,28 @@ def test_a_committed_file_starting_with_a_byte_order_mark_is_scanned(cli: Cli,
     assert (f["kind"], f["path"], f["line"]) == ("pair", "x.txt", 2)
 
 
+def test_a_range_of_one_revision_means_up_to_head(cli: Cli, repo: Path) -> None:
+    old_key, new_key = fake_key_id(), fake_key_id()
+    base = commit(repo, {"old.txt": f"id {old_key}\n"}, "old leak")
+    commit(repo, {"new.txt": f"id {new_key}\n"}, "new leak")
+    _, findings, _ = history(cli, repo, "--range", base)
+    assert [f["key_id"] for f in findings] == [new_key]
+
+
+def test_a_three_dot_range_takes_both_sides_since_they_forked(cli: Cli, repo: Path) -> None:
+    before, on_main, on_feature = fake_key_id(), fake_key_id(), fake_key_id()
+    commit(repo, {"base.txt": f"id {before}\n"}, "before the fork")
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit(repo, {"feature.txt": f"id {on_feature}\n"}, "feature work")
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"main.txt": f"id {on_main}\n"}, "main work")
+    code, findings, _ = history(cli, repo, "--range", "main...feature")
+    assert code == 1
+    assert sorted(f["key_id"] for f in findings) == sorted([on_main, on_feature])
+    _, findings, _ = history(cli, repo, "--range", "main..feature")  # as git log: one side
+    assert [f["key_id"] for f in findings] == [on_feature]
+
+
 def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")
