@@ -136,25 +136,57 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                       help="scan what is staged for the next commit (the pre-commit hook)")
     mode.add_argument("--history", action="store_true",
                       help="scan every blob and commit message in the whole git history")
-    hist = p.add_argument_group("history")
+    hist = p.add_argument_group(
+        "history", "--since-commit, --range, --unreachable, --reflog and --check-missing "
+                   "imply --history, and cannot go with --staged")
     hist.add_argument("--since-commit", metavar="REV", default="",
                       help="only what the commits after REV up to HEAD added (the same as "
-                           "--range REV..HEAD; implies --history)")
+                           "--range REV..HEAD)")
     hist.add_argument("--range", metavar="A..B", default="",
                       help="only what the commits in A..B added (reachable from B, not from "
-                           "A; implies --history); A alone means A..HEAD; A...B, as in git "
-                           "log, the commits on either side since they forked")
+                           "A); A alone means A..HEAD; A...B, as in git log, the commits on "
+                           "either side since they forked")
     hist.add_argument("--unreachable", action="store_true",
-                      help="also report objects no ref reaches (deleted branches, rewrites)")
-    hist.add_argument("--reflog", action="store_true", help="also scan commits in the reflog")
+                      help="also report objects no ref reaches (deleted branches, rewrites; "
+                           "whole history only)")
+    hist.add_argument("--reflog", action="store_true",
+                      help="also scan commits in the reflog (whole history only)")
     hist.add_argument("--check-missing", action=argparse.BooleanOptionalAction, default=None,
                       help="walk all refs to report objects missing from the store "
-                           "(default: on partial clones and repositories under 10k blobs "
-                           "and commits)")
+                           "(whole history only; default: on partial clones and repositories "
+                           "under 10k blobs and commits)")
     hist.add_argument("--no-cache", action="store_true",
                       help="ignore and do not update the incremental cache in .git/keyscan")
     hist.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress on stderr (default: on a terminal, outside CI)")
+
+
+def _whole_history_options(args: argparse.Namespace) -> list[str]:
+    """The options given that only a scan of the whole history uses."""
+    given = [flag for name, flag in (("unreachable", "--unreachable"), ("reflog", "--reflog"))
+             if getattr(args, name)]
+    if args.check_missing is not None:
+        given.append("--check-missing" if args.check_missing else "--no-check-missing")
+    return given
+
+
+def _target_problem(args: argparse.Namespace) -> str:
+    """What contradicts itself among the options that choose what to scan ("": nothing).
+    History options without --history imply it (as --range always has); with --staged,
+    or the whole history's options with a range, one of them would be ignored."""
+    ranges = [flag for name, flag in (("range", "--range"), ("since_commit", "--since-commit"))
+              if getattr(args, name)]
+    whole = _whole_history_options(args)
+    if args.staged and (ranges or whole):
+        return (f"--staged scans the index and {(ranges + whole)[0]} is for history scans: "
+                "drop one of them")
+    if len(ranges) == 2:
+        return ("--range and --since-commit both choose the commits: drop one "
+                "(--since-commit REV is --range REV..HEAD)")
+    if ranges and whole:
+        return (f"{whole[0]} is for a scan of the whole history and {ranges[0]} scans only "
+                "some commits: drop one of them")
+    return ""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -291,7 +323,7 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     )
     if args.staged:
         result = scan.scan_staged(target, rules, options)
-    elif args.history or args.since_commit or args.range:
+    elif args.history or args.range or args.since_commit or _whole_history_options(args):
         from keyscan.history import HistoryOptions, scan_history
 
         hopts = HistoryOptions(
@@ -389,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if hasattr(args, "staged") and (problem := _target_problem(args)):
+        parser.error(problem)
     try:
         code: int = args.func(args)
         return code

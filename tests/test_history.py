@@ -226,6 +226,40 @@ def test_a_three_dot_range_takes_both_sides_since_they_forked(cli: Cli, repo: Pa
     assert [f["key_id"] for f in findings] == [on_feature]
 
 
+@pytest.mark.parametrize("option", ["--unreachable", "--reflog", "--check-missing",
+                                    "--no-check-missing"])
+def test_a_whole_history_option_implies_history(cli: Cli, repo: Path, option: str) -> None:
+    key = fake_key_id()
+    commit(repo, {"old.txt": f"id {key}\n"}, "leak")
+    commit(repo, {"old.txt": None}, "removed: only the history holds it")
+    result = cli("scan", repo, option, "--format", "json", "--no-cache")
+    assert result.code == 1, result.err
+    assert result.json["mode"] == "history"
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+
+
+@pytest.mark.parametrize("options", [
+    ["--staged", "--range", "HEAD~1..HEAD"], ["--staged", "--since-commit", "HEAD~1"],
+    ["--staged", "--unreachable"], ["--staged", "--reflog"], ["--staged", "--no-check-missing"],
+    ["--range", "HEAD~1..HEAD", "--since-commit", "HEAD~1"],
+    ["--range", "HEAD~1..HEAD", "--reflog"], ["--since-commit", "HEAD~1", "--unreachable"],
+    ["--range", "HEAD~1..HEAD", "--check-missing"],
+], ids=" ".join)
+@pytest.mark.parametrize("command", ["scan", "baseline"])
+def test_options_that_would_ignore_each_other_are_a_usage_error(
+        cli: Cli, repo: Path, capsys: pytest.CaptureFixture[str], command: str,
+        options: list[str]) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    commit(repo, {"b.txt": "b\n"}, "b")
+    with pytest.raises(SystemExit) as exc:
+        cli(command, repo, *options, "--output", repo / "out.json")
+    assert exc.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("keyscan: error: ") and "drop one" in error
+    assert all(o in error for o in options if o.startswith("--"))
+    assert not (repo / "out.json").exists()
+
+
 def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")
