@@ -32,11 +32,15 @@ def _size(text: str) -> int:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     text = text.strip().lower().rstrip("b")
     try:
-        if text and text[-1] in units:
-            return int(float(text[:-1]) * units[text[-1]])
-        return int(text)
+        size = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units \
+            else int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 50M)") from None
+    if size <= 0:  # 0 means "no limit" to some tools and "skip everything" to others
+        raise argparse.ArgumentTypeError(
+            f"the size must be above 0, not {text!r}: e.g. 50M (there is no unlimited "
+            "setting: to scan bigger files, give a bigger size such as 4G)")
+    return size
 
 
 def _leak_exit_code(text: str) -> int:
@@ -140,22 +144,57 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                       help="scan what is staged for the next commit (the pre-commit hook)")
     mode.add_argument("--history", action="store_true",
                       help="scan every blob and commit message in the whole git history")
-    hist = p.add_argument_group("history")
+    hist = p.add_argument_group(
+        "history", "--since-commit, --range, --unreachable, --reflog and --check-missing "
+                   "imply --history, and cannot go with --staged")
     hist.add_argument("--since-commit", metavar="REV", default="",
-                      help="only what the commits after REV up to HEAD added (implies --history)")
+                      help="only what the commits after REV up to HEAD added (the same as "
+                           "--range REV..HEAD)")
     hist.add_argument("--range", metavar="A..B", default="",
-                      help="only what the commits in A..B added (implies --history)")
+                      help="only what the commits in A..B added (reachable from B, not from "
+                           "A); A alone means A..HEAD; A...B, as in git log, the commits on "
+                           "either side since they forked")
     hist.add_argument("--unreachable", action="store_true",
-                      help="also report objects no ref reaches (deleted branches, rewrites)")
-    hist.add_argument("--reflog", action="store_true", help="also scan commits in the reflog")
+                      help="also report objects no ref reaches (deleted branches, rewrites; "
+                           "whole history only)")
+    hist.add_argument("--reflog", action="store_true",
+                      help="also scan commits in the reflog (whole history only)")
     hist.add_argument("--check-missing", action=argparse.BooleanOptionalAction, default=None,
                       help="walk all refs to report objects missing from the store "
-                           "(default: on partial clones and repositories under 10k blobs "
-                           "and commits)")
+                           "(whole history only; default: on partial clones and repositories "
+                           "under 10k blobs and commits)")
     hist.add_argument("--no-cache", action="store_true",
                       help="ignore and do not update the incremental cache in .git/keyscan")
     hist.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress on stderr (default: on a terminal, outside CI)")
+
+
+def _whole_history_options(args: argparse.Namespace) -> list[str]:
+    """The options given that only a scan of the whole history uses."""
+    given = [flag for name, flag in (("unreachable", "--unreachable"), ("reflog", "--reflog"))
+             if getattr(args, name)]
+    if args.check_missing is not None:
+        given.append("--check-missing" if args.check_missing else "--no-check-missing")
+    return given
+
+
+def _target_problem(args: argparse.Namespace) -> str:
+    """What contradicts itself among the options that choose what to scan ("": nothing).
+    History options without --history imply it (as --range always has); with --staged,
+    or the whole history's options with a range, one of them would be ignored."""
+    ranges = [flag for name, flag in (("range", "--range"), ("since_commit", "--since-commit"))
+              if getattr(args, name)]
+    whole = _whole_history_options(args)
+    if args.staged and (ranges or whole):
+        return (f"--staged scans the index and {(ranges + whole)[0]} is for history scans: "
+                "drop one of them")
+    if len(ranges) == 2:
+        return ("--range and --since-commit both choose the commits: drop one "
+                "(--since-commit REV is --range REV..HEAD)")
+    if ranges and whole:
+        return (f"{whole[0]} is for a scan of the whole history and {ranges[0]} scans only "
+                "some commits: drop one of them")
+    return ""
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -179,7 +218,8 @@ def _add_rules_and_size(group: argparse._ActionsContainer, what: str) -> None:
     group.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
                        help="also load rule files from DIR (repeatable)")
     group.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
-                       help=f"skip (and report) {what} larger than SIZE (default 100M)")
+                       help=f"skip (and report) {what} larger than SIZE: bytes, or 512k / "
+                            "50M / 1G, above 0 (default 100M)")
 
 
 def _add_audit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -291,7 +331,7 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     )
     if args.staged:
         result = scan.scan_staged(target, rules, options)
-    elif args.history or args.since_commit or args.range:
+    elif args.history or args.range or args.since_commit or _whole_history_options(args):
         from keyscan.history import HistoryOptions, scan_history
 
         hopts = HistoryOptions(
@@ -302,7 +342,9 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
             or getattr(args, "verify_live", False),
         )
         result = scan_history(target, rules, options, hopts)
-        base = args.since_commit or (args.range or "").split("..")[0]
+        from keyscan.sources.history import range_ends
+
+        base = args.since_commit or (range_ends(args.range)[0] if args.range else "")
         if base and not args.no_config:
             _note_settings_changed(result, config.changed_since(
                 root, base, settings, (ignore.FILE_NAME,)))
@@ -423,6 +465,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if hasattr(args, "staged") and (problem := _target_problem(args)):
+        parser.error(problem)
     try:
         code: int = args.func(args)
         return code

@@ -648,11 +648,8 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
     """The objects to read, or none and True: every object in the store (read from the
     packs, or listed by git); and the objects whose findings the cache gives."""
     if hopts.range or hopts.since_commit:
-        if hopts.range:
-            base, _, head = hopts.range.partition("..")
-            head = head or "HEAD"
-        else:
-            base, head = hopts.since_commit, "HEAD"
+        base, head, symmetric = source.range_ends(hopts.range) if hopts.range \
+            else (hopts.since_commit, "HEAD", False)
         commits = []
         for rev in (base, head):
             commit = _resolve(git_dir, rev)
@@ -663,7 +660,10 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
                     "actions/checkout)" if source.is_shallow(git_dir)
                     else "check --range/--since-commit"))
             commits.append(commit)
-        ids = source.new_objects(git_dir, [commits[1]], [commits[0]])
+        tips, since = [commits[1]], [commits[0]]
+        if symmetric:  # as `git log A...B`: what either side added since they forked
+            tips, since = commits, source.merge_bases(git_dir, *commits)
+        ids = source.new_objects(git_dir, tips, since)
         return source.describe_objects(git_dir, ids), False, set()
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []

@@ -205,16 +205,20 @@ class Matcher:
                 and b"\0" not in data and data[:2] not in decode.UTF16_BOMS):
             return []  # most content of a history: one Hyperscan pass and done
         text = decode.utf16_text(data)
+        # The raw bytes are matched too: a byte-order mark or a UTF-16 start says nothing
+        # of the rest (ASCII after a stray mark, a log that goes on in ASCII). Their wide
+        # strings are the decoded text's: matched there only, once.
+        hits = self._hits(data, 0, scanned, wide=text is None)
+        found = _assemble(data, hits) if hits else []
         if text is not None:
-            return [_with_encoding(c, "utf-16") for c in self.find(text)]
-        hits = self._hits(data, 0, scanned)
-        return _assemble(data, hits) if hits else []
+            found = [_with_encoding(c, "utf-16") for c in self.find(text)] + found
+        return found
 
     # -- passes -------------------------------------------------------------
 
     def _hits(self, data: bytes, depth: int,
-              scanned: tuple[frozenset[str], dict[bytes, list[int]]] | None = None
-              ) -> list[Hit]:
+              scanned: tuple[frozenset[str], dict[bytes, list[int]]] | None = None,
+              wide: bool = True) -> list[Hit]:
         hits: list[Hit] = []
         # one pass: which triggers occur, and where every rule keyword is
         if depth == 0 and scanned is None:
@@ -239,7 +243,7 @@ class Matcher:
                 hits.extend(_near_hits(rule, data, key_hits))
         if depth < _MAX_DEPTH and (triggers is None or BASE64 in triggers):
             hits.extend(self._base64_hits(data, depth))
-        if depth == 0 and b"\0" in data:
+        if depth == 0 and wide and b"\0" in data:
             hits.extend(self._wide_hits(data))
         return hits
 
@@ -404,27 +408,44 @@ def _line_bounds(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _span_hits(rule: CompiledRule, data: bytes, start: int, end: int) -> list[Hit]:
-    """A rule's regex over one span, and over its percent-decoded form if it has escapes."""
-    out = []
+    """A rule's regex over one span, and over its unescaped forms if it has escapes."""
+    out: dict[int, Hit] = {}  # by start
     for m in rule.pattern.finditer(data, start, end):
-        hit = _value_hit(rule, m, 0, None)
+        hit = _value_hit(rule, m, 0, None, "plain")
         if hit is not None:
-            out.append(hit)
-    if b"%" in data[start:end]:
-        decoded, where = decode.percent_decode(data[start:end])
-        if decoded != data[start:end]:
-            for m in rule.pattern.finditer(decoded):
-                hit = _value_hit(rule, m, start, where)
-                if hit is not None and not any(h.value == hit.value for h in out):
-                    out.append(hit)
-    return out
+            out[hit.start] = hit
+    values = {h.value for h in out.values()}
+    for decoded, where, encoding in _unescaped(data[start:end]):
+        for m in rule.pattern.finditer(decoded):
+            hit = _value_hit(rule, m, start, where, encoding)
+            if hit is not None and hit.value not in values:
+                values.add(hit.value)
+                # replaces a value of no fixed length (a session token) an escape cut short
+                out[hit.start] = hit
+    return list(out.values())
 
 
-def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: list[int] | None
-               ) -> Hit | None:
+_Where = list[int] | decode.Offsets
+
+
+def _unescaped(span: bytes) -> Iterator[tuple[bytes, _Where, str]]:
+    """`span` decoded, with where each byte came from and the encoding to report, for
+    each escaping it holds: percent-encoding (URLs), JSON's `\\/` and `\\u00XX`. The
+    JSON form is reported as plain: it is the string's value, as any JSON reader gets it."""
+    if b"%" in span:
+        decoded, where = decode.percent_decode(span)
+        if decoded != span:
+            yield decoded, where, "percent"
+    if b"\\/" in span or b"\\u00" in span:
+        unescaped, offsets = decode.json_unescape(span)
+        if unescaped != span:
+            yield unescaped, offsets, "plain"
+
+
+def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: _Where | None,
+               encoding: str) -> Hit | None:
     s, e = m.span("value")
     raw = m.group("value")
-    encoding = "plain" if where is None else "percent"
     if where is not None:
         s, e = where[s], where[e]
     length = rule.rule.value_length
@@ -446,11 +467,10 @@ def _near_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> list[Hit
     for start, end in _key_windows(data, key_hits, rule.rule.near_lines):
         for m in rule.near_pattern.finditer(data, start, end):
             out.append(Hit(rule, m.group().decode("ascii"), m.start(), m.end(), near_only=True))
-        if b"%" in data[start:end]:
-            decoded, where = decode.percent_decode(data[start:end])
+        for decoded, where, encoding in _unescaped(data[start:end]):
             for m in rule.near_pattern.finditer(decoded):
                 s, e = where[m.start()] + start, where[m.end()] + start
-                out.append(Hit(rule, m.group().decode("ascii"), s, e, "percent", True))
+                out.append(Hit(rule, m.group().decode("ascii"), s, e, encoding, True))
     return out
 
 
@@ -530,9 +550,11 @@ class _Places:
         self._start()
 
     def _start(self) -> None:
+        # a byte-order mark is no character of line 1 (ASCII after one is matched raw)
+        begin = 2 if self.data[:2] in decode.UTF16_BOMS else 0
         self.pos, self.line = 0, 1
-        self.line_start, self.allow_marked = 0, self._marked(0)
-        self.col_pos, self.col = 0, 1  # the column (in characters) at byte col_pos
+        self.line_start, self.allow_marked = begin, self._marked(0)
+        self.col_pos, self.col = begin, 1  # the column (in characters) at byte col_pos
 
     def _marked(self, start: int) -> bool:
         end = self.data.find(self.newline, start)

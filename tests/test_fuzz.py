@@ -47,6 +47,7 @@ _pieces = st.one_of(
     st.binary(max_size=64),
     st.text(alphabet=B64.decode(), min_size=1, max_size=120).map(str.encode),  # base64 runs
     st.sampled_from([b"=", b"==", b"%", b"%4", b"%41", b"%2F", b"%3D", b"%zz", b"%%"]),
+    st.sampled_from([b"\\/", b"\\\\", b"\\u002B", b"\\u00", b"\\u00zz", b"\\"]),
     st.sampled_from([b"\xff\xfe", b"\xfe\xff", b"\0", b"\0\0", b"\r", b"\n", b"\r\n"]),
     st.sampled_from([b"AKIA", b"ASIA", b"A3T", b"aws_secret_access_key", b"SecretAccessKey",
                      b"QUtJQ", b"keyscan:allow", b"A\0K\0I\0A\0", b"[default]"]),
@@ -100,6 +101,10 @@ def test_decoders(data: bytes) -> None:
         assert 0 <= start <= pos <= end <= n
         out = timed(functools.partial(decode.decode_base64, data[start:end]), n)
         assert out is None or isinstance(out, bytes)
+    unescaped, offsets = timed(lambda: decode.json_unescape(data), n)
+    where = [offsets[i] for i in range(len(unescaped) + 1)]
+    assert where[0] == 0 and where[-1] == n
+    assert all(a < b for a, b in itertools.pairwise(where))
     text = timed(lambda: decode.utf16_text(data), n)
     if text is not None:
         text.decode("utf-8")  # always valid UTF-8 for the matcher
@@ -124,6 +129,9 @@ WORST = {
         " ", 4_000),
     "5 MB of base64": lambda: (B64 * 80_000)[:5_000_000],
     "5 MB of %41": lambda: b"%41" * 1_700_000,
+    "5 MB of escaped slashes after a keyword": lambda: b"SecretAccessKey=" + b"\\/" * 2_500_000,
+    "escaped secrets on one line": lambda: _many(
+        lambda: f'"SecretAccessKey":"{fake_secret()}"'.replace("/", "\\/"), ",", 8_000),
     "5 MB of wide AKIA": lambda: b"A\0K\0I\0A\0" * 650_000,
     "50 MB of one line": lambda: b"x" * 50_000_000,
 }

@@ -233,6 +233,74 @@ def test_range_scans_only_what_the_commits_added(cli: Cli, repo: Path) -> None:
     assert [f["key_id"] for f in since] == [new_key]
 
 
+def test_a_committed_file_starting_with_a_byte_order_mark_is_scanned(cli: Cli,
+                                                                     repo: Path) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    (repo / "x.txt").write_bytes(b"\xfe\xff" + pair_text(key, secret).encode())
+    git(repo, "add", "x.txt")
+    commit(repo, {}, "notes")
+    code, findings, _ = history(cli, repo)
+    assert code == 1
+    f = by_key(findings, key)
+    assert (f["kind"], f["path"], f["line"]) == ("pair", "x.txt", 2)
+
+
+def test_a_range_of_one_revision_means_up_to_head(cli: Cli, repo: Path) -> None:
+    old_key, new_key = fake_key_id(), fake_key_id()
+    base = commit(repo, {"old.txt": f"id {old_key}\n"}, "old leak")
+    commit(repo, {"new.txt": f"id {new_key}\n"}, "new leak")
+    _, findings, _ = history(cli, repo, "--range", base)
+    assert [f["key_id"] for f in findings] == [new_key]
+
+
+def test_a_three_dot_range_takes_both_sides_since_they_forked(cli: Cli, repo: Path) -> None:
+    before, on_main, on_feature = fake_key_id(), fake_key_id(), fake_key_id()
+    commit(repo, {"base.txt": f"id {before}\n"}, "before the fork")
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit(repo, {"feature.txt": f"id {on_feature}\n"}, "feature work")
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"main.txt": f"id {on_main}\n"}, "main work")
+    code, findings, _ = history(cli, repo, "--range", "main...feature")
+    assert code == 1
+    assert sorted(f["key_id"] for f in findings) == sorted([on_main, on_feature])
+    _, findings, _ = history(cli, repo, "--range", "main..feature")  # as git log: one side
+    assert [f["key_id"] for f in findings] == [on_feature]
+
+
+@pytest.mark.parametrize("option", ["--unreachable", "--reflog", "--check-missing",
+                                    "--no-check-missing"])
+def test_a_whole_history_option_implies_history(cli: Cli, repo: Path, option: str) -> None:
+    key = fake_key_id()
+    commit(repo, {"old.txt": f"id {key}\n"}, "leak")
+    commit(repo, {"old.txt": None}, "removed: only the history holds it")
+    result = cli("scan", repo, option, "--format", "json", "--no-cache")
+    assert result.code == 1, result.err
+    assert result.json["mode"] == "history"
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+
+
+@pytest.mark.parametrize("options", [
+    ["--staged", "--range", "HEAD~1..HEAD"], ["--staged", "--since-commit", "HEAD~1"],
+    ["--staged", "--unreachable"], ["--staged", "--reflog"], ["--staged", "--no-check-missing"],
+    ["--range", "HEAD~1..HEAD", "--since-commit", "HEAD~1"],
+    ["--range", "HEAD~1..HEAD", "--reflog"], ["--since-commit", "HEAD~1", "--unreachable"],
+    ["--range", "HEAD~1..HEAD", "--check-missing"],
+], ids=" ".join)
+@pytest.mark.parametrize("command", ["scan", "baseline"])
+def test_options_that_would_ignore_each_other_are_a_usage_error(
+        cli: Cli, repo: Path, capsys: pytest.CaptureFixture[str], command: str,
+        options: list[str]) -> None:
+    commit(repo, {"a.txt": "a\n"}, "a")
+    commit(repo, {"b.txt": "b\n"}, "b")
+    with pytest.raises(SystemExit) as exc:
+        cli(command, repo, *options, "--output", repo / "out.json")
+    assert exc.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("keyscan: error: ") and "drop one" in error
+    assert all(o in error for o in options if o.startswith("--"))
+    assert not (repo / "out.json").exists()
+
+
 def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")

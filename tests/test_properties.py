@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections.abc import Callable
@@ -82,6 +83,17 @@ secrets = st.text(alphabet=string.ascii_letters + string.digits + "/+", min_size
                   max_size=40)
 tokens = st.text(alphabet=string.ascii_letters + string.digits + "/+=", min_size=100,
                  max_size=400)
+
+
+@FAST
+@given(secret=secrets.filter(lambda s: any(c.isupper() for c in s) and any(
+    c.islower() for c in s) and any(c.isdigit() for c in s)), escape_plus=st.booleans())
+def test_a_secret_in_json_is_found_whatever_its_encoder_escapes(
+        find: Callable[[str | bytes], list[Finding]], secret: str, escape_plus: bool) -> None:
+    text = json.dumps({"SecretAccessKey": secret}).replace("/", "\\/")
+    if escape_plus:
+        text = text.replace("+", "\\u002B")
+    assert [f.secret.reveal() for f in find(text) if f.secret] == [secret]
 
 
 @settings(max_examples=500, deadline=None)

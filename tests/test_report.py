@@ -224,6 +224,20 @@ def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("command", [["scan"], ["baseline", "-o", "b.json"],
+                                     ["audit", "--repos", "-"]], ids=lambda c: c[0])
+@pytest.mark.parametrize("size", ["0", "0k", "0.0001k", "-5"])
+def test_a_size_limit_of_zero_or_less_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str],
+        size: str) -> None:
+    """0 would mean "no limit" to some users and "skip everything" to others."""
+    target = [str(tmp_path)] if command[0] != "audit" else []
+    with pytest.raises(SystemExit) as exc:
+        main([*command, *target, f"--max-file-size={size}"])
+    assert exc.value.code == 2
+    assert "must be above 0" in capsys.readouterr().err
+
+
 def test_errors_are_one_line_and_a_traceback_only_with_debug(
         cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     result = cli("scan", tmp_path / "missing")

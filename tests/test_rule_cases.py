@@ -333,6 +333,63 @@ def test_aws_iam_create_access_key_output(scan: Scanner, keys: Keys) -> None:
                                      "line": line, "column": column}])
 
 
+# JSON encoders that escape a secret's own characters: PHP's json_encode (and some JS) write
+# every '/' as '\/', .NET's System.Text.Json writes '+' as '\u002B'
+JSON_ENCODERS = {
+    "php": lambda value: json.dumps(value).replace("/", "\\/"),
+    "dotnet": lambda value: json.dumps(value).replace("+", "\\u002B"),
+}
+
+
+@pytest.mark.parametrize("encoder", sorted(JSON_ENCODERS))
+def test_a_secret_with_escaped_characters_in_json_pairs_with_its_id(scan: Scanner, keys: Keys,
+                                                                    encoder: str) -> None:
+    content = JSON_ENCODERS[encoder]({"AccessKeyId": keys.akia, "SecretAccessKey": keys.slashy})
+    assert keys.slashy not in content  # escaped
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical", "status": "leak",
+                                     "key_id": keys.akia, "secret": keys.slashy,
+                                     "encoding": "plain", "line": line, "column": column}])
+
+
+@pytest.mark.parametrize("encoder", sorted(JSON_ENCODERS))
+def test_a_secret_with_escaped_characters_in_json_is_found_alone(scan: Scanner, keys: Keys,
+                                                                 encoder: str) -> None:
+    content = JSON_ENCODERS[encoder]({"SecretAccessKey": keys.slashy})
+    label = '"SecretAccessKey": "'
+    line, column = where(content, label)
+    column += len(label)  # where the value starts
+    assert_findings(scan(content), [{"kind": "secret", "status": "leak", "key_id": None,
+                                     "secret": keys.slashy, "line": line, "column": column}])
+
+
+def test_an_escaped_secret_has_the_fingerprint_of_the_real_value(
+        cli: Callable[..., CliResult], tmp_path: Path, keys: Keys) -> None:
+    target = tmp_path / "creds.json"
+    fingerprints = []
+    for encode in (json.dumps, JSON_ENCODERS["php"]):
+        target.write_text(encode({"SecretAccessKey": keys.slashy}))
+        (finding,) = cli("scan", tmp_path, "--format", "json").json["findings"]
+        fingerprints.append(finding["fingerprint"])
+    assert fingerprints[0] == fingerprints[1]
+
+
+def test_an_unlabelled_escaped_secret_next_to_its_id_is_paired(scan: Scanner,
+                                                              keys: Keys) -> None:
+    content = JSON_ENCODERS["php"]([keys.akia, keys.slashy])
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.slashy}])
+
+
+def test_an_escaped_session_token_is_carried_whole(scan: Scanner, keys: Keys) -> None:
+    # 150 characters before its first '/': enough for a token of its own if cut there
+    token = keys.token[:150].replace("/", "A") + "/" + keys.token[151:]
+    content = JSON_ENCODERS["php"]({"AccessKeyId": keys.asia, "SecretAccessKey": keys.slashy,
+                                    "SessionToken": token})
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.asia,
+                                     "secret": keys.slashy, "token": token}])
+
+
 # -- boundaries ----------------------------------------------------------------------------
 
 

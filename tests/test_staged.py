@@ -49,6 +49,17 @@ def test_a_staged_key_is_found_with_its_place(cli: Cli, project: Path) -> None:
     assert f["source"] == "staged" and f["blob"]
 
 
+def test_a_staged_file_starting_with_a_byte_order_mark_is_scanned(cli: Cli,
+                                                                  project: Path) -> None:
+    key = fake_key_id()
+    (project / "notes.txt").write_bytes(b"\xff\xfe" + f"aws_access_key_id = {key}\n".encode())
+    git(project, "add", "notes.txt")
+    code, doc = staged_json(cli, project)
+    assert code == 1
+    assert [(f["path"], f["key_id"], f["line"]) for f in doc["findings"]] == [
+        ("notes.txt", key, 1)]
+
+
 def test_nothing_staged_is_clean(cli: Cli, project: Path) -> None:
     result = cli("scan", "--staged", cwd=project)
     assert result.code == 0 and result.out == ""

@@ -242,6 +242,36 @@ def test_utf16_files(cli: Cli, tmp_path: Path, codec: str, bom: bytes) -> None:
     assert (f["line"], f["column"]) == (3, 16)
 
 
+@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"], ids=["le", "be"])
+def test_ascii_after_a_utf16_byte_order_mark_is_still_scanned(cli: Cli, tmp_path: Path,
+                                                              bom: bytes) -> None:
+    key, secret = fake_key_id(), fake_secret()
+    text = f"aws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    (tmp_path / "x.txt").write_bytes(bom + text.encode())
+    code, doc = scan(cli, tmp_path, "--show-secrets")
+    assert code == 1
+    (f,) = doc["findings"]
+    assert (f["kind"], f["key_id"], f["secret"], f["encoding"]) == ("pair", key, secret, "plain")
+    assert (f["line"], f["column"]) == (1, 21)  # the mark is not a character
+
+
+def test_a_log_that_starts_in_utf16_and_goes_on_in_ascii(cli: Cli, tmp_path: Path) -> None:
+    wide_key, key, secret = fake_key_id(), fake_key_id(), fake_secret()
+    lines = [f"{i:04d} service started\r\n" for i in range(150)]
+    lines[2] = f"0002 AccessKey={wide_key}\r\n"
+    head = "".join(lines).encode("utf-16-le")
+    assert len(head) > 4096  # longer than the part that tells UTF-16 from bytes
+    tail = f"aws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    (tmp_path / "service.log").write_bytes(head + tail.encode())
+    code, doc = scan(cli, tmp_path, "--show-secrets")
+    assert code == 1
+    found = sorted((f["line"], f["kind"], f["key_id"], f["secret"], f["encoding"])
+                   for f in doc["findings"])
+    # each once: the UTF-16 part's key is not reported again from the raw bytes
+    assert found == [(3, "key-id", wide_key, None, "utf-16"),
+                     (151, "pair", key, secret, "plain")]
+
+
 @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
 def test_keyscan_allow_works_in_utf16_files_without_a_bom(cli: Cli, tmp_path: Path,
                                                           codec: str) -> None:

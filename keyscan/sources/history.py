@@ -15,7 +15,7 @@ from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
-from keyscan.gitrepo import feed, tree_walk
+from keyscan.gitrepo import feed, run, tree_walk
 from keyscan.lazy import LazyModule
 from keyscan.record import record
 
@@ -164,6 +164,22 @@ def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) ->
     listed = set(proc.stdout.decode("ascii", "replace").split())
     there = set(existing(git_dir, commits))
     return {c for c in commits if c in listed or c not in there}
+
+
+def range_ends(spec: str) -> tuple[str, str, bool]:
+    """A `--range` as git reads a revision range: `A..B`, `A...B` (symmetric: the commits
+    on either side since they forked) or `A` alone (`A..HEAD`); an empty side is HEAD.
+    The base, the head, and whether the range is symmetric."""
+    for dots, symmetric in (("...", True), ("..", False)):
+        base, found, head = spec.partition(dots)
+        if found:
+            return base or "HEAD", head or "HEAD", symmetric
+    return spec, "HEAD", False
+
+
+def merge_bases(git_dir: Path, a: str, b: str) -> list[str]:
+    """The best common ancestors of two commits; none for unrelated histories."""
+    return run(git_dir, ["merge-base", "--all", a, b], check=False).decode().split()
 
 
 class Reachability:
