@@ -362,8 +362,13 @@ def test_a_symlink_loop_does_not_hang(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "loop").symlink_to(tmp_path / "a", target_is_directory=True)
     (tmp_path / "a" / "k.ini").write_text(credentials())
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
     _code, doc = scan(cli, tmp_path, "--follow-symlinks")
     assert paths_of(doc) == ["a/k.ini"]
+    # neither the loop nor a link to nothing is dropped silently
+    why = {s["path"]: s["reason"] for s in doc["skipped"]}
+    assert why.keys() == {"a/loop", "gone"}
+    assert "loop" in why["a/loop"] and "does not exist" in why["gone"]
 
 
 def test_a_committed_symlink_is_not_followed(cli: Cli, repo: Path, tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ def _walk(top: Path, follow_symlinks: bool) -> Iterator[bytes]:
             st = os.stat(folder)
             if (st.st_dev, st.st_ino) in seen:
                 dirs[:] = []
+                yield os.path.relpath(folder, base)  # read() says why it was not walked
                 continue
             seen.add((st.st_dev, st.st_ino))
         dirs[:] = [d for d in dirs if d != b".git"]
@@ -70,6 +71,8 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
         try:
             st = os.stat(full) if follow_symlinks else os.lstat(full)
         except FileNotFoundError:
+            if follow_symlinks and os.path.islink(full):
+                yield Skipped(shown, "symlink to nothing (its target does not exist)")
             continue  # tracked but deleted in the work tree: nothing there to leak
         except OSError as exc:
             yield Skipped(shown, _why(exc))
@@ -113,6 +116,9 @@ def _read_file(full: bytes, size: int, max_size: int) -> bytes:
 
 def _why_folder(full: bytes) -> str:
     """Folders reach read() only when they could not be listed, or hold another repository."""
+    if os.path.islink(full):
+        return ("symlink to a folder not walked here (a loop, or a link git keeps as a "
+                "link): scan its target on its own")
     if not os.access(full, os.R_OK | os.X_OK):
         return "unreadable folder: permission denied"
     if os.path.lexists(os.path.join(full, b".git")):
