@@ -60,6 +60,7 @@ class _Hits:
     blobs: dict[str, list[Credential]] = field(default_factory=dict)
     commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
     interrupted: bool = False  # Ctrl-C: what was read so far
+    renumbered: bool = False  # the cached places were numbered again (`_appearances`)
     # findings in objects no ref reaches, left out of the report without --unreachable
     # but kept in the cache (a later --unreachable re-scan lists them)
     hidden_blobs: dict[str, list[Credential]] = field(default_factory=dict)
@@ -1076,6 +1077,7 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
         first = 1 + max((a.order for a in old), default=0)
         added = attribute.numbered(hits.blobs, places[len(old):], first)
         return {b: [*known.get(b, []), *added[b]] for b in hits.blobs}
+    hits.renumbered = True
     return attribute.numbered(hits.blobs, places, 0)
 
 
@@ -1162,8 +1164,8 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
 
     def places(blob: str) -> list[list[object]]:
         now, old = appearances.get(blob, []), kept.appearances.get(blob)
-        if blob in cached and old is not None and len(old) == len(now) and all(
-                row[7] == place.order for row, place in zip(old, now, strict=True)):
+        if blob in cached and old is not None and len(old) == len(now) \
+                and not hits.renumbered:
             return old  # no new place, none numbered again
         return attribute.appearance_rows({blob: now})[blob]
 
