@@ -109,7 +109,8 @@ def audit_repository(job: RepoJob) -> dict[str, Any]:
 def failed(name: str, status: str, error: str, seconds: float = 0.0) -> dict[str, Any]:
     """The result of a repository that could not be scanned."""
     row = {"repo": name, "status": status, "findings": 0, "leaks": 0, "blobs": 0, "bytes": 0,
-           "seconds": round(seconds, 3), "error": error, "skipped": 0, "notes": []}
+           "seconds": round(seconds, 3), "error": error, "skipped": 0, "notes": [],
+           **_facts_row(None)}
     return {"row": row, "findings": [], "sarif": None}
 
 
@@ -214,15 +215,26 @@ def scan_one(job: RepoJob) -> dict[str, Any]:
         result = scan_history(
             target, job.rules, ScanOptions(max_file_size=job.max_file_size),
             HistoryOptions(unreachable=job.unreachable, progress=False, workers=1))
+        repo = gitrepo.discover(target)
+        facts = gitrepo.facts(repo.git_dir) if repo is not None else None
     except KeyscanError as exc:
         return failed(job.name, ERROR, _without(str(exc), job), time.perf_counter() - started)
     except Exception as exc:  # no traceback: it could hold scanned content
         return failed(job.name, ERROR, f"internal error: {type(exc).__name__}",
                       time.perf_counter() - started)
-    return _payload(job, result, time.perf_counter() - started)
+    return _payload(job, result, time.perf_counter() - started, facts)
 
 
-def _payload(job: RepoJob, result: Any, seconds: float) -> dict[str, Any]:
+def _facts_row(facts: Any) -> dict[str, Any]:
+    """The repository's facts as status-row fields (empty when it was not scanned)."""
+    from keyscan.gitrepo import Facts
+
+    f = facts if isinstance(facts, Facts) else Facts()
+    return {"default_branch": f.default_branch, "branches": f.branches, "tags": f.tags,
+            "last_commit": f.last_commit}
+
+
+def _payload(job: RepoJob, result: Any, seconds: float, facts: Any = None) -> dict[str, Any]:
     from keyscan.aws.classify import classify_all
     from keyscan.model import ScanResult, Status
     from keyscan.report import json as json_report
@@ -237,7 +249,7 @@ def _payload(job: RepoJob, result: Any, seconds: float) -> dict[str, Any]:
            "findings": len(findings), "leaks": sum(f.status is Status.LEAK for f in findings),
            "blobs": result.stats.files, "bytes": result.stats.bytes,
            "seconds": round(seconds, 3), "error": "; ".join(problems),
-           "skipped": len(result.skipped), "notes": list(result.notes)}
+           "skipped": len(result.skipped), "notes": list(result.notes), **_facts_row(facts)}
     sarif = None
     if job.sarif:
         from keyscan.report import sarif as sarif_report
@@ -270,12 +282,16 @@ def checkout(job: RepoJob) -> Path:
     mirrors = Path(job.workdir or user_cache_folder() / "fleet") / "mirrors"
     mirrors.mkdir(parents=True, exist_ok=True, mode=0o700)
     mirror = mirrors / f"{slug(job.name)}.git"
+    from keyscan import gitrepo
+
     with _locked(mirror.with_suffix(".lock")):
-        if (mirror / "HEAD").exists():
-            _git(job, ["--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin"],
-                 "fetch")
-        else:
-            _clone(job, mirror)
+        try:
+            if (mirror / "HEAD").exists():
+                gitrepo.fetch(mirror, job.source)
+            else:
+                _clone(job, mirror)
+        except KeyscanError as exc:
+            raise KeyscanError(_without(str(exc), job)) from None
     return mirror
 
 
@@ -284,25 +300,14 @@ def _clone(job: RepoJob, mirror: Path) -> None:
     import shutil
     import tempfile
 
+    from keyscan import gitrepo
+
     tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=mirror.parent))
     try:
-        _git(job, ["clone", "--mirror", "--quiet", "--", job.source, str(tmp / "repo.git")],
-             "clone")
+        gitrepo.mirror(job.source, tmp / "repo.git")
         (tmp / "repo.git").rename(mirror)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _git(job: RepoJob, args: list[str], what: str) -> None:
-    # never wait for a password prompt: a worker has no one to answer it
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND":
-           os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
-    proc = subprocess.run(["git", *args], env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, check=False)
-    if proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        detail = lines[-1] if lines else f"exit {proc.returncode}"
-        raise KeyscanError(_without(f"git {what} of {job.source} failed: {detail}", job))
 
 
 @contextlib.contextmanager

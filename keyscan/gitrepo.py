@@ -1,10 +1,13 @@
 """The one place that runs git. Plumbing with -z output, parsed into plain values.
 
-Every path uses plain `git` subprocesses rather than gitpython, whose import alone
-costs 50-80 ms (measured 53 ms from an installed copy: most of a pre-commit hook's
-budget, and more than half of a 0.087 s re-scan of a small repository). History scans
-read pack files in-process (sources/packs.py) and everything else through
-`git cat-file --batch` (sources/history.py).
+Scans use plain `git` subprocesses rather than gitpython, whose import alone costs
+50-80 ms (measured 53-67 ms here: most of a pre-commit hook's budget, and about as much
+as a whole 1-commit history re-scan). History scans read pack files in-process
+(sources/packs.py) and everything else through `git cat-file --batch`
+(sources/history.py). Fleet audits, whose scanner processes live for many repositories,
+use gitpython for what it does well there (`mirror`, `fetch`, `facts`): cloning and
+fetching untrusted URLs with its checks for unsafe protocols and options, and the
+repository's refs and metadata, read through its persistent `cat-file`.
 """
 
 from __future__ import annotations
@@ -270,6 +273,88 @@ def feed(pipe: IO[bytes], data: bytes) -> None:
         pipe.close()
     except (OSError, ValueError):  # git exited early: its answers say why
         pass
+
+
+@record
+class Facts:
+    """What an audit tells of a repository besides its leaks."""
+
+    default_branch: str = ""  # the branch HEAD names; "" when detached or unknown
+    branches: int = 0
+    tags: int = 0
+    last_commit: str = ""  # the newest committer date of any branch tip (ISO 8601)
+
+
+def _git_env() -> dict[str, str]:
+    """Never wait for a password prompt: a fleet worker has no one to answer it."""
+    return {"GIT_TERMINAL_PROMPT": "0",
+            "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
+
+
+def mirror(source: str, to: Path) -> None:
+    """A bare mirror of `source` (every ref, every object) at `to`, by gitpython, which
+    refuses remote helpers that run commands (`ext::`) and options smuggled into the
+    URL. KeyscanError with git's last line on failure (the URL left as given: the
+    caller masks its credentials)."""
+    import git
+
+    try:
+        git.Repo.clone_from(source, to, mirror=True, env=_git_env()).close()
+    except (git.GitCommandError, git.UnsafeProtocolError, git.UnsafeOptionError) as exc:
+        raise KeyscanError(f"git clone of {source} failed: {_why_not(exc)}") from None
+
+
+def fetch(mirror_dir: Path, source: str) -> None:
+    """Bring the mirror `mirror_dir` up to date with its origin (refs gone there pruned)."""
+    import git
+
+    try:
+        with git.Repo(mirror_dir) as repo, repo.git.custom_environment(**_git_env()):
+            repo.remote("origin").fetch(prune=True)
+    except (git.GitCommandError, git.InvalidGitRepositoryError, ValueError) as exc:
+        raise KeyscanError(f"git fetch of {source} failed: {_why_not(exc)}") from None
+
+
+def _why_not(exc: Exception) -> str:
+    """What git said went wrong (its first `fatal:` or `error:` line), in a user's words
+    for what gitpython refused before running git."""
+    import git
+
+    if isinstance(exc, git.UnsafeProtocolError):
+        return "refused: the URL names a git remote helper that runs commands (ext::)"
+    if isinstance(exc, git.UnsafeOptionError):
+        return "refused: the URL would pass options to git"
+    if isinstance(exc, git.InvalidGitRepositoryError):
+        return "not a git repository (remove it to clone again)"
+    stderr = str(getattr(exc, "stderr", "") or exc)
+    lines = [line.strip().removeprefix("stderr:").strip(" '") for line in stderr.splitlines()]
+    said = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (said or [line for line in lines if line] or [type(exc).__name__])[0]
+
+
+def facts(git_dir: Path) -> Facts:
+    """The default branch, how many branches and tags, and the newest branch tip's
+    date, by gitpython; what cannot be read is left out (a damaged repository is
+    reported by its scan, not here)."""
+    import git
+
+    try:
+        with git.Repo(git_dir) as repo:
+            try:
+                branch = repo.head.reference.name
+            except (TypeError, ValueError):  # detached, or HEAD names nothing
+                branch = ""
+            dates = []
+            for head in repo.heads:
+                try:
+                    dates.append(head.commit.committed_datetime)
+                except (ValueError, git.GitError):
+                    continue  # a branch naming a missing or broken commit
+            return Facts(default_branch=branch, branches=len(repo.heads),
+                         tags=len(repo.tags),
+                         last_commit=max(dates).isoformat() if dates else "")
+    except (git.GitError, ValueError, OSError):
+        return Facts()
 
 
 def fsdecode(path: bytes) -> str:

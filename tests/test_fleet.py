@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,15 @@ def _check_audit(fleet: Fleet, out: Path, rows: dict[str, dict[str, Any]],
     cloned = rows[f"file://{fleet.path('leaky-a')}"]
     assert cloned["status"] == ("done" if resumed else "scanned") and cloned["leaks"] == 1, \
         (cloned["status"], cloned.get("error"))
+
+    if not resumed:  # what the audit says of each repository besides its leaks
+        newest = git(fleet.root / "leaky-a", "log", "-1", "--format=%cI").stdout.strip()
+        for name in (fleet.path("leaky-a"), f"file://{fleet.path('leaky-a')}"):
+            facts = {k: rows[name][k] for k in ("default_branch", "branches", "tags")}
+            assert facts == {"default_branch": "main", "branches": 1, "tags": 0}, name
+            assert datetime.fromisoformat(rows[name]["last_commit"]) == \
+                datetime.fromisoformat(newest)
+        assert rows[str(fleet.root / "does-not-exist")]["last_commit"] == ""
 
     findings = _findings(out)
     by_repo: dict[str, list[dict[str, Any]]] = {}
@@ -289,6 +299,19 @@ def test_a_scheduler_that_is_not_there_is_one_clear_error(tmp_path: Path, fleet:
     assert result.returncode == 2
     assert "cannot reach the Dask scheduler" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_clone_url_that_would_run_a_command_is_refused(tmp_path: Path) -> None:
+    """A repository list is input too: a URL naming git's `ext` remote helper (which
+    runs a command) is refused before git runs, with one clear line."""
+    from keyscan import gitrepo
+    from keyscan.errors import KeyscanError
+
+    marker = tmp_path / "ran"
+    for url in (f"ext::sh -c touch% {marker}", f"ext://sh -c touch% {marker}"):
+        with pytest.raises(KeyscanError, match=r"git clone of .* failed"):
+            gitrepo.mirror(url, tmp_path / "mirror.git")
+    assert not marker.exists() and not (tmp_path / "mirror.git").exists()
 
 
 def test_repository_list_and_names(tmp_path: Path) -> None:

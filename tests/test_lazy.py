@@ -8,6 +8,7 @@ import pickle
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from keyscan.lazy import LazyModule, lazy_pattern
 
@@ -30,3 +31,22 @@ def test_a_lazy_module_is_imported_when_first_used() -> None:
                          check=True).stdout.split()
     assert out == ["False", "True"]
     assert LazyModule("json").dumps([1]) == "[1]"
+
+
+def test_scans_import_neither_gitpython_nor_boto3_nor_dask(tmp_path: Path) -> None:
+    """The hook, a file scan and a history scan start without the heavy libraries:
+    gitpython (~60 ms to import) serves fleet audits' clones and repository facts only,
+    boto3 the AWS commands, Dask the audit."""
+    from repos import commit_all, git
+
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("a\n")
+    commit_all(tmp_path)
+    for args in (["--staged"], [], ["--history"]):
+        code = ("import sys; from keyscan.cli import main; "
+                f"main(['scan', *{args!r}, {str(tmp_path)!r}]); "
+                "print(sorted(m for m in ('git', 'boto3', 'dask') if m in sys.modules), "
+                "file=sys.stderr)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)
+        assert proc.stderr.strip().splitlines()[-1] == "[]", (args, proc.stderr)

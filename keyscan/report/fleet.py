@@ -59,13 +59,14 @@ def status_table(rows: list[dict[str, Any]]) -> str:
     rows = sorted(rows, key=lambda r: (order.get(r["status"], 0), r["repo"]))
     width = min(max([len("REPOSITORY"), *(len(r["repo"]) for r in rows)]), 60)
     lines = [f"{'REPOSITORY':{width}}  {'STATUS':8} {'LEAKS':>5} {'FOUND':>5} {'BLOBS':>8} "
-             f"{'MB':>9} {'SECONDS':>8}  ERROR"]
+             f"{'MB':>9} {'SECONDS':>8} {'LAST COMMIT':11}  ERROR"]
     for r in rows:
         name = printable(r["repo"])
         if len(name) > width:
             name = "…" + name[-(width - 1):]
         lines.append(f"{name:{width}}  {r['status']:8} {r['leaks']:>5} {r['findings']:>5} "
-                     f"{r['blobs']:>8} {r['bytes'] / 1e6:>9.1f} {r['seconds']:>8.1f}  "
+                     f"{r['blobs']:>8} {r['bytes'] / 1e6:>9.1f} {r['seconds']:>8.1f} "
+                     f"{str(r.get('last_commit') or '-')[:10]:11}  "
                      f"{_short(printable(r['error']))}")
     return "\n".join(lines) + "\n"
 
