@@ -53,7 +53,8 @@ class Appearance:
 
 def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
                   exclude: Sequence[str] = (), first_order: int = 0, cut: str | None = None,
-                  filter_in_git: bool = True) -> dict[str, list[Appearance]]:
+                  filter_in_git: bool = True, merges: str = "-m"
+                  ) -> dict[str, list[Appearance]]:
     """For each blob, every commit that put it at a path, oldest first.
 
     A `git log --raw` pass over the history, limited by git itself to the commits
@@ -65,6 +66,9 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     `filter_in_git`: False for a few new commits (`exclude` given), whose every change
     is listed and filtered here: git takes ~30 us to set up each --find-object, 12 ms for
     the ~420 blobs with findings of the botocore benchmark, against 4 ms for the log.
+    `merges`: "-m", a merge puts at a path what differs from any of its parents; "-c",
+    only what differs from all of them (what the merge itself made: a conflict's
+    resolution), as a range's own changes are counted (`changed_blobs`).
     """
     wanted = set(blobs)
     if not wanted or not tips:
@@ -76,7 +80,7 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     from keyscan.background import Later  # history scans only: not on the hook's path
 
     find = sorted(wanted) if filter_in_git else []
-    logs = [Later(_log_find_objects, git_dir, find, spec) for spec in passes]
+    logs = [Later(_log_find_objects, git_dir, find, spec, merges) for spec in passes]
     halves = [list(_raw_appearances(log.get(), wanted)) for log in logs]
     return numbered(wanted, in_history_order(git_dir, halves), first_order)
 
@@ -150,12 +154,13 @@ def midpoint(git_dir: Path, line: Sequence[bytes] | None = None) -> str:
     return line[len(line) // 2].decode() if len(line) >= _SPLIT_COMMITS else ""
 
 
-def _log_find_objects(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
+def _log_find_objects(git_dir: Path, blobs: list[str], spec: list[str], merges: str = "-m"
+                      ) -> bytes:
     # --date-order: no commit before its ancestors once reversed, whatever the dates say
     # (git's default walk, among commits of one date, can list a descendant first, and a
     # blob's first appearance would then be a later one)
     args = [*tree_walk(git_dir, "log", "--stdin"), "--date-order", "--reverse", "--raw",
-            "--no-abbrev", "--no-renames", "-m", "-z", f"--format=%x01{_FIELDS}",
+            "--no-abbrev", "--no-renames", merges, "-z", f"--format=%x01{_FIELDS}",
             *(f"--find-object={b}" for b in blobs)]
     proc = subprocess.run(args, input="".join(f"{x}\n" for x in spec).encode(),
                           capture_output=True, check=False)
@@ -175,8 +180,8 @@ def _raw_appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
         elif token.startswith(b":") and i < len(tokens) and commit is not None:
             path = os.fsdecode(tokens[i])
             i += 1
-            meta = token.split()
-            new = meta[3].decode() if len(meta) > 3 else ""
+            meta = token.split()  # modes, ids (a merge's "::": one per parent), the result's
+            new = meta[-2].decode() if len(meta) > 3 else ""  # last, then the status
             if new in wanted:
                 yield Appearance(new, path, commit, 0)
 

@@ -409,6 +409,7 @@ class _Run:
         # a re-scan read from the files: what its new commits put where, oldest first
         self.recent: list[recent.Change] | None = None
         self.grown_from: set[str] = set()  # old commits the new ones grew from (`recent`)
+        self.range: list[list[str]] = []  # --range / --since-commit: [its tips, its bases]
         self.shallow = ""  # the clone's shallow boundary, kept by the cache
         self.change = 0  # objects an incremental scan or a range reads
         # the default branch's files, listed at once when the cache holds findings (a
@@ -443,7 +444,8 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
             return fast
         if not run.ranged:
             run.start_containment()  # through git, as the rest of this scan
-    refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips)
+    refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips,
+                                         run.range)
     run.split = everything
     run.change = len(refs)
     store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
@@ -624,9 +626,13 @@ def _where(run: _Run, hits: _Hits, gone: set[str]
     commits no ref reaches any more (`_gone`)."""
     if run.containment is None and (hits.blobs or hits.commits):
         run.containment = ancestry.Ancestry(run.git_dir, None, run.refs_listed)
-    appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
-                               _cut(run) if run.split and hits.blobs else None,
-                               run.change <= _LIST_CHANGES, run.recent, gone)
+    if run.range:  # a CI range: where its own commits put the finding blobs
+        appearances = attribute.introductions(run.git_dir, hits.blobs.keys(), run.range[0],
+                                              run.range[1], merges="-c")
+    else:
+        appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
+                                   _cut(run) if run.split and hits.blobs else None,
+                                   run.change <= _LIST_CHANGES, run.recent, gone)
     if run.containment is None:
         return appearances, {}
     return appearances, run.containment.refs_containing({
@@ -644,10 +650,11 @@ def _cut(run: _Run) -> str:
 
 
 def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
-          state: cache.CacheState | None, old_tips: list[str]
+          state: cache.CacheState | None, old_tips: list[str], ranged: list[list[str]]
           ) -> tuple[list[source.ObjectRef], bool, set[str]]:
     """The objects to read, or none and True: every object in the store (read from the
-    packs, or listed by git); and the objects whose findings the cache gives."""
+    packs, or listed by git); and the objects whose findings the cache gives. A range's
+    ends ([tips, bases]) are put in `ranged`."""
     if hopts.range or hopts.since_commit:
         base, head, symmetric = source.range_ends(hopts.range) if hopts.range \
             else (hopts.since_commit, "HEAD", False)
@@ -664,8 +671,12 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         tips, since = [commits[1]], [commits[0]]
         if symmetric:  # as `git log A...B`: what either side added since they forked
             tips, since = commits, source.merge_bases(git_dir, *commits)
-        ids = source.new_objects(git_dir, tips, since)
-        return source.describe_objects(git_dir, ids), False, set()
+        ranged[:] = [tips, since]
+        # new objects (commits and tags for their messages), and every blob the range's
+        # commits put at a path: a key copied from an allowed or baselined file is new there
+        wanted = dict.fromkeys([*source.new_objects(git_dir, tips, since),
+                                *source.changed_blobs(git_dir, tips, since)])
+        return source.describe_objects(git_dir, list(wanted)), False, set()
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]

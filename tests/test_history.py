@@ -109,9 +109,9 @@ def test_every_hiding_place_is_found_and_attributed(cli: Cli, repo: Path,
     passes: list[list[str]] = []
     real_log = attribute._log_find_objects
 
-    def counted(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
+    def counted(git_dir: Path, blobs: list[str], spec: list[str], merges: str) -> bytes:
         passes.append(spec)
-        return real_log(git_dir, blobs, spec)
+        return real_log(git_dir, blobs, spec, merges)
 
     monkeypatch.setattr(attribute, "_log_find_objects", counted)
     code, findings, doc = history(cli, repo, "--no-cache")
@@ -231,6 +231,47 @@ def test_range_scans_only_what_the_commits_added(cli: Cli, repo: Path) -> None:
     assert doc["summary"]["files"] == 3  # one commit, two new blobs: not the old blob
     _, since, _ = history(cli, repo, "--since-commit", base)
     assert [f["key_id"] for f in since] == [new_key]
+
+
+def test_a_range_reports_a_known_key_copied_to_a_new_path(cli: Cli, repo: Path,
+                                                         tmp_path: Path) -> None:
+    """A pull request copying a key from an allowed fixture, or from a baselined file,
+    adds no new object; it still puts the key at a new path, and its range scan says
+    so: at that path, as the working-tree scan does (the base's places are not the
+    range's, so neither the allowed path nor the baseline entry hides it)."""
+    fixture, known = pair_text(fake_key_id(), fake_secret()), f"id {fake_key_id()}\n"
+    (repo / ".keyscan.yaml").write_text("allow_paths: ['tests/fixtures/*']\n")
+    commit(repo, {"tests/fixtures/creds.ini": fixture, "old.ini": known}, "base")
+    baseline = tmp_path / "baseline.json"
+    assert cli("baseline", "--history", repo, "-o", baseline).code == 0
+    base = git(repo, "rev-parse", "HEAD").stdout.strip()
+    commit(repo, {"src/prod.ini": fixture, "deploy/copy.ini": known}, "copy")
+    code, findings, _ = history(cli, repo, "--range", f"{base}..HEAD",
+                                "--baseline", str(baseline))
+    assert code == 1
+    assert sorted(f["path"] for f in findings) == ["deploy/copy.ini", "src/prod.ini"]
+    assert all(f["occurrences"][0]["commit"] != base for f in findings)
+
+
+def test_a_range_counts_what_its_merges_made_not_what_they_brought(cli: Cli, repo: Path
+                                                                   ) -> None:
+    """A pull request that merges main in: a key main got meanwhile is main's, not the
+    pull request's; a key written while resolving the merge's conflict is its own."""
+    from_main, in_resolution = fake_key_id(), fake_key_id()
+    commit(repo, {"app.cfg": "mode = a\n"}, "base")
+    git(repo, "checkout", "-q", "-b", "pr")
+    commit(repo, {"app.cfg": "mode = pr\n"}, "pr work")
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"app.cfg": "mode = main\n", "main.ini": f"id {from_main}\n"}, "main work")
+    git(repo, "checkout", "-q", "pr")
+    git(repo, "merge", "-q", "main", check=False)  # conflicts on app.cfg
+    (repo / "app.cfg").write_text(f"mode = both\nid {in_resolution}\n")
+    git(repo, "add", "app.cfg")
+    git(repo, "commit", "-q", "--no-edit")
+    merge = git(repo, "rev-parse", "HEAD").stdout.strip()
+    _, findings, _ = history(cli, repo, "--range", "main..pr")
+    assert [(f["key_id"], f["path"], f["commit"]["sha"]) for f in findings] == \
+        [(in_resolution, "app.cfg", merge)]
 
 
 def test_a_committed_file_starting_with_a_byte_order_mark_is_scanned(cli: Cli,
@@ -1161,9 +1202,9 @@ def test_a_commit_dated_before_its_parent_never_comes_first(cli: Cli, repo: Path
     passes: list[list[str]] = []
     real_log = attribute._log_find_objects
 
-    def counted(git_dir: Path, blobs: list[str], spec: list[str]) -> bytes:
+    def counted(git_dir: Path, blobs: list[str], spec: list[str], merges: str) -> bytes:
         passes.append(spec)
-        return real_log(git_dir, blobs, spec)
+        return real_log(git_dir, blobs, spec, merges)
 
     monkeypatch.setattr(attribute, "_log_find_objects", counted)
     key = fake_key_id()

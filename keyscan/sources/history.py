@@ -151,6 +151,33 @@ def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> lis
     return [line.lstrip("?") for line in proc.stdout.decode("ascii").split()]
 
 
+def changed_blobs(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
+    """The blobs the commits reachable from `tips` and not from `since` put at a path:
+    new objects, and old ones copied or moved to a new path (which an object-level
+    difference would miss). A merge counts for what it made itself (what differs from
+    all its parents: a conflict's resolution), not for what it brought from its other
+    side."""
+    args = ["log", "--stdin", "--raw", "-c", "--no-renames", "--no-abbrev", "-z", "--format="]
+    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{s}\n" for s in since)
+    proc = subprocess.run(tree_walk(git_dir, *args), input=spec.encode(),
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise KeyscanError(f"git log failed: {detail[-1] if detail else 'unknown error'}")
+    found: dict[str, None] = {}
+    tokens = iter(proc.stdout.split(b"\0"))
+    for token in tokens:
+        meta = token.lstrip(b"\n").split()
+        if not meta or not meta[0].startswith(b":"):
+            continue
+        next(tokens, None)  # its path
+        # modes (one per parent, then the result's), ids the same way, then the status
+        blob, mode = meta[-2].decode(), meta[(len(meta) - 1) // 2 - 1]
+        if blob.strip("0") and mode != b"160000":  # not a deletion, nor a submodule
+            found[blob] = None
+    return list(found)
+
+
 def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) -> set[str]:
     """Those of `commits` that none of `tips` reaches, or that are gone from the store;
     none when git cannot tell (a damaged repository: nothing is dropped on a guess)."""
