@@ -60,7 +60,8 @@ class _Hits:
     blobs: dict[str, list[Credential]] = field(default_factory=dict)
     commits: dict[str, tuple[str, list[Credential]]] = field(default_factory=dict)
     interrupted: bool = False  # Ctrl-C: what was read so far
-    renumbered: bool = False  # the cached places were numbered again (`_appearances`)
+    # the cached places were numbered again, or some dropped (`_appearances`): saved anew
+    places_changed: bool = False
     # findings in objects no ref reaches, left out of the report without --unreachable
     # but kept in the cache (a later --unreachable re-scan lists them)
     hidden_blobs: dict[str, list[Credential]] = field(default_factory=dict)
@@ -1069,6 +1070,7 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     known = attribute.appearances_from_rows(
         {b: [row for row in rows if row[1] not in gone] if gone else rows
          for b, rows in state.appearances.items() if b in hits.blobs})
+    hits.places_changed = bool(gone)  # an amend or rebase can keep the count of places
     # old objects read again (unreadable or over the size limit last time) that now hold
     # findings: where they appear is anywhere in the history, not only in the new commits
     unreadable = set(state.unreadable)
@@ -1088,7 +1090,7 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
         first = 1 + max((a.order for a in old), default=0)
         added = attribute.numbered(hits.blobs, places[len(old):], first)
         return {b: [*known.get(b, []), *added[b]] for b in hits.blobs}
-    hits.renumbered = True
+    hits.places_changed = True
     return attribute.numbered(hits.blobs, places, 0)
 
 
@@ -1176,7 +1178,7 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
     def places(blob: str) -> list[list[object]]:
         now, old = appearances.get(blob, []), kept.appearances.get(blob)
         if blob in cached and old is not None and len(old) == len(now) \
-                and not hits.renumbered:
+                and not hits.places_changed:
             return old  # no new place, none numbered again
         return attribute.appearance_rows({blob: now})[blob]
 

@@ -664,6 +664,33 @@ def test_shallow_clone_is_scanned_and_said_to_be_shallow(cli: Cli, repo: Path,
     assert "shallow clone" in ranged.err and "fetch-depth: 0" in ranged.err
 
 
+@pytest.mark.parametrize("rewrite", ["amend", "rebase"])
+def test_rescans_after_an_amend_or_rebase_name_the_new_commit(cli: Cli, repo: Path,
+                                                              rewrite: str) -> None:
+    """An amend or a rebase replaces the commit that put a key somewhere by another one
+    putting it at the same place: every later re-scan names the new commit and its ref,
+    as a fresh scan does, not the one rewritten away."""
+    key = fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "a")
+    if rewrite == "rebase":
+        git(repo, "checkout", "-q", "-b", "topic")
+    commit(repo, {"k.ini": f"id {key}\n"}, "key")
+    history(cli, repo)
+    if rewrite == "amend":
+        git(repo, "commit", "-q", "--amend", "-m", "key, reworded", env=clean_env())
+    else:
+        git(repo, "checkout", "-q", "main")
+        commit(repo, {"b.txt": "b\n"}, "b")
+        git(repo, "checkout", "-q", "topic")
+        git(repo, "rebase", "-q", "main", env=clean_env())
+    now = git(repo, "rev-parse", "HEAD").stdout.strip()
+    for run in range(3):
+        _, found, _ = history(cli, repo)
+        [finding] = found
+        assert finding["commit"]["sha"] == now and finding["refs"], run
+        assert found == history(cli, repo, "--no-cache")[1], run
+
+
 @pytest.mark.parametrize("fetch", [["--unshallow"], ["--deepen=1"]], ids=["unshallow", "deepen"])
 def test_history_fetched_into_a_shallow_clone_is_scanned(cli: Cli, repo: Path, tmp_path: Path,
                                                          fetch: list[str]) -> None:
