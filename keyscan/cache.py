@@ -282,14 +282,22 @@ def write_state(path: Path, meta: dict[str, object], key: bytes) -> None:
 
 
 @contextlib.contextmanager
-def locked(git_dir: Path) -> Iterator[None]:
-    """Serialise cache updates between concurrent runs on the same repository."""
+def locked(git_dir: Path) -> Iterator[str]:
+    """Serialise cache updates between concurrent runs on the same repository. Yields
+    "" once locked, or why the cache cannot be kept here (a read-only repository, a
+    folder of another user's): the scan then goes on without it."""
     folder = cache_dir(git_dir)
-    folder.mkdir(mode=0o700, exist_ok=True)
-    with open(folder / "lock", "a") as handle:
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        handle = open(folder / "lock", "a")  # noqa: SIM115 (closed below)
+    except OSError as exc:
+        yield (f"the scan cache cannot be kept in {folder} ({exc.strerror}): this scan "
+               "reads the whole history (make the folder writable, or pass --no-cache)")
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield ""
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

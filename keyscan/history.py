@@ -109,8 +109,9 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
     with contextlib.ExitStack() as stack:
         if store is not None:
             stack.callback(store.close)  # its maps of the packs (an audit opens many repos)
-        if use_cache:
-            stack.enter_context(cache.locked(git_dir))
+        if use_cache and (why := stack.enter_context(cache.locked(git_dir))):
+            result.notes.append(why)
+            use_cache = False
         state = _last_scan(git_dir, rules, result) if use_cache else None
         shallow = source.shallow_boundary(git_dir) if use_cache else ""
         if state is not None and state.shallow != shallow:  # history added below the cache's
@@ -1182,7 +1183,7 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
             return old  # no new place, none numbered again
         return attribute.appearance_rows({blob: now})[blob]
 
-    cache.save(run.git_dir, cache.CacheState(
+    state = cache.CacheState(
         rules_digest=rules.digest, tips=run.tips, scanned=scanned,
         # what refs name other than a commit (annotated tags, trees, blobs): the next
         # scan asks git only about objects it has not seen named
@@ -1196,7 +1197,12 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
         shallow=run.shallow,
         appearances={b: places(b) for b in blobs},
         unreadable=sorted(_unreadable(result)),
-    ))
+    )
+    try:
+        cache.save(run.git_dir, state)
+    except OSError as exc:  # the report stands; only the next scan reads more
+        result.notes.append(f"the scan cache could not be saved ({exc.strerror}): the next "
+                            "scan reads the whole history again")
 
 
 class _Progress:

@@ -591,6 +591,21 @@ def test_cached_findings_that_do_not_read_back_rebuild_the_cache(cli: Cli, repo:
     assert [f["key_id"] for f in again] == [key]
 
 
+def test_a_cache_folder_that_cannot_be_made_leaves_the_scan_whole(cli: Cli, repo: Path
+                                                                  ) -> None:
+    """A read-only repository (a mounted snapshot, another user's folder): the cache
+    cannot be kept, so the scan reads everything and says why, instead of failing.
+    (Made here by a file where the cache folder would go: root ignores file modes.)"""
+    key = fake_key_id()
+    commit(repo, {"k.ini": f"id {key}\n"}, "key")
+    (repo / ".git" / "keyscan").write_text("not a folder\n")
+    for _ in range(2):
+        result = cli("scan", "--history", repo, "--format", "json")
+        assert result.code == 1, result.err
+        assert [f["key_id"] for f in result.json["findings"]] == [key]
+        assert "scan cache cannot be kept" in result.err and "internal error" not in result.err
+
+
 def test_cache_never_holds_a_secret(cli: Cli, repo: Path) -> None:
     key, secret = fake_key_id(), fake_secret()
     commit(repo, {"c.ini": pair_text(key, secret)}, "leak")
