@@ -79,6 +79,12 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     passes = [spec] if not cut else [[cut, *(f"^{x}" for x in exclude)], [*spec, f"^{cut}"]]
     from keyscan.background import Later  # history scans only: not on the hook's path
 
+    if filter_in_git:
+        from keyscan.sources.history import is_partial_clone
+
+        # in a partial clone, --find-object makes git fetch the blobs the clone left out
+        # from its remote: a scanner reaches no network, so every change is listed instead
+        filter_in_git = not is_partial_clone(git_dir)
     find = sorted(wanted) if filter_in_git else []
     logs = [Later(_log_find_objects, git_dir, find, spec, merges) for spec in passes]
     halves = [list(_raw_appearances(log.get(), wanted)) for log in logs]

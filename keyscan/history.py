@@ -353,7 +353,8 @@ def _shape_notes(git_dir: Path) -> list[str]:
     shallow clone lacks, submodules, and files kept in Git LFS (HEAD's settings; bare
     mirrors included)."""
     return _notes_on(source.is_shallow(git_dir),
-                     source.files_at_head(git_dir, list(_SHAPE_FILES)))
+                     source.files_at_head(git_dir, list(_SHAPE_FILES)),
+                     source.is_partial_clone(git_dir))
 
 
 _SHAPE_FILES = (".gitmodules", ".gitattributes")
@@ -369,11 +370,15 @@ def _shape_from(store: Store, head: str) -> Later[list[str]] | None:
         return None
 
 
-def _notes_on(shallow: bool, files: dict[str, bytes]) -> list[str]:
+def _notes_on(shallow: bool, files: dict[str, bytes], partial: bool = False) -> list[str]:
     notes = []
     if shallow:
         notes.append("shallow clone: only the history present locally was scanned "
                      "(run `git fetch --unshallow` for all of it)")
+    if partial:
+        notes.append("partial clone: the objects it did not fetch were not scanned (each "
+                     "is listed as missing) and are not fetched by keyscan; scan a full "
+                     "clone (`git clone` without --filter) for all of the history")
     if ".gitmodules" in files:
         notes.append("submodules are not followed: scan each submodule on its own")
     if _LFS.search(files.get(".gitattributes", b"")):

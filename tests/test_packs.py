@@ -440,6 +440,28 @@ def test_a_partial_clone_reports_each_missing_blob_and_reads_the_rest(
     assert result.code == 1
 
 
+def test_a_partial_clone_is_scanned_without_fetching_from_its_remote(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """The remote is there: a scanner still reaches no network, so it fetches nothing
+    (git's attribution pass would fetch the missing blobs it looks for), says what it
+    could not scan, and two scans agree."""
+    head_key, old_key = fake_key_id(), fake_key_id()
+    commit(repo, {"old.ini": f"id {old_key}\n"}, "old")
+    commit(repo, {"old.ini": None, "head.ini": f"id {head_key}\n"}, "head")
+    git(repo, "config", "uploadpack.allowFilter", "true")
+    clone = tmp_path / "partial"
+    git(tmp_path, "clone", "-q", "--filter=blob:none", f"file://{repo}", str(clone))
+    packs_before = sorted(p.name for p in (clone / ".git" / "objects" / "pack").iterdir())
+    runs = [cli("scan", "--history", clone, "--format", "json", *extra)
+            for extra in ([], ["--no-cache"], [])]
+    assert sorted(p.name for p in (clone / ".git" / "objects" / "pack").iterdir()) == \
+        packs_before
+    for result in runs:
+        assert [f["key_id"] for f in result.json["findings"]] == [head_key]
+        assert any("partial clone" in note for note in result.json["notes"])
+        assert any("missing" in s["reason"] for s in result.json["skipped"])
+
+
 def test_a_pack_gone_after_planning_hands_its_objects_to_git(repo: Path) -> None:
     """A `git gc` between planning and reading removes the pack: nothing is lost, every
     object is handed to git instead."""

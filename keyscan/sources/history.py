@@ -71,11 +71,15 @@ def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
     loose ones git cannot read (their file is there) with kind 'corrupt'."""
     if not shas:
         return []
+    out = []
+    if is_partial_clone(git_dir):  # git would fetch what it lacks: it is asked about the rest
+        there = _stored(git_dir)
+        out += [ObjectRef(sha, "missing", 0) for sha in shas if bytes.fromhex(sha) not in there]
+        shas = [sha for sha in shas if bytes.fromhex(sha) in there]
     proc = subprocess.run(
         _git(git_dir, "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)"),
         input="".join(f"{s}\n" for s in shas).encode(), capture_output=True, check=False,
     )
-    out = []
     objects: Path | None = None
     for line in proc.stdout.decode("ascii", "replace").splitlines():
         parts = line.split()
@@ -87,6 +91,25 @@ def describe_objects(git_dir: Path, shas: Sequence[str]) -> list[ObjectRef]:
         elif len(parts) == 3:
             out.append(ObjectRef(parts[0], parts[1], int(parts[2])))
     return out
+
+
+def _stored(git_dir: Path) -> set[bytes]:
+    """The ids the store holds, read from its pack indexes and object folders (its
+    alternates' too), without git: in a partial clone, git fetches any object it is
+    asked about and lacks."""
+    from keyscan.sources import packs
+
+    folders = [objects_dir(git_dir)]
+    with contextlib.suppress(OSError):
+        alternates = (folders[0] / "info" / "alternates").read_text("utf-8", "replace")
+        folders += [folders[0] / line.strip() for line in alternates.splitlines()
+                    if line.strip() and not line.startswith("#")]
+    ids: set[bytes] = set()
+    for folder in folders:
+        ids.update(bytes.fromhex(sha) for sha in packs.loose_objects(folder))
+        for idx in packs.pack_indexes(folder):
+            ids.update(packs.index_ids(idx))
+    return ids
 
 
 def objects_dir(git_dir: Path) -> Path:
@@ -409,13 +432,16 @@ def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None,
 
 
 def is_partial_clone(git_dir: Path) -> bool:
-    """A partial clone lacks objects by design: promisor packs or a partial-clone filter."""
+    """A partial clone lacks objects by design: promisor packs or a partial-clone filter
+    (read from the files: this is asked before attribution, on re-scans too)."""
     packs = git_dir / "objects" / "pack"
     if packs.is_dir() and any(packs.glob("*.promisor")):
         return True
-    proc = subprocess.run(_git(git_dir, "config", "--get", "extensions.partialclone"),
-                          capture_output=True, check=False)
-    return bool(proc.stdout.strip())
+    try:
+        config = (git_dir / "config").read_bytes().lower()
+    except OSError:
+        return False
+    return b"partialclone" in config.replace(b" ", b"").replace(b"\t", b"")
 
 
 def is_shallow(git_dir: Path) -> bool:
