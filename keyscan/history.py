@@ -479,6 +479,10 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
     else:
         hits = _read_and_match(git_dir, refs, matcher, options, result, hopts, start_walk)
         read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
+        if everything:  # git lists no trees; the loose ones count as read (`_loose_unscanned`)
+            from keyscan.sources import packs
+
+            read += [bytes.fromhex(sha) for sha in packs.loose_objects(source.objects_dir(git_dir))]
 
         def read_ids() -> cache.IdSet:
             return cache.IdSet.of(read)
@@ -521,6 +525,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
                 for sha in store.tags_down(target)[0]]
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
+        wanted += _loose_unscanned(run.git_dir, state, wanted)
         shas = list(dict.fromkeys(wanted + again))
         gone = store.missing(held)
         # the new commits were read to walk them; the rest one object in memory at a
@@ -687,6 +692,7 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
+        fresh += _loose_unscanned(git_dir, state, fresh)
         # unreadable ones are tried (and reported) again; the findings of the others
         # come from the cache (`_cached_findings`), unless the secrets themselves are
         # wanted. Those objects are described, not read: one gone from the store (or
@@ -701,6 +707,18 @@ def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
         if old_tips:
             return [r for r in refs if r.sha not in cached], False, cached
     return [], True, set()  # every object in the store: from the packs, or listed by git
+
+
+def _loose_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]) -> list[str]:
+    """Loose objects the last scan did not read and the new commits do not hold: those
+    of a commit amended or reset away, a dropped stash, a file added then unstaged,
+    since the last scan. A whole-history scan reads them (and says they are
+    unreachable); a re-scan reads them too, so it says what a fresh scan would."""
+    from keyscan.sources import packs
+
+    taken = set(wanted)
+    return [sha for sha in packs.loose_objects(source.objects_dir(git_dir))
+            if sha not in taken and bytes.fromhex(sha) not in state.scanned]
 
 
 def _resolve(git_dir: Path, rev: str) -> str:

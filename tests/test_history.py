@@ -679,6 +679,39 @@ def test_shallow_clone_is_scanned_and_said_to_be_shallow(cli: Cli, repo: Path,
     assert "shallow clone" in ranged.err and "fetch-depth: 0" in ranged.err
 
 
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+@pytest.mark.parametrize("how", ["reset", "amend", "unstaged"])
+def test_a_key_left_unreachable_since_the_last_scan_is_seen_by_the_rescan(
+        cli: Cli, repo: Path, how: str, read_files: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key committed then reset or amended away, or added to the index then unstaged,
+    between two scans, is in no ref's history: a re-scan still reads it, and says what a
+    fresh scan says (the unreachable note; listed with --unreachable)."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    key = fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "a")
+    history(cli, repo)
+    (repo / "k.ini").write_text(f"id {key}\n")
+    git(repo, "add", "k.ini")
+    if how == "unstaged":
+        git(repo, "reset", "-q", "k.ini")
+    else:
+        git(repo, "commit", "-q", "-m", "key", env=clean_env())
+        if how == "reset":
+            git(repo, "reset", "-q", "--hard", "HEAD~1")
+        else:
+            git(repo, "rm", "-q", "k.ini")
+            git(repo, "commit", "-q", "--amend", "--allow-empty", "-m", "no key", env=clean_env())
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+    commit(repo, {"b.txt": "b\n"}, "b")
+    for extra in ([], ["--unreachable"]):
+        code, found, doc = history(cli, repo, *extra)
+        fresh_code, fresh, fresh_doc = history(cli, repo, "--no-cache", *extra)
+        assert (code, found, doc["notes"]) == (fresh_code, fresh, fresh_doc["notes"]), extra
+        assert [f["key_id"] for f in found] == ([key] if extra else [])
+
+
 @pytest.mark.parametrize("rewrite", ["amend", "rebase"])
 def test_rescans_after_an_amend_or_rebase_name_the_new_commit(cli: Cli, repo: Path,
                                                               rewrite: str) -> None:
@@ -1029,7 +1062,8 @@ def test_a_re_scan_adding_few_objects_leaves_the_id_table_alone(cli: Cli, repo: 
     _, _, doc = history(cli, repo)
     assert doc["summary"]["files"] == 2  # the new commit and its blob
     assert (folder / "scanned.bin").stat().st_ino == table.st_ino  # not written again
-    assert (folder / "scanned.add").stat().st_size == 20 * 2  # the commit and the blob read
+    # the commit and the blob read, and the new tree (loose objects are all accounted for)
+    assert (folder / "scanned.add").stat().st_size == 20 * 3
     commit(repo, {"later.txt": "later still\n"}, "later still")
     _, _, doc = history(cli, repo)
     assert doc["summary"]["files"] == 2  # the ids added last time count as scanned
