@@ -185,6 +185,9 @@ class CacheState:
     head_tip: list[str] = field(default_factory=list)
     in_head: dict[str, list[str]] = field(default_factory=dict)
     shallow: str = ""  # a shallow clone's boundary (its `shallow` file): "" for a whole one
+    # when the scan started (ns, less a margin): loose-object folders changed since then
+    # are listed by the next re-scan (`history._loose_unscanned`)
+    loose_ns: int = 0
 
 
 def user_cache_folder() -> Path:
@@ -337,6 +340,7 @@ def load(git_dir: Path, rules_digest: str) -> tuple[CacheState | None, str]:
             head_tip=_typed(meta["head_tip"], list),
             in_head=_typed(meta["in_head"], dict),
             shallow=_typed(meta["shallow"], str),
+            loose_ns=_typed(meta["loose_ns"], int),
         )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None, (f"the scan cache in {folder} was damaged, or not written by this "
@@ -394,6 +398,7 @@ def save(git_dir: Path, state: CacheState) -> None:
         "head_tip": state.head_tip,
         "in_head": state.in_head,
         "shallow": state.shallow,
+        "loose_ns": state.loose_ns,
     }
     # ids first, then the metadata that vouches for them: a crash in between leaves a
     # count mismatch, which load() treats as damage and rebuilds. Ctrl-C waits for all.

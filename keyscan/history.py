@@ -418,6 +418,9 @@ class _Run:
         self.grown_from: set[str] = set()  # old commits the new ones grew from (`recent`)
         self.range: list[list[str]] = []  # --range / --since-commit: [its tips, its bases]
         self.shallow = ""  # the clone's shallow boundary, kept by the cache
+        # loose objects written from here on are the next re-scan's to list (2 s early:
+        # a folder's time is its file system's, written as this scan starts)
+        self.started_ns = time.time_ns() - 2_000_000_000
         self.change = 0  # objects an incremental scan or a range reads
         # the default branch's files, listed at once when the cache holds findings (a
         # re-scan would otherwise wait for that listing at its end); when that branch has
@@ -480,9 +483,8 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
         hits = _read_and_match(git_dir, refs, matcher, options, result, hopts, start_walk)
         read = [bytes.fromhex(r.sha) for r in refs if r.kind not in ("missing", "corrupt")]
         if everything:  # git lists no trees; the loose ones count as read (`_loose_unscanned`)
-            from keyscan.sources import packs
-
-            read += [bytes.fromhex(sha) for sha in packs.loose_objects(source.objects_dir(git_dir))]
+            read += [bytes.fromhex(sha)
+                     for sha in source.loose_objects(source.objects_dir(git_dir))]
 
         def read_ids() -> cache.IdSet:
             return cache.IdSet.of(read)
@@ -520,11 +522,13 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         line = recent.new_commits(store, starts, old, state.scanned)
         if line is None:
             return None
-        changes = recent.changes(store, line)
+        trees: dict[str, bytes] = {}
+        changes = recent.changes(store, line, trees)
         tags = [sha for target in run.tips if target not in named
                 for sha in store.tags_down(target)[0]]
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
+        run.grown_from = {p for c in line for p in c.parents}.difference(c.sha for c in line)
         wanted += _loose_unscanned(run.git_dir, state, wanted)
         shas = list(dict.fromkeys(wanted + again))
         gone = store.missing(held)
@@ -532,6 +536,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         # time. What was read goes into `result` only once everything has read cleanly
         # (else git reads it all again)
         walked = {c.sha: ("commit", len(c.data), c.data) for c in line}
+        walked.update((sha, ("tree", len(data), data)) for sha, data in trees.items())
         partial = ScanResult(target=result.target, mode=result.mode)
         hits, read_ids = _match_read(
             ((sha, walked.get(sha) or store.read_at_most(sha, options.max_file_size))
@@ -540,7 +545,6 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
     except StoreError:
         return None
     run.recent, run.change = changes, len(shas)
-    run.grown_from = {p for c in line for p in c.parents}.difference(c.sha for c in line)
     run.start_containment(ancestry.moved_along(
         run.known, run.refs_listed, {c.sha: c.parents for c in line}
     ) if run.known is not None else None)
@@ -608,13 +612,20 @@ def _gone(run: _Run) -> set[str]:
     state = run.state
     if state is None or not run.incremental or not state.appearances:
         return set()
-    named = _named(state)
-    now = {r.commit for r in run.refs_listed} | {run.head_commit, *run.tips}
-    left = {named.get(t, (t, ""))[0] for t in state.tips} - now - run.grown_from
+    left = _left_behind(run, state)
     if not left or not source.unreachable(run.git_dir, left, run.tips):
         return set()
     places = {str(row[1]) for rows in state.appearances.values() for row in rows}
     return source.unreachable(run.git_dir, places, run.tips)
+
+
+def _left_behind(run: _Run, state: cache.CacheState) -> set[str]:
+    """The last scan's tips (their commits) that are neither tips now nor ones the new
+    commits grew from: a ref deleted, reset, amended or rebased. Through git (where the
+    new commits' parents are not known) also any tip that moved on."""
+    named = _named(state)
+    now = {r.commit for r in run.refs_listed} | {run.head_commit, *run.tips}
+    return {named.get(t, (t, ""))[0] for t in state.tips} - now - run.grown_from
 
 
 def _forget_vanished(state: cache.CacheState, gone: set[str], result: ScanResult) -> None:
@@ -714,10 +725,8 @@ def _loose_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]) 
     of a commit amended or reset away, a dropped stash, a file added then unstaged,
     since the last scan. A whole-history scan reads them (and says they are
     unreachable); a re-scan reads them too, so it says what a fresh scan would."""
-    from keyscan.sources import packs
-
     taken = set(wanted)
-    return [sha for sha in packs.loose_objects(source.objects_dir(git_dir))
+    return [sha for sha in source.loose_objects(source.objects_dir(git_dir), state.loose_ns)
             if sha not in taken and bytes.fromhex(sha) not in state.scanned]
 
 
@@ -1217,7 +1226,7 @@ def _save(run: _Run, rules: RuleSet, ids: Later[cache.Scanned] | None, hits: _Hi
         messages={sha: kept.messages[sha] if sha in cached and sha in kept.messages
                   else [kind, to_rows(c, seal=True)] for sha, (kind, c) in commits.items()},
         ref_tips=ref_tips, contains=contains, head_tip=run.tip, in_head=run.in_head,
-        shallow=run.shallow,
+        shallow=run.shallow, loose_ns=run.started_ns,
         appearances={b: places(b) for b in blobs},
         unreadable=sorted(_unreadable(result)),
     )

@@ -684,9 +684,10 @@ def test_shallow_clone_is_scanned_and_said_to_be_shallow(cli: Cli, repo: Path,
 def test_a_key_left_unreachable_since_the_last_scan_is_seen_by_the_rescan(
         cli: Cli, repo: Path, how: str, read_files: bool,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A key committed then reset or amended away, or added to the index then unstaged,
-    between two scans, is in no ref's history: a re-scan still reads it, and says what a
-    fresh scan says (the unreachable note; listed with --unreachable)."""
+    """A key committed then reset or amended away, or staged then unstaged, between two
+    scans is in no ref's history: a re-scan still reads it (the loose objects written
+    since the last scan), and says what a fresh scan says (the unreachable note; listed
+    with --unreachable)."""
     if not read_files:
         monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
     key = fake_key_id()
@@ -702,7 +703,8 @@ def test_a_key_left_unreachable_since_the_last_scan_is_seen_by_the_rescan(
             git(repo, "reset", "-q", "--hard", "HEAD~1")
         else:
             git(repo, "rm", "-q", "k.ini")
-            git(repo, "commit", "-q", "--amend", "--allow-empty", "-m", "no key", env=clean_env())
+            git(repo, "commit", "-q", "--amend", "--allow-empty", "-m", "no key",
+                env=clean_env())
         git(repo, "reflog", "expire", "--expire=now", "--all")
     commit(repo, {"b.txt": "b\n"}, "b")
     for extra in ([], ["--unreachable"]):

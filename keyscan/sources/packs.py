@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keyscan.cache import IdSet
+from keyscan.sources import history
 from keyscan.sources.history import ObjectRef
 from keyscan.sources.store import StoreError
 from keyscan.sources.store import apply_delta as apply_delta_py
@@ -118,15 +119,7 @@ def pack_indexes(objects: Path) -> list[Path]:
     return sorted(p for p in folder.glob("pack-*.idx") if p.with_suffix(".pack").is_file())
 
 
-def loose_objects(objects: Path) -> list[str]:
-    """Ids of the objects stored one file each (not yet packed)."""
-    out = []
-    for folder in objects.glob("[0-9a-f][0-9a-f]"):
-        prefix = folder.name
-        for entry in folder.iterdir():
-            if len(entry.name) == 38:
-                out.append(prefix + entry.name)
-    return out
+loose_objects = history.loose_objects  # sources/history.py: re-scans list them too
 
 
 def index_ids(path: Path) -> IdSet:

@@ -236,15 +236,18 @@ def files_at(store: Store, commit: str, names: Collection[str]) -> dict[str, byt
     return out
 
 
-def changes(store: Store, commits: list[NewCommit]) -> list[Change]:
+def changes(store: Store, commits: list[NewCommit], read: dict[str, bytes] | None = None
+            ) -> list[Change]:
     """What each of `commits` (as `new_commits` lists them) put at each path, in the
-    order `git log --reverse --raw -m --no-renames` lists it."""
+    order `git log --reverse --raw -m --no-renames` lists it. `read`: given, gets the
+    new trees read on the way (id -> content), so that no one reads them again."""
     trees = {c.sha: c.tree for c in commits}  # parents among them: read already
     out: list[Change] = []
     for commit in reversed(commits):
         for parent in commit.parents or ("",):
             out.extend(Change(blob, path, commit) for path, _, blob in
-                       _diff(store, _tree_of(store, parent, trees), commit.tree, b""))
+                       _diff(store, _tree_of(store, parent, trees), commit.tree, b"",
+                             read=read))
     return out
 
 
@@ -258,13 +261,13 @@ def _tree_of(store: Store, commit: str, trees: dict[str, str]) -> str:
     return found.tree
 
 
-def _diff(store: Store, old: str, new: str, prefix: bytes, gone: bool = False
-          ) -> Iterator[tuple[str, str, str]]:
+def _diff(store: Store, old: str, new: str, prefix: bytes, gone: bool = False,
+          read: dict[str, bytes] | None = None) -> Iterator[tuple[str, str, str]]:
     """(path, blob there in `old`, blob there in `new`; "" for none) of each file `new`
     holds that `old` does not hold the same; with `gone`, also of each file only `old`
     holds. Folders the two trees hold the same are not read."""
     before = _raw_entries(store, old) if old else []
-    after = _raw_entries(store, new) if new else []
+    after = _raw_entries(store, new, read) if new else []
     same = set(before)
     changed = [entry for entry in after if entry not in same]
     names = {name for _, name, _ in changed}
@@ -277,7 +280,7 @@ def _diff(store: Store, old: str, new: str, prefix: bytes, gone: bool = False
         path = prefix + name
         if kind == "tree":
             yield from _diff(store, old_entry[1].hex() if old_entry else "", sha.hex(),
-                             path + b"/", gone)
+                             path + b"/", gone, read)
         elif kind != "gitlink":
             yield (os.fsdecode(path), old_entry[1].hex() if old_entry else "", sha.hex())
     if gone and before:
@@ -308,14 +311,17 @@ def _entries(store: Store, tree: str) -> Mapping[bytes, tuple[str, str]]:
             for mode, name, sha in _raw_entries(store, tree)}
 
 
-def _raw_entries(store: Store, tree: str) -> list[tuple[bytes, bytes, bytes]]:
+def _raw_entries(store: Store, tree: str, read: dict[str, bytes] | None = None
+                 ) -> list[tuple[bytes, bytes, bytes]]:
     """A tree's entries as stored: (mode, name, 20-byte id), in git's order; cut out by
     one regex pass in C (a folder of botocore/data holds ~400 entries, read whole for the
-    one that changed)."""
+    one that changed). `read` gets the tree's content."""
     obj = store.read(tree)
     if obj is None or obj[0] != "tree":
         raise StoreError(f"tree {tree} missing")
     data = obj[1]
+    if read is not None:
+        read[tree] = data
     if _TREE.fullmatch(data) is None:
         raise StoreError(f"tree {tree} not understood")
     return _ENTRY.findall(data)
