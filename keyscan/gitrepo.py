@@ -92,6 +92,12 @@ def discover(path: Path) -> Repo | None:
         capture_output=True, check=False,
     )
     if out.returncode != 0:
+        if b"dubious ownership" in out.stderr or b"safe.directory" in out.stderr:
+            raise KeyscanError(
+                f"git refuses the repository at {folder}: it belongs to another user "
+                "(git's safe.directory check, common in CI containers). If you trust it, run "
+                f"`git config --global --add safe.directory {os.path.abspath(folder)}`"
+                " (or scan as its owner)")
         return None
     lines = [*out.stdout.decode("utf-8", "surrogateescape").splitlines(), "", ""]
     bare, git_dir, object_format = lines[0] == "true", Path(lines[1]), lines[2] or "sha1"

@@ -263,3 +263,23 @@ def test_a_truncated_or_foreign_report_touches_nothing(
         assert result.out == "" and not log.exists()
     missing = cli("deactivate", "--report", tmp_path / "nope.json", "--yes")
     assert missing.code == 2 and "cannot read the report" in missing.err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository away")
+def test_a_repository_git_refuses_for_its_owner_says_so(repo: Path) -> None:
+    """A checkout owned by another user (a CI container's uid): git's safe.directory
+    check refuses it. keyscan says that, and what to run, instead of "not a git
+    repository" (or scanning it as a plain folder)."""
+    from repos import commit_all, run_keyscan
+
+    (repo / "a.txt").write_text("a\n")
+    commit_all(repo)
+    sub = repo / "sub"
+    sub.mkdir()
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    (repo / ".git" / "config").chmod(0o644)
+    for args in (["--history"], ["--staged"], []):
+        proc = run_keyscan(["scan", *args, sub])
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "safe.directory" in proc.stderr and "another user" in proc.stderr, args
