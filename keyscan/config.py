@@ -24,6 +24,7 @@ from keyscan import gitrepo
 from keyscan.errors import EXIT_LEAKS, KeyscanError, leak_exit_code_problem
 from keyscan.lazy import lazy_pattern
 from keyscan.record import record
+from keyscan.report.redact import quoted
 from keyscan.rules import RuleSet
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
@@ -163,7 +164,7 @@ def parse(table: Any, path: Path) -> Config:
 
             close = difflib.get_close_matches(str(key).replace("-", "_"), KEYS, n=1)
             tip = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(KEYS)})"
-            raise KeyscanError(f"{where} unknown key '{key}'{tip}")
+            raise KeyscanError(f"{where} unknown key {quoted(str(key))}{tip}")
 
     def strings(key: str) -> tuple[str, ...]:
         value = table.get(key, [])
@@ -176,7 +177,7 @@ def parse(table: Any, path: Path) -> Config:
     accounts = strings("our_accounts")
     for account in accounts:
         if len(account) != 12 or not account.isdigit():
-            raise KeyscanError(f"{where} 'our_accounts' has {account!r}, not an AWS account "
+            raise KeyscanError(f"{where} 'our_accounts' has {quoted(account)}, not an AWS account "
                                "ID: give 12 digits, quoted (\"012345678901\")")
     return Config(
         source=path,
@@ -199,7 +200,7 @@ def _size(table: dict[str, Any], key: str, where: str) -> int | None:
     m = _SIZE_RE.match(value) if isinstance(value, str) else None
     if m is None or float(m.group(1)) <= 0:
         raise KeyscanError(f"{where} '{key}' must be a size such as 1048576, 512k or 50M, "
-                           f"not {value!r}")
+                           f"not {quoted(value)}")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -209,7 +210,7 @@ def _choice(table: dict[str, Any], key: str, choices: tuple[str, ...], where: st
         return None
     if value not in choices:
         raise KeyscanError(f"{where} '{key}' must be one of {', '.join(choices)}, "
-                           f"not {value!r}")
+                           f"not {quoted(value)}")
     return str(value)
 
 
@@ -218,7 +219,8 @@ def _exit_code(table: dict[str, Any], where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-        raise KeyscanError(f"{where} 'exit_code' must be a number from 0 to 255, not {value!r}")
+        raise KeyscanError(f"{where} 'exit_code' must be a number from 0 to 255, not "
+                           f"{quoted(value)}")
     problem = leak_exit_code_problem(value)
     if problem:
         raise KeyscanError(f"{where} 'exit_code': {problem}")
@@ -262,6 +264,6 @@ def without_rules(rules: RuleSet, disabled: list[str], cfg: Config) -> RuleSet:
         if rule_id not in known:
             where = f"{cfg.source}: 'disable_rules'" if rule_id in cfg.disable_rules \
                 else "--disable-rule"
-            raise KeyscanError(f"{where} names '{rule_id}', which no rule has "
+            raise KeyscanError(f"{where} names {quoted(rule_id)}, which no rule has "
                                "(`keyscan rules` lists them)")
     return rules.without(disabled) if disabled else rules

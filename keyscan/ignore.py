@@ -17,6 +17,7 @@ from keyscan.errors import KeyscanError
 from keyscan.lazy import lazy_pattern
 from keyscan.model import ScanResult
 from keyscan.record import record
+from keyscan.report.redact import quoted
 
 FILE_NAME = ".keyscanignore"
 _FINGERPRINT = lazy_pattern(r"^[0-9a-f]{20}$")
@@ -46,7 +47,7 @@ def read(path: Path) -> dict[str, Ignored]:
         fingerprint, _, reason = line.partition(" ")
         fingerprint = fingerprint.split("\t")[0].lower()
         if not _FINGERPRINT.match(fingerprint):
-            raise KeyscanError(f"{path}:{number}: {fingerprint[:40]!r} is not a fingerprint "
+            raise KeyscanError(f"{path}:{number}: {quoted(fingerprint[:40])} is not a fingerprint "
                                "(20 hex characters, as `keyscan scan` prints them)")
         entries[fingerprint] = Ignored(fingerprint, reason.strip().lstrip("#").strip(), number)
     return entries

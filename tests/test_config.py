@@ -256,3 +256,18 @@ def test_a_missing_config_file_is_reported(cli: Cli, project: Path) -> None:
 
     assert result.code == 2
     assert "nope.yaml does not exist: check --config" in result.err
+
+
+def test_a_secret_pasted_into_the_settings_is_not_echoed(cli: Cli, project: Path) -> None:
+    """A secret access key pasted where an account ID or a fingerprint belongs: the
+    error names the file and the line, and shows the value only as reports do."""
+    secret = fake_secret()
+    (project / ".keyscan.yaml").write_text(f"our_accounts: ['{secret}']\n")
+    result = cli("scan", project)
+    assert result.code == 2 and "our_accounts" in result.err
+    assert secret not in result.err and secret[:8] not in result.err
+    (project / ".keyscan.yaml").unlink()
+    (project / ".keyscanignore").write_text(f"{secret}\n")
+    result = cli("scan", project)
+    assert result.code == 2 and ".keyscanignore:1" in result.err
+    assert secret.lower()[:8] not in result.err.lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from keyscan.model import SHOWN, Secret
 
-__all__ = ["SHOWN", "printable", "show"]
+__all__ = ["SHOWN", "printable", "quoted", "show"]
 
 
 def show(value: Secret | None, reveal: bool) -> str | None:
@@ -14,6 +14,15 @@ def show(value: Secret | None, reveal: bool) -> str | None:
     if reveal:
         return value.reveal()
     return f"{value.prefix()}…({len(value)} chars, redacted)"
+
+
+def quoted(value: object) -> str:
+    """A value a user typed (a setting, an ignore-file line) quoted back in an error:
+    a credential pasted in the wrong place is not printed whole (its first 4
+    characters, as reports show it)."""
+    from keyscan.attribute import masked_subject
+
+    return printable(masked_subject(repr(value)))
 
 
 def printable(text: str) -> str:
