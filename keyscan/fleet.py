@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -27,13 +28,17 @@ from keyscan.fleet_repo import DONE, ERROR, RepoJob, display_name, failed, is_ur
 
 
 def read_repo_list(spec: str) -> list[str]:
-    """The repositories of a list file (or stdin), in order, each once."""
+    """The repositories of a list file (or stdin), in order, each once; `#` starts a
+    comment, at the start of a line or after a space (a URL's `#fragment` stays)."""
     try:
         text = sys.stdin.read() if spec == "-" else Path(spec).read_text(encoding="utf-8")
     except OSError as exc:
         raise KeyscanError(f"cannot read the repository list {spec}: {exc.strerror}") from None
-    lines = (line.strip() for line in text.splitlines())
-    return list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
+    lines = (_COMMENT.sub("", line).strip() for line in text.splitlines())
+    return list(dict.fromkeys(line for line in lines if line))
+
+
+_COMMENT = re.compile(r"(?:^|\s)#.*$")
 
 
 def make_jobs(sources: list[str], args: argparse.Namespace, rules: Any) -> list[RepoJob]:

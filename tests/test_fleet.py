@@ -22,9 +22,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fakes import fake_key_id, fake_secret
 from repos import clean_env, commit_all, git, run_keyscan
@@ -161,6 +163,12 @@ def _check_audit(fleet: Fleet, out: Path, rows: dict[str, dict[str, Any]],
         assert rows[str(fleet.root / "does-not-exist")]["last_commit"] == ""
 
     findings = _findings(out)
+    schema = json.loads((resources.files("keyscan") / "schema" / "report.schema.json")
+                        .read_text())
+    finding_schema = jsonschema.Draft202012Validator(
+        {**schema["$defs"]["finding"], "$defs": schema["$defs"]})
+    for f in findings:  # the published schema's findings, each with its repository
+        finding_schema.validate(f)
     by_repo: dict[str, list[dict[str, Any]]] = {}
     for f in findings:
         by_repo.setdefault(f["repo"], []).append(f)
@@ -319,8 +327,10 @@ def test_repository_list_and_names(tmp_path: Path) -> None:
     from keyscan.fleet_repo import display_name, is_url
 
     listing = tmp_path / "list.txt"
-    listing.write_text("# comment\n\n /srv/a \n/srv/a\nhttps://x:tok@host/o/r.git\n")
-    assert read_repo_list(str(listing)) == ["/srv/a", "https://x:tok@host/o/r.git"]
+    listing.write_text("# comment\n\n /srv/a \n/srv/a\nhttps://x:tok@host/o/r.git\n"
+                       "/srv/b   # the billing service\n/srv/c#2\n")
+    assert read_repo_list(str(listing)) == ["/srv/a", "https://x:tok@host/o/r.git", "/srv/b",
+                                            "/srv/c#2"]
     assert display_name("https://x:tok@host/o/r.git") == "https://x:***@host/o/r.git"
     assert display_name("https://tok@host/o/r.git") == "https://***@host/o/r.git"
     assert display_name("ssh://git@host/o/r.git") == "ssh://git@host/o/r.git"
