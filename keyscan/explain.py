@@ -130,8 +130,9 @@ def gather(query: str, target: Path, args: argparse.Namespace, settings: Config,
     story = Story(query=query, target=str(target), findings=group)
     _history_facts(story, repo.git_dir if repo is not None else None)
     ignored = ignore.read(root / ignore.FILE_NAME)
-    story.ignored = [f"{f.fingerprint} ({ignored[f.fingerprint].reason or 'no reason given'})"
-                     for f in group if f.fingerprint in ignored]
+    story.ignored = list(dict.fromkeys(  # the history's and the work tree's: once each
+        f"{f.fingerprint} ({ignored[f.fingerprint].reason or 'no reason given'})"
+        for f in group if f.fingerprint in ignored))
     _ownership(story, args)
     return story
 
@@ -251,7 +252,8 @@ def _rotation(key_id: str, user: str, own: Ownership | None) -> list[str]:
         steps.append(f"Already inactive in IAM: nothing can sign with {key_id} now.")
     else:
         steps.append(f"Deactivate it now: `aws iam update-access-key {u}--access-key-id "
-                     f"{key_id} --status Inactive` (or `keyscan deactivate PATH --yes`).")
+                     f"{key_id} --status Inactive` (`keyscan deactivate PATH` plans it with "
+                     "every other key of yours found in PATH; `--yes` applies that plan).")
     if own is not None and own.key_count >= 2:
         steps.append(f"{user} already has 2 access keys (IAM allows 2): delete the one not in "
                      "use before creating the replacement.")

@@ -573,7 +573,8 @@ def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | Non
             continue
         if data is None:
             result.skipped.append(Skipped(
-                f"blob {sha}", f"larger than the size limit ({size} bytes)"))
+                f"blob {sha}", f"larger than the size limit ({size} bytes; raise it with "
+                "--max-file-size)"))
             continue
         result.stats.files += 1
         result.stats.bytes += len(data)
@@ -795,7 +796,8 @@ def _wanted(refs: list[source.ObjectRef], options: ScanOptions, result: ScanResu
             result.skipped.append(Skipped(f"object {ref.sha}", "corrupt: git cannot read it"))
         elif ref.kind == "blob" and ref.size > options.max_file_size:
             result.skipped.append(Skipped(
-                f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes)"))
+                f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes; raise it "
+                "with --max-file-size)"))
         elif ref.kind in _SCANNED_KINDS:
             wanted.append(ref)
     return wanted

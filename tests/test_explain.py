@@ -143,6 +143,11 @@ def test_an_ignored_finding_shows_why(cli: Cli, repo: Path) -> None:
     fingerprint = cli("scan", repo, "-f", "json").json["findings"][0]["fingerprint"]
     (repo / ".keyscanignore").write_text(f"{fingerprint}  revoked 2024-03-02\n")
 
+    for _ in range(40):  # a key on many tags: the text lists a few of them
+        git(repo, "tag", f"v{_}")
     out = cli("explain", key, repo).out
 
-    assert f"ignored     {fingerprint} (revoked 2024-03-02) in .keyscanignore" in out
+    assert out.count(f"ignored     {fingerprint} (revoked 2024-03-02) in .keyscanignore") == 1
+    assert "(not reported: ignored in .keyscanignore)" in out  # once, history and tree
+    refs = next(line for line in out.splitlines() if line.startswith("  refs "))
+    assert refs.count(",") == 9 and "and 31 more" in refs

@@ -14,12 +14,15 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+_REFS = 10  # refs listed in text; thousands of tags would fill the screen
+
 def render(story: Story) -> str:
     f = story.main
     own = story.ownership
     title = f.key_id or f"{f.kind} ({f.rule_id})"
     lines = [f"{title}  {f.description}",
-             f"  status      {f.status.value}, severity {f.severity}"]
+             f"  status      {f.status.value}, severity {f.severity}"
+             f"{' (not reported: ignored in .keyscanignore)' if story.ignored else ''}"]
     if f.key_id:
         account = f"account {f.account}" if f.account else "account unknown (older key ID)"
         lines.append(f"  key         {f.key_type or f.key_id}; {account}")
@@ -36,8 +39,10 @@ def render(story: Story) -> str:
         lines.append(f"  first seen  {printable(story.first_seen)}")
         lines.append(f"  last seen   {printable(story.last_seen)}")
     if story.refs:
-        lines.append("  refs        " + ", ".join(printable(r.removeprefix("refs/"))
-                                              for r in story.refs))
+        shown = ", ".join(printable(r.removeprefix("refs/")) for r in story.refs[:_REFS])
+        more = f" and {len(story.refs) - _REFS} more (all in --format json)" \
+            if len(story.refs) > _REFS else ""
+        lines.append(f"  refs        {shown}{more}")
     if own is not None:
         lines.append(f"  class       {own.classification}"
                      f"{' (confirmed by IAM)' if own.confirmed else ''}")
