@@ -77,6 +77,9 @@ def _step(key_id: str, fs: list[Finding], operator: Operator, ours: frozenset[st
     why_not = _why_not(key_id, own, operator, ours)
     if why_not:
         return _with(base, reason=why_not)
+    if base.status == "Inactive" and not quarantine:
+        return _with(base, reason="already inactive in IAM: nothing can sign with it; "
+                                  "nothing to do")
     guard_user = quarantine and base.user == operator.user
     reason = f"confirmed in your account {base.account} (user {base.user}); found at " \
         + ", ".join(where[:3]) + (" …" if len(where) > 3 else "")

@@ -100,7 +100,7 @@ def test_second_run_is_idempotent(iam: Iam, repo: Path, leaked: dict[str, str], 
     iam.record()
     code, out, _ = run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
     assert code == 0
-    assert "already-inactive" in out
+    assert "already inactive in IAM" in out and "0 of 1 key(s) to deactivate" in out
     assert iam.calls("UpdateAccessKey") == []
     assert len(entries(log)) == 1
 
