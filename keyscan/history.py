@@ -220,6 +220,9 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     held.update({tag: [(ref, "") for ref in refs] for tag, refs in named.items()})
     _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
                         hopts, result)
+    # listed with --unreachable: where the commits no ref reaches put them (not cached:
+    # the next scan must not take them for reachable)
+    shown = {**appearances, **_unreachable_places(run, hits, appearances, held, hopts)}
     tip, note = head.get() if head else ({}, "")
     # kept for the next re-scan: the finding blobs in HEAD's tree, and the blobs it could
     # not read (read again then: their findings must say whether they are in HEAD too)
@@ -227,7 +230,7 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     if note:
         result.notes.append(note)
     result.findings = sorted(
-        _attribute(hits, tip, appearances, held, options, refs_of,
+        _attribute(hits, tip, shown, held, options, refs_of,
                    {**(meta.get() if meta else {}), **tagged}, result),
         key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
                        f.column))
@@ -994,6 +997,24 @@ def _reachable(hits: _Hits, reach: source.Reachability | None,
                 kind == "commit" and refs_of.get(sha)):
             found.add(sha)
     return found
+
+
+def _unreachable_places(run: _Run, hits: _Hits,
+                        appearances: dict[str, list[attribute.Appearance]],
+                        held: dict[str, list[tuple[str, str]]], hopts: HistoryOptions
+                        ) -> dict[str, list[attribute.Appearance]]:
+    """With --unreachable, for finding blobs no ref's history holds: the places the
+    commits no ref reaches put them (an amended or reset-away commit, a dropped stash),
+    so that their findings name a path and a commit rather than "path unknown"."""
+    lost = [b for b in hits.blobs if not appearances.get(b) and b not in held]
+    if not hopts.unreachable or not lost:
+        return {}
+    dangling = source.dangling_commits(run.git_dir, hopts.reflog)
+    if not dangling:
+        return {}
+    first = 1 + max((a.order for places in appearances.values() for a in places), default=0)
+    found = attribute.introductions(run.git_dir, lost, dangling, run.tips, first)
+    return {blob: places for blob, places in found.items() if places}
 
 
 def _filter_unreachable(hits: _Hits, reachable: set[str] | None,

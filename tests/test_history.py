@@ -792,6 +792,13 @@ def test_unreachable_objects_only_on_request(cli: Cli, repo: Path) -> None:
     assert "unreachable" in result.err
     _, found, _ = history(cli, repo, "--no-cache", "--unreachable")
     assert [f["key_id"] for f in found] == [key]
+    # the commit no ref reaches names where the key was, and who put it there
+    assert found[0]["path"] == "d.txt" and found[0]["commit"]["message"] == "doomed work"
+    assert found[0]["refs"] == []
+    cached = history(cli, repo, "--unreachable")[1]  # through the cache too
+    assert cached == found
+    # and a re-scan without --unreachable does not take those places for reachable
+    assert history(cli, repo)[1] == []
 
 
 def test_not_a_repository_and_empty_repository(cli: Cli, tmp_path: Path, repo: Path) -> None:

@@ -222,6 +222,17 @@ def changed_blobs(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> l
     return list(found)
 
 
+def dangling_commits(git_dir: Path, reflog: bool) -> list[str]:
+    """The commits in the store that no ref reaches (nor, with `reflog`, a reflog): an
+    amended or reset-away commit, a dropped stash. One connectivity walk (`git fsck
+    --connectivity-only`: no object is checked or read)."""
+    args = ["fsck", "--connectivity-only", "--unreachable", "--no-progress"]
+    proc = subprocess.run(_git(git_dir, *args, *(() if reflog else ("--no-reflogs",))),
+                          capture_output=True, check=False)
+    return [line.split()[2] for line in proc.stdout.decode("ascii", "replace").splitlines()
+            if line.startswith("unreachable commit ") and len(line.split()) == 3]
+
+
 def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) -> set[str]:
     """Those of `commits` that none of `tips` reaches, or that are gone from the store;
     none when git cannot tell (a damaged repository: nothing is dropped on a guess)."""
