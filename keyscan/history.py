@@ -383,7 +383,10 @@ def _notes_on(shallow: bool, files: dict[str, bytes], partial: bool = False) -> 
                      "is listed as missing) and are not fetched by keyscan; scan a full "
                      "clone (`git clone` without --filter) for all of the history")
     if ".gitmodules" in files:
-        notes.append("submodules are not followed: scan each submodule on its own")
+        paths = [p.decode("utf-8", "replace") for p in
+                 _SUBMODULE_PATH.findall(files[".gitmodules"])]
+        named = f" ({', '.join(paths[:5])}{', …' if len(paths) > 5 else ''})" if paths else ""
+        notes.append(f"submodules are not followed{named}: scan each submodule on its own")
     if _LFS.search(files.get(".gitattributes", b"")):
         notes.append("files kept in Git LFS: their pointer files were scanned, their content "
                      "(on the LFS server) was not; run `git lfs pull` and `keyscan scan .` to "
@@ -392,6 +395,7 @@ def _notes_on(shallow: bool, files: dict[str, bytes], partial: bool = False) -> 
 
 
 _LFS = lazy_pattern(rb"(?m)^[^#\n]*\sfilter=lfs\b")
+_SUBMODULE_PATH = lazy_pattern(rb"(?m)^\s*path\s*=\s*(.+?)\s*$")
 
 
 class _Run:

@@ -819,7 +819,7 @@ def test_submodule_is_not_followed_and_said(cli: Cli, repo: Path, tmp_path: Path
     commit(repo, {}, "add submodule")
     result = cli("scan", "--history", repo, "--format", "json", "--no-cache")
     assert result.json["findings"] == []
-    assert "submodules are not followed" in result.err
+    assert "submodules are not followed (sub)" in result.err
     # a bare mirror (what a fleet audit scans) has no work tree to look in: HEAD tells
     mirror = tmp_path / "mirror.git"
     git(tmp_path, "clone", "-q", "--mirror", str(repo), str(mirror))
