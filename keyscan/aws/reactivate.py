@@ -77,7 +77,9 @@ def steps_from_log(path: Path, operator: Operator) -> list[Step]:
         if not (undo.inactive or undo.quarantined):
             continue
         e = undo.entry
-        base = Step(key_id=key_id, user=e.user, account=e.account, status=e.new_status,
+        # the key's status as keyscan left it (the last entry may be the quarantine's)
+        status = "Inactive" if undo.inactive else "Active"
+        base = Step(key_id=key_id, user=e.user, account=e.account, status=status,
                     act=False, reason="", quarantine=undo.quarantined)
         if e.account != operator.account:
             steps.append(_replace(base, reason=f"logged for account {e.account}, but you run "

@@ -180,6 +180,9 @@ def test_quarantine_and_its_undo(iam: Iam, repo: Path, leaked: dict[str, str], l
     assert policy["PolicyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert [e["action"] for e in entries(log)] == ["deactivate", "quarantine"]
 
+    # the plan from the audit log gives the key's status, not the quarantine's policy
+    _, plan, _ = run_cli(capsys, "reactivate", "--from-audit-log", str(log), "--dry-run")
+    assert "status Inactive" in plan and QUARANTINE_POLICY not in plan
     code, out, _ = run_cli(capsys, "reactivate", leaked["AccessKeyId"], "--yes",
                            "--audit-log", str(log))
     assert code == 0
