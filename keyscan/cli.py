@@ -298,8 +298,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     emit(result, args)
     if action_code:
         return action_code
-    code: int = args.exit_code if result.leaks else EXIT_CLEAN
-    return code
+    if result.leaks:
+        code: int = args.exit_code
+        return code
+    # a staged file left unscanned stops the commit (the pre-commit hook fails closed)
+    return EXIT_ERROR if result.mode == "staged" and result.errors else EXIT_CLEAN
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

@@ -232,7 +232,7 @@ def staged_entries(root: Path) -> list[StagedEntry]:
         capture_output=True, check=False,
     ).returncode == 0
     raw = run(root, ["diff-index", "--cached", "-z", "--no-renames", "--diff-filter=ACMT",
-                     "HEAD" if has_head else EMPTY_TREE])
+                     "HEAD" if has_head else _empty_tree(root)])
     fields = raw.split(b"\0")
     entries = []
     for i in range(0, len(fields) - 1, 2):
@@ -243,8 +243,17 @@ def staged_entries(root: Path) -> list[StagedEntry]:
     return entries
 
 
-def read_blobs(repo: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-    """Contents of many blobs through one `git cat-file --batch` (None: missing)."""
+def _empty_tree(root: Path) -> str:
+    """The empty tree's id in this repository's object format (a first commit is
+    compared with it; SHA-256 repositories name it differently)."""
+    out = run(root, ["hash-object", "-t", "tree", "--stdin"], input=b"").decode().strip()
+    return out or EMPTY_TREE
+
+
+def read_blobs(repo: Path, blobs: Sequence[str], max_size: int | None = None
+               ) -> Iterator[tuple[str, bytes | int | None]]:
+    """Contents of many blobs through one `git cat-file --batch` (None: missing; the
+    size alone for one over `max_size`, whose bytes are passed over, never held)."""
     if not blobs:
         return
     proc = subprocess.Popen(
@@ -263,6 +272,12 @@ def read_blobs(repo: Path, blobs: Sequence[str]) -> Iterator[tuple[str, bytes | 
                 yield blob, None
                 continue
             size = int(header[2])
+            if max_size is not None and size > max_size:
+                left = size + 1
+                while left > 0:
+                    left -= len(proc.stdout.read(min(left, 1 << 20)) or b"\0" * left)
+                yield blob, size
+                continue
             data = proc.stdout.read(size)
             proc.stdout.read(1)
             yield blob, data

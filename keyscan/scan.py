@@ -120,8 +120,17 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
     repo = gitrepo.discover(target)
     if repo is None or repo.bare:
         raise KeyscanError(f"{target} is not inside a git work tree: --staged needs one")
-    return _run(str(repo.root), "staged", staged.read(repo.root, options.max_file_size),
-                rules, options)
+    result = _run(str(repo.root), "staged", staged.read(repo.root, options.max_file_size),
+                  rules, options)
+    # the hook fails closed: a staged file it could not read would go in unscanned
+    unread = [s for s in result.skipped if s.reason.startswith(staged.TOO_LARGE)
+              or "missing from the object store" in s.reason]
+    if unread:
+        result.errors.append(
+            f"{len(unread)} staged file(s) not scanned ({', '.join(s.path for s in unread[:3])}"
+            f"{', …' if len(unread) > 3 else ''}): the commit is stopped. Raise the limit "
+            "(`max_file_size: 500M` in .keyscan.yaml, or --max-file-size) to scan them")
+    return result
 
 
 def _require_exists(target: Path) -> None:

@@ -145,12 +145,30 @@ def test_odd_names_and_binary_content_in_the_index(cli: Cli, project: Path) -> N
     assert leak_paths(doc) == ["blob.bin", "caf\\xe9.ini", "new\\nline.ini", "with space.ini"]
 
 
-def test_a_staged_file_over_the_size_limit_is_reported(cli: Cli, project: Path) -> None:
+def test_a_staged_file_over_the_size_limit_stops_the_commit(cli: Cli, project: Path) -> None:
+    """The hook fails closed: a staged file it cannot read would go in unscanned (a key
+    at the end of a big dump), so it says which and how to scan it, and exits 2."""
     (project / "dump.sql").write_text("-- x\n" * 1000 + f"{fake_key_id()}\n")
     git(project, "add", "dump.sql")
-    code, doc = staged_json(cli, project, "--max-file-size", "1k")
-    assert code == 0
-    assert [s["path"] for s in doc["skipped"]] == ["dump.sql"]
+    result = cli("scan", "--staged", "--format", "json", "--max-file-size", "1k", cwd=project)
+    assert result.code == 2
+    assert [s["path"] for s in result.json["skipped"]] == ["dump.sql"]
+    assert "dump.sql" in result.json["errors"][0] and "max_file_size" in result.err
+    code, doc = staged_json(cli, project, "--max-file-size", "1M")
+    assert code == 1 and leak_paths(doc) == ["dump.sql"]
+
+
+def test_the_first_commit_of_a_sha256_repository(cli: Cli, tmp_path: Path) -> None:
+    repo = tmp_path / "sha256"
+    repo.mkdir()
+    git(repo, "init", "-q", "--object-format=sha256")
+    (repo / "clean.txt").write_text("fine\n")
+    git(repo, "add", ".")
+    assert staged_json(cli, repo)[0] == 0
+    (repo / "k.ini").write_text(f"key = {fake_key_id()}\n")
+    git(repo, "add", ".")
+    code, doc = staged_json(cli, repo)
+    assert code == 1 and leak_paths(doc) == ["k.ini"]
 
 
 def test_staged_outside_a_repository_is_a_clear_error(cli: Cli, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from keyscan.model import Location, Skipped
 from keyscan.sources import Content, Unit
 
 _SUBMODULE = "160000"
+TOO_LARGE = "larger than the size limit"
 
 
 def read(root: Path, max_size: int) -> Iterator[Unit]:
@@ -20,13 +21,13 @@ def read(root: Path, max_size: int) -> Iterator[Unit]:
             yield Skipped(gitrepo.fsdecode(entry.path), "submodule (not followed)")
         else:
             wanted.append(entry)
-    blobs = gitrepo.read_blobs(root, [e.blob for e in wanted])
+    blobs = gitrepo.read_blobs(root, [e.blob for e in wanted], max_size)
     for entry, (blob, data) in zip(wanted, blobs, strict=False):
         shown = gitrepo.fsdecode(entry.path)
         if data is None:
             yield Skipped(shown, f"blob {blob} is missing from the object store")
-        elif len(data) > max_size:
-            yield Skipped(shown, f"larger than the size limit ({len(data)} > {max_size} bytes;"
+        elif isinstance(data, int):
+            yield Skipped(shown, f"{TOO_LARGE} ({data} > {max_size} bytes;"
                                  " raise it with --max-file-size)")
         else:
             yield Content(Location(path=shown, blob=blob, source="staged"), data)
