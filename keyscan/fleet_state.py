@@ -73,6 +73,8 @@ def _load(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _open_private(path: Path, mode: int) -> Any:
+    from keyscan.report import keep_private
+
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
-    os.fchmod(fd, 0o600)
+    keep_private(fd)
     return os.fdopen(fd, "w", encoding="utf-8")

@@ -66,12 +66,14 @@ class Credential:
     @property
     def status(self) -> Status:
         # One real part makes the whole credential real: a real key ID next to the
-        # documentation's example secret is still a leaked key ID.
+        # documentation's example secret is still a leaked key ID, and a `keyscan:allow`
+        # covers its own line only (a marked key ID does not allow an unmarked secret
+        # paired with it from another line).
         statuses = {p.status for p in self.parts}
-        if Status.ALLOWED in statuses:
-            return Status.ALLOWED
         if Status.LEAK in statuses:
             return Status.LEAK
+        if Status.ALLOWED in statuses:
+            return Status.ALLOWED
         return Status.EXAMPLE
 
 

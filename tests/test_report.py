@@ -474,3 +474,19 @@ def test_what_a_committer_wrote_cannot_drive_the_terminal(cli: Cli, repo: Path) 
     [finding] = cli("scan", "--history", repo, "--format", "json").json["findings"]
     assert finding["commit"]["author_name"] == HOSTILE
     assert finding["commit"]["author_email"] == "eve\x1b[8m@example.com"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_report_to_a_device_leaves_its_mode_alone(cli: Cli, tmp_path: Path) -> None:
+    """`-o /dev/null` (a benchmark's habit): a regular report file is made 0600, but a
+    device is written as it is. Made here as a copy of /dev/null, as root: a chmod of
+    the real one to 0600 would break every other program's use of it."""
+    import stat as stat_module
+
+    null = tmp_path / "null"
+    os.mknod(null, stat_module.S_IFCHR | 0o666, os.makedev(1, 3))
+    null.chmod(0o666)
+    (tmp_path / "k.ini").write_text(f"id {fake_key_id()}\n")
+    for fmt in ("text", "json", "sarif"):
+        assert cli("scan", tmp_path / "k.ini", "-f", fmt, "-o", null).code == 1
+        assert stat_module.S_IMODE(null.stat().st_mode) == 0o666, fmt

@@ -511,6 +511,21 @@ def test_keyscan_allow_only_covers_its_own_line(cli: Cli, tmp_path: Path) -> Non
     assert doc["summary"]["allowed"] == 1
 
 
+def test_keyscan_allow_on_a_key_id_does_not_allow_a_secret_on_another_line(
+        cli: Cli, tmp_path: Path) -> None:
+    """An allowed example key ID and, two lines below, a real secret: they pair, and the
+    pair is a leak (the mark covers its line only). Marking both lines allows it."""
+    key, secret = fake_key_id(), fake_secret()
+    text = (f'EXAMPLE_ID = "{key}"  # keyscan:allow\n\n'
+            f'AWS_SECRET_ACCESS_KEY = "{secret}"\n')
+    (tmp_path / "settings.py").write_text(text)
+    code, doc = scan(cli, tmp_path)
+    assert code == 1 and [f["status"] for f in doc["findings"]] == ["leak"]
+    (tmp_path / "settings.py").write_text(text.replace('"\n', '"  # keyscan:allow\n'))
+    code, doc = scan(cli, tmp_path)
+    assert code == 0 and [f["status"] for f in doc["findings"]] == ["allowed"]
+
+
 def test_many_files_one_bad_does_not_stop_the_scan(cli: Cli, tmp_path: Path) -> None:
     for i in range(30):
         (tmp_path / f"f{i:02}.txt").write_text(f"value {i}\n")

@@ -69,7 +69,9 @@ class AuditLog:
         except OSError as exc:
             raise KeyscanError(f"cannot write the audit log {self.path}: {exc.strerror}; "
                                "choose another with --audit-log FILE") from None
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode unless changed
+        from keyscan.report import keep_private
+
+        keep_private(fd)
         return fd
 
 

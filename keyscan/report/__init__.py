@@ -14,10 +14,28 @@ from keyscan.errors import KeyscanError
 
 def write_private(path: Path, text: str) -> None:
     """Write a report readable only by its owner, whatever the umask."""
+    fd = open_private(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def open_private(path: Path) -> int:
+    """A report file opened for writing, readable only by its owner: an existing file
+    is made so too. Not a device or a pipe (`-o /dev/null`, `-o /dev/stdout`): those
+    are written as they are, their modes left alone (a chmod of /dev/null as root
+    would break every other program's use of it)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as exc:
         raise KeyscanError(f"cannot write report {path}: {exc.strerror}") from None
-    os.fchmod(fd, 0o600)  # an existing file keeps its old mode unless changed
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    keep_private(fd)
+    return fd
+
+
+def keep_private(fd: int) -> None:
+    """An existing file keeps its old mode unless changed: make it the owner's only, if
+    it is a regular file (never a device such as /dev/null, nor a pipe)."""
+    import stat
+
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.fchmod(fd, 0o600)

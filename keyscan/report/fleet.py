@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from keyscan import __version__
-from keyscan.errors import KeyscanError
-from keyscan.report import write_private
+from keyscan.report import open_private, write_private
 from keyscan.report.redact import printable
 
 COLUMNS = ("status", "findings", "leaks", "blobs", "bytes", "seconds", "error")
@@ -29,12 +28,7 @@ class FindingsFile:
         self.path = path
         self._fh: IO[str] = sys.stdout
         if path is not None:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            except OSError as exc:
-                raise KeyscanError(f"cannot write report {path}: {exc.strerror}") from None
-            os.fchmod(fd, 0o600)
-            self._fh = os.fdopen(fd, "w", encoding="utf-8")
+            self._fh = os.fdopen(open_private(path), "w", encoding="utf-8")
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
