@@ -605,11 +605,13 @@ def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
                 continue
             at = bisect.bisect_left(starts[other], s.start)
             for key in keys[max(0, at - _NEAREST) : at + _NEAREST]:
-                options.append((abs(line - other), key.start > s.start,
+                # a secret its keyword labels wins over a bare value that is only near
+                # (a CLOUDFLARE_API_TOKEN between AWS_ACCESS_KEY_ID and its secret)
+                options.append((s.near_only, abs(line - other), key.start > s.start,
                                 abs(key.start - s.start), id(s), id(key)))
     used_s: set[int] = set()
     used_k: set[int] = set()
-    for _, _, _, sid, kid in sorted(options):
+    for *_, sid, kid in sorted(options):
         if sid in used_s or kid in used_k:
             continue
         used_s.add(sid)

@@ -178,6 +178,18 @@ def test_an_unlabelled_value_far_from_any_id_is_not_paired(scan: Scanner, keys: 
     assert_findings(scan(content), [{"kind": "key-id", "key_id": keys.akia, "secret": None}])
 
 
+@pytest.mark.parametrize("order", ["SIO", "SOI", "ISO", "IOS", "OSI", "OIS"])
+def test_a_labelled_secret_wins_over_another_token_near_the_id(scan: Scanner, keys: Keys,
+                                                               order: str) -> None:
+    # 40 letters and digits labelled for another service, as near the ID as the secret
+    other = keys.secret2.replace("/", "a").replace("+", "b")
+    lines = {"S": f"AWS_SECRET_ACCESS_KEY={keys.secret}", "I": f"AWS_ACCESS_KEY_ID={keys.akia}",
+             "O": f"CLOUDFLARE_API_TOKEN={other}"}
+    content = "".join(lines[c] + "\n" for c in order)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical",
+                                     "key_id": keys.akia, "secret": keys.secret}])
+
+
 def test_two_credentials_in_one_file_pair_with_their_own_secrets(scan: Scanner,
                                                                   keys: Keys) -> None:
     content = (f"[dev]\naws_access_key_id = {keys.akia}\naws_secret_access_key = {keys.secret}\n"
