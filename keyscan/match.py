@@ -274,6 +274,9 @@ class Matcher:
                 continue
             for pos in _positions(data, keyword, located):
                 ls, le = _line_bounds(data, pos)
+                # and the line after: the value of a two-line form (a Kubernetes env
+                # list's `- name: AWS_SECRET_ACCESS_KEY` then `  value: ...`)
+                le = _line_bounds(data, le + 1)[1] if le < len(data) else le
                 if ls not in done:
                     done.add(ls)
                     out.extend(self._lines.hits(rule, data, ls, le))

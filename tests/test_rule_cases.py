@@ -137,6 +137,17 @@ SECRET_FORMS = {
     "shell-quoted": 'export AWS_SECRET_ACCESS_KEY="{s}"\n',
     "xml": "<Credentials>\n  <SecretAccessKey>{s}</SecretAccessKey>\n</Credentials>\n",
     "yaml": "aws:\n  secret_key: {s}\n",
+    # labelled by name, the value one field (or one line) further on
+    "k8s-env-list": "env:\n  - name: AWS_SECRET_ACCESS_KEY\n    value: {s}\n",
+    "ecs-task-definition": '{{"name": "AWS_SECRET_ACCESS_KEY", "value": "{s}"}}\n',
+    "ecs-task-definition-pretty": ('"environment": [\n  {{\n    "name": "AWS_SECRET_ACCESS_KEY",'
+                                   '\n    "value": "{s}"\n  }}\n]\n'),
+    "dotnet-config": '<appSettings>\n  <add key="AWSSecretKey" value="{s}"/>\n</appSettings>\n',
+    "terraform": 'variable "aws_secret_key" {{ default = "{s}" }}\n',
+    "terraform-block": 'variable "aws_secret_key" {{\n  default = "{s}"\n}}\n',
+    "makefile": "AWS_SECRET_ACCESS_KEY ?= {s}\n",
+    "js-or-default": "const secret = process.env.AWS_SECRET_ACCESS_KEY || '{s}';\n",
+    "js-nullish-default": "const secret = process.env.AWS_SECRET_ACCESS_KEY ?? '{s}';\n",
 }
 
 
@@ -147,6 +158,29 @@ def test_a_secret_next_to_an_aws_keyword_is_found(scan: Scanner, keys: Keys, for
     assert_findings(scan(content), [{"kind": "secret", "status": "leak", "severity": "high",
                                      "secret": keys.secret, "key_id": None,
                                      "line": line, "column": column}])
+
+
+@pytest.mark.parametrize("form", sorted(SECRET_FORMS))
+def test_a_labelled_secret_pairs_with_an_id_above_it(scan: Scanner, keys: Keys,
+                                                     form: str) -> None:
+    content = f"AWS_ACCESS_KEY_ID={keys.akia}\n" + SECRET_FORMS[form].format(s=keys.secret)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical", "status": "leak",
+                                     "key_id": keys.akia, "secret": keys.secret}])
+
+
+def test_a_kubernetes_env_list_pairs_its_id_and_secret(scan: Scanner, keys: Keys) -> None:
+    content = ("containers:\n  - name: app\n    env:\n"
+               f"      - name: AWS_ACCESS_KEY_ID\n        value: {keys.akia}\n"
+               f"      - name: AWS_SECRET_ACCESS_KEY\n        value: {keys.secret}\n")
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret, "line": line, "column": column}])
+
+
+def test_a_secret_label_two_lines_above_a_value_is_not_its_label(scan: Scanner,
+                                                                  keys: Keys) -> None:
+    content = f"- name: AWS_SECRET_ACCESS_KEY\n  valueFrom: aws\n  value: {keys.secret}\n"
+    assert scan(content) == []
 
 
 def test_a_40_character_value_without_an_aws_keyword_is_not_a_secret(scan: Scanner,
