@@ -453,8 +453,11 @@ def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: _Where 
         s, e = where[s], where[e]
     length = rule.rule.value_length
     if rule.rule.role is Role.SECRET and length and len(raw) != length:
-        # the 56-character form is the base64 of a 40-character secret (Kubernetes Secrets)
+        # the 56-character form is the base64 of a 40-character secret (Kubernetes Secrets),
+        # with its newline when made by `echo "$SECRET" | base64`
         decoded = decode.decode_base64(raw)
+        if decoded is not None and decoded.endswith(b"\n"):
+            decoded = decoded[:-1]
         if decoded is None or len(decoded) != rule.rule.value_length:
             return None
         if rule.near_pattern is None or not rule.near_pattern.fullmatch(decoded):

@@ -347,6 +347,20 @@ def test_a_base64_credentials_file_is_found_at_any_alignment(scan: Scanner, keys
     assert_findings(found, [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret}])
 
 
+def test_kubernetes_secret_values_made_with_echo_and_a_newline(scan: Scanner,
+                                                               keys: Keys) -> None:
+    # `echo "$VALUE" | base64`: the value and its newline, 55 characters + '=' for a secret
+    content = ("apiVersion: v1\nkind: Secret\ntype: Opaque\ndata:\n"
+               f"  AWS_ACCESS_KEY_ID: {b64(keys.akia + chr(10))}\n"
+               f"  AWS_SECRET_ACCESS_KEY: {b64(keys.secret + chr(10))}\n")
+    assert_findings(scan(content), [{"kind": "pair", "status": "leak", "key_id": keys.akia,
+                                     "secret": keys.secret, "encoding": "base64"}])
+    alone = content.split("  AWS_ACCESS_KEY_ID")[0] + content.split("\n")[-2] + "\n"
+    line, column = where(alone, b64(keys.secret + "\n"))
+    assert_findings(scan(alone), [{"kind": "secret", "status": "leak", "secret": keys.secret,
+                                   "encoding": "base64", "line": line, "column": column}])
+
+
 def test_a_percent_encoded_s3_url_is_decoded(scan: Scanner, keys: Keys) -> None:
     url = f"s3://{keys.akia}:{quote(keys.slashy, safe='')}@my-bucket/backups/"
     assert "%2F" in url and "%2B" in url
