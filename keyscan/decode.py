@@ -34,11 +34,13 @@ def base64_triggers(words: list[bytes]) -> tuple[re.Pattern[bytes], tuple[bytes,
     The pattern covers the alignment where the encoded text starts with the word (a
     Kubernetes Secret value, `echo -n KEY | base64`): every stem starts with the rare
     capital Q, so `re` scans at GB/s. The literals, long and so fast to find, cover
-    base64-encoded credentials files: `[default]` or `aws_access_key_id` at any
-    alignment.
+    base64-encoded credentials files at any alignment: `[default]` or
+    `aws_access_key_id` (an AWS config), `AWS_ACCESS_KEY_ID` (a `.env`) and
+    `ccessKeyId` (JSON's `AccessKeyId`, JavaScript's `accessKeyId`).
     """
     aligned = sorted(base64.b64encode(w)[: (len(w) * 8) // 6] for w in words)
-    files = tuple(sorted(base64_stems(b"[default]") | base64_stems(b"aws_access_key_id")))
+    labels = (b"[default]", b"aws_access_key_id", b"AWS_ACCESS_KEY_ID", b"ccessKeyId")
+    files = tuple(sorted(set().union(*(base64_stems(w) for w in labels))))
     return re.compile(b"|".join(re.escape(s) for s in aligned)), files
 
 

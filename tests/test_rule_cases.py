@@ -347,6 +347,22 @@ def test_a_base64_credentials_file_is_found_at_any_alignment(scan: Scanner, keys
     assert_findings(found, [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret}])
 
 
+BASE64_FILES = {
+    "dotenv": lambda k, s, shift: f"{shift}\nAWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n",
+    "json": lambda k, s, shift: shift.replace("#", " ") + json.dumps(
+        {"AccessKeyId": k, "SecretAccessKey": s}),
+}
+
+
+@pytest.mark.parametrize("shift", ["", "#", "##"])
+@pytest.mark.parametrize("form", sorted(BASE64_FILES))
+def test_a_base64_dotenv_or_json_file_is_found_at_any_alignment(scan: Scanner, keys: Keys,
+                                                                form: str, shift: str) -> None:
+    found = scan(b64(BASE64_FILES[form](keys.akia, keys.secret, shift)))
+    assert_findings(found, [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret,
+                             "encoding": "base64", "line": 1, "column": 1}])
+
+
 def test_kubernetes_secret_values_made_with_echo_and_a_newline(scan: Scanner,
                                                                keys: Keys) -> None:
     # `echo "$VALUE" | base64`: the value and its newline, 55 characters + '=' for a secret
