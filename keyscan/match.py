@@ -289,8 +289,13 @@ class Matcher:
             if pos < seen_end:
                 continue
             start, end = decode.base64_run(data, pos)
+            block = decode.base64_block(data, start, end)
+            decoded = decode.decode_base64(block[2]) if block else None
+            if block and decoded is not None:  # the key may straddle a line break
+                start, end = block[0], block[1]
+            else:
+                decoded = decode.decode_base64(data[start:end])
             seen_end = end
-            decoded = decode.decode_base64(data[start:end])
             if decoded is None:
                 continue
             for hit in self._hits(decoded, depth + 1):

@@ -363,6 +363,24 @@ def test_a_base64_dotenv_or_json_file_is_found_at_any_alignment(scan: Scanner, k
                              "encoding": "base64", "line": 1, "column": 1}])
 
 
+@pytest.mark.parametrize("width", [76, 64])  # GNU base64, openssl base64 / PEM
+def test_wrapped_base64_is_decoded_across_line_breaks(scan: Scanner, keys: Keys,
+                                                      width: int) -> None:
+    raw_width = width // 4 * 3  # bytes each line holds
+    head = "# ci credentials\n[default]\naws_access_key_id = "
+    # padded so that the ID, and then the secret, straddle a line break of the encoding
+    pad = (raw_width - 10 - len(head)) % raw_width
+    credentials = (head.replace("\n", "#" * pad + "\n", 1) + f"{keys.akia}\n"
+                   f"aws_secret_access_key = {keys.secret}\n")
+    for value in (keys.akia, keys.secret):
+        at = credentials.index(value)
+        assert at // raw_width != (at + len(value) - 1) // raw_width, "not split: fix the test"
+    encoded = b64(credentials)
+    content = "\n".join(encoded[i : i + width] for i in range(0, len(encoded), width)) + "\n"
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret,
+                                     "encoding": "base64", "line": 1, "column": 1}])
+
+
 def test_kubernetes_secret_values_made_with_echo_and_a_newline(scan: Scanner,
                                                                keys: Keys) -> None:
     # `echo "$VALUE" | base64`: the value and its newline, 55 characters + '=' for a secret
