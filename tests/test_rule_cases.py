@@ -269,6 +269,8 @@ EXAMPLES = {
                         '"SessionToken": "AQoEXAMPLEH4aoAH0gNCAPyJxz4BlCFFxWNE1OPTgk5TthT+Fvwq'
                         'nKwRcOIfrRh3c/LTo6UDdyJwOOvEVPvLXCrrrUtdnniCEXAMPLE/IvU1dYUg2RVAJBanLiHb4'
                         'IgRmpRV3zrkuWJOgQs8IZZaIv2BXIa2R4OlgkBN9bkUDNCJiBeb/AXlzBBko7b15fjrBs2+c"\n',
+    # no real key ID has F (or A-H, K-P) for its 5th character
+    "impossible-5th-char-id": "aws_access_key_id = AKIA" + "FAKE" + "Q7RT2ZLMNW5H\n",
     "s3-sigv2-docs-secret": "secret_key = '" + "OtxrzxIsfpFjA7Sw" + "PzILwy8Bw21TLhquhboDYROV'\n",
 }
 
@@ -303,6 +305,25 @@ def test_examples_never_fail_the_build_but_show_in_verbose_and_json(
     assert statuses == {"example"}
     assert as_json.json["summary"]["leaks"] == 0
     assert as_json.json["summary"]["examples"] == len(as_json.json["findings"])
+
+
+@pytest.mark.parametrize("filler", ["xxxx", "XXXX", "xXxX"])
+def test_a_real_secret_holding_xxxx_is_a_leak(scan: Scanner, keys: Keys, filler: str) -> None:
+    secret = keys.secret[:20] + filler + keys.secret[24:]
+    assert_findings(scan(f"aws_secret_access_key = {secret}\n"),
+                    [{"kind": "secret", "status": "leak", "secret": secret}])
+
+
+@pytest.mark.parametrize("filler", ["XXXX", "XMPL"])
+def test_a_real_key_id_holding_xxxx_or_xmpl_is_a_leak(scan: Scanner, keys: Keys,
+                                                      filler: str) -> None:
+    key = keys.akia[:14] + filler + keys.akia[18:]
+    assert_findings(scan(f"aws_access_key_id = {key}\n"),
+                    [{"kind": "key-id", "status": "leak", "key_id": key}])
+
+
+def test_a_dna_sequence_stays_dropped(scan: Scanner) -> None:
+    assert scan("primer = ACCA" + "GATTACAGATTACAGA" + "\n") == []
 
 
 def test_a_real_key_next_to_an_example_still_fails(cli: Callable[..., CliResult],
