@@ -36,6 +36,17 @@ def account_id(key_id: str) -> str:
     return f"{account:012d}" if account < 10**12 else ""
 
 
+def account_note(key_id: str, account: str) -> str:
+    """What a report says of the account a key ID belongs to."""
+    if account:
+        return f"account {account}"
+    if key_id.startswith("A3T") or key_id[4:5] in ("I", "J"):
+        return "account unknown (older key ID)"
+    if key_id[4:5] in _NEW_FORMAT:
+        return "cannot be a real key ID: its account would have 13 digits"
+    return "cannot be a real key ID: no real ID has this 5th character"
+
+
 # -- history: where a blob came from, paid only for blobs that hold findings -----------
 
 _FIELDS = "%H%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"

@@ -34,11 +34,14 @@ def base64_triggers(words: list[bytes]) -> tuple[re.Pattern[bytes], tuple[bytes,
     The pattern covers the alignment where the encoded text starts with the word (a
     Kubernetes Secret value, `echo -n KEY | base64`): every stem starts with the rare
     capital Q, so `re` scans at GB/s. The literals, long and so fast to find, cover
-    base64-encoded credentials files: `[default]` or `aws_access_key_id` at any
-    alignment.
+    base64-encoded credentials files at any alignment: `[default]` or
+    `aws_access_key_id` (an AWS config), `ACCESS_KEY_ID=` (a `.env`; its stems cost a
+    third of those of `AWS_ACCESS_KEY_ID` in the Hyperscan pass) and `ccessKeyId`
+    (JSON's `AccessKeyId`, JavaScript's `accessKeyId`).
     """
     aligned = sorted(base64.b64encode(w)[: (len(w) * 8) // 6] for w in words)
-    files = tuple(sorted(base64_stems(b"[default]") | base64_stems(b"aws_access_key_id")))
+    labels = (b"[default]", b"aws_access_key_id", b"ACCESS_KEY_ID=", b"ccessKeyId")
+    files = tuple(sorted(set().union(*(base64_stems(w) for w in labels))))
     return re.compile(b"|".join(re.escape(s) for s in aligned)), files
 
 
@@ -54,6 +57,63 @@ def base64_run(data: bytes, pos: int) -> tuple[int, int]:
     while end < n and end - start < 4 * 1024 * 1024 and data[end] == 0x3D:  # '='
         end += 1
     return start, end
+
+
+_WRAPPED_LINE = re.compile(rb"[ \t]*([A-Za-z0-9+/]+={0,2})\r?")
+_MAX_BLOCK = 4 * 1024 * 1024
+_WRAP_WIDTHS = (64, 76)
+
+
+def base64_block(data: bytes, start: int, end: int) -> tuple[int, int, bytes] | None:
+    """The wrapped block (`base64` writes 76 columns, PEM and `openssl` 64) that the run
+    `data[start:end]` is one line of: its start, end and text without line breaks.
+    None when the run is not a whole line of one: lines of base64 alone (indented
+    alike), all but the last of one of those widths (a list of short values, one a
+    line, stays values). Walks line by line, only from where a base64 trigger was found."""
+    line_start = data.rfind(b"\n", 0, start) + 1
+    indent = data[line_start:start]
+    if indent.strip(b" \t") or not _line_ends(data, end):
+        return None
+    width = full = end - start
+    above: list[tuple[int, int]] = []
+    at = line_start
+    while at > 0 and start - at < _MAX_BLOCK:
+        prev = data.rfind(b"\n", 0, at - 1) + 1
+        run = _wrapped_line(data, prev, at - 1, indent)
+        w = run[1] - run[0] if run else 0
+        if run is None or w < width or (above and w != full):
+            break
+        above.append(run)
+        full, at = w, prev
+    below: list[tuple[int, int]] = []
+    last, at = width, end
+    while last == full and at - start < _MAX_BLOCK:
+        nxt = data.find(b"\n", at)
+        if nxt == -1:
+            break
+        after = data.find(b"\n", nxt + 1)
+        run = _wrapped_line(data, nxt + 1, len(data) if after == -1 else after, indent)
+        if run is None or run[1] - run[0] > full:
+            break
+        below.append(run)
+        last, at = run[1] - run[0], run[1]
+    lines = [*reversed(above), (start, end), *below]
+    if len(lines) < 2 or full not in _WRAP_WIDTHS:
+        return None
+    return lines[0][0], lines[-1][1], b"".join(data[s:e] for s, e in lines)
+
+
+def _line_ends(data: bytes, pos: int) -> bool:
+    return data[pos : pos + 1] in (b"", b"\n") or data[pos : pos + 2] == b"\r\n"
+
+
+def _wrapped_line(data: bytes, start: int, end: int, indent: bytes) -> tuple[int, int] | None:
+    """The span of the base64 on the line `data[start:end]`, if it holds only that
+    after `indent`."""
+    m = _WRAPPED_LINE.fullmatch(data, start, end)
+    if m is None or m.start(1) - start != len(indent):
+        return None
+    return m.span(1)
 
 
 def decode_base64(run: bytes) -> bytes | None:

@@ -276,6 +276,9 @@ class Matcher:
                 continue
             for pos in _positions(data, keyword, located):
                 ls, le = _line_bounds(data, pos)
+                # and the line after: the value of a two-line form (a Kubernetes env
+                # list's `- name: AWS_SECRET_ACCESS_KEY` then `  value: ...`)
+                le = _line_bounds(data, le + 1)[1] if le < len(data) else le
                 if ls not in done:
                     done.add(ls)
                     out.extend(self._lines.hits(rule, data, ls, le))
@@ -288,8 +291,13 @@ class Matcher:
             if pos < seen_end:
                 continue
             start, end = decode.base64_run(data, pos)
+            block = decode.base64_block(data, start, end)
+            decoded = decode.decode_base64(block[2]) if block else None
+            if block and decoded is not None:  # the key may straddle a line break
+                start, end = block[0], block[1]
+            else:
+                decoded = decode.decode_base64(data[start:end])
             seen_end = end
-            decoded = decode.decode_base64(data[start:end])
             if decoded is None:
                 continue
             for hit in self._hits(decoded, depth + 1):
@@ -452,8 +460,11 @@ def _value_hit(rule: CompiledRule, m: re.Match[bytes], base: int, where: _Where 
         s, e = where[s], where[e]
     length = rule.rule.value_length
     if rule.rule.role is Role.SECRET and length and len(raw) != length:
-        # the 56-character form is the base64 of a 40-character secret (Kubernetes Secrets)
+        # the 56-character form is the base64 of a 40-character secret (Kubernetes Secrets),
+        # with its newline when made by `echo "$SECRET" | base64`
         decoded = decode.decode_base64(raw)
+        if decoded is not None and decoded.endswith(b"\n"):
+            decoded = decoded[:-1]
         if decoded is None or len(decoded) != rule.rule.value_length:
             return None
         if rule.near_pattern is None or not rule.near_pattern.fullmatch(decoded):
@@ -607,11 +618,13 @@ def _pair(hits: list[Hit], parts: dict[int, Part]) -> list[Credential]:
                 continue
             at = bisect.bisect_left(starts[other], s.start)
             for key in keys[max(0, at - _NEAREST) : at + _NEAREST]:
-                options.append((abs(line - other), key.start > s.start,
+                # a secret its keyword labels wins over a bare value that is only near
+                # (a CLOUDFLARE_API_TOKEN between AWS_ACCESS_KEY_ID and its secret)
+                options.append((s.near_only, abs(line - other), key.start > s.start,
                                 abs(key.start - s.start), id(s), id(key)))
     used_s: set[int] = set()
     used_k: set[int] = set()
-    for _, _, _, sid, kid in sorted(options):
+    for *_, sid, kid in sorted(options):
         if sid in used_s or kid in used_k:
             continue
         used_s.add(sid)

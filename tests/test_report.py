@@ -5,15 +5,17 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import random
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import fake_key_id, fake_secret, fake_session_token
+from fakes import BASE32, NEW_FORMAT_5TH, fake_key_id, fake_secret, fake_session_token
 from repos import CliResult, clean_env, commit_all, git, run_keyscan
 
+from keyscan.attribute import account_id
 from keyscan.cli import main
 
 Cli = Callable[..., CliResult]
@@ -314,7 +316,23 @@ def test_a_clean_scan_prints_only_the_summary(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello\n")
     result = cli("scan", tmp_path)
     assert (result.code, result.out) == (0, "")
-    assert result.err.startswith("keyscan: 0 leaks, 1 files")
+    assert result.err.startswith("keyscan: 0 leaks, 1 file,")
+    (tmp_path / "b.txt").write_text("hello\n")
+    assert cli("scan", tmp_path).err.startswith("keyscan: 0 leaks, 2 files,")
+
+
+def test_a_new_format_key_id_with_a_13_digit_account_cannot_be_real(cli: Cli,
+                                                                    tmp_path: Path) -> None:
+    rng = random.Random()
+    while True:  # a 5th character of the new format whose 40 bits hold over 12 digits
+        key = "AKIA" + rng.choice(NEW_FORMAT_5TH) + "".join(rng.choice(BASE32) for _ in range(15))
+        if not account_id(key):
+            break
+    (tmp_path / "a.env").write_text(f"AWS_ACCESS_KEY_ID={key}\n")
+    out = cli("scan", tmp_path, "--verbose").out
+    assert key in out
+    assert "cannot be a real key ID: its account would have 13 digits" in out
+    assert "older key ID" not in out
 
 
 # -- SARIF -----------------------------------------------------------------------------

@@ -137,6 +137,17 @@ SECRET_FORMS = {
     "shell-quoted": 'export AWS_SECRET_ACCESS_KEY="{s}"\n',
     "xml": "<Credentials>\n  <SecretAccessKey>{s}</SecretAccessKey>\n</Credentials>\n",
     "yaml": "aws:\n  secret_key: {s}\n",
+    # labelled by name, the value one field (or one line) further on
+    "k8s-env-list": "env:\n  - name: AWS_SECRET_ACCESS_KEY\n    value: {s}\n",
+    "ecs-task-definition": '{{"name": "AWS_SECRET_ACCESS_KEY", "value": "{s}"}}\n',
+    "ecs-task-definition-pretty": ('"environment": [\n  {{\n    "name": "AWS_SECRET_ACCESS_KEY",'
+                                   '\n    "value": "{s}"\n  }}\n]\n'),
+    "dotnet-config": '<appSettings>\n  <add key="AWSSecretKey" value="{s}"/>\n</appSettings>\n',
+    "terraform": 'variable "aws_secret_key" {{ default = "{s}" }}\n',
+    "terraform-block": 'variable "aws_secret_key" {{\n  default = "{s}"\n}}\n',
+    "makefile": "AWS_SECRET_ACCESS_KEY ?= {s}\n",
+    "js-or-default": "const secret = process.env.AWS_SECRET_ACCESS_KEY || '{s}';\n",
+    "js-nullish-default": "const secret = process.env.AWS_SECRET_ACCESS_KEY ?? '{s}';\n",
 }
 
 
@@ -147,6 +158,29 @@ def test_a_secret_next_to_an_aws_keyword_is_found(scan: Scanner, keys: Keys, for
     assert_findings(scan(content), [{"kind": "secret", "status": "leak", "severity": "high",
                                      "secret": keys.secret, "key_id": None,
                                      "line": line, "column": column}])
+
+
+@pytest.mark.parametrize("form", sorted(SECRET_FORMS))
+def test_a_labelled_secret_pairs_with_an_id_above_it(scan: Scanner, keys: Keys,
+                                                     form: str) -> None:
+    content = f"AWS_ACCESS_KEY_ID={keys.akia}\n" + SECRET_FORMS[form].format(s=keys.secret)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical", "status": "leak",
+                                     "key_id": keys.akia, "secret": keys.secret}])
+
+
+def test_a_kubernetes_env_list_pairs_its_id_and_secret(scan: Scanner, keys: Keys) -> None:
+    content = ("containers:\n  - name: app\n    env:\n"
+               f"      - name: AWS_ACCESS_KEY_ID\n        value: {keys.akia}\n"
+               f"      - name: AWS_SECRET_ACCESS_KEY\n        value: {keys.secret}\n")
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia,
+                                     "secret": keys.secret, "line": line, "column": column}])
+
+
+def test_a_secret_label_two_lines_above_a_value_is_not_its_label(scan: Scanner,
+                                                                  keys: Keys) -> None:
+    content = f"- name: AWS_SECRET_ACCESS_KEY\n  valueFrom: aws\n  value: {keys.secret}\n"
+    assert scan(content) == []
 
 
 def test_a_40_character_value_without_an_aws_keyword_is_not_a_secret(scan: Scanner,
@@ -176,6 +210,18 @@ def test_an_unlabelled_secret_near_an_id_is_paired(scan: Scanner, keys: Keys) ->
 def test_an_unlabelled_value_far_from_any_id_is_not_paired(scan: Scanner, keys: Keys) -> None:
     content = f"id: {keys.akia}\n" + "filler\n" * 12 + f"value: {keys.secret}\n"
     assert_findings(scan(content), [{"kind": "key-id", "key_id": keys.akia, "secret": None}])
+
+
+@pytest.mark.parametrize("order", ["SIO", "SOI", "ISO", "IOS", "OSI", "OIS"])
+def test_a_labelled_secret_wins_over_another_token_near_the_id(scan: Scanner, keys: Keys,
+                                                               order: str) -> None:
+    # 40 letters and digits labelled for another service, as near the ID as the secret
+    other = keys.secret2.replace("/", "a").replace("+", "b")
+    lines = {"S": f"AWS_SECRET_ACCESS_KEY={keys.secret}", "I": f"AWS_ACCESS_KEY_ID={keys.akia}",
+             "O": f"CLOUDFLARE_API_TOKEN={other}"}
+    content = "".join(lines[c] + "\n" for c in order)
+    assert_findings(scan(content), [{"kind": "pair", "severity": "critical",
+                                     "key_id": keys.akia, "secret": keys.secret}])
 
 
 def test_two_credentials_in_one_file_pair_with_their_own_secrets(scan: Scanner,
@@ -223,6 +269,8 @@ EXAMPLES = {
                         '"SessionToken": "AQoEXAMPLEH4aoAH0gNCAPyJxz4BlCFFxWNE1OPTgk5TthT+Fvwq'
                         'nKwRcOIfrRh3c/LTo6UDdyJwOOvEVPvLXCrrrUtdnniCEXAMPLE/IvU1dYUg2RVAJBanLiHb4'
                         'IgRmpRV3zrkuWJOgQs8IZZaIv2BXIa2R4OlgkBN9bkUDNCJiBeb/AXlzBBko7b15fjrBs2+c"\n',
+    # no real key ID has F (or A-H, K-P) for its 5th character
+    "impossible-5th-char-id": "aws_access_key_id = AKIA" + "FAKE" + "Q7RT2ZLMNW5H\n",
     "s3-sigv2-docs-secret": "secret_key = '" + "OtxrzxIsfpFjA7Sw" + "PzILwy8Bw21TLhquhboDYROV'\n",
 }
 
@@ -257,6 +305,25 @@ def test_examples_never_fail_the_build_but_show_in_verbose_and_json(
     assert statuses == {"example"}
     assert as_json.json["summary"]["leaks"] == 0
     assert as_json.json["summary"]["examples"] == len(as_json.json["findings"])
+
+
+@pytest.mark.parametrize("filler", ["xxxx", "XXXX", "xXxX"])
+def test_a_real_secret_holding_xxxx_is_a_leak(scan: Scanner, keys: Keys, filler: str) -> None:
+    secret = keys.secret[:20] + filler + keys.secret[24:]
+    assert_findings(scan(f"aws_secret_access_key = {secret}\n"),
+                    [{"kind": "secret", "status": "leak", "secret": secret}])
+
+
+@pytest.mark.parametrize("filler", ["XXXX", "XMPL"])
+def test_a_real_key_id_holding_xxxx_or_xmpl_is_a_leak(scan: Scanner, keys: Keys,
+                                                      filler: str) -> None:
+    key = keys.akia[:14] + filler + keys.akia[18:]
+    assert_findings(scan(f"aws_access_key_id = {key}\n"),
+                    [{"kind": "key-id", "status": "leak", "key_id": key}])
+
+
+def test_a_dna_sequence_stays_dropped(scan: Scanner) -> None:
+    assert scan("primer = ACCA" + "GATTACAGATTACAGA" + "\n") == []
 
 
 def test_a_real_key_next_to_an_example_still_fails(cli: Callable[..., CliResult],
@@ -299,6 +366,54 @@ def test_a_base64_credentials_file_is_found_at_any_alignment(scan: Scanner, keys
                    f"aws_secret_access_key = {keys.secret}\n")
     found = scan(b64(credentials))
     assert_findings(found, [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret}])
+
+
+BASE64_FILES = {
+    "dotenv": lambda k, s, shift: f"{shift}\nAWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n",
+    "json": lambda k, s, shift: shift.replace("#", " ") + json.dumps(
+        {"AccessKeyId": k, "SecretAccessKey": s}),
+}
+
+
+@pytest.mark.parametrize("shift", ["", "#", "##"])
+@pytest.mark.parametrize("form", sorted(BASE64_FILES))
+def test_a_base64_dotenv_or_json_file_is_found_at_any_alignment(scan: Scanner, keys: Keys,
+                                                                form: str, shift: str) -> None:
+    found = scan(b64(BASE64_FILES[form](keys.akia, keys.secret, shift)))
+    assert_findings(found, [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret,
+                             "encoding": "base64", "line": 1, "column": 1}])
+
+
+@pytest.mark.parametrize("width", [76, 64])  # GNU base64, openssl base64 / PEM
+def test_wrapped_base64_is_decoded_across_line_breaks(scan: Scanner, keys: Keys,
+                                                      width: int) -> None:
+    raw_width = width // 4 * 3  # bytes each line holds
+    head = "# ci credentials\n[default]\naws_access_key_id = "
+    # padded so that the ID, and then the secret, straddle a line break of the encoding
+    pad = (raw_width - 10 - len(head)) % raw_width
+    credentials = (head.replace("\n", "#" * pad + "\n", 1) + f"{keys.akia}\n"
+                   f"aws_secret_access_key = {keys.secret}\n")
+    for value in (keys.akia, keys.secret):
+        at = credentials.index(value)
+        assert at // raw_width != (at + len(value) - 1) // raw_width, "not split: fix the test"
+    encoded = b64(credentials)
+    content = "\n".join(encoded[i : i + width] for i in range(0, len(encoded), width)) + "\n"
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.akia, "secret": keys.secret,
+                                     "encoding": "base64", "line": 1, "column": 1}])
+
+
+def test_kubernetes_secret_values_made_with_echo_and_a_newline(scan: Scanner,
+                                                               keys: Keys) -> None:
+    # `echo "$VALUE" | base64`: the value and its newline, 55 characters + '=' for a secret
+    content = ("apiVersion: v1\nkind: Secret\ntype: Opaque\ndata:\n"
+               f"  AWS_ACCESS_KEY_ID: {b64(keys.akia + chr(10))}\n"
+               f"  AWS_SECRET_ACCESS_KEY: {b64(keys.secret + chr(10))}\n")
+    assert_findings(scan(content), [{"kind": "pair", "status": "leak", "key_id": keys.akia,
+                                     "secret": keys.secret, "encoding": "base64"}])
+    alone = content.split("  AWS_ACCESS_KEY_ID")[0] + content.split("\n")[-2] + "\n"
+    line, column = where(alone, b64(keys.secret + "\n"))
+    assert_findings(scan(alone), [{"kind": "secret", "status": "leak", "secret": keys.secret,
+                                   "encoding": "base64", "line": line, "column": column}])
 
 
 def test_a_percent_encoded_s3_url_is_decoded(scan: Scanner, keys: Keys) -> None:

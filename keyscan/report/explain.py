@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from keyscan.attribute import account_note
 from keyscan.explain import Place, Story, next_steps
 from keyscan.model import Status
 from keyscan.record import asdict
@@ -24,7 +25,7 @@ def render(story: Story) -> str:
              f"  status      {f.status.value}, severity {f.severity}"
              f"{' (not reported: ignored in .keyscanignore)' if story.ignored else ''}"]
     if f.key_id:
-        account = f"account {f.account}" if f.account else "account unknown (older key ID)"
+        account = account_note(f.key_id, f.account)
         lines.append(f"  key         {f.key_type or f.key_id}; {account}")
     secret = next((g.secret for g in story.findings if g.secret is not None), None)
     if secret is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from keyscan.attribute import account_note
 from keyscan.model import Finding, ScanResult, Status
 from keyscan.report.json import summary_dict
 from keyscan.report.redact import printable, show
@@ -55,7 +56,7 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
         sev = f"{_COLOURS.get(sev, '')}{sev}{_RESET}"
     lines = [f"{label:8s}{sev:9s} {where}  {f.description}"]
     if f.key_id:
-        account = f"account {f.account}" if f.account else "account unknown (older key ID)"
+        account = account_note(f.key_id, f.account)
         lines.append(f"        key ID   {f.key_id}  ({f.key_type}; {account})")
         lines.extend(ownership_lines(f))
     if f.secret is not None:
@@ -88,9 +89,10 @@ def _history_line(f: Finding) -> str:
 
 def summary(result: ScanResult) -> str:
     s = summary_dict(result)
-    unit = "objects" if result.mode == "history" else "files"
+    plural = "" if s["files"] == 1 else "s"
+    unit = f"object{plural}" if result.mode == "history" else f"file{plural}"
     if s["incremental"]:
-        unit = "new objects read (the others from the cache)"
+        unit = f"new object{plural} read (the others from the cache)"
     parts = [f"{s['leaks']} leak{'s' if s['leaks'] != 1 else ''}",
              f"{s['files']} {unit}", f"{s['bytes'] / 1e6:.1f} MB", f"{s['seconds']:.2f} s"]
     tail = []
