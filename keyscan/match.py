@@ -276,12 +276,17 @@ class Matcher:
                 continue
             for pos in _positions(data, keyword, located):
                 ls, le = _line_bounds(data, pos)
-                # and the line after: the value of a two-line form (a Kubernetes env
-                # list's `- name: AWS_SECRET_ACCESS_KEY` then `  value: ...`)
-                le = _line_bounds(data, le + 1)[1] if le < len(data) else le
-                if ls not in done:
-                    done.add(ls)
-                    out.extend(self._lines.hits(rule, data, ls, le))
+                if ls in done:
+                    continue
+                done.add(ls)
+                # and the line after, when the keyword ends its line (but for the rest of
+                # its word, quotes and punctuation): the value of a two-line form (a
+                # Kubernetes env list's `- name: AWS_SECRET_ACCESS_KEY` then `value: ...`)
+                end = pos + len(keyword)
+                if le < len(data) and le - end < 64 and \
+                        not data[end:le].lstrip(_WORD).strip(_LABEL_END):
+                    le = _line_bounds(data, le + 1)[1]
+                out.extend(self._lines.hits(rule, data, ls, le))
         return out
 
     def _base64_hits(self, data: bytes, depth: int) -> list[Hit]:
@@ -375,6 +380,10 @@ def _positions(data: bytes, keyword: bytes, located: dict[bytes, list[int]] | No
     while pos != -1:
         yield pos
         pos = data.find(keyword, pos + 1)
+
+
+_LABEL_END = b" \t\r\"',:;={(<>/"  # what may follow a label that ends its line
+_WORD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."  # its rest
 
 
 def _has(data: bytes, keyword: bytes, present: dict[bytes, bool]) -> bool:
