@@ -12,6 +12,7 @@ settings (rules, disable_rules, allow_paths, our_accounts) add to each other.
     max_file_size: 50M               # a number of bytes, or 10k / 50M / 1G
     format: json                     # text | json | jsonl | sarif
     exit_code: 1                     # exit code when leaks are found
+    baseline: .keyscan-baseline.json # report only leaks not in it (relative to this file)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ YAML_NAME = ".keyscan.yaml"
 PYPROJECT = "pyproject.toml"
 FORMATS = ("text", "json", "jsonl", "sarif")
 KEYS = ("rules", "disable_rules", "allow_paths", "our_accounts", "max_file_size", "format",
-        "exit_code")
+        "exit_code", "baseline")
 DEFAULT_FORMAT = "text"
 DEFAULT_EXIT_CODE = EXIT_LEAKS
 _SIZE_RE = lazy_pattern(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
@@ -52,6 +53,7 @@ class Config:
     max_file_size: int | None = None
     format: str | None = None
     exit_code: int | None = None
+    baseline: Path | None = None  # resolved against the config file's folder
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -188,7 +190,16 @@ def parse(table: Any, path: Path) -> Config:
         max_file_size=_size(table, "max_file_size", where),
         format=_choice(table, "format", FORMATS, where),
         exit_code=_exit_code(table, where),
+        baseline=path.parent / _baseline(table, where) if table.get("baseline") else None,
     )
+
+
+def _baseline(table: dict[str, Any], where: str) -> str:
+    value = table["baseline"]
+    if not isinstance(value, str):
+        raise KeyscanError(f"{where} 'baseline' must be the path of a baseline file "
+                           "(made by `keyscan baseline`)")
+    return value
 
 
 def _size(table: dict[str, Any], key: str, where: str) -> int | None:
@@ -255,6 +266,8 @@ def apply(args: argparse.Namespace, cfg: Config) -> None:
         args.format = cfg.format or DEFAULT_FORMAT
     if getattr(args, "exit_code", None) is None:
         args.exit_code = DEFAULT_EXIT_CODE if cfg.exit_code is None else cfg.exit_code
+    if hasattr(args, "baseline") and args.baseline is None:  # scans, not `keyscan baseline`
+        args.baseline = cfg.baseline
 
 
 def without_rules(rules: RuleSet, disabled: list[str], cfg: Config) -> RuleSet:

@@ -94,6 +94,27 @@ def test_only_a_new_leak_is_reported_and_fails(cli: Cli, repo: Path,
     assert result.json["summary"] | {"leaks": 1, "baselined": 2} == result.json["summary"]
 
 
+def test_a_baseline_named_in_the_settings_applies_to_scans_and_the_hook(
+        cli: Cli, repo: Path, old_repo: dict[str, str]) -> None:
+    """`baseline:` in .keyscan.yaml: the pre-commit hook and CI pick up the committed
+    baseline with no flag; a leak it does not know still fails."""
+    assert cli("baseline", repo, "--output", repo / ".keyscan-baseline.json").code == 0
+    (repo / ".keyscan.yaml").write_text("baseline: .keyscan-baseline.json\n")
+    commit_all(repo, "adopt keyscan")
+    assert cli("scan", repo).code == 0
+    (repo / "legacy.py").write_text(f"KEY = '{old_repo['legacy']}'  # still here\n")
+    git(repo, "add", "legacy.py")
+    assert cli("scan", "--staged", cwd=repo).code == 0  # an edit near a known key
+    new_key = fake_key_id()
+    (repo / "deploy.sh").write_text(f"export AWS_ACCESS_KEY_ID={new_key}\n")
+    git(repo, "add", "deploy.sh")
+    result = cli("scan", "--staged", "--format", "json", cwd=repo)
+    assert result.code == 1 and [f["key_id"] for f in result.json["findings"]] == [new_key]
+    (repo / ".keyscan.yaml").write_text("baseline: [not, a, path]\n")
+    bad = cli("scan", repo)
+    assert bad.code == 2 and "'baseline' must be the path" in bad.err
+
+
 def test_entries_no_longer_found_are_listed_as_stale(cli: Cli, repo: Path,
                                                      old_repo: dict[str, str]) -> None:
     out = make_baseline(cli, repo)
