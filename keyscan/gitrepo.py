@@ -273,9 +273,9 @@ def read_blobs(repo: Path, blobs: Sequence[str], max_size: int | None = None
                 continue
             size = int(header[2])
             if max_size is not None and size > max_size:
-                left = size + 1
-                while left > 0:
-                    left -= len(proc.stdout.read(min(left, 1 << 20)) or b"\0" * left)
+                left = size + 1  # the content and its newline, passed over
+                while left > 0 and (chunk := proc.stdout.read(min(left, 1 << 20))):
+                    left -= len(chunk)
                 yield blob, size
                 continue
             data = proc.stdout.read(size)
@@ -315,8 +315,8 @@ def _git_env() -> dict[str, str]:
 def mirror(source: str, to: Path) -> None:
     """A bare mirror of `source` (every ref, every object) at `to`, by gitpython, which
     refuses remote helpers that run commands (`ext::`) and options smuggled into the
-    URL. KeyscanError with git's last line on failure (the URL left as given: the
-    caller masks its credentials)."""
+    URL. KeyscanError with what git said (`_why_not`) on failure (the URL left as given:
+    the caller masks its credentials)."""
     import git
 
     try:

@@ -461,8 +461,10 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
             return fast
         if not run.ranged:
             run.start_containment()  # through git, as the rest of this scan
-    refs, everything, run.cached = _plan(git_dir, tips, hopts, run.state, run.old_tips,
-                                         run.range)
+    if run.ranged:
+        run.range = _range_ends(git_dir, hopts)
+    refs, everything, run.cached = _plan(git_dir, tips, run.range, hopts, run.state,
+                                         run.old_tips)
     run.split = everything
     run.change = len(refs)
     store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
@@ -579,9 +581,7 @@ def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | Non
         if kind not in _SCANNED_KINDS:
             continue
         if data is None:
-            result.skipped.append(Skipped(
-                f"blob {sha}", f"larger than the size limit ({size} bytes; raise it with "
-                "--max-file-size)"))
+            result.skipped.append(_too_large(sha, size))
             continue
         result.stats.files += 1
         result.stats.bytes += len(data)
@@ -591,6 +591,11 @@ def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | Non
         return cache.IdSet.of(read)
 
     return hits, read_ids
+
+
+def _too_large(blob: str, size: int) -> Skipped:
+    return Skipped(f"blob {blob}", f"larger than the size limit ({size} bytes; raise it with "
+                                   "--max-file-size)")
 
 
 def _list_all(git_dir: Path, result: ScanResult) -> list[source.ObjectRef]:
@@ -680,33 +685,36 @@ def _cut(run: _Run) -> str:
     return attribute.midpoint(run.git_dir, line)
 
 
-def _plan(git_dir: Path, tips: list[str], hopts: HistoryOptions,
-          state: cache.CacheState | None, old_tips: list[str], ranged: list[list[str]]
+def _range_ends(git_dir: Path, hopts: HistoryOptions) -> list[list[str]]:
+    """A --range or --since-commit as [its tip commits, the commits it leaves out]."""
+    base, head, symmetric = source.range_ends(hopts.range) if hopts.range \
+        else (hopts.since_commit or "", "HEAD", False)
+    commits = []
+    for rev in (base, head):
+        commit = _resolve(git_dir, rev)
+        if not commit:
+            raise KeyscanError(f"revision {rev!r} not found: " + (
+                "this is a shallow clone (as CI checkouts often are): fetch the history "
+                "the range needs (`git fetch --deepen=N`, or `fetch-depth: 0` for "
+                "actions/checkout)" if source.is_shallow(git_dir)
+                else "check --range/--since-commit"))
+        commits.append(commit)
+    if symmetric:  # as `git log A...B`: what either side added since they forked
+        return [commits, source.merge_bases(git_dir, *commits)]
+    return [[commits[1]], [commits[0]]]
+
+
+def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: HistoryOptions,
+          state: cache.CacheState | None, old_tips: list[str]
           ) -> tuple[list[source.ObjectRef], bool, set[str]]:
     """The objects to read, or none and True: every object in the store (read from the
-    packs, or listed by git); and the objects whose findings the cache gives. A range's
-    ends ([tips, bases]) are put in `ranged`."""
-    if hopts.range or hopts.since_commit:
-        base, head, symmetric = source.range_ends(hopts.range) if hopts.range \
-            else (hopts.since_commit, "HEAD", False)
-        commits = []
-        for rev in (base, head):
-            commit = _resolve(git_dir, rev)
-            if not commit:
-                raise KeyscanError(f"revision {rev!r} not found: " + (
-                    "this is a shallow clone (as CI checkouts often are): fetch the history "
-                    "the range needs (`git fetch --deepen=N`, or `fetch-depth: 0` for "
-                    "actions/checkout)" if source.is_shallow(git_dir)
-                    else "check --range/--since-commit"))
-            commits.append(commit)
-        tips, since = [commits[1]], [commits[0]]
-        if symmetric:  # as `git log A...B`: what either side added since they forked
-            tips, since = commits, source.merge_bases(git_dir, *commits)
-        ranged[:] = [tips, since]
+    packs, or listed by git); and the objects whose findings the cache gives. `ranged`:
+    a range's ends (`_range_ends`), or none."""
+    if ranged:
         # new objects (commits and tags for their messages), and every blob the range's
         # commits put at a path: a key copied from an allowed or baselined file is new there
-        wanted = dict.fromkeys([*source.new_objects(git_dir, tips, since),
-                                *source.changed_blobs(git_dir, tips, since)])
+        wanted = dict.fromkeys([*source.new_objects(git_dir, *ranged),
+                                *source.changed_blobs(git_dir, *ranged)])
         return source.describe_objects(git_dir, list(wanted)), False, set()
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
@@ -802,9 +810,7 @@ def _wanted(refs: list[source.ObjectRef], options: ScanOptions, result: ScanResu
         elif ref.kind == "corrupt":
             result.skipped.append(Skipped(f"object {ref.sha}", "corrupt: git cannot read it"))
         elif ref.kind == "blob" and ref.size > options.max_file_size:
-            result.skipped.append(Skipped(
-                f"blob {ref.sha}", f"larger than the size limit ({ref.size} bytes; raise it "
-                "with --max-file-size)"))
+            result.skipped.append(_too_large(ref.sha, ref.size))
         elif ref.kind in _SCANNED_KINDS:
             wanted.append(ref)
     return wanted
@@ -1016,7 +1022,7 @@ def _unreachable_places(run: _Run, hits: _Hits,
     dangling = source.dangling_commits(run.git_dir, hopts.reflog)
     if not dangling:
         return {}
-    first = 1 + max((a.order for places in appearances.values() for a in places), default=0)
+    first = _after(a for places in appearances.values() for a in places)
     found = attribute.introductions(run.git_dir, lost, dangling, run.tips, first)
     return {blob: places for blob, places in found.items() if places}
 
@@ -1147,8 +1153,7 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
     old = _flat(known)
     places = attribute.in_history_order(git_dir, [old, *parts])
     if all(a is b for a, b in zip(old, places, strict=False)):
-        first = 1 + max((a.order for a in old), default=0)
-        added = attribute.numbered(hits.blobs, places[len(old):], first)
+        added = attribute.numbered(hits.blobs, places[len(old):], _after(old))
         return {b: [*known.get(b, []), *added[b]] for b in hits.blobs}
     hits.places_changed = True
     return attribute.numbered(hits.blobs, places, 0)
@@ -1156,6 +1161,11 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
 
 def _by_order(place: attribute.Appearance) -> int:
     return place.order
+
+
+def _after(places: Iterable[attribute.Appearance]) -> int:
+    """The order number that comes after all of `places`."""
+    return 1 + max((a.order for a in places), default=0)
 
 
 def _flat(found: dict[str, list[attribute.Appearance]]) -> list[attribute.Appearance]:

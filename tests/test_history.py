@@ -56,6 +56,19 @@ def by_key(findings: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return matches[0]
 
 
+def log_passes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The revisions each attribution `git log` pass is given, recorded as they run."""
+    passes: list[list[str]] = []
+    real_log = attribute._log_find_objects
+
+    def counted(git_dir: Path, blobs: list[str], spec: list[str], merges: str) -> bytes:
+        passes.append(spec)
+        return real_log(git_dir, blobs, spec, merges)
+
+    monkeypatch.setattr(attribute, "_log_find_objects", counted)
+    return passes
+
+
 @pytest.fixture
 def planted(repo: Path) -> dict[str, Any]:
     """A repository whose history holds keys in all the places a leak hides."""
@@ -106,14 +119,7 @@ def test_every_hiding_place_is_found_and_attributed(cli: Cli, repo: Path,
         assert not [p for p in (repo / ".git" / "objects").glob("??") if any(p.iterdir())]
     # long histories are attributed in two `git log` passes cut at HEAD's middle
     monkeypatch.setattr(attribute, "_SPLIT_COMMITS", 2 if split else 10**9)
-    passes: list[list[str]] = []
-    real_log = attribute._log_find_objects
-
-    def counted(git_dir: Path, blobs: list[str], spec: list[str], merges: str) -> bytes:
-        passes.append(spec)
-        return real_log(git_dir, blobs, spec, merges)
-
-    monkeypatch.setattr(attribute, "_log_find_objects", counted)
+    passes = log_passes(monkeypatch)
     code, findings, doc = history(cli, repo, "--no-cache")
     assert len(passes) == (2 if split else 1)
     if split:  # cut halfway down HEAD's first-parent line, merges and all
@@ -1284,14 +1290,7 @@ def test_a_commit_dated_before_its_parent_never_comes_first(cli: Cli, repo: Path
     really put the key there first, however the history is cut for attribution (one
     place is in the older half of the cut, one in the newer)."""
     monkeypatch.setattr(attribute, "_SPLIT_COMMITS", 2 if split else 10**9)
-    passes: list[list[str]] = []
-    real_log = attribute._log_find_objects
-
-    def counted(git_dir: Path, blobs: list[str], spec: list[str], merges: str) -> bytes:
-        passes.append(spec)
-        return real_log(git_dir, blobs, spec, merges)
-
-    monkeypatch.setattr(attribute, "_log_find_objects", counted)
+    passes = log_passes(monkeypatch)
     key = fake_key_id()
     commit(repo, {"r.txt": "r\n"}, "root", when="2020-01-01T00:00:00+00:00")
     first = commit(repo, {"a.txt": f"id {key}\n"}, "first", when="2024-06-01T00:00:00+00:00")

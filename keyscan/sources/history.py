@@ -183,16 +183,29 @@ def files_at_head(git_dir: Path, paths: Sequence[str]) -> dict[str, bytes]:
     return out
 
 
-def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
-    """Objects reachable from `tips` but not from `since`: what those commits added."""
-    args = ["rev-list", "--objects", "--missing=print", "--no-object-names", "--stdin"]
-    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{s}\n" for s in since)
-    proc = subprocess.run(tree_walk(git_dir, *args), input=spec.encode(),
+def _revisions(tips: Iterable[str], since: Iterable[str]) -> bytes:
+    """`tips` and `since` (excluded) as git reads them with --stdin."""
+    return ("".join(f"{t}\n" for t in tips) + "".join(f"^{s}\n" for s in since)).encode()
+
+
+def _walk(git_dir: Path, args: Sequence[str], tips: Sequence[str], since: Sequence[str]
+          ) -> bytes:
+    """The output of the tree-walking git command `args` over `tips` less `since`;
+    KeyscanError with git's last line when it fails."""
+    proc = subprocess.run(tree_walk(git_dir, *args, "--stdin"), input=_revisions(tips, since),
                           capture_output=True, check=False)
     if proc.returncode != 0:
         detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise KeyscanError(f"git rev-list failed: {detail[-1] if detail else 'unknown error'}")
-    return [line.lstrip("?") for line in proc.stdout.decode("ascii").split()]
+        raise KeyscanError(f"git {args[0]} failed: "
+                           f"{detail[-1] if detail else 'unknown error'}")
+    return proc.stdout
+
+
+def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
+    """Objects reachable from `tips` but not from `since`: what those commits added."""
+    out = _walk(git_dir, ["rev-list", "--objects", "--missing=print", "--no-object-names"],
+                tips, since)
+    return [line.lstrip("?") for line in out.decode("ascii").split()]
 
 
 def changed_blobs(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
@@ -201,15 +214,10 @@ def changed_blobs(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> l
     difference would miss). A merge counts for what it made itself (what differs from
     all its parents: a conflict's resolution), not for what it brought from its other
     side."""
-    args = ["log", "--stdin", "--raw", "-c", "--no-renames", "--no-abbrev", "-z", "--format="]
-    spec = "".join(f"{t}\n" for t in tips) + "".join(f"^{s}\n" for s in since)
-    proc = subprocess.run(tree_walk(git_dir, *args), input=spec.encode(),
-                          capture_output=True, check=False)
-    if proc.returncode != 0:
-        detail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise KeyscanError(f"git log failed: {detail[-1] if detail else 'unknown error'}")
+    out = _walk(git_dir, ["log", "--raw", "-c", "--no-renames", "--no-abbrev", "-z",
+                          "--format="], tips, since)
     found: dict[str, None] = {}
-    tokens = iter(proc.stdout.split(b"\0"))
+    tokens = iter(out.split(b"\0"))
     for token in tokens:
         meta = token.lstrip(b"\n").split()
         if not meta or not meta[0].startswith(b":"):
@@ -238,9 +246,8 @@ def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) ->
     none when git cannot tell (a damaged repository: nothing is dropped on a guess)."""
     if not commits:
         return set()
-    spec = "".join(f"{c}\n" for c in commits) + "".join(f"^{t}\n" for t in tips)
     proc = subprocess.run(_git(git_dir, "rev-list", "--ignore-missing", "--stdin"),
-                          input=spec.encode(), capture_output=True, check=False)
+                          input=_revisions(commits, tips), capture_output=True, check=False)
     if proc.returncode != 0:
         return set()
     listed = set(proc.stdout.decode("ascii", "replace").split())
