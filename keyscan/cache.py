@@ -43,8 +43,9 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     from typing import Any
 
-VERSION = 7  # 6: state.bin (marshal) replaces state.json; 7: places in history order (a
-# later-fetched older commit first), which a version-6 cache may hold out of order
+VERSION = 8  # 6: state.bin (marshal) replaces state.json; 7: places in history order (a
+# later-fetched older commit first), which a version-6 cache may hold out of order; 8:
+# archives are looked into and found parts name their member (older results lack them)
 STATE = "state.bin"
 _OLD_STATE = "state.json"  # versions 1-5
 _MAGIC = b"keyscan-cache\0"

@@ -12,7 +12,7 @@ import bisect
 import re
 from collections.abc import Iterator, Sequence
 
-from keyscan import decode
+from keyscan import decode, unpack
 from keyscan.model import Role, SealedSecret, Secret, Status
 from keyscan.prefilter import BASE64, KEY, Prefilter, literal
 from keyscan.record import field, record
@@ -21,6 +21,7 @@ from keyscan.rules import CompiledRule, RuleSet
 ALLOW_MARK = b"keyscan:allow"
 _NEAREST = 8  # key IDs considered on each side of a secret, per line
 _MAX_DEPTH = 2  # base64 inside base64 is real (a base64 credentials file in a k8s Secret)
+_ARCHIVE_STARTS = (b"\x1f\x8b", b"PK", b"BZ", b"\xfd7")  # unpack.kind() says if it is one
 _WIDE_STEMS = (b"A\0K\0I\0A\0", b"A\0S\0I\0A\0", b"e\0c\0r\0e\0t\0", b"E\0C\0R\0E\0T\0")
 
 
@@ -45,6 +46,7 @@ class Part:
     status: Status
     encoding: str
     sealed: SealedSecret | None = None  # the value as the cache keeps it (`to_rows(seal=True)`)
+    member: str = ""  # the file inside an archive it was found in ("a.jar!x.properties")
 
 
 @record(frozen=False)
@@ -78,9 +80,9 @@ class Credential:
 
 
 _SLOTS = ("key_id", "secret", "token", "other")
-# slot, rule id, value, line, column, status, encoding; a sealed value is
-# [what a redacted report shows, its length, its digest] (`to_rows(seal=True)`)
-PartRow = tuple[str, str, "str | list[object]", int, int, str, str]
+# slot, rule id, value, line, column, status, encoding, archive member; a sealed value
+# is [what a redacted report shows, its length, its digest] (`to_rows(seal=True)`)
+PartRow = tuple[str, str, "str | list[object]", int, int, str, str, str]
 
 
 def to_rows(creds: list[Credential], seal: bool = False) -> list[list[PartRow]]:
@@ -103,7 +105,7 @@ def to_rows(creds: list[Credential], seal: bool = False) -> list[list[PartRow]]:
             if secret is not None:
                 value = [secret.prefix(), len(secret), secret.digest()]
             rows.append((slot, p.rule.rule.id, value, p.line, p.column, p.status.value,
-                         p.encoding))
+                         p.encoding, p.member))
         out.append(rows)
     return out
 
@@ -116,12 +118,12 @@ def from_rows(rows: Sequence[Sequence[Sequence[object]]],
     creds = []
     for cred_rows in rows:
         cred = Credential()
-        for slot, rule_id, value, line, column, status, encoding in cred_rows:
+        for slot, rule_id, value, line, column, status, encoding, member in cred_rows:
             sealed = SealedSecret(str(value[0]), int(value[1]), str(value[2])) \
                 if isinstance(value, list) else None
             part = Part(by_id[str(rule_id)], "" if sealed else str(value),
                         int(line), int(column),  # type: ignore[call-overload]
-                        _STATUS[str(status)], str(encoding), sealed)
+                        _STATUS[str(status)], str(encoding), sealed, str(member))
             setattr(cred, str(slot), part)
             cred.parts.append(part)
         creds.append(cred)
@@ -197,6 +199,15 @@ class Matcher:
         return triggers
 
     def find(self, data: bytes) -> list[Credential]:
+        return self._find(data, None)
+
+    def _find(self, data: bytes, budget: unpack.Budget | None) -> list[Credential]:
+        """`budget`: what the archive `data` came out of may still unpack (None: `data`
+        is no archive's member)."""
+        if data.startswith(_ARCHIVE_STARTS) or data.startswith(b"ustar", 257):
+            found = self._unpacked(data, budget or unpack.Budget())
+            if found is not None:
+                return found
         if self._engine_after > 0:
             self._engine_after -= len(data)
             if self._engine_after <= 0:  # enough content to pay for the engine
@@ -213,7 +224,20 @@ class Matcher:
         hits = self._hits(data, 0, scanned, wide=text is None)
         found = _assemble(data, hits) if hits else []
         if text is not None:
-            found = [_with_encoding(c, "utf-16") for c in self.find(text)] + found
+            found = [_with_encoding(c, "utf-16") for c in self._find(text, budget)] + found
+        return found
+
+    def _unpacked(self, data: bytes, budget: unpack.Budget) -> list[Credential] | None:
+        """The credentials in the members of the archive `data` is; None when it is none
+        (or nothing of it can be read, or archives nest too deep): match its raw bytes."""
+        if budget.depth >= unpack.MAX_DEPTH:
+            return None
+        budget.depth += 1
+        found: list[Credential] | None = None
+        for form, name, content in unpack.members(data, budget):
+            found = found or []
+            found.extend(_with_encoding(c, form, name) for c in self._find(content, budget))
+        budget.depth -= 1
         return found
 
     # -- passes -------------------------------------------------------------
@@ -700,12 +724,15 @@ class _Homes:
         return None
 
 
-def _with_encoding(cred: Credential, encoding: str) -> Credential:
+def _with_encoding(cred: Credential, encoding: str, member: str = "") -> Credential:
+    """`cred` as found in content that was `encoding` (and was the archive member named
+    `member`, "" for a compressed stream's only one)."""
     def relabel(p: Part | None) -> Part | None:
         if p is None:
             return None
         enc = encoding if p.encoding == "plain" else f"{encoding}+{p.encoding}"
-        return Part(p.rule, p.value, p.line, p.column, p.status, enc)
+        inner = "!".join(m for m in (member, p.member) if m)
+        return Part(p.rule, p.value, p.line, p.column, p.status, enc, member=inner)
 
     parts = [relabel(p) for p in cred.parts]
     return Credential(relabel(cred.key_id), relabel(cred.secret), relabel(cred.token),

@@ -168,7 +168,7 @@ class Match:
     column: int  # 1-based, in characters of the line
     end_line: int
     status: Status = Status.LEAK
-    encoding: str = "plain"  # plain | base64 | percent | utf-16
+    encoding: str = "plain"  # plain | base64 | percent | utf-16 | gzip | zip ... joined by +
     line_text: str = ""  # the line with the value already masked: safe context
 
 
@@ -239,7 +239,8 @@ class Finding:
     key_type: str = ""  # e.g. "AKIA: long-term key of an IAM user"
     secret: Secret | None = None
     session_token: Secret | None = None
-    encoding: str = "plain"
+    encoding: str = "plain"  # how the content was encoded: "plain", "base64", "zip+base64"...
+    member: str = ""  # the file inside the archive at `location` ("a.jar!b.properties")
     line_text: str = ""
     account: str = ""  # decoded offline from the key ID, "" when it cannot be
     commit: Commit | None = None

@@ -211,6 +211,7 @@ def to_finding(cred: Credential, location: Location, commit: Commit | None = Non
         secret=_secret(cred.secret) or _secret(cred.other),
         session_token=_secret(cred.token),
         encoding=anchor.encoding,
+        member=anchor.member,
         account=attribute.account_id(key.value) if key else "",
         commit=commit,
     )

@@ -71,7 +71,8 @@ def plan(findings: Iterable[Finding], operator: Operator, ours: frozenset[str],
 def _step(key_id: str, fs: list[Finding], operator: Operator, ours: frozenset[str],
           quarantine: bool) -> Step:
     own = fs[0].ownership
-    where = tuple(dict.fromkeys(f"{f.location.path}:{f.line}" for f in fs))
+    where = tuple(dict.fromkeys(
+        f"{f.location.path}{'!' + f.member if f.member else ''}:{f.line}" for f in fs))
     base = Step(key_id=key_id, user=own.user if own else "", account=own.account if own else "",
                 status=own.status if own else "", act=False, reason="", where=where)
     why_not = _why_not(key_id, own, operator, ours)

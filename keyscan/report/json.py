@@ -32,6 +32,7 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
         "secret": show(f.secret, reveal),
         "session_token": show(f.session_token, reveal),
         "encoding": f.encoding,
+        "member": printable(f.member) if f.member else None,
         "fingerprint": f.fingerprint,
         "blob": f.location.blob or None,
         "commit": None,

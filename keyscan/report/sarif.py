@@ -17,7 +17,7 @@ from urllib.parse import quote
 from keyscan import __version__
 from keyscan.model import Finding, ScanResult, Status
 from keyscan.report.json import commit_dict
-from keyscan.report.redact import show
+from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
@@ -77,10 +77,14 @@ def _result(f: Finding, index: int, reveal: bool) -> dict[str, Any]:
     kind = _MESSAGES.get(f.location.source)
     if kind is not None:
         what += f" in the message of {kind} {f.location.blob[:12]}"
+    if f.member:  # the region's line is the member's
+        what += f" in {printable(f.member)}, inside this archive ({f.encoding.split('+')[0]})"
     properties: dict[str, Any] = {"security-severity": _SCORE.get(f.severity, "8.0"),
                                   "kind": f.kind, "source": f.location.source}
     if f.commit is not None:
         properties["commit"] = commit_dict(f.commit)
+    if f.member:
+        properties["member"] = printable(f.member)
     out: dict[str, Any] = {
         "ruleId": f.rule_id,
         "ruleIndex": index,

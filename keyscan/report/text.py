@@ -49,7 +49,9 @@ def stale_block(result: ScanResult) -> str:
 
 
 def _block(f: Finding, reveal: bool, colour: bool) -> str:
-    where = f"{printable(f.location.path)}:{f.line}:{f.column}"
+    # in an archive: its path, then the member's (the line is the member's)
+    inside = f"!{printable(f.member)}" if f.member else ""
+    where = f"{printable(f.location.path)}{inside}:{f.line}:{f.column}"
     label = f.status.value.upper()
     sev = f.severity
     if colour and f.status is Status.LEAK:

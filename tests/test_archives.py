@@ -1,0 +1,263 @@
+"""Keys inside archives and compressed files: a Lambda package, a jar, a tar.gz backup, a
+gzipped dump. Found in the member they are in, at its line, in every kind of scan; what
+unpacking reads is bounded; damaged archives give what can be read of them."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import tarfile
+import time
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from fakes import fake_key_id, fake_secret
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from repos import commit_all, git
+
+from keyscan import unpack
+from keyscan.match import Matcher
+from keyscan.model import Finding, Status
+from keyscan.rules import load_rules
+
+Cli = Callable[..., Any]
+Find = Callable[..., list[Finding]]
+
+
+def env_file(key: str, secret: str, before: int = 1) -> bytes:
+    """A .env with the pair on lines before+1 and before+2."""
+    return ("# settings\n" * before + f"AWS_ACCESS_KEY_ID={key}\n"
+            f"AWS_SECRET_ACCESS_KEY={secret}\n").encode()
+
+
+def zipped(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buf.getvalue()
+
+
+def tarred(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as archive:  # type: ignore[call-overload]
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def pair() -> tuple[str, str]:
+    return fake_key_id(), fake_secret()
+
+
+FORMATS: dict[str, tuple[Callable[[bytes], bytes], str, str]] = {
+    # name: (pack the .env, encoding reported, member reported)
+    "zip": (lambda d: zipped({"README.txt": b"hello\n" * 50, "app/.env": d}), "zip",
+            "app/.env"),
+    "stored zip": (lambda d: zipped({"app/.env": d}, zipfile.ZIP_STORED), "zip", "app/.env"),
+    "gzip": (gzip.compress, "gzip", ""),
+    "tar.gz": (lambda d: tarred({"home/.env": d}), "gzip+tar", "home/.env"),
+    "tar": (lambda d: tarred({"home/.env": d}, "w"), "tar", "home/.env"),
+    "bzip2": (bz2.compress, "bzip2", ""),
+    "xz": (lzma.compress, "xz", ""),
+    "jar in a zip": (lambda d: zipped({"lib/app.jar": zipped({"app.properties": d})}),
+                     "zip+zip", "lib/app.jar!app.properties"),
+    "concatenated gzip": (lambda d: gzip.compress(b"first member\n") + gzip.compress(d),
+                          "gzip", ""),
+}
+
+
+@pytest.mark.parametrize("form", FORMATS)
+def test_a_pair_inside_is_found_at_the_members_line(find: Find, pair: tuple[str, str],
+                                                    form: str) -> None:
+    pack, encoding, member = FORMATS[form]
+    [finding] = find(pack(env_file(*pair, before=3)), path="dist/bundle")
+    assert (finding.kind, finding.key_id, finding.status) == ("pair", pair[0], Status.LEAK)
+    assert finding.secret is not None and finding.secret.reveal() == pair[1]
+    assert (finding.encoding, finding.member) == (encoding, member)
+    # the lines of a gzip made of two go on from the first one's
+    assert (finding.line, finding.column) == (5 if form == "concatenated gzip" else 4, 19)
+
+
+def test_base64_text_in_a_member_names_both_encodings(find: Find, pair: tuple[str, str]
+                                                      ) -> None:
+    import base64
+
+    manifest = b"data:\n  credentials: " + base64.b64encode(
+        f"[default]\naws_access_key_id = {pair[0]}\naws_secret_access_key = {pair[1]}\n"
+        .encode()) + b"\n"
+    [finding] = find(zipped({"k8s/secret.yaml": manifest}))
+    assert (finding.encoding, finding.member, finding.kind) == ("zip+base64", "k8s/secret.yaml",
+                                                                "pair")
+
+
+def test_an_allow_comment_inside_a_member_is_honoured(find: Find, pair: tuple[str, str]
+                                                      ) -> None:
+    data = f"AWS_ACCESS_KEY_ID={pair[0]}  # keyscan:allow\n".encode()
+    [finding] = find(zipped({"docs/example.env": data}))
+    assert finding.status is Status.ALLOWED
+
+
+def test_text_starting_like_an_archive_is_matched_as_text(find: Find, pair: tuple[str, str]
+                                                          ) -> None:
+    # "PK", "BZ" and a gzip-looking start open no archive: the bytes are matched as they are
+    for start in (b"PK_ID=1\n", b"BZh91AY&SY\n", b"\x1f\x8b not gzip\n"):
+        [finding] = find(start + env_file(*pair))
+        assert (finding.encoding, finding.member, finding.line) == ("plain", "", 3)
+
+
+def test_a_damaged_archive_gives_what_can_be_read(find: Find, pair: tuple[str, str]) -> None:
+    # a truncated gzip: the part before the cut is matched
+    text = env_file(*pair) + bytes(range(256)) * 4096
+    cut = gzip.compress(text)[:-4000]
+    [finding] = find(cut)
+    assert (finding.key_id, finding.encoding) == (pair[0], "gzip")
+    # a zip whose one member is corrupt: the others are still read
+    good = zipped({"a.bin": bytes(range(256)) * 64, "b/.env": env_file(*pair)})
+    broken = bytearray(good)
+    header = broken.index(b"a.bin") + len("a.bin")
+    broken[header + 10 : header + 40] = b"\xff" * 30  # inside a.bin's deflated bytes
+    [finding] = find(bytes(broken))
+    assert finding.member == "b/.env"
+    # a zip cut before its central directory: no member can be listed, the stored bytes
+    # are matched as they are
+    stored = zipped({"c/.env": env_file(*pair)}, zipfile.ZIP_STORED)
+    [finding] = find(stored[: stored.index(b"PK\x01\x02")])
+    assert (finding.key_id, finding.encoding, finding.member) == (pair[0], "plain", "")
+
+
+def test_what_unpacking_reads_is_bounded(find: Find, pair: tuple[str, str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(unpack, "MEMBER_LIMIT", 4096)
+    early, late = env_file(*pair), b"x" * 8000 + b"\n" + env_file(*pair)
+    assert [f.member for f in find(zipped({"early.env": early}))] == ["early.env"]
+    assert find(zipped({"late.env": late})) == []  # beyond the member's first 4 KB
+    # the whole archive gives at most TOTAL_LIMIT bytes, members after that are not read
+    monkeypatch.setattr(unpack, "TOTAL_LIMIT", 3 * 4096)
+    many = {f"{i}.txt": b"y" * 4096 for i in range(3)}
+    assert find(zipped({**many, "last.env": early})) == []
+    assert [f.member for f in find(zipped({"first.env": early, **many}))] == ["first.env"]
+
+
+def test_archives_nested_too_deep_are_not_opened(find: Find, pair: tuple[str, str]) -> None:
+    data = zipped({"c.env": env_file(*pair)})
+    for _ in range(unpack.MAX_DEPTH):
+        data = zipped({"inner.zip": data})
+    assert [f.member for f in find(data)] == []  # the fourth level is matched raw: deflated
+    three = zipped({"a.zip": zipped({"b.zip": zipped({"c.env": env_file(*pair)})})})
+    assert [f.member for f in find(three)] == ["a.zip!b.zip!c.env"]
+
+
+def test_a_compression_bomb_costs_its_limit_not_its_size(find: Find) -> None:
+    mb = b"\0" * (1 << 20)
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join([*(deflate.compress(mb) for _ in range(1024)), deflate.flush()])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name in "abcd":
+            with archive.open(name, "w", force_zip64=True) as member:
+                for _ in range(256):
+                    member.write(mb)
+    assert len(bomb) + len(buf.getvalue()) < 10 << 20  # 2 GB in under 10 MB
+    started = time.perf_counter()
+    assert find(bomb) == []
+    assert find(buf.getvalue()) == []
+    assert time.perf_counter() - started < 60  # a generous bound: ~1.5 s here
+
+
+# -- through the CLI, on real repositories ------------------------------------------------
+
+
+def test_a_working_tree_scan_reports_the_member_in_every_format(
+        cli: Cli, repo: Path, pair: tuple[str, str]) -> None:
+    (repo / "function.zip").write_bytes(zipped({"handler.py": b"import os\n",
+                                                "config/.env": env_file(*pair)}))
+    text = cli("scan", repo)
+    assert text.code == 1
+    assert "function.zip!config/.env:2:19" in text.out and "encoded  zip" in text.out
+    doc = json.loads(cli("scan", repo, "--format", "json").out)
+    [finding] = doc["findings"]
+    assert (finding["path"], finding["member"], finding["encoding"], finding["line"]) == \
+        ("function.zip", "config/.env", "zip", 2)
+    schema = json.loads((Path(__file__).parent.parent / "keyscan" / "schema" /
+                         "report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    sarif = json.loads(cli("scan", repo, "--format", "sarif").out)
+    [result] = sarif["runs"][0]["results"]
+    assert result["properties"]["member"] == "config/.env"
+    assert "config/.env, inside this archive (zip)" in result["message"]["text"]
+    assert pair[1] not in text.out + json.dumps(doc) + json.dumps(sarif)
+
+
+def test_the_hook_stops_a_commit_of_an_archive_holding_a_key(
+        cli: Cli, repo: Path, pair: tuple[str, str]) -> None:
+    (repo / "backup.tar.gz").write_bytes(tarred({"home/.aws/credentials": (
+        f"[default]\naws_access_key_id = {pair[0]}\n"
+        f"aws_secret_access_key = {pair[1]}\n").encode()}))
+    git(repo, "add", "backup.tar.gz")
+    result = cli("scan", "--staged", repo)
+    assert result.code == 1
+    assert "backup.tar.gz!home/.aws/credentials:2:" in result.out
+
+
+def test_history_finds_a_deleted_archive_and_keeps_the_member_in_its_cache(
+        cli: Cli, repo: Path, pair: tuple[str, str]) -> None:
+    (repo / "README").write_text("readme\n")
+    commit_all(repo, "start")
+    (repo / "lambda.zip").write_bytes(zipped({"src/settings.py": (
+        f"KEY = '{pair[0]}'\nSECRET = '{pair[1]}'\n").encode()}))
+    commit_all(repo, "add the deployment package")
+    added = git(repo, "rev-parse", "HEAD").stdout.strip()
+    git(repo, "rm", "-q", "lambda.zip")
+    commit_all(repo, "remove the package")
+
+    def scan(*extra: str) -> dict[str, Any]:
+        result = cli("scan", "--history", repo, "--format", "json", *extra)
+        assert result.code == 1, result.err
+        [finding] = json.loads(result.out)["findings"]
+        return dict(finding)
+
+    fresh = scan("--no-cache")
+    assert (fresh["path"], fresh["member"], fresh["encoding"]) == \
+        ("lambda.zip", "src/settings.py", "zip")
+    assert fresh["commit"]["sha"] == added and fresh["in_head"] is False
+    first, again = scan(), scan()  # the second from the cache, sealed
+    assert first == again == fresh
+    (repo / "other.txt").write_text("more\n")
+    commit_all(repo, "another")
+    assert scan() == fresh
+
+
+@settings(max_examples=300, deadline=None)
+@given(form=st.sampled_from(sorted(FORMATS)), cut=st.integers(0, 4000),
+       flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=8))
+def test_any_damage_to_an_archive_is_matched_not_raised(form: str, cut: int,
+                                                        flips: list[tuple[int, int]]) -> None:
+    """Truncated or corrupted at random: no exception from any decompressor or archive
+    reader reaches the caller, and the key is found when the damage spares the archive."""
+    data = bytearray(FORMATS[form][0](env_file(_PAIR[0], _PAIR[1])))
+    whole = cut >= len(data)
+    for at, byte in flips:
+        if at < len(data):
+            whole = whole and data[at] == byte
+            data[at] = byte
+    found = _MATCHER.find(bytes(data[: max(cut, 2)]))
+    if whole:
+        assert [(c.anchor.value, c.anchor.encoding) for c in found] == \
+            [(_PAIR[0], FORMATS[form][1])]
+
+
+_PAIR = (fake_key_id(), fake_secret())
+_MATCHER = Matcher(load_rules())
