@@ -120,7 +120,7 @@ def _inflate(data: bytes, form: str, limit: int) -> bytes:
         # another gzip member after this one (`cat a.gz b.gz`); other formats end here
         pending = memoryview(rest) if form == "gzip" and rest[:2] == b"\x1f\x8b" else \
             memoryview(b"")
-    return bytes(out[:limit])
+    return bytes(out)  # max_length kept it within the limit
 
 
 def _zip(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
