@@ -301,8 +301,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if result.leaks:
         code: int = args.exit_code
         return code
-    # a staged file left unscanned stops the commit (the pre-commit hook fails closed)
-    return EXIT_ERROR if result.mode == "staged" and result.errors else EXIT_CLEAN
+    # content left unscanned stops the commit or fails the CI step (gates fail closed)
+    return EXIT_ERROR if result.gate and result.errors else EXIT_CLEAN
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from keyscan.aws.classify import Accounts
 from keyscan.errors import KeyscanError
+from keyscan.report.redact import without_userinfo
 from keyscan.rules import RuleSet
 
 SCANNED = "scanned"  # the whole history was read
@@ -260,14 +261,11 @@ def _payload(job: RepoJob, result: Any, seconds: float, facts: Any = None) -> di
     return {"row": row, "findings": rows, "sarif": sarif}
 
 
-_USERINFO = re.compile(r"(://)[^/@\s]+@")
-
-
 def _without(message: str, job: RepoJob) -> str:
     """An error message with any credentials of a URL (git's own wording too) masked."""
     if job.source != job.name:
         message = message.replace(job.source, job.name)
-    return _USERINFO.sub(r"\1***@", message)
+    return without_userinfo(message)
 
 
 # -- clone or fetch ------------------------------------------------------------------------

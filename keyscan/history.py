@@ -150,6 +150,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if kept is not None and run.incremental:
             _cached_findings(kept, run.cached, hits)
         appearances, refs_of = _attributed(run, hits, reach, options, hopts, result)
+        if ranged:
+            _unread_in_range(result)
         if use_cache:
             _save(run, rules, ids, hits, appearances, result, refs_of)
     result.notes[:0] = shape.get()
@@ -379,8 +381,8 @@ def _notes_on(shallow: bool, files: dict[str, bytes], partial: bool = False) -> 
         notes.append("shallow clone: only the history present locally was scanned "
                      "(run `git fetch --unshallow` for all of it)")
     if partial:
-        notes.append("partial clone: the objects it did not fetch were not scanned (each "
-                     "is listed as missing) and are not fetched by keyscan; scan a full "
+        notes.append("partial clone: the objects it did not fetch are listed as missing, "
+                     "not scanned (keyscan fetches only those a --range adds); scan a full "
                      "clone (`git clone` without --filter) for all of the history")
     if ".gitmodules" in files:
         paths = [p.decode("utf-8", "replace") for p in
@@ -465,6 +467,8 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
         run.range = _range_ends(git_dir, hopts)
     refs, everything, run.cached = _plan(git_dir, tips, run.range, hopts, run.state,
                                          run.old_tips)
+    if run.range:
+        refs = _fetched(git_dir, refs, result)
     run.split = everything
     run.change = len(refs)
     store = _pack_store(git_dir) if everything and hopts.read_packs and run.sha1 else None
@@ -702,6 +706,44 @@ def _range_ends(git_dir: Path, hopts: HistoryOptions) -> list[list[str]]:
     if symmetric:  # as `git log A...B`: what either side added since they forked
         return [commits, source.merge_bases(git_dir, *commits)]
     return [[commits[1]], [commits[0]]]
+
+
+def _fetched(git_dir: Path, refs: list[source.ObjectRef], result: ScanResult
+             ) -> list[source.ObjectRef]:
+    """A range's objects, with those a partial clone left out fetched first: a CI job's
+    blobless clone (`--filter=blob:none`) holds none of the blobs its range added. One
+    request to the promisor remote, as git makes for its own commands; not with
+    GIT_NO_LAZY_FETCH=1, git's own switch for that."""
+    missing = [r.sha for r in refs if r.kind == "missing"]
+    if not missing or not source.is_partial_clone(git_dir):
+        return refs
+    if os.environ.get("GIT_NO_LAZY_FETCH", "").lower() in ("1", "true", "yes", "on"):
+        result.notes.append(f"partial clone: {len(missing)} object(s) the range added are "
+                            "not in it, and GIT_NO_LAZY_FETCH forbids fetching them")
+        return refs
+    why = source.fetch_missing(git_dir, missing)
+    if why:
+        result.notes.append(f"partial clone: {len(missing)} object(s) the range added are "
+                            f"not in it, and {why}")
+        return refs
+    again = {r.sha: r for r in source.describe_objects(git_dir, missing)}
+    result.notes.append(f"partial clone: fetched the {len(missing)} object(s) the range "
+                        "added that it left out")
+    return [again.get(r.sha, r) for r in refs]
+
+
+def _unread_in_range(result: ScanResult) -> None:
+    """A range scan is a CI gate: what it could not read (missing, corrupt, over the size
+    limit) fails it, as a staged file does the pre-commit hook."""
+    result.gate = True
+    unread = [s for s in result.skipped if s.path.startswith(("object ", "blob "))]
+    if unread:
+        shown = ", ".join(s.path.split()[-1][:12] for s in unread[:3])
+        result.errors.append(
+            f"{len(unread)} object(s) the range added were not scanned ({shown}"
+            f"{', …' if len(unread) > 3 else ''}; listed with --verbose): the range is not "
+            "cleared. Fetch them (a partial or damaged clone: `git fetch --refetch`, or a "
+            "clone without --filter), or raise --max-file-size for large ones")
 
 
 def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: HistoryOptions,

@@ -320,6 +320,9 @@ class ScanResult:
     notes: list[str] = field(default_factory=list)
     stats: ScanStats = field(default_factory=ScanStats)
     baseline: BaselineCheck | None = None
+    # a gate (the pre-commit hook, a CI range) fails closed: an error, such as content
+    # it could not read, makes it exit 2 rather than let the change through unscanned
+    gate: bool = False
 
     @property
     def leaks(self) -> list[Finding]:

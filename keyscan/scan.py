@@ -123,6 +123,7 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
     result = _run(str(repo.root), "staged", staged.read(repo.root, options.max_file_size),
                   rules, options)
     # the hook fails closed: a staged file it could not read would go in unscanned
+    result.gate = True
     unread = [s for s in result.skipped if s.reason.startswith(staged.TOO_LARGE)
               or "missing from the object store" in s.reason]
     if unread:

@@ -442,9 +442,9 @@ def test_a_partial_clone_reports_each_missing_blob_and_reads_the_rest(
 
 def test_a_partial_clone_is_scanned_without_fetching_from_its_remote(
         cli: Cli, repo: Path, tmp_path: Path) -> None:
-    """The remote is there: a scanner still reaches no network, so it fetches nothing
-    (git's attribution pass would fetch the missing blobs it looks for), says what it
-    could not scan, and two scans agree."""
+    """The remote is there: a whole-history scan still fetches nothing (all the blobs a
+    clone left out; git's attribution pass would fetch those it looks for), says what it
+    could not scan, and two scans agree. (A range fetches the few it added: below.)"""
     head_key, old_key = fake_key_id(), fake_key_id()
     commit(repo, {"old.ini": f"id {old_key}\n"}, "old")
     commit(repo, {"old.ini": None, "head.ini": f"id {head_key}\n"}, "head")
@@ -460,6 +460,85 @@ def test_a_partial_clone_is_scanned_without_fetching_from_its_remote(
         assert [f["key_id"] for f in result.json["findings"]] == [head_key]
         assert any("partial clone" in note for note in result.json["notes"])
         assert any("missing" in s["reason"] for s in result.json["skipped"])
+
+
+def blobless_clone_of_a_leak(repo: Path, tmp_path: Path) -> tuple[Path, str, str]:
+    """A CI job's checkout: a blobless clone of a repository whose last commit (the pull
+    request) adds a key. Returns the clone, the key and the blob holding it."""
+    commit(repo, {"README": "readme\n"}, "base")
+    key = fake_key_id()
+    commit(repo, {"deploy/prod.env": pair_text(key, fake_secret())}, "pull request")
+    blob = git(repo, "rev-parse", "HEAD:deploy/prod.env").stdout.strip()
+    git(repo, "config", "uploadpack.allowFilter", "true")
+    git(repo, "config", "uploadpack.allowAnySHA1InWant", "true")
+    clone = tmp_path / "ci"
+    git(tmp_path, "clone", "-q", "--no-checkout", "--filter=blob:none", f"file://{repo}",
+        str(clone))
+    return clone, key, blob
+
+
+def has_object(repo: Path, sha: str) -> bool:
+    """Whether the clone holds `sha`: from git's list of what it stores (asking for the
+    object itself would make git fetch it)."""
+    listed = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)")
+    return sha in listed.stdout.split()
+
+
+def test_a_range_in_a_blobless_clone_fetches_the_blobs_it_added(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """The range a CI step scans is in a clone that holds none of its blobs: they are
+    fetched in one request (not the rest of the history) and the key is found."""
+    clone, key, blob = blobless_clone_of_a_leak(repo, tmp_path)
+    readme = git(repo, "rev-parse", "HEAD:README").stdout.strip()
+    assert not has_object(clone, blob)
+    result = cli("scan", "--range", "HEAD~1..HEAD", clone, "--format", "json")
+    assert result.code == 1, result.err
+    assert [f["key_id"] for f in result.json["findings"]] == [key]
+    assert any("fetched the 1 object" in n for n in result.json["notes"])
+    assert has_object(clone, blob) and not has_object(clone, readme)
+
+
+@pytest.mark.parametrize("why", ["remote gone", "GIT_NO_LAZY_FETCH"])
+def test_a_range_whose_blobs_cannot_be_fetched_fails_closed(
+        cli: Cli, repo: Path, tmp_path: Path, why: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unscanned is not clean: the step fails (exit 2) and says what to do, instead of
+    passing a pull request whose files were never read."""
+    clone, _, blob = blobless_clone_of_a_leak(repo, tmp_path)
+    if why == "remote gone":
+        repo.rename(tmp_path / "gone")
+    else:
+        monkeypatch.setenv("GIT_NO_LAZY_FETCH", "1")
+    result = cli("scan", "--since-commit", "HEAD~1", clone, "--format", "json")
+    assert result.code == 2
+    assert "the range is not cleared" in result.err and blob[:12] in result.err
+    assert any(blob in s["path"] and "missing" in s["reason"] for s in result.json["skipped"])
+    assert any(("GIT_NO_LAZY_FETCH" if why != "remote gone" else "fetching from origin "
+                "failed") in n for n in result.json["notes"])
+    assert not has_object(clone, blob)
+
+
+def test_a_failed_fetch_names_no_credentials_of_the_remote(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    clone, _, _ = blobless_clone_of_a_leak(repo, tmp_path)
+    # a closed port on the loopback address: the fetch fails at once, and git's message
+    # quotes the URL
+    git(clone, "remote", "set-url", "origin", "http://ci-bot:s3cr3t-t0ken@127.0.0.1:9/r.git")
+    result = cli("scan", "--range", "HEAD~1..HEAD", clone)
+    assert result.code == 2
+    assert "fetching from origin failed" in result.err
+    assert "s3cr3t-t0ken" not in result.out + result.err
+
+
+def test_a_range_fails_closed_on_a_blob_over_the_size_limit_only(
+        cli: Cli, repo: Path) -> None:
+    commit(repo, {"README": "readme\n"}, "base")
+    commit(repo, {"notes.txt": "nothing secret\n"}, "clean change")
+    assert cli("scan", "--range", "HEAD~1..HEAD", repo).code == 0
+    commit(repo, {"data.csv": "x,y\n" * 1000}, "big change")
+    result = cli("scan", "--range", "HEAD~1..HEAD", repo, "--max-file-size", "1k")
+    assert result.code == 2 and "raise --max-file-size" in result.err
+    assert cli("scan", "--range", "HEAD~1..HEAD", repo).code == 0
 
 
 def test_a_pack_gone_after_planning_hands_its_objects_to_git(repo: Path) -> None:

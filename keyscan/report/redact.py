@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from keyscan.model import SHOWN, Secret
 
-__all__ = ["SHOWN", "printable", "quoted", "show"]
+__all__ = ["SHOWN", "printable", "quoted", "show", "without_userinfo"]
 
 
 def show(value: Secret | None, reveal: bool) -> str | None:
@@ -33,3 +33,11 @@ def printable(text: str) -> str:
         return text
     raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
+
+
+def without_userinfo(message: str) -> str:
+    """`message` (git's own wording too) with the credentials of any URL in it masked:
+    `https://user:token@host/...` -> `https://***@host/...`."""
+    import re
+
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", message)
