@@ -36,7 +36,7 @@ def test_a_lazy_module_is_imported_when_first_used() -> None:
 def test_scans_import_neither_gitpython_nor_boto3_nor_dask(tmp_path: Path) -> None:
     """The hook, a file scan and a history scan start without the heavy libraries:
     gitpython (~60 ms to import) serves fleet audits' clones and repository facts only,
-    boto3 the AWS commands, Dask the audit."""
+    boto3 the AWS commands, Dask the audit; the archive readers wait for an archive."""
     from repos import commit_all, git
 
     git(tmp_path, "init", "-q")
@@ -45,7 +45,8 @@ def test_scans_import_neither_gitpython_nor_boto3_nor_dask(tmp_path: Path) -> No
     for args in (["--staged"], [], ["--history"]):
         code = ("import sys; from keyscan.cli import main; "
                 f"main(['scan', *{args!r}, {str(tmp_path)!r}]); "
-                "print(sorted(m for m in ('git', 'boto3', 'dask') if m in sys.modules), "
+                "print(sorted(m for m in ('git', 'boto3', 'dask', 'keyscan.unpack', 'zipfile') "
+                "if m in sys.modules), "
                 "file=sys.stderr)")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True)
