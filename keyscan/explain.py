@@ -171,7 +171,8 @@ def _history_facts(story: Story, git_dir: Path | None) -> None:
         occurrences = f.extra.get("occurrences")
         for o in occurrences if isinstance(occurrences, list) else []:
             sha = str(o.get("commit") or "")
-            rows.append((str(o.get("path", "")), int(o.get("line") or 0), sha,
+            inside = f"!{o['member']}" if o.get("member") else ""
+            rows.append((f"{o.get('path', '')}{inside}", int(o.get("line") or 0), sha,
                          f.location.source, f.status))
             if sha:
                 shas.add(sha)

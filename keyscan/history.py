@@ -1153,7 +1153,8 @@ def _merge(seen: list[_Seen], refs_of: dict[str, list[str]],
         "last_seen": last.commit_date if last else None,
         "occurrences": [
             {"path": location.path, "blob": location.blob, "line": cred.anchor.line,
-             "commit": commit.sha if commit else None}
+             "commit": commit.sha if commit else None,
+             **({"member": cred.anchor.member} if cred.anchor.member else {})}
             for _, commit, cred, location, _ in seen
         ],
     })

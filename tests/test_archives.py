@@ -233,11 +233,15 @@ def test_history_finds_a_deleted_archive_and_keeps_the_member_in_its_cache(
     assert (fresh["path"], fresh["member"], fresh["encoding"]) == \
         ("lambda.zip", "src/settings.py", "zip")
     assert fresh["commit"]["sha"] == added and fresh["in_head"] is False
+    assert [(o["path"], o["member"], o["line"]) for o in fresh["occurrences"]] == \
+        [("lambda.zip", "src/settings.py", 1)]
     first, again = scan(), scan()  # the second from the cache, sealed
     assert first == again == fresh
     (repo / "other.txt").write_text("more\n")
     commit_all(repo, "another")
     assert scan() == fresh
+    story = cli("explain", fresh["fingerprint"], repo)
+    assert "lambda.zip!src/settings.py:1" in story.out, story.out + story.err
 
 
 @settings(max_examples=300, deadline=None)
