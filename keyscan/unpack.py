@@ -100,7 +100,7 @@ def _decompressor(form: str) -> tuple[Any, tuple[type[Exception], ...]]:
 
 
 def _inflate(data: bytes, form: str, limit: int) -> bytes:
-    """The decompressed stream (concatenated gzip members too), cut at `limit` bytes;
+    """The decompressed stream (streams one after another too), cut at `limit` bytes;
     up to the damage when the data is corrupt or truncated."""
     out = bytearray()
     pending = memoryview(data)
@@ -117,9 +117,8 @@ def _inflate(data: bytes, form: str, limit: int) -> bytes:
                     break
         except damage:
             break  # corrupt from here on: what came before is kept
-        # another gzip member after this one (`cat a.gz b.gz`); other formats end here
-        pending = memoryview(rest) if form == "gzip" and rest[:2] == b"\x1f\x8b" else \
-            memoryview(b"")
+        # another stream after this one: `cat a.gz b.gz`, pbzip2's and parallel xz's output
+        pending = memoryview(rest if kind(rest) == form else b"")
     return bytes(out)  # max_length kept it within the limit
 
 

@@ -76,6 +76,10 @@ FORMATS: dict[str, tuple[Callable[[bytes], bytes], str, str]] = {
                      "zip+zip", "lib/app.jar!app.properties"),
     "concatenated gzip": (lambda d: gzip.compress(b"first member\n") + gzip.compress(d),
                           "gzip", ""),
+    "concatenated bzip2": (lambda d: bz2.compress(b"first member\n") + bz2.compress(d),
+                           "bzip2", ""),
+    "concatenated xz": (lambda d: lzma.compress(b"first member\n") + lzma.compress(d),
+                        "xz", ""),
 }
 
 
@@ -88,7 +92,7 @@ def test_a_pair_inside_is_found_at_the_members_line(find: Find, pair: tuple[str,
     assert finding.secret is not None and finding.secret.reveal() == pair[1]
     assert (finding.encoding, finding.member) == (encoding, member)
     # the lines of a gzip made of two go on from the first one's
-    assert (finding.line, finding.column) == (5 if form == "concatenated gzip" else 4, 19)
+    assert (finding.line, finding.column) == (5 if form.startswith("concatenated") else 4, 19)
 
 
 def test_base64_text_in_a_member_names_both_encodings(find: Find, pair: tuple[str, str]
