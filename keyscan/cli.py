@@ -298,11 +298,14 @@ def cmd_scan(args: argparse.Namespace) -> int:
     emit(result, args)
     if action_code:
         return action_code
+    # content left unscanned stops the commit or fails the CI step, leaks or not, even
+    # under `--exit-code 0`: gates fail closed
+    if result.gate and result.errors:
+        return EXIT_ERROR
     if result.leaks:
         code: int = args.exit_code
         return code
-    # content left unscanned stops the commit or fails the CI step (gates fail closed)
-    return EXIT_ERROR if result.gate and result.errors else EXIT_CLEAN
+    return EXIT_CLEAN
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

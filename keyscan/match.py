@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 ALLOW_MARK = b"keyscan:allow"
 _NEAREST = 8  # key IDs considered on each side of a secret, per line
 _MAX_DEPTH = 2  # base64 inside base64 is real (a base64 credentials file in a k8s Secret)
-_ARCHIVE_STARTS = (b"\x1f\x8b", b"PK", b"BZ", b"\xfd7")  # unpack.kind() says if it is one
+# unpack.kind() says whether content starting so (or ending as a zip) is an archive
+_ARCHIVE_STARTS = (b"\x1f\x8b", b"PK", b"BZ", b"\xfd7")
 _WIDE_STEMS = (b"A\0K\0I\0A\0", b"A\0S\0I\0A\0", b"e\0c\0r\0e\0t\0", b"E\0C\0R\0E\0T\0")
 
 
@@ -208,12 +209,17 @@ class Matcher:
     def _find(self, data: bytes, budget: unpack.Budget | None) -> list[Credential]:
         """`budget`: what the archive `data` came out of may still unpack (None: `data`
         is no archive's member)."""
-        if data.startswith(_ARCHIVE_STARTS) or data.startswith(b"ustar", 257):
+        if (data.startswith(_ARCHIVE_STARTS) or data.startswith(b"ustar", 257)
+                or data.startswith(b"PK\x05\x06", len(data) - 22)):
             from keyscan import unpack  # imported when an archive is first met
 
             found = self._unpacked(data, budget or unpack.Budget())
             if found is not None:
                 return found
+        return self._raw(data, budget)
+
+    def _raw(self, data: bytes, budget: unpack.Budget | None) -> list[Credential]:
+        """The credentials in `data` as it is (and, UTF-16 text, as decoded)."""
         if self._engine_after > 0:
             self._engine_after -= len(data)
             if self._engine_after <= 0:  # enough content to pay for the engine
@@ -244,7 +250,11 @@ class Matcher:
         found: list[Credential] | None = None
         for form, name, content in unpack.members(data, budget):
             found = found or []
-            found.extend(_with_encoding(c, form, name) for c in self._find(content, budget))
+            if name is None:  # its own bytes outside the members: names, comment, stub
+                found.extend(self._raw(content, budget))
+            else:
+                found.extend(_with_encoding(c, form, name)
+                             for c in self._find(content, budget))
         budget.depth -= 1
         return found
 

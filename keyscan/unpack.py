@@ -4,14 +4,18 @@ A Lambda deployment package (`function.zip`), a `.jar` with its `.properties`, a
 `backup.tar.gz` of a home folder, a gzipped SQL dump: the key is in git, but its bytes
 are deflated, so no pattern sees them. These functions give the matcher the content
 inside: each member of a zip or tar, the stream inside gzip, bzip2 or xz (a tar inside
-one is opened too). No I/O but memory; what is given out is bounded:
+one is opened too), and the archive's own bytes outside its members (names, a zip's
+comment, a self-extractor's stub, text appended after the end), which are matched as
+they are. No I/O but memory; what is given out is bounded:
 
-- a member's first `MEMBER_LIMIT` bytes (the rest is not read, so a bomb costs that much);
-- `TOTAL_LIMIT` bytes for everything one archive gives, nested archives included;
+- a member's first `MEMBER_LIMIT` bytes (the rest is not inflated: a bomb costs that);
+- `TOTAL_LIMIT` bytes for everything one archive gives, nested archives included, each
+  member counting at least `ENTRY_COST` (a zip of a million empty entries costs time);
 - `MAX_DEPTH` levels of archives inside archives (a `.jar` in a `.zip`: two).
 
-Damaged archives give what can be read of them: a truncated gzip its first part, a zip
-its readable members. Encrypted zip members are passed over.
+Hostile or damaged archives give what can be read of them: a truncated gzip its first
+part, a zip its readable members. No error of a decompressor or an archive reader
+reaches the caller. Encrypted zip members are passed over.
 
 zipfile, tarfile, bz2 and lzma are imported when an archive is first met: the pre-commit
 hook and most of a history never pay for them.
@@ -19,6 +23,7 @@ hook and most of a history never pay for them.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections.abc import Iterator
 
@@ -28,24 +33,28 @@ if TYPE_CHECKING:
 
 MEMBER_LIMIT = 32 << 20
 TOTAL_LIMIT = 256 << 20
+ENTRY_COST = 4 << 10  # ~15 us of reading an entry, at the matcher's ~300 MB/s
 MAX_DEPTH = 3
 _CHUNK = 1 << 16  # compressed bytes fed at a time: damage loses only what follows it
-_TAR_MAGIC = slice(257, 262)
 _BZIP2_BLOCKS = (b"1AY&SY", b"\x17rE8P\x90")  # a block's magic, or the end of an empty stream
+_END_OF_ZIP = b"PK\x05\x06"  # a zip's last record; 22 bytes from the end without a comment
+_LOCAL = struct.Struct("<4s22xHH")  # a zip member's local header: magic, .., name, extra
+_ZIP_BZIP2, _ZIP_LZMA = 12, 14  # zipfile inflates these without a bound: done here
 
 
 def kind(data: bytes) -> str | None:
-    """The archive or compression format `data` starts with, by its magic bytes."""
+    """The archive or compression format `data` is, by its magic bytes (a zip also by
+    its last record: a self-extractor is a program with a zip after it)."""
     head = data[:6]
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if head.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04") or data.startswith(_END_OF_ZIP, len(data) - 22):
         return "zip"
     if head.startswith(b"BZh") and data[4:10] in _BZIP2_BLOCKS and data[3] in b"123456789":
         return "bzip2"
     if head == b"\xfd7zXZ\0":
         return "xz"
-    if data[_TAR_MAGIC] == b"ustar":
+    if data.startswith(b"ustar", 257):
         return "tar"
     return None
 
@@ -61,12 +70,17 @@ class Budget:
         return min(MEMBER_LIMIT, self.left)
 
     def take(self, content: bytes) -> bytes:
-        self.left -= len(content)
+        self.left -= max(len(content), ENTRY_COST)
         return content
 
 
-def members(data: bytes, budget: Budget) -> Iterator[tuple[str, str, bytes]]:
-    """(format, member name, content) for each member of the archive `data` starts with.
+# (format, member name, content); the name None: the archive's bytes outside its members
+Member = tuple[str, "str | None", bytes]
+
+
+def members(data: bytes, budget: Budget) -> Iterator[Member]:
+    """Each member of the archive `data` is, then (name None) `data` with the bytes that
+    were members' zeroed, when anything is left outside them.
 
     A compressed stream is one member named "" (its content may itself be a tar: the
     caller unpacks that as any archive). Nothing when `data` is no archive this module
@@ -75,85 +89,151 @@ def members(data: bytes, budget: Budget) -> Iterator[tuple[str, str, bytes]]:
     form = kind(data)
     if form is None or budget.left <= 0:
         return
+    inside: list[tuple[int, int]] = []  # spans of `data` the members were read from
     if form == "zip":
-        yield from (("zip", name, content) for name, content in _zip(data, budget))
+        yield from (("zip", name, content) for name, content in _zip(data, budget, inside))
     elif form == "tar":
-        yield from (("tar", name, content) for name, content in _tar(data, budget))
+        yield from (("tar", name, content) for name, content in _tar(data, budget, inside))
     else:
-        content = _inflate(data, form, budget.limit())
-        if content:
-            yield form, "", budget.take(content)
+        content, used = _inflate(data, form, budget.limit())
+        if not content:
+            return
+        yield form, "", budget.take(content)
+        inside.append((0, used))
+    if inside:
+        outside = _zeroed(data, inside)
+        if outside is not None:
+            yield form, None, outside
 
 
-def _decompressor(form: str) -> tuple[Any, tuple[type[Exception], ...]]:
-    """A decompressor for `form` (all three have the same calls) and its errors."""
-    damage: tuple[type[Exception], ...] = (zlib.error, OSError, EOFError, ValueError)
+def _zeroed(data: bytes, spans: list[tuple[int, int]]) -> bytes | None:
+    """`data` with `spans` zeroed (offsets, lines and columns stay those of `data`); None
+    when nothing else is left."""
+    out = bytearray(data)
+    for start, end in spans:
+        out[start:end] = bytes(max(0, min(end, len(out)) - start))
+    return bytes(out) if out.strip(b"\0") else None
+
+
+def _bounded(d: Any, data: bytes | memoryview, limit: int, out: bytearray) -> int:
+    """Feed `data` to the decompressor `d`, appending at most `limit` bytes in all to
+    `out`; how much of `data` was used (all of it unless the stream ended or was cut)."""
+    for at in range(0, len(data), _CHUNK):
+        chunk = data[at : at + _CHUNK]
+        out += d.decompress(chunk, limit - len(out))
+        if len(out) >= limit:
+            return at + len(chunk)
+        if d.eof:
+            return at + len(chunk) - len(d.unused_data)
+    return len(data)
+
+
+def _decompressor(form: str) -> Any:
+    """A decompressor for a gzip, bzip2 or xz stream (all three have the same calls)."""
     if form == "gzip":
-        return zlib.decompressobj(16 + zlib.MAX_WBITS), damage
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if form == "bzip2":
         import bz2
 
-        return bz2.BZ2Decompressor(), damage
+        return bz2.BZ2Decompressor()
     import lzma
 
-    return lzma.LZMADecompressor(), (*damage, lzma.LZMAError)
+    return lzma.LZMADecompressor()
 
 
-def _inflate(data: bytes, form: str, limit: int) -> bytes:
-    """The decompressed stream (streams one after another too), cut at `limit` bytes;
-    up to the damage when the data is corrupt or truncated."""
+def _inflate(data: bytes, form: str, limit: int) -> tuple[bytes, int]:
+    """The decompressed stream (streams one after another too: `cat a.gz b.gz`, pbzip2's
+    output), cut at `limit` bytes, up to the damage when the data is corrupt or cut short;
+    and how many bytes of `data` the streams took."""
     out = bytearray()
-    pending = memoryview(data)
-    while pending and len(out) < limit:
-        d, damage = _decompressor(form)
-        rest = b""
+    used = 0
+    while used < len(data) and len(out) < limit and kind(data[used : used + 512]) == form:
+        d = _decompressor(form)
         try:
-            for at in range(0, len(pending), _CHUNK):
-                out += d.decompress(pending[at : at + _CHUNK], limit - len(out))
-                if len(out) >= limit:
-                    break
-                if d.eof:
-                    rest = d.unused_data + bytes(pending[at + _CHUNK :])
-                    break
-        except damage:
-            break  # corrupt from here on: what came before is kept
-        # another stream after this one: `cat a.gz b.gz`, pbzip2's and parallel xz's output
-        pending = memoryview(rest if kind(rest) == form else b"")
-    return bytes(out)  # max_length kept it within the limit
+            step = _bounded(d, memoryview(data)[used:], limit, out)
+        except Exception:  # any error of a decompressor fed hostile bytes
+            break  # corrupt from here on: what came before is kept, the rest is raw
+        used += step
+        if not d.eof:
+            break
+    return bytes(out), used
 
 
-def _zip(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
+def _zip(data: bytes, budget: Budget, inside: list[tuple[int, int]]
+         ) -> Iterator[tuple[str, bytes]]:
     import io
     import zipfile
 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
-        return  # no central directory (truncated): the caller matches the raw bytes
+    except Exception:  # no central directory (cut short), or hostile
+        return  # the caller matches the raw bytes
     for info in infos:
-        if info.is_dir() or info.flag_bits & 0x1 or budget.left <= 0:
-            continue  # encrypted members cannot be read without their password
+        if budget.left <= 0:
+            return
+        span = _member_span(data, info)
+        if span is not None:
+            inside.append(span)
+        if info.filename.endswith("/") or info.flag_bits & 0x1:
+            continue  # a folder; or encrypted, which cannot be read without its password
         try:
-            with archive.open(info) as member:
-                content = member.read(budget.limit())
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
-                RuntimeError, zlib.error):
-            continue  # one damaged member (or an unsupported method) is passed over
+            content = _member(archive, info, data, span, budget.limit())
+        except Exception:  # a damaged member, an unsupported method
+            continue  # is passed over: the others are read
         yield info.filename, budget.take(content)
 
 
-def _tar(data: bytes, budget: Budget) -> Iterator[tuple[str, bytes]]:
+def _member_span(data: bytes, info: Any) -> tuple[int, int] | None:
+    """Where a zip member's stored (compressed) bytes are in `data`."""
+    at = info.header_offset
+    try:
+        magic, name, extra = _LOCAL.unpack_from(data, at)
+    except struct.error:
+        return None
+    if magic != b"PK\x03\x04":
+        return None
+    start = at + _LOCAL.size + name + extra
+    return start, start + info.compress_size
+
+
+def _member(archive: Any, info: Any, data: bytes, span: tuple[int, int] | None,
+            limit: int) -> bytes:
+    """A member's first `limit` bytes. zipfile bounds what it inflates of a deflated
+    member; bzip2 and LZMA members are inflated here, with the bound."""
+    if info.compress_type == _ZIP_BZIP2 and span is not None:
+        return _inflate(data[span[0] : span[1]], "bzip2", limit)[0]
+    if info.compress_type == _ZIP_LZMA and span is not None:
+        import lzma
+
+        body = memoryview(data)[span[0] : span[1]]
+        size = struct.unpack_from("<H", body, 2)[0]  # a version, then the properties' size
+        props = lzma._decode_filter_properties(  # type: ignore[attr-defined]
+            lzma.FILTER_LZMA1, bytes(body[4 : 4 + size]))  # as zipfile reads them
+        out = bytearray()
+        _bounded(lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[props]), body[4 + size :],
+                 limit, out)
+        return bytes(out)
+    with archive.open(info) as member:
+        content: bytes = member.read(limit)
+        return content
+
+
+def _tar(data: bytes, budget: Budget, inside: list[tuple[int, int]]
+         ) -> Iterator[tuple[str, bytes]]:
     import io
     import tarfile
 
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             for info in archive:
-                if not info.isfile() or budget.left <= 0:
+                if budget.left <= 0:
+                    return
+                if not info.isfile():
                     continue
+                inside.append((info.offset_data, info.offset_data + info.size))
                 member = archive.extractfile(info)
                 if member is not None:
                     yield info.name, budget.take(member.read(budget.limit()))
-    except (tarfile.TarError, OSError, EOFError, ValueError):
-        return  # a truncated tar: the members before the damage were given
+    except Exception:  # a tar cut short, or hostile: the members before
+        return  # the damage were given

@@ -269,3 +269,119 @@ def test_any_damage_to_an_archive_is_matched_not_raised(form: str, cut: int,
 
 _PAIR = (fake_key_id(), fake_secret())
 _MATCHER = Matcher(load_rules())
+
+
+# -- hostile archives (found by QA) ---------------------------------------------------------
+
+
+def test_a_corrupt_member_of_any_method_is_passed_over(find: Find, pair: tuple[str, str]
+                                                       ) -> None:
+    """An LZMA member whose stream is damaged raised LZMAError out of the whole scan."""
+    for method in (zipfile.ZIP_LZMA, zipfile.ZIP_BZIP2, zipfile.ZIP_DEFLATED):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as archive:
+            archive.writestr("a.txt", b"hello world " * 50, compress_type=method)
+            archive.writestr("b.env", env_file(*pair), compress_type=zipfile.ZIP_DEFLATED)
+        broken = bytearray(buf.getvalue())
+        for i in range(44, 52):  # inside a.txt's compressed bytes
+            broken[i] ^= 0xFF
+        assert [f.member for f in find(bytes(broken))] == ["b.env"], method
+
+
+def test_a_member_with_an_empty_name_is_read(find: Find, pair: tuple[str, str]) -> None:
+    """zipfile's is_dir() raised IndexError on a member named ""."""
+    raw = bytearray(zipped({"x": env_file(*pair)}))
+    # rename "x" to "": each header's name length 1 -> 0, the name's byte dropped
+    local, central = raw.index(b"PK\x03\x04"), raw.index(b"PK\x01\x02")
+    del raw[central + 46]
+    raw[central + 28 : central + 30] = b"\0\0"
+    del raw[local + 30]
+    raw[local + 26 : local + 28] = b"\0\0"
+    end = raw.index(b"PK\x05\x06")  # the directory is a byte shorter, and starts earlier
+    size = int.from_bytes(raw[end + 12 : end + 16], "little")
+    raw[end + 12 : end + 20] = (size - 1).to_bytes(4, "little") + \
+        (central - 1).to_bytes(4, "little")
+    assert zipfile.ZipFile(io.BytesIO(bytes(raw))).namelist() == [""]
+    [finding] = find(bytes(raw))
+    assert (finding.key_id, finding.encoding, finding.member) == (pair[0], "zip", "")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_bzip2_and_lzma_members_are_inflated_within_the_limit(
+        method: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zipfile inflates these methods without a bound: a 901-byte zip took 2 GB."""
+    import tracemalloc
+
+    monkeypatch.setattr(unpack, "MEMBER_LIMIT", 1 << 20)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as archive:
+        archive.writestr("zeros", b"\0" * (64 << 20))
+    tracemalloc.start()
+    try:
+        got = [c for _, name, c in unpack.members(buf.getvalue(), unpack.Budget()) if name]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [len(c) for c in got] == [1 << 20]
+    assert peak < 16 << 20, peak
+
+
+def test_every_entry_costs_some_of_the_budget(find: Find, pair: tuple[str, str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip of many empty entries (or many entries naming one nested zip) cost time
+    without cost: 74 s for a 2.8 MB file."""
+    monkeypatch.setattr(unpack, "TOTAL_LIMIT", 100 * unpack.ENTRY_COST)
+    empty = {f"e{i}": b"" for i in range(200)}
+    assert find(zipped({**empty, "z.env": env_file(*pair)})) == []
+    assert [f.member for f in find(zipped({"a.env": env_file(*pair), **empty}))] == ["a.env"]
+
+
+def test_what_is_outside_the_members_is_matched_as_it_is(find: Find, pair: tuple[str, str]
+                                                         ) -> None:
+    """Once an archive was opened, its own bytes were no longer matched: a key in a zip's
+    comment, in a member's name, or appended after a zip or a gzip was missed."""
+    text = env_file(*pair)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.txt", b"nothing\n")
+        archive.comment = text
+    cases = {
+        "zip comment": buf.getvalue(),
+        "after a zip": zipped({"a.txt": b"nothing\n"}) + b"\n" + text,
+        "after a gzip": gzip.compress(b"nothing\n") + text,
+        "member name": zipped({f"creds/{pair[0]}/x.txt": b"nothing\n"}),
+    }
+    for case, data in cases.items():
+        found = find(data)
+        assert pair[0] in {f.key_id for f in found}, case
+        assert all(f.member == "" and f.encoding == "plain" for f in found), case
+
+
+def test_a_zip_after_a_program_is_opened(find: Find, pair: tuple[str, str]) -> None:
+    """A self-extractor (or any stub before the zip): only the end of a zip says it is one."""
+    data = b"#!/bin/sh\nexec unzip \"$0\"\n" + zipped({"conf/.env": env_file(*pair)})
+    [finding] = find(data)
+    assert (finding.member, finding.encoding, finding.kind) == ("conf/.env", "zip", "pair")
+
+
+def test_a_range_that_leaks_and_cannot_read_everything_fails_closed(
+        cli: Cli, repo: Path, pair: tuple[str, str]) -> None:
+    """The leak's exit code came first: 1, or 0 with --exit-code 0 (report-only CI), while
+    an object the range added went unscanned."""
+    (repo / "README").write_text("readme\n")
+    commit_all(repo, "base")
+    (repo / "leak.env").write_bytes(env_file(*pair))
+    (repo / "big.csv").write_text("x,y\n" * 1000)
+    commit_all(repo, "leak and a big file")
+    for extra in ([], ["--exit-code", "0"]):
+        result = cli("scan", "--range", "HEAD~1..HEAD", repo, "--max-file-size", "1k", *extra)
+        assert result.code == 2 and "not cleared" in result.err, extra
+        assert pair[0] in result.out
+    sarif = json.loads(cli("scan", "--range", "HEAD~1..HEAD", repo, "--max-file-size", "1k",
+                           "--format", "sarif").out)
+    [invocation] = sarif["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    assert any(n["level"] == "error" and "not cleared" in n["message"]["text"]
+               for n in invocation["toolExecutionNotifications"])
+    clean = json.loads(cli("scan", "--range", "HEAD~1..HEAD", repo, "--format", "sarif").out)
+    assert clean["runs"][0]["invocations"][0]["executionSuccessful"] is True

@@ -46,6 +46,7 @@ def render(result: ScanResult, reveal: bool = False) -> str:
                 "rules": [_rule(rid, rules_by_id[rid]) for rid in rule_ids],
             }},
             "results": [_result(f, rule_ids.index(f.rule_id), reveal) for f in leaks],
+            "invocations": [_invocation(result)],
             "columnKind": "unicodeCodePoints",
             "originalUriBaseIds": {_OBJECTS: {"description": {"text": (
                 "the scanned repository's commits and annotated tags: a result there is "
@@ -53,6 +54,16 @@ def render(result: ScanResult, reveal: bool = False) -> str:
         }],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _invocation(result: ScanResult) -> dict[str, Any]:
+    """Whether the scan read all it should have: a CI range that could not read what it
+    added (or a hook a staged file) says so here, so an upload does not read as a clean
+    run; its errors and notes as notifications."""
+    said = [("error", e) for e in result.errors] + [("note", n) for n in result.notes]
+    return {"executionSuccessful": not result.errors,
+            "toolExecutionNotifications": [
+                {"level": level, "message": {"text": printable(text)}} for level, text in said]}
 
 
 def _rule(rule_id: str, sample: Finding) -> dict[str, Any]:
