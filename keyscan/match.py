@@ -250,7 +250,7 @@ class Matcher:
         found: list[Credential] | None = None
         for form, name, content in unpack.members(data, budget):
             found = found or []
-            if name is None:  # its own bytes outside the members: names, comment, stub
+            if name is None:  # its bytes outside the members: names, comment, stub
                 found.extend(self._raw(content, budget))
             else:
                 found.extend(_with_encoding(c, form, name)

@@ -355,6 +355,10 @@ def test_what_is_outside_the_members_is_matched_as_it_is(find: Find, pair: tuple
         found = find(data)
         assert pair[0] in {f.key_id for f in found}, case
         assert all(f.member == "" and f.encoding == "plain" for f in found), case
+        # at the archive's own line (members are left out of what is matched, their line
+        # breaks are not)
+        first = data[: data.index(pair[0].encode())].count(b"\n") + 1
+        assert min(f.line for f in found if f.key_id == pair[0]) == first, case
 
 
 def test_a_zip_after_a_program_is_opened(find: Find, pair: tuple[str, str]) -> None:
