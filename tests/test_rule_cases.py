@@ -372,9 +372,6 @@ BASE64_FILES = {
     "dotenv": lambda k, s, shift: f"{shift}\nAWS_ACCESS_KEY_ID={k}\nAWS_SECRET_ACCESS_KEY={s}\n",
     "json": lambda k, s, shift: shift.replace("#", " ") + json.dumps(
         {"AccessKeyId": k, "SecretAccessKey": s}),
-    "yaml": lambda k, s, shift: f"{shift}\nAWS_ACCESS_KEY_ID: {k}\nAWS_SECRET_ACCESS_KEY: {s}\n",
-    "env json": lambda k, s, shift: shift.replace("#", " ") + json.dumps(
-        {"AWS_ACCESS_KEY_ID": k, "AWS_SECRET_ACCESS_KEY": s}),
 }
 
 
