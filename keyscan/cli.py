@@ -138,7 +138,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", nargs="?", default=".", help="file, folder or repository (.)")
+    p.add_argument("path", nargs="?", default=".",
+                   help="file, folder or repository (.); - for standard input (a log, "
+                        "a pasted config)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--staged", action="store_true",
                       help="scan what is staged for the next commit (the pre-commit hook)")
@@ -178,6 +180,9 @@ def _whole_history_options(args: argparse.Namespace) -> list[str]:
     return given
 
 
+STDIN = "-"
+
+
 def _target_problem(args: argparse.Namespace) -> str:
     """What contradicts itself among the options that choose what to scan ("": nothing).
     History options without --history imply it (as --range always has); with --staged,
@@ -185,6 +190,11 @@ def _target_problem(args: argparse.Namespace) -> str:
     ranges = [flag for name, flag in (("range", "--range"), ("since_commit", "--since-commit"))
               if getattr(args, name)]
     whole = _whole_history_options(args)
+    if args.path == STDIN and (args.staged or args.history or ranges or whole):
+        first = "--staged" if args.staged else "--history" if args.history else \
+            (ranges + whole)[0]
+        return (f"- scans standard input and {first} scans a repository: give the "
+                "repository's path instead of -")
     if args.staged and (ranges or whole):
         return (f"--staged scans the index and {(ranges + whole)[0]} is for history scans: "
                 "drop one of them")
@@ -326,8 +336,8 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     from keyscan import config, ignore, scan
     from keyscan.rules import load_rules
 
-    target = Path(args.path)
-    root = config.project_root(target)
+    target = Path("." if args.path == STDIN else args.path)
+    root = config.project_root(target)  # standard input: the current folder's settings
     settings = config.for_root(root, args.config, args.no_config)
     config.apply(args, settings)
     rules = config.without_rules(load_rules(args.rules), args.disable_rule, settings)
@@ -335,7 +345,9 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
         max_file_size=args.max_file_size or scan.DEFAULT_MAX_FILE_SIZE,
         follow_symlinks=args.follow_symlinks, allow_paths=tuple(args.allow_path),
     )
-    if args.staged:
+    if args.path == STDIN:
+        result = scan.scan_stdin(sys.stdin.buffer, rules, options)
+    elif args.staged:
         result = scan.scan_staged(target, rules, options)
     elif args.history or args.range or args.since_commit or _whole_history_options(args):
         from keyscan.history import HistoryOptions, scan_history
@@ -373,7 +385,7 @@ def _complete(args: argparse.Namespace) -> bool:
     staged changes, a range, nor a part of a repository's work tree."""
     from keyscan import config
 
-    if args.staged or args.since_commit or args.range:
+    if args.staged or args.since_commit or args.range or args.path == STDIN:
         return False
     target = Path(args.path)
     return bool(args.history) or target.resolve() == config.project_root(target).resolve()

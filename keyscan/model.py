@@ -178,7 +178,7 @@ class Location:
 
     path: str
     blob: str = ""  # git blob id when the content came from git
-    source: str = "worktree"  # worktree | staged | history | commit-message
+    source: str = "worktree"  # worktree | staged | history | commit-message | stdin
 
 
 @record
@@ -313,7 +313,7 @@ class BaselineCheck:
 @record(frozen=False)
 class ScanResult:
     target: str
-    mode: str  # worktree | staged | history
+    mode: str  # worktree | staged | history | stdin
     findings: list[Finding] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -9,6 +9,7 @@ import fnmatch
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from keyscan import attribute, gitrepo
 from keyscan.errors import KeyscanError, ScanInterrupted
@@ -132,6 +133,26 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
             f"{', …' if len(unread) > 3 else ''}): the commit is stopped. Raise the limit "
             "(`max_file_size: 500M` in .keyscan.yaml, or --max-file-size) to scan them")
     return result
+
+
+def scan_stdin(stream: BinaryIO, rules: RuleSet, options: ScanOptions) -> ScanResult:
+    """Standard input (`keyscan scan -`): a CI log, `kubectl get secret -o yaml`, a config
+    pasted from somewhere. Read up to the size limit; past it, the rest is not read and the
+    report says so."""
+    data = stream.read(options.max_file_size + 1)
+    over = len(data) > options.max_file_size
+    location = Location(path=STDIN_PATH, source="stdin")
+    result = _run(STDIN_PATH, "stdin", [Content(location, data[: options.max_file_size])],
+                  rules, options)
+    result.gate = True  # a pipeline's check: what it could not read fails it
+    if over:
+        result.errors.append(
+            f"standard input is larger than the size limit ({options.max_file_size} bytes): "
+            "only its beginning was scanned; raise it with --max-file-size")
+    return result
+
+
+STDIN_PATH = "(stdin)"
 
 
 def _require_exists(target: Path) -> None:

@@ -95,8 +95,9 @@ def summary(result: ScanResult) -> str:
     unit = f"object{plural}" if result.mode == "history" else f"file{plural}"
     if s["incremental"]:
         unit = f"new object{plural} read (the others from the cache)"
+    read = "standard input" if result.mode == "stdin" else f"{s['files']} {unit}"
     parts = [f"{s['leaks']} leak{'s' if s['leaks'] != 1 else ''}",
-             f"{s['files']} {unit}", f"{s['bytes'] / 1e6:.1f} MB", f"{s['seconds']:.2f} s"]
+             read, f"{s['bytes'] / 1e6:.1f} MB", f"{s['seconds']:.2f} s"]
     tail = []
     if s["examples"]:
         tail.append(f"{s['examples']} example{'s' if s['examples'] != 1 else ''}"
