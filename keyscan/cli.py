@@ -346,7 +346,7 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
         follow_symlinks=args.follow_symlinks, allow_paths=tuple(args.allow_path),
     )
     if args.path == STDIN:
-        result = scan.scan_stdin(sys.stdin.buffer, rules, options)
+        result = scan.scan_stdin(sys.stdin.buffer if sys.stdin else None, rules, options)
     elif args.staged:
         result = scan.scan_staged(target, rules, options)
     elif args.history or args.range or args.since_commit or _whole_history_options(args):

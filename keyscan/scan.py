@@ -135,11 +135,11 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
     return result
 
 
-def scan_stdin(stream: BinaryIO, rules: RuleSet, options: ScanOptions) -> ScanResult:
+def scan_stdin(stream: BinaryIO | None, rules: RuleSet, options: ScanOptions) -> ScanResult:
     """Standard input (`keyscan scan -`): a CI log, `kubectl get secret -o yaml`, a config
-    pasted from somewhere. Read up to the size limit; past it, the rest is not read and the
-    report says so."""
-    data = stream.read(options.max_file_size + 1)
+    pasted from somewhere. Read to its end, up to the size limit; past it, the rest is not
+    read and the scan fails (exit 2) after reporting what the beginning holds."""
+    data = _read_to_end(stream, options.max_file_size + 1)
     over = len(data) > options.max_file_size
     location = Location(path=STDIN_PATH, source="stdin")
     result = _run(STDIN_PATH, "stdin", [Content(location, data[: options.max_file_size])],
@@ -153,6 +153,38 @@ def scan_stdin(stream: BinaryIO, rules: RuleSet, options: ScanOptions) -> ScanRe
 
 
 STDIN_PATH = "(stdin)"
+
+
+def _read_to_end(stream: BinaryIO | None, limit: int) -> bytes:
+    """Up to `limit` bytes of `stream`, to its end: a pipe some CI runners hand over in
+    non-blocking mode gives only what has arrived yet to one read."""
+    import os
+    import select
+
+    if stream is None:
+        raise KeyscanError("standard input is closed: pipe the content in (`… | keyscan "
+                           "scan -`)")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a file (a test's BytesIO)
+        return stream.read(limit)
+    try:
+        while size < limit:
+            try:
+                chunk = os.read(fd, min(1 << 20, limit - size))
+            except BlockingIOError:
+                select.select([fd], [], [])  # wait for more, or for the end
+                continue
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise KeyscanError(f"standard input cannot be read ({exc.strerror or exc}): pipe "
+                           "the content in (`… | keyscan scan -`)") from None
+    return b"".join(chunks)
 
 
 def _require_exists(target: Path) -> None:

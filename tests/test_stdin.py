@@ -54,3 +54,38 @@ def test_standard_input_with_a_repository_option_is_a_usage_error(tmp_path: Path
     for option in ("--history", "--staged", "--since-commit=HEAD"):
         result = piped("x\n", option, cwd=tmp_path)
         assert result.returncode == 2 and b"standard input" in result.stderr, option
+
+
+def test_a_non_blocking_pipe_is_read_to_its_end(tmp_path: Path) -> None:
+    """Some CI runners hand a child its stdin in non-blocking mode: one read gave only
+    what had arrived, and the key written a moment later passed with exit 0."""
+    import fcntl
+    import os
+    import time
+
+    key, secret = fake_key_id(), fake_secret()
+    read_end, write_end = os.pipe()
+    flags = fcntl.fcntl(read_end, fcntl.F_GETFL)
+    fcntl.fcntl(read_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    proc = subprocess.Popen([str(KEYSCAN_BIN), "scan", "-"], stdin=read_end, cwd=tmp_path,
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as pipe:
+        pipe.write(b"step 1: ok\n")
+        pipe.flush()
+        time.sleep(0.5)
+        pipe.write(f"AWS_ACCESS_KEY_ID={key}\nAWS_SECRET_ACCESS_KEY={secret}\n".encode())
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and key.encode() in out
+
+
+def test_standard_input_closed_or_unreadable_is_one_clear_line(tmp_path: Path) -> None:
+    closed = subprocess.run(f"{KEYSCAN_BIN} scan - <&-", shell=True, cwd=tmp_path,
+                            env=clean_env(), capture_output=True, check=False)
+    unreadable = subprocess.run(f"{KEYSCAN_BIN} scan - 0>{tmp_path / 'w'}", shell=True,
+                                cwd=tmp_path, env=clean_env(), capture_output=True,
+                                check=False)
+    for result in (closed, unreadable):  # it was "internal error: AttributeError/OSError"
+        assert result.returncode == 2
+        [line] = result.stderr.decode().strip().splitlines()
+        assert line.startswith("keyscan: error: standard input"), line
