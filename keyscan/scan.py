@@ -36,6 +36,11 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
     from keyscan.sources import parallel, worktree
 
     _require_exists(target)
+    if not (target.is_file() or target.is_dir()):  # a pipe, `<(cmd)`, /dev/stdin, a device
+        with _opened(target) as stream:
+            return _scan_stream(stream, str(target), "worktree", rules, options)
+    if target.is_symlink():  # named on the command line: followed, as cat and grep do
+        target = target.resolve()
     repo = gitrepo.discover(target)
     if repo is not None and repo.bare:
         raise KeyscanError(f"{target} is a bare repository: it has no files to scan; scan "
@@ -137,19 +142,33 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
 
 def scan_stdin(stream: BinaryIO | None, rules: RuleSet, options: ScanOptions) -> ScanResult:
     """Standard input (`keyscan scan -`): a CI log, `kubectl get secret -o yaml`, a config
-    pasted from somewhere. Read to its end, up to the size limit; past it, the rest is not
-    read and the scan fails (exit 2) after reporting what the beginning holds."""
+    pasted from somewhere."""
+    return _scan_stream(stream, STDIN_PATH, "stdin", rules, options)
+
+
+def _scan_stream(stream: BinaryIO | None, path: str, mode: str, rules: RuleSet,
+                 options: ScanOptions) -> ScanResult:
+    """A stream read to its end, up to the size limit; past it, the rest is not read and
+    the scan fails (exit 2) after reporting what the beginning holds."""
     data = _read_to_end(stream, options.max_file_size + 1)
     over = len(data) > options.max_file_size
-    location = Location(path=STDIN_PATH, source="stdin")
-    result = _run(STDIN_PATH, "stdin", [Content(location, data[: options.max_file_size])],
+    location = Location(path=path, source=mode)
+    result = _run(path, mode, [Content(location, data[: options.max_file_size])],
                   rules, options)
     result.gate = True  # a pipeline's check: what it could not read fails it
     if over:
+        shown = "standard input" if mode == "stdin" else path
         result.errors.append(
-            f"standard input is larger than the size limit ({options.max_file_size} bytes): "
+            f"{shown} is larger than the size limit ({options.max_file_size} bytes): "
             "only its beginning was scanned; raise it with --max-file-size")
     return result
+
+
+def _opened(target: Path) -> BinaryIO:
+    try:
+        return open(target, "rb")  # the caller closes it
+    except OSError as exc:
+        raise KeyscanError(f"{target} cannot be read ({exc.strerror or exc})") from None
 
 
 STDIN_PATH = "(stdin)"

@@ -89,3 +89,21 @@ def test_standard_input_closed_or_unreadable_is_one_clear_line(tmp_path: Path) -
         assert result.returncode == 2
         [line] = result.stderr.decode().strip().splitlines()
         assert line.startswith("keyscan: error: standard input"), line
+
+
+def test_a_pipe_or_a_link_named_on_the_command_line_is_read(tmp_path: Path) -> None:
+    """`keyscan scan /dev/stdin`, `keyscan scan <(cmd)` and a symlink named as the target
+    passed with exit 0 (the link was treated as a folder: 'unreadable: Not a directory')."""
+    key = fake_key_id()
+    (tmp_path / "real.ini").write_text(f"aws_access_key_id = {key}\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "link.ini").symlink_to(tmp_path / "real.ini")
+    for command in (f"cat real.ini | {KEYSCAN_BIN} scan /dev/stdin",
+                    f"{KEYSCAN_BIN} scan <(cat real.ini)",
+                    f"{KEYSCAN_BIN} scan folder/link.ini"):
+        result = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=clean_env(),
+                                capture_output=True, check=False)
+        assert result.returncode == 1 and key.encode() in result.stdout, command
+    # a folder's links are still not followed unless asked (--follow-symlinks)
+    assert subprocess.run([str(KEYSCAN_BIN), "scan", "folder"], cwd=tmp_path, env=clean_env(),
+                          capture_output=True, check=False).returncode == 0
