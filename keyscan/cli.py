@@ -320,14 +320,18 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from keyscan import baseline
-    from keyscan.report import text as text_report
     from keyscan.report import write_private
 
     result = run_scan(args)
+    if result.gate and result.errors:  # a baseline of what could not be read would hide it
+        said(result)
+        print(f"keyscan: no baseline written to {args.output}: the scan could not read all "
+              "it should have (above)", file=sys.stderr)
+        return EXIT_ERROR
     write_private(args.output, baseline.render(result))
     print(f"keyscan: baseline of {len(result.leaks)} leak(s) written to {args.output}",
           file=sys.stderr)
-    print(text_report.summary(result), file=sys.stderr)
+    said(result)
     return EXIT_CLEAN
 
 
@@ -396,7 +400,6 @@ def emit(result: object, args: argparse.Namespace) -> None:
     from keyscan.model import ScanResult
     from keyscan.report import text as text_report
     from keyscan.report import write_private
-    from keyscan.report.redact import printable
 
     assert isinstance(result, ScanResult)
     reveal = args.show_secrets
@@ -421,6 +424,14 @@ def emit(result: object, args: argparse.Namespace) -> None:
     elif body:
         sys.stdout.write(body)
         sys.stdout.flush()
+    said(result)
+
+
+def said(result: ScanResult) -> None:
+    """The scan's errors, notes and one-line summary, on stderr."""
+    from keyscan.report import text as text_report
+    from keyscan.report.redact import printable
+
     # errors and notes may quote the repository (a ref name, git's own message)
     for error in result.errors:
         print(f"keyscan: error: {printable(error)}", file=sys.stderr)

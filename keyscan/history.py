@@ -132,6 +132,10 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         _report_broken(refs_listed, result)
         head_commit, head_branch = head.get()
         tips = source.all_refs(git_dir, hopts.reflog, refs_listed, head_commit)
+        if not tips and ranged:  # a CI gate in the wrong (or an empty) checkout
+            raise KeyscanError(f"{repo.root} has no commits yet: the range "
+                               f"{hopts.range or hopts.since_commit!r} names none of its "
+                               "revisions; check the checkout and --range/--since-commit")
         if not tips:
             result.notes.append("the repository has no commits yet")
             return result

@@ -16,6 +16,7 @@ from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, Part
 from keyscan.model import Commit, Finding, Location, ScanResult, Secret, Status, value_digest
 from keyscan.record import field, record
+from keyscan.report.redact import printable
 from keyscan.rules import RuleSet
 from keyscan.sources import Content, Unit
 
@@ -130,13 +131,18 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
                   rules, options)
     # the hook fails closed: a staged file it could not read would go in unscanned
     result.gate = True
-    unread = [s for s in result.skipped if s.reason.startswith(staged.TOO_LARGE)
-              or "missing from the object store" in s.reason]
-    if unread:
-        result.errors.append(
-            f"{len(unread)} staged file(s) not scanned ({', '.join(s.path for s in unread[:3])}"
-            f"{', …' if len(unread) > 3 else ''}): the commit is stopped. Raise the limit "
-            "(`max_file_size: 500M` in .keyscan.yaml, or --max-file-size) to scan them")
+    large = [s for s in result.skipped if s.reason.startswith(staged.TOO_LARGE)]
+    missing = [s for s in result.skipped if "missing from the object store" in s.reason]
+    for unread, what, advice in (
+            (large, "over the size limit", "Raise the limit (`max_file_size: 500M` in "
+             ".keyscan.yaml, or --max-file-size) to scan them"),
+            (missing, "missing from the object store", "The repository is damaged: "
+             "`git fsck` names what is wrong; stage the files again (`git add`)")):
+        if unread:
+            shown = ", ".join(printable(s.path) for s in unread[:3])
+            result.errors.append(
+                f"{len(unread)} staged file(s) {what}, not scanned ({shown}"
+                f"{', …' if len(unread) > 3 else ''}): the commit is stopped. {advice}")
     return result
 
 

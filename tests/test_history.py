@@ -348,6 +348,13 @@ def test_options_that_would_ignore_each_other_are_a_usage_error(
     assert not (repo / "out.json").exists()
 
 
+def test_a_range_in_a_repository_without_commits_fails(cli: Cli, repo: Path) -> None:
+    """A CI step in the wrong (or an empty) checkout said "no commits yet" and passed."""
+    for args in (["--range", "main~1..main"], ["--since-commit", "deadbeef"]):
+        result = cli("scan", *args, repo)
+        assert result.code == 2 and "no commits yet" in result.err, args
+
+
 def test_range_with_unknown_revision_is_a_clear_error(cli: Cli, repo: Path) -> None:
     commit(repo, {"a.txt": "a\n"}, "a")
     result = cli("scan", "--history", repo, "--range", "nosuchrev..HEAD")

@@ -158,6 +158,17 @@ def test_a_staged_file_over_the_size_limit_stops_the_commit(cli: Cli, project: P
     assert code == 1 and leak_paths(doc) == ["dump.sql"]
 
 
+def test_a_staged_object_missing_from_the_store_stops_the_commit_and_says_why(
+        cli: Cli, project: Path) -> None:
+    """The advice was to raise the size limit, whatever the cause."""
+    missing = "1" * 40
+    git(project, "update-index", "--add", "--cacheinfo", f"100644,{missing},gone.txt")
+    result = cli("scan", "--staged", cwd=project)
+    assert result.code == 2
+    assert "missing from the object store" in result.err and "git fsck" in result.err
+    assert "max_file_size" not in result.err
+
+
 def test_the_first_commit_of_a_sha256_repository(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "sha256"
     repo.mkdir()

@@ -107,3 +107,14 @@ def test_a_pipe_or_a_link_named_on_the_command_line_is_read(tmp_path: Path) -> N
     # a folder's links are still not followed unless asked (--follow-symlinks)
     assert subprocess.run([str(KEYSCAN_BIN), "scan", "folder"], cwd=tmp_path, env=clean_env(),
                           capture_output=True, check=False).returncode == 0
+
+
+def test_no_baseline_is_written_from_input_that_was_not_all_read(tmp_path: Path) -> None:
+    key = fake_key_id()
+    big = (f"id {key}\n" + "padding line\n" * 200).encode()
+    result = subprocess.run([str(KEYSCAN_BIN), "baseline", "-", "-o", "b.json",
+                             "--max-file-size", "1k"], input=big, cwd=tmp_path,
+                            env=clean_env(), capture_output=True, check=False)
+    assert result.returncode == 2 and not (tmp_path / "b.json").exists()
+    assert b"larger than the size limit" in result.stderr
+    assert b"no baseline written" in result.stderr
