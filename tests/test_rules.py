@@ -163,3 +163,31 @@ def test_a_missing_rules_dir_is_a_clear_error(cli: Callable[..., CliResult],
     result = cli("scan", tmp_path, "--rules", tmp_path / "nope")
     assert result.code == 2
     assert "nope" in result.err and "--rules" in result.err
+
+
+def test_the_readmes_rule_example_does_what_its_comments_say(
+        cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """Its allowlist was `^itok_test`, tested against the `value` group (which has no
+    `itok_`): it could never match."""
+    import re
+
+    from repos import PROJECT
+
+    readme = (PROJECT / "README.md").read_text()
+    rules_part = readme[readme.index("## Rules"):]
+    block = re.search(r"```yaml\n(.*?)```", rules_part, re.S)
+    assert block is not None
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "internal.yaml").write_text(block.group(1))
+    ((rule, tests),) = rule_tests(tmp_path / "rules" / "internal.yaml")
+    for line in tests["match"]:
+        assert rule.id in rule_ids_found(rule, line)
+    for line in tests["no_match"]:
+        assert rule.id not in rule_ids_found(rule, line)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a.env").write_text("TOKEN=itok_" + "test" + "0123456789abcdef0123456789ab\n")
+    (work / "b.env").write_text("TOKEN=itok_" + "a1b2" * 8 + "\n")
+    (work / "internal.yaml").write_text(block.group(1))  # the rule file itself, in a repo
+    result = cli("scan", work, "--rules", tmp_path / "rules", "--format", "json")
+    assert [f["path"] for f in result.json["findings"] if f["status"] == "leak"] == ["b.env"]

@@ -115,7 +115,7 @@ def summary(result: ScanResult) -> str:
     if s["skipped"]:
         tail.append(f"{s['skipped']} skipped (listed with --verbose)")
     if s["errors"]:
-        tail.append(f"{s['errors']} errors")
+        tail.append(f"{s['errors']} error{'s' if s['errors'] != 1 else ''}")
     line = "keyscan: " + ", ".join(parts)
     if tail:
         line += "; " + ", ".join(tail)
