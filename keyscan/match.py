@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Sequence
 
 from keyscan import decode
+from keyscan.lazy import lazy_pattern
 from keyscan.model import Role, SealedSecret, Secret, Status
 from keyscan.prefilter import BASE64, KEY, Prefilter, literal
 from keyscan.record import field, record
@@ -204,7 +205,12 @@ class Matcher:
         return triggers
 
     def find(self, data: bytes) -> list[Credential]:
-        return self._find(data, None)
+        found = self._find(data, None)
+        if found and _own_report(data):
+            # keyscan's own report names the key IDs it found elsewhere: they are not new.
+            # Secrets it shows whole (--show-secrets) are leaks like any other
+            found = [c for c in found if c.secret or c.token or c.other]
+        return found
 
     def _find(self, data: bytes, budget: unpack.Budget | None) -> list[Credential]:
         """`budget`: what the archive `data` came out of may still unpack (None: `data`
@@ -377,6 +383,23 @@ class Matcher:
                 end = start + 2 * len(hit.value)
                 out.append(Hit(hit.rule, hit.value, start, end, "utf-16", hit.near_only))
         return out
+
+
+def _own_report(data: bytes) -> bool:
+    """Whether `data` is a report keyscan wrote: JSON, JSON Lines (a scan's or an audit's),
+    SARIF or the text report, told by how each starts."""
+    head = data[:1024]
+    if head.startswith(b'{\n  "schema_version": '):
+        return b'"tool": {"name": "keyscan"' in head
+    if head.startswith((b'{"rule": "', b'{"repo": "')):
+        return b'"fingerprint": "' in data[: data.find(b"\n") if b"\n" in data else None]
+    if head.startswith(b'{\n  "$schema": "https://json.schemastore.org/sarif-2.1.0.json"'):
+        return b'"name": "keyscan"' in head
+    return _TEXT_REPORT.match(head) is not None
+
+
+_TEXT_REPORT = lazy_pattern(
+    rb"(?:LEAK|EXAMPLE|ALLOWED) +(?:critical|high|medium|low) +\S.*:\d+:\d+  ")
 
 
 class _LineMemo:

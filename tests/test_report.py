@@ -508,3 +508,21 @@ def test_a_report_to_a_device_leaves_its_mode_alone(cli: Cli, tmp_path: Path) ->
     for fmt in ("text", "json", "sarif"):
         assert cli("scan", tmp_path / "k.ini", "-f", fmt, "-o", null).code == 1
         assert stat_module.S_IMODE(null.stat().st_mode) == 0o666, fmt
+
+
+def test_keyscans_own_reports_are_not_leaks_again(cli: Cli, repo: Path) -> None:
+    """The README's CI recipes write keyscan.json / .jsonl / .sarif into the checkout:
+    the next scan reported every key ID in them as a new leak. A report written with
+    --show-secrets holds whole secrets: that one is a leak."""
+    key, secret = fake_key_id(), fake_secret()
+    (repo / "leak.ini").write_text(f"aws_access_key_id = {key}\n"
+                                   f"aws_secret_access_key = {secret}\n")
+    (repo / "id.txt").write_text(f"{fake_key_id()}\n")
+    for fmt in ("json", "jsonl", "sarif", "text"):
+        assert cli("scan", repo, "--format", fmt, "--output", repo / f"keyscan.{fmt}").code == 1
+        assert key in (repo / f"keyscan.{fmt}").read_text()
+    again = cli("scan", repo, "--format", "json", "--verbose")
+    assert sorted(f["path"] for f in again.json["findings"]) == ["id.txt", "leak.ini"]
+    cli("scan", repo, "--format", "json", "--show-secrets", "--output", repo / "full.json")
+    paths = [f["path"] for f in cli("scan", repo, "--format", "json").json["findings"]]
+    assert sorted(paths) == ["full.json", "id.txt", "leak.ini"]
