@@ -200,3 +200,23 @@ def test_the_action_without_a_baseline_reports_every_leak(story: Story) -> None:
 
     assert steps[-1].returncode == 1
     assert [story.old_key in k for k in sarif_keys(story.repo / "keyscan.sarif")] == [True]
+
+
+def test_the_action_installs_the_version_asked_for_even_over_a_keyscan_on_path(
+        tmp_path: Path) -> None:
+    """A `version:` input was ignored whenever a keyscan was already on the PATH."""
+    install = next(s for s in action()["runs"]["steps"] if s.get("name") == "Install keyscan")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "pip-calls"
+    fake = bin_dir / "python3"  # records the install instead of running pip
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    fake.chmod(0o755)
+    for version, installed in (("keyscan==9.9.9", True), ("", False)):
+        env = ci_env(KEYSCAN_VERSION=version, ACTION_PATH=str(PROJECT))
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"  # keyscan is on it too
+        result = bash(install["run"], tmp_path, env)
+        assert result.returncode == 0, result.stderr
+        said = calls.read_text() if calls.exists() else ""
+        assert ("keyscan==9.9.9" in said) is installed, (version, said)
+        calls.unlink(missing_ok=True)
