@@ -52,8 +52,9 @@ def status_table(rows: list[dict[str, Any]]) -> str:
     order = {"error": 1, "timeout": 1, "partial": 0}
     rows = sorted(rows, key=lambda r: (order.get(r["status"], 0), r["repo"]))
     width = min(max([len("REPOSITORY"), *(len(r["repo"]) for r in rows)]), 60)
-    lines = [f"{'REPOSITORY':{width}}  {'STATUS':8} {'LEAKS':>5} {'FOUND':>5} {'BLOBS':>8} "
-             f"{'MB':>9} {'SECONDS':>8} {'LAST COMMIT':11}  ERROR"]
+    # what this run read: a repository its cache knows gives only what is new since
+    lines = [f"{'REPOSITORY':{width}}  {'STATUS':8} {'LEAKS':>5} {'FOUND':>5} {'READ':>8} "
+             f"{'MB READ':>9} {'SECONDS':>8} {'LAST COMMIT':11}  ERROR"]
     for r in rows:
         name = printable(r["repo"])
         if len(name) > width:
