@@ -238,8 +238,10 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     result.findings = sorted(
         _attribute(hits, tip, shown, held, options, refs_of,
                    {**(meta.get() if meta else {}), **tagged}, result),
+        # ties (one place, several credentials: an unreachable copy) broken by the
+        # credential, so a re-scan lists them in a fresh scan's order
         key=lambda f: (str(f.extra.get("first_seen") or ""), f.location.path, f.line,
-                       f.column))
+                       f.column, f.rule_id, f.value_digest))
     return appearances, refs_of
 
 
@@ -546,7 +548,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
         run.grown_from = {p for c in line for p in c.parents}.difference(c.sha for c in line)
-        wanted += _loose_unscanned(run.git_dir, state, wanted)
+        wanted += _stored_unscanned(run.git_dir, state, wanted)
         shas = list(dict.fromkeys(wanted + again))
         gone = store.missing(held)
         # the new commits were read to walk them; the rest one object in memory at a
@@ -765,7 +767,7 @@ def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: Histor
     if state is not None:
         ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
-        fresh += _loose_unscanned(git_dir, state, fresh)
+        fresh += _stored_unscanned(git_dir, state, fresh)
         # unreadable ones are tried (and reported) again; the findings of the others
         # come from the cache (`_cached_findings`), unless the secrets themselves are
         # wanted. Those objects are described, not read: one gone from the store (or
@@ -782,13 +784,18 @@ def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: Histor
     return [], True, set()  # every object in the store: from the packs, or listed by git
 
 
-def _loose_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]) -> list[str]:
-    """Loose objects the last scan did not read and the new commits do not hold: those
-    of a commit amended or reset away, a dropped stash, a file added then unstaged,
-    since the last scan. A whole-history scan reads them (and says they are
-    unreachable); a re-scan reads them too, so it says what a fresh scan would."""
+def _stored_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]
+                      ) -> list[str]:
+    """Objects stored since the last scan that it did not read and the new commits do not
+    hold: loose ones (a commit amended or reset away, a dropped stash, a file added then
+    unstaged) and those of packs written since (a fetch of a branch no ref keeps). A
+    whole-history scan reads them (and says they are unreachable); a re-scan reads them
+    too, so it says what a fresh scan would."""
     taken = set(wanted)
-    return [sha for sha in source.loose_objects(source.objects_dir(git_dir), state.loose_ns)
+    objects = source.objects_dir(git_dir)
+    stored = source.loose_objects(objects, state.loose_ns) + \
+        source.packed_since(objects, state.loose_ns)
+    return [sha for sha in dict.fromkeys(stored)
             if sha not in taken and bytes.fromhex(sha) not in state.scanned]
 
 

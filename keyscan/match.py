@@ -205,12 +205,7 @@ class Matcher:
         return triggers
 
     def find(self, data: bytes) -> list[Credential]:
-        found = self._find(data, None)
-        if found and _own_report(data):
-            # keyscan's own report names the key IDs it found elsewhere: they are not new.
-            # Secrets it shows whole (--show-secrets) are leaks like any other
-            found = [c for c in found if c.secret or c.token or c.other]
-        return found
+        return _not_reported(self._find(data, None), data)
 
     def _find(self, data: bytes, budget: unpack.Budget | None) -> list[Credential]:
         """`budget`: what the archive `data` came out of may still unpack (None: `data`
@@ -260,7 +255,7 @@ class Matcher:
                 found.extend(self._raw(content, budget))
             else:
                 found.extend(_with_encoding(c, form, name)
-                             for c in self._find(content, budget))
+                             for c in _not_reported(self._find(content, budget), content))
         budget.depth -= 1
         return found
 
@@ -383,6 +378,15 @@ class Matcher:
                 end = start + 2 * len(hit.value)
                 out.append(Hit(hit.rule, hit.value, start, end, "utf-16", hit.near_only))
         return out
+
+
+def _not_reported(found: list[Credential], data: bytes) -> list[Credential]:
+    """`found` in `data`, less the key IDs of keyscan's own report (gzipped or zipped
+    too): it names key IDs found elsewhere, not new ones. Secrets one shows whole
+    (--show-secrets) are leaks like any other."""
+    if found and _own_report(data):
+        return [c for c in found if c.secret or c.token or c.other]
+    return found
 
 
 def _own_report(data: bytes) -> bool:

@@ -727,6 +727,31 @@ def test_a_key_left_unreachable_since_the_last_scan_is_seen_by_the_rescan(
         assert [f["key_id"] for f in found] == ([key] if extra else [])
 
 
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+def test_a_key_fetched_in_a_pack_no_ref_keeps_is_seen_by_the_rescan(
+        cli: Cli, repo: Path, tmp_path: Path, read_files: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`git fetch URL branch` keeps what it fetched in a pack that only FETCH_HEAD names:
+    a fresh scan reads every stored object, a re-scan read only new refs' history and
+    loose objects, so it missed the key, for good (QA)."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    key = fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "a")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", f"file://{repo}", str(clone))
+    history(cli, clone)
+    git(repo, "checkout", "-q", "-b", "side")
+    commit(repo, {"k.ini": pair_text(key, fake_secret())}, "key on a side branch")
+    git(clone, "-c", "transfer.unpackLimit=1", "fetch", "-q", f"file://{repo}", "side")
+    assert not list((clone / ".git" / "objects").glob("??/*"))  # all of it in a pack
+    for extra in ([], ["--unreachable"]):
+        code, found, doc = history(cli, clone, *extra)
+        fresh_code, fresh, fresh_doc = history(cli, clone, "--no-cache", *extra)
+        assert (code, found, doc["notes"]) == (fresh_code, fresh, fresh_doc["notes"]), extra
+        assert [f["key_id"] for f in found] == ([key] if extra else [])
+
+
 @pytest.mark.parametrize("rewrite", ["amend", "rebase"])
 def test_rescans_after_an_amend_or_rebase_name_the_new_commit(cli: Cli, repo: Path,
                                                               rewrite: str) -> None:

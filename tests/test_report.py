@@ -521,6 +521,12 @@ def test_keyscans_own_reports_are_not_leaks_again(cli: Cli, repo: Path) -> None:
     for fmt in ("json", "jsonl", "sarif", "text"):
         assert cli("scan", repo, "--format", fmt, "--output", repo / f"keyscan.{fmt}").code == 1
         assert key in (repo / f"keyscan.{fmt}").read_text()
+    import gzip
+    import zipfile
+
+    (repo / "keyscan.json.gz").write_bytes(gzip.compress((repo / "keyscan.json").read_bytes()))
+    with zipfile.ZipFile(repo / "reports.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(repo / "keyscan.sarif", "keyscan.sarif")
     again = cli("scan", repo, "--format", "json", "--verbose")
     assert sorted(f["path"] for f in again.json["findings"]) == ["id.txt", "leak.ini"]
     cli("scan", repo, "--format", "json", "--show-secrets", "--output", repo / "full.json")

@@ -113,6 +113,21 @@ def _stored(git_dir: Path) -> set[bytes]:
     return ids
 
 
+def packed_since(objects: Path, since_ns: int) -> list[str]:
+    """Ids of the objects in the packs written since `since_ns` (their index's time): a
+    stat per pack, and the pack reader imported only when there is a new one."""
+    try:
+        new = [e.path for e in os.scandir(objects / "pack")
+               if e.name.endswith(".idx") and e.stat().st_mtime_ns >= since_ns]
+    except OSError:
+        return []
+    if not new:
+        return []
+    from keyscan.sources import packs
+
+    return [sha.hex() for path in new for sha in packs.index_ids(Path(path))]
+
+
 def loose_objects(objects: Path, since_ns: int = 0) -> list[str]:
     """Ids of the objects stored one file each (not yet packed), listed by bare system
     calls (a re-scan lists them: no pathlib walk, no import of the pack reader); with
