@@ -793,10 +793,16 @@ def _stored_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]
     too, so it says what a fresh scan would."""
     taken = set(wanted)
     objects = source.objects_dir(git_dir)
-    stored = source.loose_objects(objects, state.loose_ns) + \
-        source.packed_since(objects, state.loose_ns)
-    return [sha for sha in dict.fromkeys(stored)
-            if sha not in taken and bytes.fromhex(sha) not in state.scanned]
+    loose = [sha for sha in source.loose_objects(objects, state.loose_ns)
+             if sha not in taken and bytes.fromhex(sha) not in state.scanned]
+    packed = [sha.hex() for sha in state.scanned.missing(
+        source.packed_since(objects, state.loose_ns))]
+    packed = [sha for sha in packed if sha not in taken]
+    if packed:  # after `git gc` a new pack holds every tree, which the cache does not list:
+        # git tells their kinds at once (reading each from the pack cost a minute)
+        packed = [r.sha for r in source.describe_objects(git_dir, packed)
+                  if r.kind in _SCANNED_KINDS or r.kind in ("missing", "corrupt")]
+    return list(dict.fromkeys(loose + packed))
 
 
 def _resolve(git_dir: Path, rev: str) -> str:

@@ -752,6 +752,40 @@ def test_a_key_fetched_in_a_pack_no_ref_keeps_is_seen_by_the_rescan(
         assert [f["key_id"] for f in found] == ([key] if extra else [])
 
 
+def test_a_rescan_after_git_gc_does_not_read_the_trees_of_the_new_pack(
+        cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `git gc` one new pack holds everything, trees included, which a cache made
+    through git does not list: git tells their kinds in one call and none is read (one
+    read each took a minute on a 34k-commit history)."""
+    from keyscan.sources.store import Store
+
+    key = fake_key_id()
+    for n in range(12):
+        commit(repo, {f"d{n}/f.txt": f"{n}\n", **({"k.ini": f"id {key}\n"} if n == 5 else {})},
+               f"c{n}")
+    git(repo, "repack", "-a", "-d", "-q")  # a cloned repository
+    monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")  # read through git: no tree is listed
+    _, before, _ = history(cli, repo)
+    monkeypatch.delenv("KEYSCAN_READ_PACKS")
+    stored = set(git(repo, "cat-file", "--batch-all-objects",
+                     "--batch-check=%(objectname)").stdout.split())
+    # the new commit's parent and its root tree are read to tell what the commit changed
+    parent = {git(repo, "rev-parse", rev).stdout.strip() for rev in ("HEAD", "HEAD^{tree}")}
+    commit(repo, {"late.txt": "late\n"}, "late")
+    git(repo, "gc", "-q", "--prune=now")
+    reads: list[str] = []
+    real = Store.read_at_most
+
+    def counted(self: Store, sha: str, max_size: int | None) -> Any:
+        reads.append(sha)
+        return real(self, sha, max_size)
+
+    monkeypatch.setattr(Store, "read_at_most", counted)
+    _, after, _ = history(cli, repo)
+    assert after == before == history(cli, repo, "--no-cache")[1]  # one key, as it was
+    assert set(reads) & stored <= parent, len(reads)
+
+
 @pytest.mark.parametrize("rewrite", ["amend", "rebase"])
 def test_rescans_after_an_amend_or_rebase_name_the_new_commit(cli: Cli, repo: Path,
                                                               rewrite: str) -> None:

@@ -24,6 +24,8 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     import subprocess
     import threading
+
+    from keyscan.cache import IdSet
 else:  # run git: imported only once git runs (keyscan/lazy.py)
     subprocess = LazyModule("subprocess")
     threading = LazyModule("threading")
@@ -113,19 +115,21 @@ def _stored(git_dir: Path) -> set[bytes]:
     return ids
 
 
-def packed_since(objects: Path, since_ns: int) -> list[str]:
-    """Ids of the objects in the packs written since `since_ns` (their index's time): a
-    stat per pack, and the pack reader imported only when there is a new one."""
+def packed_since(objects: Path, since_ns: int) -> IdSet:
+    """The ids of the objects in the packs written since `since_ns` (their index's
+    time): a stat per pack, and the pack reader imported only when there is a new one."""
+    from keyscan.cache import IdSet
+
     try:
         new = [e.path for e in os.scandir(objects / "pack")
                if e.name.endswith(".idx") and e.stat().st_mtime_ns >= since_ns]
     except OSError:
-        return []
+        return IdSet()
     if not new:
-        return []
+        return IdSet()
     from keyscan.sources import packs
 
-    return [sha.hex() for path in new for sha in packs.index_ids(Path(path))]
+    return IdSet.merged(packs.index_ids(Path(path)) for path in new)
 
 
 def loose_objects(objects: Path, since_ns: int = 0) -> list[str]:
