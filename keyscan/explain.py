@@ -166,7 +166,11 @@ def _history_facts(story: Story, git_dir: Path | None) -> None:
             story.in_worktree = True
             story.places.append(Place(f.location.path, f.line, "worktree", None, f.status))
             continue
-        story.in_head = story.in_head or bool(f.extra.get("in_head"))
+        # a copy in HEAD that is allowed (the committed baseline's `keyscan:allow` line)
+        # does not keep a leak "in HEAD"
+        leaks = any(g.status is Status.LEAK for g in story.findings)
+        if f.status is Status.LEAK or not leaks:
+            story.in_head = story.in_head or bool(f.extra.get("in_head"))
         story.refs = sorted({*story.refs, *_strings(f.extra.get("refs"))})
         occurrences = f.extra.get("occurrences")
         for o in occurrences if isinstance(occurrences, list) else []:

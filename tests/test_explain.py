@@ -151,3 +151,16 @@ def test_an_ignored_finding_shows_why(cli: Cli, repo: Path) -> None:
     assert "(not reported: ignored in .keyscanignore)" in out  # once, history and tree
     refs = next(line for line in out.splitlines() if line.startswith("  refs "))
     assert refs.count(",") == 9 and "and 31 more" in refs
+
+
+def test_a_key_whose_only_copy_in_head_is_the_baseline_is_not_in_head(
+        cli: Cli, repo: Path, wandering: dict[str, Any]) -> None:
+    """Adopting keyscan commits a baseline naming the key (its line marked keyscan:allow):
+    explain said "in HEAD: yes", and advised removing it from the baseline."""
+    assert cli("baseline", "--history", repo, "--output", repo / "keyscan-baseline.json"
+               ).code == 0
+    commit(repo, {"keyscan-baseline.json": (repo / "keyscan-baseline.json").read_text()},
+           "adopt keyscan", "Alice")
+    out = cli("explain", wandering["key"], repo).out
+    assert "in HEAD     no" in out
+    assert "keyscan-baseline.json" not in out.split("Next steps:")[1]
