@@ -161,14 +161,14 @@ def _history_facts(story: Story, git_dir: Path | None) -> None:
 
     shas: set[str] = set()
     rows: list[tuple[str, int, str, str, Status]] = []
+    # a copy in HEAD that is allowed (the committed baseline's `keyscan:allow` line) does
+    # not keep a leak "in HEAD"
+    leaks = any(f.status is Status.LEAK for f in story.findings)
     for f in story.findings:
         if f.location.source == "worktree":
             story.in_worktree = True
             story.places.append(Place(f.location.path, f.line, "worktree", None, f.status))
             continue
-        # a copy in HEAD that is allowed (the committed baseline's `keyscan:allow` line)
-        # does not keep a leak "in HEAD"
-        leaks = any(g.status is Status.LEAK for g in story.findings)
         if f.status is Status.LEAK or not leaks:
             story.in_head = story.in_head or bool(f.extra.get("in_head"))
         story.refs = sorted({*story.refs, *_strings(f.extra.get("refs"))})

@@ -24,7 +24,7 @@ from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, rules_by
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
-from keyscan.scan import ScanOptions, identity, path_allowed, to_finding
+from keyscan.scan import ScanOptions, identity, listed, path_allowed, to_finding
 from keyscan.sources import history as source
 from keyscan.sources import recent
 from keyscan.sources.store import Store, StoreError
@@ -393,7 +393,7 @@ def _notes_on(shallow: bool, files: dict[str, bytes], partial: bool = False) -> 
     if ".gitmodules" in files:
         paths = [p.decode("utf-8", "replace") for p in
                  _SUBMODULE_PATH.findall(files[".gitmodules"])]
-        named = f" ({', '.join(paths[:5])}{', …' if len(paths) > 5 else ''})" if paths else ""
+        named = f" ({listed(paths, 5)})" if paths else ""
         notes.append(f"submodules are not followed{named}: scan each submodule on its own")
     if _LFS.search(files.get(".gitattributes", b"")):
         notes.append("files kept in Git LFS: their pointer files were scanned, their content "
@@ -548,7 +548,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
         run.grown_from = {p for c in line for p in c.parents}.difference(c.sha for c in line)
-        wanted += _stored_unscanned(run.git_dir, state, wanted)
+        wanted += _stored_unscanned(run.git_dir, state, wanted, typed=True)
         shas = list(dict.fromkeys(wanted + again))
         gone = store.missing(held)
         # the new commits were read to walk them; the rest one object in memory at a
@@ -744,12 +744,12 @@ def _unread_in_range(result: ScanResult) -> None:
     result.gate = True
     unread = [s for s in result.skipped if s.path.startswith(("object ", "blob "))]
     if unread:
-        shown = ", ".join(s.path.split()[-1][:12] for s in unread[:3])
+        shown = listed([s.path.split()[-1][:12] for s in unread])
         result.errors.append(
-            f"{len(unread)} object(s) the range added were not scanned ({shown}"
-            f"{', …' if len(unread) > 3 else ''}; listed with --verbose): the range is not "
-            "cleared. Fetch them (a partial or damaged clone: `git fetch --refetch`, or a "
-            "clone without --filter), or raise --max-file-size for large ones")
+            f"{len(unread)} object(s) the range added were not scanned ({shown}; listed "
+            "with --verbose): the range is not cleared. Fetch them (a partial or damaged "
+            "clone: `git fetch --refetch`, or a clone without --filter), or raise "
+            "--max-file-size for large ones")
 
 
 def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: HistoryOptions,
@@ -784,13 +784,15 @@ def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: Histor
     return [], True, set()  # every object in the store: from the packs, or listed by git
 
 
-def _stored_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]
-                      ) -> list[str]:
+def _stored_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str],
+                      typed: bool = False) -> list[str]:
     """Objects stored since the last scan that it did not read and the new commits do not
     hold: loose ones (a commit amended or reset away, a dropped stash, a file added then
     unstaged) and those of packs written since (a fetch of a branch no ref keeps). A
     whole-history scan reads them (and says they are unreachable); a re-scan reads them
-    too, so it says what a fresh scan would."""
+    too, so it says what a fresh scan would. `typed`: only blobs, commits and tags of the
+    packs' objects (for a caller that reads what it is given; git's path describes all
+    it reads anyway)."""
     taken = set(wanted)
     objects = source.objects_dir(git_dir)
     loose = [sha for sha in source.loose_objects(objects, state.loose_ns)
@@ -798,8 +800,8 @@ def _stored_unscanned(git_dir: Path, state: cache.CacheState, wanted: list[str]
     packed = [sha.hex() for sha in state.scanned.missing(
         source.packed_since(objects, state.loose_ns))]
     packed = [sha for sha in packed if sha not in taken]
-    if packed:  # after `git gc` a new pack holds every tree, which the cache does not list:
-        # git tells their kinds at once (reading each from the pack cost a minute)
+    if packed and typed:  # after `git gc` a new pack holds every tree, which the cache
+        # does not list: git tells their kinds at once (reading each cost a minute)
         packed = [r.sha for r in source.describe_objects(git_dir, packed)
                   if r.kind in _SCANNED_KINDS or r.kind in ("missing", "corrupt")]
     return list(dict.fromkeys(loose + packed))

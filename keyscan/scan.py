@@ -139,11 +139,16 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResul
             (missing, "missing from the object store", "The repository is damaged: "
              "`git fsck` names what is wrong; stage the files again (`git add`)")):
         if unread:
-            shown = ", ".join(printable(s.path) for s in unread[:3])
             result.errors.append(
-                f"{len(unread)} staged file(s) {what}, not scanned ({shown}"
-                f"{', …' if len(unread) > 3 else ''}): the commit is stopped. {advice}")
+                f"{len(unread)} staged file(s) {what}, not scanned "
+                f"({listed([printable(s.path) for s in unread])}): the commit is stopped. "
+                f"{advice}")
     return result
+
+
+def listed(names: list[str], most: int = 3) -> str:
+    """The first `most` of `names`, and an ellipsis for the rest: for one-line messages."""
+    return ", ".join(names[:most]) + (", …" if len(names) > most else "")
 
 
 def scan_stdin(stream: BinaryIO | None, rules: RuleSet, options: ScanOptions) -> ScanResult:
