@@ -24,7 +24,7 @@ from keyscan.match import ENGINE_AFTER, Credential, Matcher, from_rows, rules_by
 from keyscan.model import Commit, Finding, Location, ScanResult, Skipped
 from keyscan.record import field, record
 from keyscan.rules import RuleSet
-from keyscan.scan import ScanOptions, identity, listed, path_allowed, to_finding
+from keyscan.scan import ScanOptions, identity, listed, path_allowed, to_finding, unread_members
 from keyscan.sources import history as source
 from keyscan.sources import recent
 from keyscan.sources.store import Store, StoreError
@@ -596,6 +596,8 @@ def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | Non
         result.stats.files += 1
         result.stats.bytes += len(data)
         hits.add(sha, kind, _found_in(kind, data, matcher))
+        if matcher.unread:
+            result.skipped += unread_members(matcher, f"blob {sha}")
 
     def read_ids() -> cache.IdSet:
         return cache.IdSet.of(read)
@@ -742,7 +744,10 @@ def _unread_in_range(result: ScanResult) -> None:
     """A range scan is a CI gate: what it could not read (missing, corrupt, over the size
     limit) fails it, as a staged file does the pre-commit hook."""
     result.gate = True
-    unread = [s for s in result.skipped if s.path.startswith(("object ", "blob "))]
+    # not an archive's member that cannot be read (encrypted) or was cut at a limit: no
+    # fetch or flag would clear those (the note lists them)
+    unread = [s for s in result.skipped
+              if s.path.startswith(("object ", "blob ")) and not s.member]
     if unread:
         shown = listed([s.path.split()[-1][:12] for s in unread])
         result.errors.append(
@@ -835,7 +840,7 @@ def _read_and_match(git_dir: Path, refs: list[source.ObjectRef], matcher: Matche
         result.stats.bytes += found.bytes
         progress.done()
         hits = _Hits(interrupted=found.interrupted)
-        _add_found(hits, found, matcher)
+        _add_found(hits, found, matcher, result)
     else:
         start_walk()
         hits = _match_objects(git_dir, wanted, matcher, result, progress)
@@ -943,7 +948,7 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     result.stats.files += found.objects
     result.stats.bytes += found.bytes
     hits = _Hits(interrupted=found.interrupted)
-    _add_found(hits, found, matcher)
+    _add_found(hits, found, matcher, result)
     failed = {(n, p) for n, p in found.failed}
     plans = store.plans
     read: list[bytes] = []
@@ -969,10 +974,12 @@ def _read_packs(git_dir: Path, store: _PackStore, matcher: Matcher, options: Sca
     return hits, read_ids
 
 
-def _add_found(hits: _Hits, found: parallel.Found, matcher: Matcher) -> None:
+def _add_found(hits: _Hits, found: parallel.Found, matcher: Matcher, result: ScanResult
+               ) -> None:
     by_id = rules_by_id(matcher.rules)
     for ref, rows in found.hits:
         hits.add(ref.sha, ref.kind, from_rows(rows, by_id))
+    result.skipped += [Skipped(f"blob {sha}", why, member) for sha, member, why in found.unread]
 
 
 def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Matcher,
@@ -992,6 +999,10 @@ def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Match
                 result.stats.bytes += len(obj.data)
                 progress.update(result.stats.files, result.stats.bytes)
             hits.add(obj.sha, obj.kind, _found_in(obj.kind, obj.data, matcher))
+            if matcher.unread:
+                unread = unread_members(matcher, f"blob {obj.sha}")
+                if result is not None:
+                    result.skipped += unread
     except KeyboardInterrupt:  # every object matched so far is whole: report those
         hits.interrupted = True
     finally:

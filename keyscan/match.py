@@ -187,6 +187,9 @@ class Matcher:
         self.prefilter = Prefilter(*self._spec, engine=engine_after <= 0)
         self._lines = _LineMemo(self.line_rules)
         self._gated = self._gate()
+        # (member, why): what of the archive the last `find` matched was not read, or
+        # not wholly (`unpack.Budget.unread`); usually empty
+        self.unread: list[tuple[str, str]] = []
 
     def _gate(self) -> bool:
         # every pass is behind a trigger (no keyword-less rule, key IDs by prefix): then
@@ -205,6 +208,8 @@ class Matcher:
         return triggers
 
     def find(self, data: bytes) -> list[Credential]:
+        if self.unread:
+            self.unread = []  # the last call's
         return _not_reported(self._find(data, None), data)
 
     def _find(self, data: bytes, budget: unpack.Budget | None) -> list[Credential]:
@@ -214,7 +219,10 @@ class Matcher:
                 or data.startswith(b"PK\x05\x06", len(data) - 22)):
             from keyscan import unpack  # imported when an archive is first met
 
-            found = self._unpacked(data, budget or unpack.Budget())
+            top = budget or unpack.Budget()
+            found = self._unpacked(data, top)
+            if budget is None:
+                self.unread = top.unread
             if found is not None:
                 return found
         return self._raw(data, budget)
@@ -246,6 +254,9 @@ class Matcher:
         from keyscan import unpack
 
         if budget.depth >= unpack.MAX_DEPTH:
+            if budget.at and unpack.kind(data) is not None:
+                budget.note("", f"an archive inside {unpack.MAX_DEPTH} others: its members "
+                                "not unpacked (its bytes matched as they are)")
             return None
         budget.depth += 1
         found: list[Credential] | None = None
@@ -254,8 +265,10 @@ class Matcher:
             if name is None:  # its bytes outside the members: names, comment, stub
                 found.extend(self._raw(content, budget))
             else:
+                budget.at.append(name)
                 found.extend(_with_encoding(c, form, name)
                              for c in _not_reported(self._find(content, budget), content))
+                budget.at.pop()
         budget.depth -= 1
         return found
 

@@ -270,6 +270,9 @@ class Skipped:
 
     path: str
     reason: str
+    # a part inside `path` (an archive's member, "inner.jar!app.properties") that was not
+    # read, when `path` itself was: not a gate's failure (no limit or fetch would help)
+    member: str = ""
 
 
 @record(frozen=False)

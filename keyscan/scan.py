@@ -14,7 +14,16 @@ from typing import BinaryIO
 from keyscan import attribute, gitrepo
 from keyscan.errors import KeyscanError, ScanInterrupted
 from keyscan.match import ENGINE_AFTER, Credential, Matcher, Part
-from keyscan.model import Commit, Finding, Location, ScanResult, Secret, Status, value_digest
+from keyscan.model import (
+    Commit,
+    Finding,
+    Location,
+    ScanResult,
+    Secret,
+    Skipped,
+    Status,
+    value_digest,
+)
 from keyscan.record import field, record
 from keyscan.report.redact import printable
 from keyscan.rules import RuleSet
@@ -246,8 +255,13 @@ def _run(target: str, mode: str, units: Iterable[Unit], rules: RuleSet, options:
 
 def findings_in(unit: Content, matcher: Matcher, options: ScanOptions,
                 result: ScanResult | None = None) -> list[Finding]:
-    """The findings in `unit`; those in allowed paths are counted in `result` instead."""
+    """The findings in `unit`; those in allowed paths are counted in `result` instead,
+    and what of an archive was not read is listed in its `skipped`."""
     creds = matcher.find(unit.data)
+    if matcher.unread:
+        unread = unread_members(matcher, unit.location.path)
+        if result is not None:
+            result.skipped += unread
     if not creds:
         return []
     path = unit.location.path
@@ -259,6 +273,12 @@ def findings_in(unit: Content, matcher: Matcher, options: ScanOptions,
             continue
         out.append(to_finding(cred, unit.location))
     return out
+
+
+def unread_members(matcher: Matcher, path: str) -> list[Skipped]:
+    """What of the archive at `path` the matcher just matched was not read, or not wholly
+    (an encrypted member, one cut at a limit): never passed over silently."""
+    return [Skipped(path, why, member) for member, why in matcher.unread]
 
 
 def path_allowed(path: str, cred: Credential, options: ScanOptions) -> bool:

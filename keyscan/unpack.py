@@ -15,7 +15,9 @@ they are, at their lines. No I/O but memory; what is given out is bounded:
 
 Hostile or damaged archives give what can be read of them: a truncated gzip its first
 part, a zip its readable members. No error of a decompressor or an archive reader
-reaches the caller. Encrypted zip members are passed over.
+reaches the caller. What is not read, or not wholly (an encrypted zip member, one cut at
+a limit, a damaged one, archives nested too deep), is noted in the budget's `unread`:
+never passed over silently.
 
 zipfile, tarfile, bz2 and lzma are imported when an archive is first met: the pre-commit
 hook and most of a history never pay for them.
@@ -60,18 +62,46 @@ def kind(data: bytes) -> str | None:
 
 
 class Budget:
-    """What one archive may still give out, in bytes, across all its members."""
+    """What one archive may still give out, in bytes, across all its members; and what
+    of it was not read."""
 
     def __init__(self) -> None:
         self.left = TOTAL_LIMIT
         self.depth = 0  # archives open around the content being matched
+        self.at: list[str] = []  # the names of the members open around it (the caller's)
+        self.unread: list[tuple[str, str]] = []  # (member path, why), in the order met
 
     def limit(self) -> int:
         return min(MEMBER_LIMIT, self.left)
 
+    def note(self, name: str, why: str) -> None:
+        """The member `name` (of the innermost archive open) was not read, or not wholly."""
+        self.unread.append(("!".join(m for m in (*self.at, name) if m) or "(content)", why))
+
+    def cut(self, name: str, content: bytes, size: int | None) -> bytes:
+        """`content`, the first bytes of the member `name` (`size` bytes in all; None: not
+        known), taken from the budget; noted when a limit cut it short."""
+        if len(content) >= self.limit() and (size is None or size > len(content)):
+            self.note(name, _cut_reason(self.limit()))
+        return self.take(content)
+
     def take(self, content: bytes) -> bytes:
         self.left -= max(len(content), ENTRY_COST)
         return content
+
+
+def _cut_reason(limit: int) -> str:
+    if limit >= MEMBER_LIMIT:
+        return f"only its first {_size(MEMBER_LIMIT)} read (the limit for one member)"
+    return f"only its first {_size(limit)} read: {_full()}"
+
+
+def _full() -> str:
+    return f"the archive reached its limit of {_size(TOTAL_LIMIT)} unpacked"
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MB" if n >= 1 << 20 and not n & 0xFFFFF else f"{n} bytes"
 
 
 # (format, member name, content); the name None: the archive's bytes outside its members
@@ -95,10 +125,14 @@ def members(data: bytes, budget: Budget) -> Iterator[Member]:
     elif form == "tar":
         yield from (("tar", name, content) for name, content in _tar(data, budget, inside))
     else:
-        content, used = _inflate(data, form, budget.limit())
+        limit = budget.limit()
+        content, used = _inflate(data, form, limit)
         if not content:
             return
-        yield form, "", budget.take(content)
+        stream = f"({form} content)"  # named so in notes; "" in findings (`members`)
+        if len(content) < limit and kind(data[used : used + 512]) == form:
+            budget.note(stream, "damaged: read up to the damage, the rest matched as it is")
+        yield form, "", budget.cut(stream, content, None)
         inside.append((0, used))
     if inside:
         outside = _outside(data, inside)
@@ -178,19 +212,29 @@ def _zip(data: bytes, budget: Budget, inside: list[tuple[int, int]]
         infos = archive.infolist()
     except Exception:  # no central directory (cut short), or hostile
         return  # the caller matches the raw bytes
-    for info in infos:
+    for at, info in enumerate(infos):
         if budget.left <= 0:
+            left = [i for i in infos[at:] if not i.filename.endswith("/")]
+            if left:
+                more = f", nor the {len(left) - 1} after it" if len(left) > 1 else ""
+                budget.note(left[0].filename, f"not read{more}: {_full()}")
             return
         span = _member_span(data, info)
         if span is not None:
             inside.append(span)
-        if info.filename.endswith("/") or info.flag_bits & 0x1:
-            continue  # a folder; or encrypted, which cannot be read without its password
+        if info.filename.endswith("/"):
+            continue  # a folder
+        if info.flag_bits & 0x1:
+            budget.note(info.filename, "encrypted zip member: cannot be read without its "
+                                       "password")
+            continue
         try:
             content = _member(archive, info, data, span, budget.limit())
         except Exception:  # a damaged member, an unsupported method
-            continue  # is passed over: the others are read
-        yield info.filename, budget.take(content)
+            budget.note(info.filename, "damaged, or compressed in a way keyscan cannot "
+                                       "read: not read")
+            continue  # the others are read
+        yield info.filename, budget.cut(info.filename, content, info.file_size)
 
 
 def _member_span(data: bytes, info: Any) -> tuple[int, int] | None:
@@ -233,16 +277,21 @@ def _tar(data: bytes, budget: Budget, inside: list[tuple[int, int]]
     import io
     import tarfile
 
+    last = ""
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             for info in archive:
-                if budget.left <= 0:
-                    return
+                last = info.name
                 if not info.isfile():
                     continue
+                if budget.left <= 0:
+                    budget.note(info.name, f"not read, nor the members after it: {_full()}")
+                    return
                 inside.append((info.offset_data, info.offset_data + info.size))
                 member = archive.extractfile(info)
                 if member is not None:
-                    yield info.name, budget.take(member.read(budget.limit()))
+                    yield info.name, budget.cut(info.name, member.read(budget.limit()),
+                                                info.size)
     except Exception:  # a tar cut short, or hostile: the members before
-        return  # the damage were given
+        budget.note(last or "(tar content)", "damaged tar: what follows this member not "
+                                             "read" if last else "damaged tar: not read")

@@ -389,3 +389,147 @@ def test_a_range_that_leaks_and_cannot_read_everything_fails_closed(
                for n in invocation["toolExecutionNotifications"])
     clean = json.loads(cli("scan", "--range", "HEAD~1..HEAD", repo, "--format", "sarif").out)
     assert clean["runs"][0]["invocations"][0]["executionSuccessful"] is True
+
+
+# -- what is not read is said, never passed over silently -----------------------------------
+
+
+def encrypted(members: dict[str, bytes], locked: str) -> bytes:
+    """A zip whose member `locked` is marked encrypted (zipfile writes no encryption:
+    the flag is what readers go by)."""
+    raw = bytearray(zipped(members))
+    name = locked.encode()
+    for magic, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = 0
+        while (at := raw.find(magic, at)) >= 0:
+            header = at + (30 if magic == b"PK\x03\x04" else 46)
+            if raw[header : header + len(name)] == name:
+                raw[at + flags] |= 0x1
+            at += 4
+    return bytes(raw)
+
+
+def unread(data: bytes) -> tuple[list[str], list[tuple[str, str]]]:
+    """The members findings were made in, and what the matcher says it did not read."""
+    found = _MATCHER.find(data)
+    return [c.anchor.member for c in found], _MATCHER.unread
+
+
+def test_an_encrypted_member_is_named_and_the_others_read(pair: tuple[str, str]) -> None:
+    data = encrypted({"locked.env": b"x" * 100, "open.env": env_file(*pair)}, "locked.env")
+    assert zipfile.ZipFile(io.BytesIO(data)).getinfo("locked.env").flag_bits & 0x1
+    members, notes = unread(data)
+    assert members == ["open.env"]
+    assert notes == [("locked.env", "encrypted zip member: cannot be read without its "
+                                    "password")]
+    assert _MATCHER.find(b"plain text") == [] and _MATCHER.unread == []  # the last call's
+    # inside a nested archive, the note names the path down to it
+    _, notes = unread(tarred({"dist/bundle.zip": data}))
+    assert [m for m, _ in notes] == ["dist/bundle.zip!locked.env"]
+
+
+def test_what_a_limit_cuts_is_named(pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+                                    ) -> None:
+    monkeypatch.setattr(unpack, "MEMBER_LIMIT", 4096)
+    members, notes = unread(zipped({"big.log": b"y" * 8000, "exact.txt": b"z" * 4096}))
+    assert members == []
+    assert notes == [("big.log", "only its first 4096 bytes read (the limit for one member)")]
+    _, notes = unread(gzip.compress(b"y" * 8000))
+    assert notes == [("(gzip content)", "only its first 4096 bytes read (the limit for one "
+                                        "member)")]
+    # the archive's total: the members past it are named, the first with a count
+    monkeypatch.setattr(unpack, "TOTAL_LIMIT", 3 * 4096)
+    many = {f"{i}.txt": b"y" * 4096 for i in range(3)}
+    _, notes = unread(zipped({**many, "a.env": env_file(*pair), "b.env": b"b"}))
+    assert notes == [("a.env", "not read, nor the 1 after it: the archive reached its limit "
+                               "of 12288 bytes unpacked")]
+    _, notes = unread(tarred({**many, "a.env": env_file(*pair)}, "w"))
+    assert notes == [("a.env", "not read, nor the members after it: the archive reached "
+                               "its limit of 12288 bytes unpacked")]
+
+
+def test_damage_and_depth_are_named(pair: tuple[str, str]) -> None:
+    good = zipped({"a.bin": bytes(range(256)) * 64, "b/.env": env_file(*pair)})
+    broken = bytearray(good)
+    header = broken.index(b"a.bin") + len("a.bin")
+    broken[header + 10 : header + 40] = b"\xff" * 30  # inside a.bin's deflated bytes
+    members, notes = unread(bytes(broken))
+    assert members == ["b/.env"]
+    assert [m for m, _ in notes] == ["a.bin"] and "damaged" in notes[0][1]
+    # a second gzip stream damaged in its middle: the first is read, the damage named
+    second = bytearray(gzip.compress(bytes(range(256)) * 64))
+    second[40:60] = b"\0" * 20
+    _, notes = unread(gzip.compress(env_file(*pair)) + bytes(second))
+    assert [m for m, _ in notes] == ["(gzip content)"] and "damaged" in notes[0][1]
+    # archives nested deeper than MAX_DEPTH: the one not opened is named
+    data = zipped({"c.env": env_file(*pair)})
+    for name in ("c.zip", "b.zip", "a.zip"):
+        data = zipped({name: data})
+    members, notes = unread(data)
+    assert members == []
+    assert notes == [("a.zip!b.zip!c.zip", "an archive inside 3 others: its members not "
+                                           "unpacked (its bytes matched as they are)")]
+    # an archive read whole says nothing
+    assert unread(zipped({"a.zip": zipped({"b.env": env_file(*pair)})}))[1] == []
+
+
+def test_a_scan_lists_what_an_archive_did_not_give_and_still_passes(
+        cli: Cli, repo: Path, pair: tuple[str, str]) -> None:
+    (repo / "vault.zip").write_bytes(encrypted({"prod.env": b"locked\n", "notes.txt": b"hi\n"},
+                                               "prod.env"))
+    (repo / "README").write_text("readme\n")
+    text = cli("scan", repo, "--verbose")
+    assert text.code == 0, text.err
+    assert "vault.zip!prod.env: encrypted zip member: cannot be read without its password" \
+        in text.out
+    doc = json.loads(cli("scan", repo, "--format", "json").out)
+    assert doc["skipped"] == [{"path": "vault.zip", "member": "prod.env", "reason":
+                               "encrypted zip member: cannot be read without its password"}]
+    assert doc["summary"]["skipped"] == 1
+    schema = json.loads((Path(__file__).parent.parent / "keyscan" / "schema" /
+                         "report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    # the hook: an encrypted member cannot be read by anyone, so it does not stop a commit
+    git(repo, "add", "vault.zip")
+    staged = cli("scan", "--staged", repo, "--format", "json")
+    assert staged.code == 0, staged.err
+    assert [s["member"] for s in json.loads(staged.out)["skipped"]] == ["prod.env"]
+
+
+@pytest.mark.parametrize("read_packs,workers", [("1", 2), ("0", 1), ("0", 2)])
+def test_history_names_what_an_archive_did_not_give_in_every_scan(
+        cli: Cli, repo: Path, pair: tuple[str, str], read_packs: str, workers: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full scans (from the packs, or through git; in worker processes or not), re-scans
+    from the cache and a CI range all list it; a range is cleared all the same (no fetch
+    or flag would read it)."""
+    from keyscan.sources import history as source
+
+    monkeypatch.setenv("KEYSCAN_READ_PACKS", read_packs)
+    monkeypatch.setenv("KEYSCAN_WORKERS", str(workers))
+    monkeypatch.setattr(source, "PARALLEL_BYTES", 0 if workers > 1 else 1 << 30)
+    (repo / "README").write_text("readme\n")
+    commit_all(repo, "start")
+    data = encrypted({"prod.env": b"locked\n", "open.env": env_file(*pair)}, "prod.env")
+    (repo / "vault.zip").write_bytes(data)
+    commit_all(repo, "add the vault")
+    blob = git(repo, "rev-parse", "HEAD:vault.zip").stdout.strip()
+    git(repo, "gc", "-q")
+    expected = [{"path": f"blob {blob}", "member": "prod.env",
+                 "reason": "encrypted zip member: cannot be read without its password"}]
+
+    def skipped(*args: str) -> list[dict[str, str]]:
+        result = cli("scan", *args, repo, "--format", "json")
+        assert result.code == 1, result.err  # open.env's pair
+        doc = json.loads(result.out)
+        assert [f["member"] for f in doc["findings"]] == ["open.env"]
+        return [s for s in doc["skipped"] if "member" in s]
+
+    assert skipped("--history", "--no-cache") == expected
+    assert skipped("--history") == expected  # fills the cache
+    (repo / "other.txt").write_text("more\n")
+    commit_all(repo, "another")
+    assert skipped("--history") == expected  # from the cache: the vault read again
+    ranged = cli("scan", "--range", "HEAD~2..HEAD", repo, "--format", "json")
+    assert ranged.code == 1 and "not cleared" not in ranged.err, ranged.err
+    assert [s for s in json.loads(ranged.out)["skipped"] if "member" in s] == expected

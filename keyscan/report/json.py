@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from keyscan import __version__
-from keyscan.model import Commit, Finding, ScanResult, Status
+from keyscan.model import Commit, Finding, ScanResult, Skipped, Status
 from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
@@ -90,12 +90,21 @@ def render(result: ScanResult, reveal: bool = False) -> str:
         "mode": result.mode,
         "summary": summary_dict(result),
         "findings": [finding_dict(f, reveal) for f in result.findings],
-        "skipped": [{"path": printable(s.path), "reason": s.reason} for s in result.skipped],
+        "skipped": [skipped_dict(s) for s in result.skipped],
         "errors": list(result.errors),
         "notes": list(result.notes),
         "baseline": baseline_dict(result),
     }
     return dump(doc)
+
+
+def skipped_dict(s: Skipped) -> dict[str, str]:
+    """What the scan did not read; `member`: a file inside the archive at `path`, which
+    was read."""
+    out = {"path": printable(s.path), "reason": s.reason}
+    if s.member:
+        out["member"] = printable(s.member)
+    return out
 
 
 def dump(doc: dict[str, Any]) -> str:

@@ -27,7 +27,8 @@ def render(result: ScanResult, reveal: bool = False, verbose: bool = False,
     out = "\n".join(blocks)
     if verbose and result.skipped:
         out += "\nSkipped:\n" + "".join(
-            f"  {printable(s.path)}: {printable(s.reason)}\n" for s in result.skipped)
+            f"  {printable(s.path)}{'!' + printable(s.member) if s.member else ''}: "
+            f"{printable(s.reason)}\n" for s in result.skipped)
     if result.baseline is not None and result.baseline.stale:
         out += "\n" + stale_block(result)
     if result.leaks:

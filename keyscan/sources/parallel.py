@@ -46,11 +46,14 @@ class Found:
     bytes: int = 0
     interrupted: bool = False  # Ctrl-C: the chunks finished before it
     failed: list[tuple[int, int]] = field(default_factory=list)  # (pack, p): git reads them
+    # (blob, member, why): what of an archive was not read (`Matcher.take_unread`)
+    unread: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add(self, part: Found) -> None:
         self.hits.extend(part.hits)
         self.bad.extend(part.bad)
         self.failed.extend(part.failed)
+        self.unread.extend(part.unread)
         self.objects += part.objects
         self.bytes += part.bytes
 
@@ -194,6 +197,9 @@ def _scan_roots(number: int, roots: list[int]) -> Found:
         creds = matcher.find(data) if data else []
         if creds:
             found.hits.append((packs.ref_of(plan, p, len(content)), to_rows(creds)))
+        if matcher.unread:
+            sha = plan.sha(p).hex()
+            found.unread += [(sha, m, why) for m, why in matcher.unread]
         # counted once matched: a Ctrl-C in between leaves no half-read object counted
         found.objects += 1
         found.bytes += len(content)
@@ -264,6 +270,8 @@ def _scan_chunk(git_dir: Path, refs: list[ObjectRef]) -> Found:
         creds = _matcher.find(data) if data else []
         if creds:
             found.hits.append((kinds[obj.sha], to_rows(creds)))
+        if _matcher.unread:
+            found.unread += [(obj.sha, m, why) for m, why in _matcher.unread]
     _add_progress(found.objects - reported_objects, found.bytes - reported)
     return found
 
