@@ -62,6 +62,14 @@ class AuditLog:
                 os.close(fd)
         return stamped
 
+    def check(self) -> None:
+        """Fail before any change when the log cannot be written: no change goes unaudited."""
+        with self._lock:
+            try:
+                os.close(self._open())
+            except KeyscanError as exc:
+                raise KeyscanError(f"{exc}; nothing was changed in IAM") from None
+
     def _open(self) -> int:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

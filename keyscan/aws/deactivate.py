@@ -149,6 +149,8 @@ def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
     Ctrl-C lets the key in progress finish (its IAM change and audit line), then the
     rest are reported as not attempted.
     """
+    if not dry_run and any(s.act for s in steps):
+        log.check()  # an IAM change the log cannot hold would be one no undo can find
     out: list[Outcome] = []
     with held() as hold:
         for step in steps:

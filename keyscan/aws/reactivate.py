@@ -101,6 +101,8 @@ def _replace(step: Step, **changes: Any) -> Step:
 
 def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
           dry_run: bool) -> list[Outcome]:
+    if not dry_run and any(s.act for s in steps):
+        log.check()  # an IAM change the log cannot hold would be one no undo can find
     out: list[Outcome] = []
     with held() as hold:  # Ctrl-C: finish the key in progress, then stop
         for step in steps:

@@ -259,3 +259,33 @@ def test_quarantine_needs_deactivate(iam: Iam, repo: Path,
     code, _, err = run_cli(capsys, "scan", str(repo), "--quarantine")
     assert code == 2
     assert "--quarantine only works with --deactivate" in err
+
+
+@pytest.mark.parametrize("command", ["deactivate", "scan"])
+def test_an_audit_log_that_cannot_be_written_stops_before_any_change(
+        iam: Iam, repo: Path, leaked: dict[str, str], tmp_path: Path, command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The key was deactivated, then the log failed: a change no audit line (no undo) held."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    log = blocker / "audit.jsonl"
+    argv = ["deactivate", str(repo)] if command == "deactivate" \
+        else ["scan", str(repo), "--deactivate"]
+    code, _, err = run_cli(capsys, *argv, "--yes", "--audit-log", str(log))
+    assert code == (2 if command == "deactivate" else 3)
+    assert f"cannot write the audit log {log}" in err
+    assert "nothing was changed in IAM" in err
+    assert iam.status(leaked) == "Active"
+
+
+def test_reactivate_with_an_audit_log_that_cannot_be_written_changes_nothing(
+        iam: Iam, repo: Path, leaked: dict[str, str], log: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log", str(log))
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, "reactivate", "--from-audit-log", str(log), "--yes",
+                           "--audit-log", str(blocker / "audit.jsonl"))
+    assert code == 2
+    assert "nothing was changed in IAM" in err
+    assert iam.status(leaked) == "Inactive"
