@@ -98,10 +98,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("--from-audit-log", type=Path, metavar="FILE",
                    help="undo everything this audit log shows keyscan left switched off")
     g = r.add_argument_group("AWS")
+    g.add_argument("--canary-account", action="append", default=[], metavar="ACCOUNT",
+                   help="also treat keys of this account as canary tokens: never sent to AWS")
     _add_acting(g, "reactivate")
     _add_connection(g)
     r.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    r.set_defaults(func=cmd_reactivate, our_account=[], canary_account=[])
+    r.set_defaults(func=cmd_reactivate, our_account=[])
 
     m = sub.add_parser("demo", help="walk through verify/deactivate/reactivate against a "
                                     "local emulated IAM (no AWS account needed)")

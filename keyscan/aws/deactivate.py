@@ -22,6 +22,9 @@ from keyscan.report.redact import printable
 
 QUARANTINE_POLICY = "keyscan-quarantine"
 INTERRUPTED = "interrupted"  # Ctrl-C came before this step: nothing was done to the key
+NOT_IAM_USER_KEYS = ("ASIA", "ABIA", "ACCA", "A3T")  # STS and special credentials
+TEMPORARY = ("not a long-term IAM user key: IAM cannot switch it off or on; temporary "
+             "credentials expire (or revoke the role's sessions)")
 DENY_ALL = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Sid": "KeyscanQuarantine", "Effect": "Deny", "Action": "*",
@@ -94,6 +97,8 @@ def _why_not(key_id: str, own: Any, operator: Operator, ours: frozenset[str]) ->
         return "no ownership information"
     if own.classification == classify.CANARY:
         return "canary token: never sent to AWS, never deactivated"
+    if key_id.startswith(NOT_IAM_USER_KEYS):
+        return TEMPORARY
     if key_id == operator.key_id:
         return ("lock-out guard: keyscan is running with this key; deactivate it from "
                 "another identity")

@@ -13,7 +13,10 @@ from typing import Any
 
 from keyscan.aws import audit
 from keyscan.aws.audit import AuditLog
+from keyscan.aws.canaries import canary_service
 from keyscan.aws.deactivate import (
+    NOT_IAM_USER_KEYS,
+    TEMPORARY,
     Outcome,
     Step,
     has_quarantine,
@@ -30,9 +33,18 @@ from keyscan.model import Ownership
 def steps_for_keys(key_ids: list[str], checker: Checker) -> list[Step]:
     from keyscan.attribute import account_id
 
-    checker.check_many({k: Ownership(account=account_id(k)) for k in key_ids})
-    steps = [_step(k, checker.cached(k) or Ownership(), checker.operator) for k in key_ids]
+    canary = {k: service for k in key_ids
+              if (service := canary_service(account_id(k), checker.accounts.canaries))}
+    checker.check_many({k: Ownership(account=account_id(k)) for k in key_ids
+                        if k not in canary})  # a canary key named to IAM trips its alarm
+    steps = [_canary_step(k, canary[k]) if k in canary
+             else _step(k, checker.cached(k) or Ownership(), checker.operator) for k in key_ids]
     return [replace(s, quarantine=_quarantined(checker, s.user)) if s.act else s for s in steps]
+
+
+def _canary_step(key_id: str, service: str) -> Step:
+    return Step(key_id=key_id, user="", account="", status="", act=False,
+                reason=f"canary token of {service}: never sent to AWS, never reactivated")
 
 
 def _quarantined(checker: Checker, user: str) -> bool:
@@ -45,8 +57,13 @@ def _quarantined(checker: Checker, user: str) -> bool:
 def _step(key_id: str, own: Ownership, operator: Operator) -> Step:
     base = Step(key_id=key_id, user=own.user, account=own.account, status=own.status,
                 act=False, reason="")
+    if key_id.startswith(NOT_IAM_USER_KEYS):
+        return _replace(base, reason=TEMPORARY)
     if own.error:
         return _replace(base, reason=f"ownership not confirmed: {own.error}")
+    if own.root:
+        return _replace(base, reason="root-user key: keyscan never changes it; sign in as "
+                                     "the root user")
     if not own.confirmed:
         return _replace(base, reason=f"not a key of your account {operator.account}")
     return _replace(base, act=True,

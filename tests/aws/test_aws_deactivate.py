@@ -289,3 +289,67 @@ def test_reactivate_with_an_audit_log_that_cannot_be_written_changes_nothing(
     assert code == 2
     assert "nothing was changed in IAM" in err
     assert iam.status(leaked) == "Inactive"
+
+
+def test_reactivate_never_sends_a_canary_key_to_aws(iam: Iam, log: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`keyscan reactivate KEY_ID` asked IAM and STS about a canary key: its alarm fired."""
+    from aws_helpers import fake_key_id
+
+    from keyscan.aws.canaries import CANARY_ACCOUNTS
+
+    iam.record()
+    canary = fake_key_id(next(iter(CANARY_ACCOUNTS)))
+    listed = fake_key_id("999988887777")
+    code, out, _ = run_cli(capsys, "reactivate", canary, listed, "--yes",
+                           "--canary-account", "999988887777", "--audit-log", str(log))
+    assert code == 0
+    assert out.count("never sent to AWS, never reactivated") == 2
+    assert iam.sent, "the operator's identity was asked"
+    assert not [body for _, body in iam.sent if canary in body or listed in body]
+
+
+def test_temporary_keys_are_not_said_to_be_of_another_account(
+        iam: Iam, tmp_path: Path, log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ASIA key of the operator's own account was 'not a key of your account 123…
+    (it is in account 123…)': the plan must say why it is really skipped."""
+    from aws_helpers import fake_key_id, fake_secret
+
+    temp = fake_key_id(DEFAULT_ACCOUNT, prefix="ASIA")
+    repo = make_repo(tmp_path / "repo", {"t.env": env_file(temp, fake_secret())})
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--audit-log", str(log))
+    assert code == 0
+    assert "not a key of your account" not in out
+    assert "temporary credentials expire" in out
+    code, out, _ = run_cli(capsys, "reactivate", temp, "--audit-log", str(log))
+    assert code == 0
+    assert "not a key of your account" not in out
+    assert "temporary credentials expire" in out
+
+
+def test_reactivate_leaves_a_root_key_alone(iam: Iam, log: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """IAM names the root user as a key's owner: reactivate planned to act on it (and failed
+    on ListAccessKeys for a user '<root_account>')."""
+    from aws_helpers import _Raw, fake_key_id
+    from botocore.awsrequest import AWSResponse
+
+    root_key = fake_key_id(DEFAULT_ACCOUNT)
+    body = (b"<GetAccessKeyLastUsedResponse><GetAccessKeyLastUsedResult>"
+            b"<UserName>&lt;root_account&gt;</UserName><AccessKeyLastUsed>"
+            b"<ServiceName>N/A</ServiceName><Region>N/A</Region></AccessKeyLastUsed>"
+            b"</GetAccessKeyLastUsedResult></GetAccessKeyLastUsedResponse>")
+
+    def root_owner(op: str, sent: str) -> object:
+        if op == "GetAccessKeyLastUsed" and root_key in sent:
+            return AWSResponse("http://127.0.0.1/", 200, {"Content-Type": "text/xml"},
+                               _Raw(body))
+        return None
+    iam.record()
+    iam._faults.append(root_owner)
+    code, out, _ = run_cli(capsys, "reactivate", root_key, "--yes", "--audit-log", str(log))
+    assert code == 0, out
+    assert "root-user key" in out
+    assert "0 of 1 key(s) to reactivate" in out
+    assert iam.calls("UpdateAccessKey") == [] and iam.calls("ListAccessKeys") == []
+    assert not log.exists()
