@@ -85,13 +85,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d.add_argument("path", nargs="?", default=".", help="scan PATH afresh (default .)")
     d.add_argument("--report", type=Path, metavar="FILE",
                    help="take the key IDs from a saved `keyscan scan --format json` report")
+    d.add_argument("--history", action="store_true",
+                   help="scan PATH's whole git history, not only its files (a key removed "
+                        "from the files is still leaked)")
+    from keyscan import config
+
+    config.add_options(d)  # the project's settings apply as they do to `keyscan scan`
     g = _add_accounts(d)
     g.add_argument("--quarantine", action="store_true",
                    help="also attach a deny-all inline policy to each owning user")
     _add_acting(g, "deactivate")
     _add_connection(g)
     d.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    d.set_defaults(func=cmd_deactivate)
+    d.set_defaults(func=cmd_deactivate, rules=[], max_file_size=None, follow_symlinks=False,
+                   staged=False, range=None, since_commit=None, unreachable=False,
+                   reflog=False, check_missing=None, no_cache=False, progress=False)
 
     r = sub.add_parser("reactivate", help="undo a deactivation (and quarantine) by keyscan")
     r.add_argument("key_ids", nargs="*", metavar="KEY_ID", help="access key IDs to reactivate")
@@ -223,14 +231,18 @@ def _print(text: str, out: TextIO) -> None:
 
 
 def _findings_for(args: argparse.Namespace) -> list[Finding]:
-    from keyscan import scan
+    """The report's findings, or a scan of PATH as `keyscan scan` makes it: with the
+    project's settings (our_accounts, allow_paths, rules) and .keyscanignore applied, so
+    this command never acts on a key `keyscan scan --deactivate` would leave alone."""
     from keyscan.aws.run import findings_from_report
-    from keyscan.rules import load_rules
+    from keyscan.cli import run_scan
 
     if args.report is not None:
+        if args.history:
+            raise KeyscanError("--report takes the key IDs from a report and --history "
+                               "scans PATH: drop one of them")
         return findings_from_report(args.report)
-    result = scan.scan_worktree(Path(args.path), load_rules([]), scan.ScanOptions())
-    return result.findings
+    return run_scan(args).findings
 
 
 def cmd_deactivate(args: argparse.Namespace) -> int:
@@ -238,8 +250,9 @@ def cmd_deactivate(args: argparse.Namespace) -> int:
     from keyscan.aws import run
     from keyscan.aws.classify import classify_all
 
+    found = _findings_for(args)  # first: the settings' our_accounts join --our-account
     aws = _aws(args)
-    findings = classify_all(_findings_for(args), aws.accounts)
+    findings = classify_all(found, aws.accounts)
     try:
         findings = run.verify(findings, aws)
     except KeyscanError as exc:  # credentials: nothing can be checked, so nothing is done

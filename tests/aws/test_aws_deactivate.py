@@ -353,3 +353,43 @@ def test_reactivate_leaves_a_root_key_alone(iam: Iam, log: Path,
     assert "0 of 1 key(s) to reactivate" in out
     assert iam.calls("UpdateAccessKey") == [] and iam.calls("ListAccessKeys") == []
     assert not log.exists()
+
+
+def test_deactivate_applies_the_projects_settings_as_scan_does(
+        iam: Iam, leaked: dict[str, str], tmp_path: Path, log: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`keyscan deactivate PATH` read no settings: it deactivated a key whose account the
+    project's our_accounts excludes, and a key .keyscanignore accepts (a planted canary
+    user of one's own), both of which `keyscan scan --deactivate` leaves alone."""
+    planted = iam.new_key("honeypot")
+    repo = make_repo(tmp_path / "repo", {
+        "deploy/prod.env": env_file(leaked["AccessKeyId"], leaked["SecretAccessKey"]),
+        "docs/trap.env": env_file(planted["AccessKeyId"], planted["SecretAccessKey"])})
+    _, out, _ = run_cli(capsys, "scan", str(repo), "-f", "json")
+    trap = json_findings(out)[planted["AccessKeyId"]]["fingerprint"]
+    (repo / ".keyscanignore").write_text(f"{trap}  our own tripwire\n")
+    (repo / ".keyscan.yaml").write_text(f'our_accounts: ["{OTHER_ACCOUNT}"]\n')
+    for argv in (["scan", str(repo), "--deactivate"], ["deactivate", str(repo)]):
+        _, out, err = run_cli(capsys, *argv, "--yes", "--audit-log", str(log))
+        plan = out + err
+        assert planted["AccessKeyId"] not in plan, argv
+        assert f"account {DEFAULT_ACCOUNT} is not in --our-account" in plan, argv
+    assert (iam.status(leaked), iam.status(planted)) == ("Active", "Active")
+    assert not log.exists()
+
+
+def test_deactivate_history_acts_on_a_key_removed_from_the_files(
+        iam: Iam, leaked: dict[str, str], tmp_path: Path, log: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    repo = make_repo(tmp_path / "repo", {
+        "deploy/prod.env": env_file(leaked["AccessKeyId"], leaked["SecretAccessKey"])})
+    make_repo(repo, {"deploy/prod.env": "AWS_ACCESS_KEY_ID=${FROM_VAULT}\n"})
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--audit-log", str(log))
+    assert (code, out) == (0, "Plan: no keys to deactivate.\n")  # the files hold none
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--history", "--yes",
+                           "--audit-log", str(log))
+    assert code == 0, out
+    assert f"deactivated              {leaked['AccessKeyId']}" in out
+    assert iam.status(leaked) == "Inactive"
+    code, _, err = run_cli(capsys, "deactivate", "--report", str(log), "--history")
+    assert code == 2 and "drop one of them" in err
