@@ -140,6 +140,7 @@ def ownership_fields(f: Finding) -> dict[str, Any]:
         classification = "canary" if canary_service(f.account) else "unknown"
     else:
         classification = None
-    checked = own is not None and (own.checked or own.live is not None)
+    # a check made (IAM answered, the pair was tried) or one that failed for this key
+    checked = own is not None and (own.checked or own.live is not None or bool(own.error))
     return {"classification": classification,
             "ownership": asdict(own) if checked and own is not None else None}

@@ -61,3 +61,26 @@ def test_text_report_shows_liveness(iam: Iam, tmp_path: Path,
         "a.env": env_file(key["AccessKeyId"], key["SecretAccessKey"])})
     _, out, _ = run_cli(capsys, "scan", str(repo), "--verify-live")
     assert f"live     yes, as arn:aws:iam::{DEFAULT_ACCOUNT}:user/alice" in out
+
+
+def test_a_live_check_that_fails_is_in_the_findings_json(
+        iam: Iam, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--verify-live alone: the text report named the error on the finding, JSON gave
+    `ownership: null` (only the run's errors said something failed, for no key)."""
+    from aws_helpers import fake_key_id
+
+    temp = fake_key_id(DEFAULT_ACCOUNT, prefix="ASIA")
+    key = iam.new_key("alice")
+    repo = make_repo(tmp_path / "repo", {
+        "temp.env": env_file(temp, fake_secret()),
+        "alice.env": env_file(key["AccessKeyId"], key["SecretAccessKey"])})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    code, out, err = run_cli(capsys, "scan", str(repo), "--verify-live", "-f", "json",
+                             "--aws-max-attempts", "1")
+    assert code == 3, err
+    found = {k: f["ownership"] for k, f in json_findings(out).items()}
+    assert "without its session token" in found[temp]["error"]
+    assert found[temp]["live"] is None
+    assert "cannot reach the AWS endpoint" in found[key["AccessKeyId"]]["error"]
+    assert found[key["AccessKeyId"]]["live"] is None
