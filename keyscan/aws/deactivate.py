@@ -44,6 +44,7 @@ class Step:
     reason: str
     where: tuple[str, ...] = ()
     quarantine: bool = False
+    quarantine_only: bool = False  # undo: keyscan did not switch the key off; leave it be
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ def render_plan(steps: list[Step], verb: str = "deactivate", extra: str = "quara
     for s in steps:
         what = verb if s.act else "skip"
         if s.act and s.quarantine:
-            what += f" + {extra}"
+            what = extra if s.quarantine_only else f"{what} + {extra}"
         who = f"user {s.user or '?'}, account {s.account or 'unknown'}"
         lines.append(f"  {what:24s} {s.key_id}  ({who}, status {s.status or 'unknown'})")
         lines.append(f"  {'':24s} why: {printable(s.reason)}")  # it names paths

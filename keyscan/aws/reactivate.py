@@ -94,10 +94,12 @@ def steps_from_log(path: Path, operator: Operator) -> list[Step]:
         if not (undo.inactive or undo.quarantined):
             continue
         e = undo.entry
-        # the key's status as keyscan left it (the last entry may be the quarantine's)
-        status = "Inactive" if undo.inactive else "Active"
+        # the key's status as keyscan left it; unknown when keyscan only quarantined (the
+        # key may have been switched off before, by someone else: the undo leaves it so)
+        status = "Inactive" if undo.inactive else ""
         base = Step(key_id=key_id, user=e.user, account=e.account, status=status,
-                    act=False, reason="", quarantine=undo.quarantined)
+                    act=False, reason="", quarantine=undo.quarantined,
+                    quarantine_only=not undo.inactive)
         if e.account != operator.account:
             steps.append(_replace(base, reason=f"logged for account {e.account}, but you run "
                                                f"in account {operator.account}"))
@@ -128,9 +130,11 @@ def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
             elif hold.received:
                 out.append(interrupted(step))
             elif dry_run:
-                out.append(Outcome(step, "would-reactivate"))
+                out.append(Outcome(step, "would-lift-quarantine" if step.quarantine_only
+                                   else "would-reactivate"))
             else:
-                out.append(set_status(step, iam, operator, log, "Active"))
+                if not step.quarantine_only:
+                    out.append(set_status(step, iam, operator, log, "Active"))
                 if step.quarantine:
                     out.append(set_quarantine(step, iam, operator, log, on=False))
     return out

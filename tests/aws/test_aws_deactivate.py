@@ -393,3 +393,27 @@ def test_deactivate_history_acts_on_a_key_removed_from_the_files(
     assert iam.status(leaked) == "Inactive"
     code, _, err = run_cli(capsys, "deactivate", "--report", str(log), "--history")
     assert code == 2 and "drop one of them" in err
+
+
+def test_undo_from_the_log_does_not_reactivate_a_key_keyscan_did_not_switch_off(
+        iam: Iam, repo: Path, leaked: dict[str, str], log: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An admin switched the leaked key off by hand; keyscan only quarantined its user.
+    Undo from the log reactivated the key too: a leaked key live again."""
+    iam.client("iam").update_access_key(UserName="ci-deployer",
+                                        AccessKeyId=leaked["AccessKeyId"], Status="Inactive")
+    code, out, _ = run_cli(capsys, "deactivate", str(repo), "--quarantine", "--yes",
+                           "--audit-log", str(log))
+    assert code == 0, out
+    assert [e["action"] for e in entries(log)] == ["quarantine"]
+    code, out, _ = run_cli(capsys, "reactivate", "--from-audit-log", str(log),
+                           "--audit-log", str(log))
+    assert f"lift quarantine          {leaked['AccessKeyId']}" in out
+    assert "reactivate" not in out.split("\n", 2)[1]
+    code, out, _ = run_cli(capsys, "reactivate", "--from-audit-log", str(log), "--yes",
+                           "--audit-log", str(log))
+    assert code == 0, out
+    assert "unquarantined" in out and "reactivated" not in out
+    assert iam.status(leaked) == "Inactive"
+    assert iam.client("iam").list_user_policies(UserName="ci-deployer")["PolicyNames"] == []
+    assert [e["action"] for e in entries(log)] == ["quarantine", "unquarantine"]
