@@ -22,7 +22,7 @@ from keyscan.report.redact import printable
 
 QUARANTINE_POLICY = "keyscan-quarantine"
 INTERRUPTED = "interrupted"  # Ctrl-C came before this step: nothing was done to the key
-NOT_IAM_USER_KEYS = ("ASIA", "ABIA", "ACCA", "A3T")  # STS and special credentials
+NOT_IAM_USER_KEYS = ("ASIA", "ABIA", "ACCA")  # STS and context-specific credentials
 TEMPORARY = ("not a long-term IAM user key: IAM cannot switch it off or on; temporary "
              "credentials expire (or revoke the role's sessions)")
 DENY_ALL = json.dumps({
