@@ -95,7 +95,9 @@ def apply(result: ScanResult, path: Path, complete: bool) -> None:
     """Drop the leaks the baseline knows; record the entries this scan no longer finds.
 
     `complete` is False for partial scans (--staged, --range): they cannot tell whether
-    an entry is gone, so they report no stale entries.
+    an entry is gone, so they report no stale entries. Nor can a scan of another mode
+    than the baseline's (a scan of the files does not see a leak only the history holds)
+    or of a clone missing part of the history (shallow, partial).
     """
     mode, entries = read(path)
     known = {e.fingerprint: e for e in entries}
@@ -104,10 +106,15 @@ def apply(result: ScanResult, path: Path, complete: bool) -> None:
             if not (f.status is Status.LEAK and f.fingerprint in known)]
     result.stats.baselined = len(result.findings) - len(kept)
     result.findings[:] = kept
-    stale = tuple(e for e in entries if e.fingerprint not in present) if complete else ()
+    other_mode = bool(mode) and mode != result.mode
+    checked = complete and result.whole_history and not other_mode
+    stale = tuple(e for e in entries if e.fingerprint not in present) if checked else ()
     result.baseline = BaselineCheck(path=str(path), entries=len(known),
-                                    stale=stale, checked_stale=complete)
-    if complete and mode and mode != result.mode:
+                                    stale=stale, checked_stale=checked)
+    if complete and other_mode:
         result.notes.append(f"the baseline was made by a {mode} scan and this is a "
-                            f"{result.mode} scan: entries found only by one of them show as "
-                            "new or stale")
+                            f"{result.mode} scan: leaks only this one sees show as new, and "
+                            f"stale entries are checked only by a {mode} scan")
+    elif complete and not result.whole_history:
+        result.notes.append("stale baseline entries are not checked: this clone holds only "
+                            "part of the history")

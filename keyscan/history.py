@@ -159,6 +159,7 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         if use_cache:
             _save(run, rules, ids, hits, appearances, result, refs_of)
     result.notes[:0] = shape.get()
+    result.whole_history = not (source.is_shallow(git_dir) or source.is_partial_clone(git_dir))
     result.stats.seconds = time.perf_counter() - started
     if hits.interrupted:
         raise ScanInterrupted(result)

@@ -326,6 +326,9 @@ class ScanResult:
     # a gate (the pre-commit hook, a CI range) fails closed: an error, such as content
     # it could not read, makes it exit 2 rather than let the change through unscanned
     gate: bool = False
+    # False when the history scanned is only part of it (a shallow or partial clone):
+    # a baseline entry not found may be in the part that is not there, so none is stale
+    whole_history: bool = True
 
     @property
     def leaks(self) -> list[Finding]:

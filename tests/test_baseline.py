@@ -211,3 +211,45 @@ def test_a_bad_baseline_file_is_one_clear_error(cli: Cli, repo: Path,
     assert result.err.startswith("keyscan: error:")
     assert result.err.count("\n") == 1
     assert expected in result.err
+
+
+def test_a_shallow_clone_does_not_call_history_it_lacks_stale(
+        cli: Cli, repo: Path, old_repo: dict[str, str], tmp_path: Path) -> None:
+    """CI checkouts are often shallow: the old commits, and the baselined leaks only they
+    hold, are not there. Calling those entries stale (and telling to rewrite the
+    baseline) would drop them, and the next full scan would fail on them."""
+    (repo / "legacy.py").unlink()
+    commit_all(repo, "drop legacy")
+    (repo / "notes.txt").write_text("nothing secret\n")
+    commit_all(repo, "docs")
+    out = make_baseline(cli, repo, "--history")
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
+
+    as_json = cli("scan", "--history", clone, "--baseline", out, "-f", "json")
+    as_text = cli("scan", "--history", clone, "--baseline", out)
+
+    assert as_json.code == as_text.code == 0, as_json.out
+    assert as_json.json["baseline"]["stale"] == []
+    assert as_json.json["baseline"]["stale_checked"] is False
+    assert "STALE" not in as_text.out and "1 stale baseline entries" not in as_text.err
+    assert "shallow clone" in as_text.err
+
+
+def test_a_working_tree_scan_does_not_call_a_history_baseline_stale(
+        cli: Cli, repo: Path, old_repo: dict[str, str]) -> None:
+    """The README's adoption: a history baseline named in .keyscan.yaml, used by every
+    scan there. A leak only the history holds is no stale entry for a scan of the files
+    (rewriting the baseline from that scan, as STALE advised, would drop it)."""
+    (repo / "legacy.py").unlink()
+    commit_all(repo, "drop legacy")
+    assert cli("baseline", "--history", repo, "-o", repo / ".keyscan-baseline.json").code == 0
+    (repo / ".keyscan.yaml").write_text("baseline: .keyscan-baseline.json\n")
+    commit_all(repo, "adopt keyscan")
+
+    files = cli("scan", repo)
+    history = cli("scan", "--history", repo, "-f", "json")
+
+    assert files.code == 0 and history.code == 0
+    assert "STALE" not in files.out and "1 stale baseline entries" not in files.err
+    assert history.json["baseline"]["stale_checked"] is True
