@@ -340,6 +340,7 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     from keyscan import config, ignore, scan
     from keyscan.rules import load_rules
 
+    by_pre_commit = _pre_commit_range(args)
     target = Path("." if args.path == STDIN else args.path)
     root = config.project_root(target)  # standard input: the current folder's settings
     settings = config.for_root(root, args.config, args.no_config)
@@ -373,7 +374,23 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     else:
         result = scan.scan_worktree(target, rules, options)
     ignore.apply(result, ignore.read(root / ignore.FILE_NAME))
+    if by_pre_commit:
+        result.notes.append(f"pre-commit named the commits {args.range} (--from-ref, "
+                            "--to-ref): scanned what they added, not the index")
     return result
+
+
+def _pre_commit_range(args: argparse.Namespace) -> bool:
+    """`pre-commit run --from-ref A --to-ref B` stages nothing and names the commits to
+    check in PRE_COMMIT_FROM_REF / PRE_COMMIT_TO_REF: the hook's `--staged` (which
+    would scan an empty index and pass) scans A..B then, as `--range A..B` would."""
+    start = os.environ.get("PRE_COMMIT_FROM_REF", "")
+    end = os.environ.get("PRE_COMMIT_TO_REF", "")
+    if not (getattr(args, "staged", False) and start and end):
+        return False
+    args.staged = False
+    args.range = f"{start}..{end}"
+    return True
 
 
 def _note_settings_changed(result: ScanResult, changed: list[str]) -> None:

@@ -144,3 +144,29 @@ def test_the_hook_checks_the_index_not_the_working_file(framework_repo: Path,
     assert clean_index.returncode == 0, clean_index.stdout + clean_index.stderr
     assert "never staged" in target.read_text()
     assert "KEY = os.environ" in git(framework_repo, "show", "HEAD:app.py").stdout
+
+
+def test_pre_commit_run_from_ref_to_ref_scans_those_commits(framework_repo: Path,
+                                                            hook_env: dict[str, str]) -> None:
+    """`pre-commit run --from-ref A --to-ref B` (pre-commit's way to check a branch in
+    CI) stages nothing: the hook scans the commits A..B that pre-commit names, not the
+    empty index, and so fails on a key committed past the hook (`--no-verify`)."""
+    base = git(framework_repo, "rev-parse", "HEAD", env=hook_env).stdout.strip()
+    key = fake_key_id()
+    (framework_repo / "deploy.cfg").write_text(f"aws_access_key_id = {key}\n")
+    git(framework_repo, "add", "deploy.cfg", env=hook_env)
+    git(framework_repo, "commit", "-q", "--no-verify", "-m", "key past the hook", env=hook_env)
+    (framework_repo / "notes.txt").write_text("nothing secret\n")
+    git(framework_repo, "add", "notes.txt", env=hook_env)
+    assert commit(framework_repo, hook_env, "clean").returncode == 0
+
+    ranged = subprocess.run([*PRE_COMMIT, "run", "--from-ref", base, "--to-ref", "HEAD"],
+                            cwd=framework_repo, env=hook_env, capture_output=True, text=True,
+                            timeout=INSTALL_TIMEOUT, check=False)
+    clean = subprocess.run([*PRE_COMMIT, "run", "--from-ref", "HEAD~1", "--to-ref", "HEAD"],
+                           cwd=framework_repo, env=hook_env, capture_output=True, text=True,
+                           timeout=INSTALL_TIMEOUT, check=False)
+
+    assert ranged.returncode == 1, ranged.stdout + ranged.stderr
+    assert "deploy.cfg:1:21" in ranged.stdout and key in ranged.stdout
+    assert clean.returncode == 0, clean.stdout + clean.stderr

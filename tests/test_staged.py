@@ -239,3 +239,24 @@ def test_a_plain_hook_lets_a_clean_commit_a_through(hooked: Path) -> None:
     (hooked / "config.ini").write_text(f"key = {fake_key_id()}\n")  # untracked: not in -a
     proc = git(hooked, "commit", "-a", "-m", "clean", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_staged_under_pre_commit_refs_scans_the_commits_they_name(cli: Cli, project: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """pre-commit exports PRE_COMMIT_FROM_REF / PRE_COMMIT_TO_REF for `pre-commit run
+    --from-ref A --to-ref B`, with nothing staged: the hook's `--staged` then scans A..B."""
+    base = git(project, "rev-parse", "HEAD").stdout.strip()
+    key = fake_key_id()
+    (project / "deploy.cfg").write_text(f"aws_access_key_id = {key}\n")
+    git(project, "add", "deploy.cfg")
+    git(project, "commit", "-q", "-m", "key")
+    monkeypatch.setenv("PRE_COMMIT_FROM_REF", base)
+    monkeypatch.setenv("PRE_COMMIT_TO_REF", "HEAD")
+
+    code, doc = staged_json(cli, project)
+
+    assert code == 1 and doc["mode"] == "history"
+    assert [(f["path"], f["key_id"]) for f in doc["findings"]] == [("deploy.cfg", key)]
+    monkeypatch.setenv("PRE_COMMIT_FROM_REF", "HEAD")
+    assert staged_json(cli, project)[0] == 0
