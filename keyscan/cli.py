@@ -146,6 +146,10 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                       help="scan what is staged for the next commit (the pre-commit hook)")
     mode.add_argument("--history", action="store_true",
                       help="scan every blob and commit message in the whole git history")
+    p.add_argument("--files", nargs="*", metavar="FILE", default=None,
+                   help="with --staged: the staged content of these files (or folders), "
+                        "changed or not, named from the current folder; the pre-commit hook "
+                        "passes them (all tracked files for `pre-commit run --all-files`)")
     hist = p.add_argument_group(
         "history", "--since-commit, --range, --unreachable, --reflog and --check-missing "
                    "imply --history, and cannot go with --staged")
@@ -195,6 +199,9 @@ def _target_problem(args: argparse.Namespace) -> str:
             (ranges + whole)[0]
         return (f"- scans standard input and {first} scans a repository: give the "
                 "repository's path instead of -")
+    if getattr(args, "files", None) is not None and not args.staged:
+        return ("--files names files whose staged content to scan: use it with --staged "
+                "(or give one PATH to scan the files as they are)")
     if args.staged and (ranges or whole):
         return (f"--staged scans the index and {(ranges + whole)[0]} is for history scans: "
                 "drop one of them")
@@ -353,7 +360,7 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
     if args.path == STDIN:
         result = scan.scan_stdin(sys.stdin.buffer if sys.stdin else None, rules, options)
     elif args.staged:
-        result = scan.scan_staged(target, rules, options)
+        result = scan.scan_staged(target, rules, options, getattr(args, "files", None))
     elif args.history or args.range or args.since_commit or _whole_history_options(args):
         from keyscan.history import HistoryOptions, scan_history
 

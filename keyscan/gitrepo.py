@@ -243,6 +243,37 @@ def staged_entries(root: Path) -> list[StagedEntry]:
     return entries
 
 
+def index_entries(cwd: Path, paths: Sequence[str]) -> tuple[list[StagedEntry], list[str]]:
+    """The index's entries at or under `paths` (taken literally, from `cwd`, as
+    pre-commit names files), changed or not; and the paths that name none."""
+    if not paths:
+        return [], []
+    raw = run(cwd, ["--literal-pathspecs", "ls-files", "-s", "-z", "--full-name", "--",
+                    *paths])
+    prefix = run(cwd, ["rev-parse", "--show-prefix"]).decode("utf-8", "surrogateescape")
+    prefix = prefix.rstrip("\n")
+    entries, names = [], set()
+    for line in raw.split(b"\0"):
+        meta, tab, path = line.partition(b"\t")
+        fields = meta.decode("ascii", "replace").split()
+        if not tab or len(fields) < 3:
+            continue
+        entries.append(StagedEntry(path=path, mode=fields[0], blob=fields[1]))
+        names.add(path)
+    # a folder named matches the files below it ("" the root: any file)
+    known = names | {p[:i] for p in names for i in range(len(p)) if p[i : i + 1] == b"/"}
+    if names:
+        known.add(b"")
+    unmatched = [p for p in paths if _full_name(prefix, p) not in known]
+    return entries, unmatched
+
+
+def _full_name(prefix: str, path: str) -> bytes:
+    """`path`, given from a folder `prefix` below the repository's root, from the root."""
+    joined = os.path.normpath(prefix + path).strip("/")
+    return b"" if joined == "." else os.fsencode(joined)
+
+
 def _empty_tree(root: Path) -> str:
     """The empty tree's id in this repository's object format (a first commit is
     compared with it; SHA-256 repositories name it differently)."""

@@ -129,15 +129,18 @@ def _scan_chunk(paths: list[bytes]) -> ScanResult:
     return _run("", "worktree", units, rules, options, matcher)
 
 
-def scan_staged(target: Path, rules: RuleSet, options: ScanOptions) -> ScanResult:
+def scan_staged(target: Path, rules: RuleSet, options: ScanOptions,
+                files: list[str] | None = None) -> ScanResult:
+    """What is staged in the repository at `target`: the files changed against HEAD, or
+    `files` (named from the current folder), changed or not."""
     from keyscan.sources import staged
 
     _require_exists(target)
     repo = gitrepo.discover(target)
     if repo is None or repo.bare:
         raise KeyscanError(f"{target} is not inside a git work tree: --staged needs one")
-    result = _run(str(repo.root), "staged", staged.read(repo.root, options.max_file_size),
-                  rules, options)
+    result = _run(str(repo.root), "staged",
+                  staged.read(repo.root, options.max_file_size, files), rules, options)
     # the hook fails closed: a staged file it could not read would go in unscanned
     result.gate = True
     large = [s for s in result.skipped if s.reason.startswith(staged.TOO_LARGE)]

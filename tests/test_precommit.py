@@ -66,10 +66,11 @@ def test_the_hook_definition_scans_what_is_staged() -> None:
 
     hooks = {h["id"]: h for h in yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())}
     hook = hooks["keyscan"]
-    assert hook["entry"].split() == ["keyscan", "scan", "--staged"]
+    # the files pre-commit passes are read from the index, not the work tree
+    assert hook["entry"].split() == ["keyscan", "scan", "--staged", "--files"]
     assert hook["language"] == "python"
-    assert hook["pass_filenames"] is False  # the index, not a list of working files
-    assert hook.get("always_run") is True
+    assert hook["pass_filenames"] is True
+    assert hook.get("always_run") is True  # with no file: all staged changes
 
 
 def readme_plain_hook() -> str:
@@ -169,4 +170,28 @@ def test_pre_commit_run_from_ref_to_ref_scans_those_commits(framework_repo: Path
 
     assert ranged.returncode == 1, ranged.stdout + ranged.stderr
     assert "deploy.cfg:1:21" in ranged.stdout and key in ranged.stdout
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_pre_commit_run_all_files_checks_every_tracked_file(framework_repo: Path,
+                                                           hook_env: dict[str, str]) -> None:
+    """`pre-commit run --all-files` (a CI step, or checking a repository on adoption)
+    stages nothing: the hook scanned the empty index and passed whatever the files held.
+    It now scans the staged content of the files pre-commit names."""
+    key = fake_key_id()
+    (framework_repo / "deploy.cfg").write_text(f"aws_access_key_id = {key}\n")
+    git(framework_repo, "add", "deploy.cfg", env=hook_env)
+    git(framework_repo, "commit", "-q", "--no-verify", "-m", "key past the hook", env=hook_env)
+
+    def run_all() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*PRE_COMMIT, "run", "--all-files"], cwd=framework_repo,
+                              env=hook_env, capture_output=True, text=True,
+                              timeout=INSTALL_TIMEOUT, check=False)
+
+    found = run_all()
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "deploy.cfg:1:21" in found.stdout and key in found.stdout
+    (framework_repo / "deploy.cfg").write_text("profile = deploy\n")
+    git(framework_repo, "add", "deploy.cfg", env=hook_env)
+    clean = run_all()
     assert clean.returncode == 0, clean.stdout + clean.stderr

@@ -260,3 +260,44 @@ def test_staged_under_pre_commit_refs_scans_the_commits_they_name(cli: Cli, proj
     assert [(f["path"], f["key_id"]) for f in doc["findings"]] == [("deploy.cfg", key)]
     monkeypatch.setenv("PRE_COMMIT_FROM_REF", "HEAD")
     assert staged_json(cli, project)[0] == 0
+
+
+def test_files_named_are_scanned_from_the_index_changed_or_not(cli: Cli, repo: Path) -> None:
+    """The hook's file list (pre-commit passes every tracked file for `pre-commit run
+    --all-files`): a key committed past the hook is found in an unchanged file."""
+    key, fixed_key = fake_key_id(), fake_key_id()
+    (repo / "src").mkdir()
+    (repo / "src" / "old.ini").write_text(f"key = {key}\n")
+    (repo / "app.py").write_text("print('hi')\n")
+    commit_all(repo, "a key committed with --no-verify")
+    (repo / "src" / "old.ini").write_text(f"key = {fixed_key}\n")  # in the work tree only
+    assert staged_json(cli, repo)[0] == 0  # nothing staged: nothing changed
+    code, doc = staged_json(cli, repo, "--files", "app.py", "src/old.ini")
+    assert code == 1 and doc["summary"]["files"] == 2
+    assert [(f["path"], f["key_id"]) for f in doc["findings"]] == [("src/old.ini", key)]
+    # a folder names the files below it; from a subfolder, names are from there
+    assert leak_paths(staged_json(cli, repo, "--files", "src")[1]) == ["src/old.ini"]
+    result = cli("scan", "--staged", "--format", "json", "--files", "old.ini",
+                 cwd=repo / "src")
+    assert result.code == 1 and leak_paths(result.json) == ["src/old.ini"]
+    # a name the index does not hold is said, not passed over
+    code, doc = staged_json(cli, repo, "--files", "app.py", "notes.txt")
+    assert code == 0 and doc["skipped"] == [
+        {"path": "notes.txt", "reason": "not in the index: nothing staged to scan "
+                                        "(`git add` it first)"}]
+    # --files with no name (pre-commit with no file to pass): what is staged, as without
+    assert staged_json(cli, repo, "--files")[1]["summary"]["files"] == 0
+
+
+def test_files_names_literal_paths_and_only_goes_with_staged(
+        cli: Cli, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "[a].txt").write_text(f"key = {fake_key_id()}\n")
+    (repo / "a.txt").write_text("nothing\n")
+    commit_all(repo)
+    code, doc = staged_json(cli, repo, "--files", "[a].txt")
+    assert code == 1 and leak_paths(doc) == ["[a].txt"]  # not the glob [a] -> a.txt
+    code, doc = staged_json(cli, repo, "--files", "*.txt")
+    assert code == 0 and [s["path"] for s in doc["skipped"]] == ["*.txt"]
+    with pytest.raises(SystemExit) as exc:
+        cli("scan", repo, "--files", "a.txt")
+    assert exc.value.code == 2 and "use it with --staged" in capsys.readouterr().err

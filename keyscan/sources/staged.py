@@ -11,10 +11,19 @@ from keyscan.sources import Content, Unit
 
 _SUBMODULE = "160000"
 TOO_LARGE = "larger than the size limit"
+NOT_STAGED = "not in the index: nothing staged to scan (`git add` it first)"
 
 
-def read(root: Path, max_size: int) -> Iterator[Unit]:
-    entries = gitrepo.staged_entries(root)
+def read(root: Path, max_size: int, files: list[str] | None = None) -> Iterator[Unit]:
+    """The staged content of the files added or changed against HEAD; with `files` (the
+    hook's list from pre-commit, which names every tracked file for `--all-files`), of
+    those files in the index, changed or not."""
+    if files:
+        entries, unmatched = gitrepo.index_entries(Path.cwd(), files)
+        for path in unmatched:
+            yield Skipped(path, NOT_STAGED)
+    else:
+        entries = gitrepo.staged_entries(root)
     wanted = []
     for entry in entries:
         if entry.mode == _SUBMODULE:
