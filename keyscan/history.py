@@ -83,8 +83,8 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         raise KeyscanError(f"{target} does not exist: give a repository path")
     repo = gitrepo.discover(target)
     if repo is None:
-        raise KeyscanError(f"{target} is not a git repository: --history needs one "
-                           "(scan a plain folder without --history)")
+        raise KeyscanError(f"{target} is not a git repository, so it has no history to "
+                           f"scan (`keyscan scan {target}` scans its files)")
     started = time.perf_counter()
     git_dir = repo.git_dir
     result = ScanResult(target=str(repo.root), mode="history")
@@ -705,6 +705,11 @@ def _range_ends(git_dir: Path, hopts: HistoryOptions) -> list[list[str]]:
     commits = []
     for rev in (base, head):
         commit = _resolve(git_dir, rev)
+        if not commit and rev.strip("0") == "" and len(rev) in (40, 64):
+            raise KeyscanError(
+                "the base is the all-zero commit id, which CI gives for a branch's first "
+                "push: there is no base to compare with; scan what the branch adds with "
+                "--range DEFAULT_BRANCH..HEAD (e.g. origin/main..HEAD), or --history")
         if not commit:
             raise KeyscanError(f"revision {rev!r} not found: " + (
                 "this is a shallow clone (as CI checkouts often are): fetch the history "

@@ -91,7 +91,8 @@ def rule_files(folders: Sequence[Path]) -> list[Path]:
         elif folder.is_dir():
             files.extend(sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]))
         else:
-            raise KeyscanError(f"rules folder {folder} does not exist: check --rules")
+            raise KeyscanError(f"rules folder {folder} does not exist: check --rules and "
+                               "the settings' `rules:` (.keyscan.yaml, [tool.keyscan])")
     return files
 
 

@@ -878,8 +878,17 @@ def test_not_a_repository_and_empty_repository(cli: Cli, tmp_path: Path, repo: P
     plain.mkdir()
     result = cli("scan", "--history", plain)
     assert result.code == 2 and "not a git repository" in result.err
+    assert f"`keyscan scan {plain}` scans its files" in result.err
     empty = cli("scan", "--history", repo)
     assert empty.code == 0 and "no commits" in empty.err
+
+
+def test_a_first_pushs_all_zero_base_says_what_to_scan_instead(cli: Cli, repo: Path) -> None:
+    """CI hands a branch's first push the base 0000…0000: 'revision not found' alone left
+    the user guessing."""
+    commit(repo, {"a.txt": "a\n"}, "a")
+    result = cli("scan", "--range", f"{'0' * 40}..HEAD", repo)
+    assert result.code == 2 and "first push" in result.err and "--history" in result.err
 
 
 def test_submodule_is_not_followed_and_said(cli: Cli, repo: Path, tmp_path: Path) -> None:

@@ -89,10 +89,15 @@ def status_document(rows: list[dict[str, Any]], summary: dict[str, Any],
     return json.dumps(doc, indent=2) + "\n"
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def summary_line(summary: dict[str, Any]) -> str:
     by = summary["by_status"]
     failed = by.get("error", 0) + by.get("timeout", 0)
-    parts = [f"{summary['repositories']} repositories", f"{summary['leaks']} leaks",
+    parts = [_count(summary["repositories"], "repository", "repositories"),
+             _count(summary["leaks"], "leak", "leaks"),
              f"{summary['bytes'] / 1e6:.1f} MB in {summary['seconds']:.1f} s"]
     if failed:
         parts.append(f"{failed} failed")
