@@ -207,6 +207,25 @@ def user_cache_folder() -> Path:
     return Path(base) / "keyscan"
 
 
+DERIVED_KEPT = 32  # compiled rule files and prefilter databases kept, of each kind
+
+
+def write_derived(path: Path, data: bytes) -> None:
+    """Write a file of the user's cache (`rules-….json`, `prefilter-….hsdb`), and drop the
+    oldest of its kind beyond DERIVED_KEPT: each rule file edit or keyscan upgrade makes
+    a new one, and nothing else would ever remove the old ones."""
+    write_private(path, data)
+    kind = path.name.split("-", 1)[0] + "-*" + path.suffix
+    with contextlib.suppress(OSError):
+        dated = []
+        for other in path.parent.glob(kind):
+            with contextlib.suppress(OSError):  # removed meanwhile by another keyscan
+                dated.append((other.stat().st_mtime_ns, other))
+        for _, old in sorted(dated, reverse=True)[DERIVED_KEPT:]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Atomically write a cache file only its owner can read; failures are not errors."""
     with contextlib.suppress(OSError):

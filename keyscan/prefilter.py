@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from keyscan.cache import user_cache_folder, write_private
+from keyscan.cache import user_cache_folder, write_derived
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ def _load_or_compile(hs: Any, expressions: list[bytes], ids: list[int], flags: l
         db.compile(expressions=expressions, ids=ids, flags=flags)
     except hs.error:
         return None
-    write_private(path, hs.dumpb(db))
+    write_derived(path, hs.dumpb(db))
     return db
 
 

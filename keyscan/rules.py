@@ -151,7 +151,7 @@ def _read_rule_doc(path: Path) -> tuple[Any, Callable[[], None] | None]:
     function that writes that copy when the YAML was parsed (None: it came from it)."""
     import json
 
-    from keyscan.cache import user_cache_folder, write_private
+    from keyscan.cache import user_cache_folder, write_derived
 
     try:
         st = path.stat()
@@ -172,7 +172,7 @@ def _read_rule_doc(path: Path) -> tuple[Any, Callable[[], None] | None]:
     def save() -> None:
         # a value JSON cannot hold (a YAML date) is not cached
         with contextlib.suppress(TypeError, ValueError):
-            write_private(cached, json.dumps({"key": key, "doc": doc}).encode())
+            write_derived(cached, json.dumps({"key": key, "doc": doc}).encode())
 
     return doc, save
 

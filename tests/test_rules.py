@@ -6,6 +6,7 @@ when it is wrong, and their rule is used when it is right.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -191,3 +192,24 @@ def test_the_readmes_rule_example_does_what_its_comments_say(
     (work / "internal.yaml").write_text(block.group(1))  # the rule file itself, in a repo
     result = cli("scan", work, "--rules", tmp_path / "rules", "--format", "json")
     assert [f["path"] for f in result.json["findings"] if f["status"] == "leak"] == ["b.env"]
+
+
+def test_the_user_cache_keeps_the_newest_compiled_files_of_each_kind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each rule file edit or upgrade compiles anew: the old copies were never removed
+    (QA found hundreds in ~/.cache/keyscan)."""
+    from keyscan import cache
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = cache.user_cache_folder()
+    folder.mkdir()
+    (folder / "cache.key").write_bytes(b"k")
+    (folder / "prefilter-1.hsdb").write_bytes(b"db")
+    total = cache.DERIVED_KEPT + 8
+    for i in range(total):
+        path = folder / f"rules-{i:04d}.json"
+        cache.write_derived(path, b"{}")
+        os.utime(path, ns=(i * 10**9, i * 10**9))  # written in order, a second apart
+    kept = sorted(p.name for p in folder.glob("rules-*.json"))
+    assert kept == [f"rules-{i:04d}.json" for i in range(total - cache.DERIVED_KEPT, total)]
+    assert (folder / "cache.key").exists() and (folder / "prefilter-1.hsdb").exists()
