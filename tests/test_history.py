@@ -1541,3 +1541,29 @@ def test_still_in_head_stays_right_across_re_scans(cli: Cli, repo: Path,
     _, found, _ = history(cli, repo)
     assert listed == ["refs/heads/main"] or listed == ["HEAD"]
     assert by_key(found, key)["in_head"] is False
+
+
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+def test_a_rescan_after_a_branch_is_deleted_keeps_places_a_skewed_clock_hides_from_git(
+        cli: Cli, repo: Path, read_files: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`git rev-list PLACES ^TIPS` stops walking the tips by commit date: under commits
+    dated before their parents (a clock set wrong) it lists commits the tips do reach.
+    A re-scan after a branch is deleted must not take such a commit for gone and drop
+    its places (it dropped the only place of a key still on main)."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    key = fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "a", when="2024-01-01T00:00:00+00:00")
+    place = commit(repo, {"conf.txt": f"id {key}\n"}, "key", when="2030-01-01T00:00:00+00:00")
+    for i in range(8):  # a clock set years back
+        commit(repo, {f"n{i}.txt": f"{i}\n"}, f"n{i}", when=f"2001-01-0{i + 1}T00:00:00+00:00")
+    git(repo, "checkout", "-q", "-b", "side")
+    commit(repo, {"s.txt": "s\n"}, "side", when="2001-02-01T00:00:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    _, found, _ = history(cli, repo)
+    assert by_key(found, key)["commit"]["sha"] == place
+    git(repo, "branch", "-q", "-D", "side")
+    _, found, doc = history(cli, repo)
+    _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+    assert by_key(fresh, key)["commit"]["sha"] == place
+    assert (found, doc["notes"]) == (fresh, fresh_doc["notes"])

@@ -262,7 +262,12 @@ def dangling_commits(git_dir: Path, reflog: bool) -> list[str]:
 
 def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) -> set[str]:
     """Those of `commits` that none of `tips` reaches, or that are gone from the store;
-    none when git cannot tell (a damaged repository: nothing is dropped on a guess)."""
+    none when git cannot tell (a damaged repository: nothing is dropped on a guess).
+
+    `rev-list COMMITS ^TIPS` stops walking the excluded side by commit date, so with a
+    clock set wrong it lists commits the tips do reach (never misses one they do not):
+    what it lists of `commits` is checked against every commit the tips reach, one walk
+    paid only then (a branch deleted, history rewritten)."""
     if not commits:
         return set()
     proc = subprocess.run(_git(git_dir, "rev-list", "--ignore-missing", "--stdin"),
@@ -271,7 +276,14 @@ def unreachable(git_dir: Path, commits: Collection[str], tips: Sequence[str]) ->
         return set()
     listed = set(proc.stdout.decode("ascii", "replace").split())
     there = set(existing(git_dir, commits))
-    return {c for c in commits if c in listed or c not in there}
+    suspects = {c for c in commits if c in listed and c in there}
+    if suspects:
+        walk = subprocess.run(_git(git_dir, "rev-list", "--ignore-missing", "--stdin"),
+                              input=_revisions(tips, ()), capture_output=True, check=False)
+        if walk.returncode != 0:
+            return set()
+        suspects.difference_update(walk.stdout.decode("ascii", "replace").split())
+    return suspects | {c for c in commits if c not in there}
 
 
 def range_ends(spec: str) -> tuple[str, str, bool]:
