@@ -117,7 +117,7 @@ def in_history_order(git_dir: Path, parts: Sequence[Sequence[Appearance]]
     latest = float("-inf")
     joined: list[Appearance] = []
     for part in parts:
-        dates = [_timestamp(d) for d in {a.commit.commit_date for a in part}]
+        dates = [timestamp(d) for d in {a.commit.commit_date for a in part}]
         if dates and joined and min(dates) < latest:
             return _ordered_by_git(git_dir, [a for part in parts for a in part])
         latest = max([latest, *dates])
@@ -203,7 +203,7 @@ def _raw_appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
                 yield Appearance(new, path, commit, 0)
 
 
-def _timestamp(iso: str) -> float:
+def timestamp(iso: str) -> float:
     from datetime import datetime  # only history scans need it (not the pre-commit hook)
 
     try:

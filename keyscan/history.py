@@ -1169,10 +1169,20 @@ def _outside_commits(held_at: list[tuple[str, str]]) -> str:
     return "(path unknown: blob not in any commit)"
 
 
+def _in_time(seen: _Seen) -> tuple[int, float, str]:
+    """The order of a credential's appearances: in history order; those outside it (commit
+    and tag messages) by date, in time whatever the time zone each date is written in,
+    then by id (a stash's commits share a date: a re-scan lists them as a fresh scan)."""
+    commit = seen[1]
+    if commit is None:
+        return seen[0], float("inf"), ""
+    return seen[0], attribute.timestamp(commit.commit_date), commit.sha
+
+
 def _merge(seen: list[_Seen], refs_of: dict[str, list[str]],
            held: dict[str, list[tuple[str, str]]]) -> Finding:
     """One finding per credential: the first appearance, with every other listed."""
-    seen.sort(key=lambda s: (s[0], s[1].commit_date if s[1] else "~"))
+    seen.sort(key=_in_time)
     _, commit, cred, location, _ = seen[0]
     first = to_finding(cred, location, commit)
     last = seen[-1][1]

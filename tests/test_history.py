@@ -1567,3 +1567,24 @@ def test_a_rescan_after_a_branch_is_deleted_keeps_places_a_skewed_clock_hides_fr
     _, fresh, fresh_doc = history(cli, repo, "--no-cache")
     assert by_key(fresh, key)["commit"]["sha"] == place
     assert (found, doc["notes"]) == (fresh, fresh_doc["notes"])
+
+
+def test_a_key_in_commit_messages_is_first_seen_in_time_and_listed_as_a_fresh_scan_does(
+        cli: Cli, repo: Path) -> None:
+    """A key only in commit messages: its first appearance is the earliest commit in time,
+    whatever the time zone each date is written in (compared as text, 10:00+05:00 came
+    after 06:00+00:00), and commits sharing a date (a stash's) are listed in one order by
+    a fresh scan and a re-scan."""
+    key = fake_key_id()
+    early = commit(repo, {"a.txt": "a\n"}, f"rotate {key}", when="2024-01-01T10:00:00+05:00")
+    commit(repo, {"b.txt": "b\n"}, f"again {key}", when="2024-01-01T06:00:00+00:00")
+    _, found, _ = history(cli, repo)
+    assert by_key(found, key)["commit"]["sha"] == early
+    assert by_key(found, key)["first_seen"] == "2024-01-01T10:00:00+05:00"
+    same = [commit(repo, {f"s{i}.txt": f"{i}\n"}, f"same date {i} {key}",
+                   when="2024-02-01T00:00:00+00:00") for i in range(4)]
+    _, cached, _ = history(cli, repo)
+    _, fresh, _ = history(cli, repo, "--no-cache")
+    assert cached == fresh
+    listed = [o["commit"] for o in by_key(fresh, key)["occurrences"]]
+    assert listed[2:] == sorted(same)
