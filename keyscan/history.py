@@ -530,8 +530,10 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
     # the commits the tips come down to, in the order git is given the tips (`git log`'s
     # order among commits of the same date depends on it)
     commit_of = {r.target: r.commit for r in run.refs_listed if r.kind == "commit"}
-    if run.head_commit:
-        commit_of.setdefault(run.head_commit, run.head_commit)
+    named_by_refs = {r.target for r in run.refs_listed}
+    for tip in run.tips:  # HEAD and other worktrees' detached HEADs: commits
+        if tip not in named_by_refs:
+            commit_of.setdefault(tip, tip)
     starts = [commit_of[t] for t in run.tips if t in commit_of]
     again = [*state.unreadable]
     if hopts.whole_secrets:

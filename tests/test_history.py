@@ -1588,3 +1588,29 @@ def test_a_key_in_commit_messages_is_first_seen_in_time_and_listed_as_a_fresh_sc
     assert cached == fresh
     listed = [o["commit"] for o in by_key(fresh, key)["occurrences"]]
     assert listed[2:] == sorted(same)
+
+
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+def test_a_key_committed_on_a_detached_head_of_another_worktree_is_in_history(
+        cli: Cli, repo: Path, tmp_path: Path, read_files: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """git counts the HEADs of linked worktrees as reachable (`git log --all`, `git gc`
+    keeps their commits): a key committed on a detached HEAD there is found by a scan of
+    the main checkout, not left out as unreachable; re-scans agree with a fresh scan."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    key, later = fake_key_id(), fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "a")
+    history(cli, repo)  # the cache is made
+    scratch = tmp_path / "scratch"
+    git(repo, "worktree", "add", "-q", "--detach", str(scratch), "HEAD")
+    made = commit(scratch, {"k.txt": f"id {key}\n"}, "scratch work")
+    for step in ("worktree made", "worktree grew"):
+        _, found, doc = history(cli, repo)
+        _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+        assert (found, doc["notes"]) == (fresh, fresh_doc["notes"]), step
+        assert by_key(fresh, key)["commit"]["sha"] == made
+        assert by_key(fresh, key)["in_head"] is False
+        commit(scratch, {"l.txt": f"id {later}\n"}, "more scratch work")
+    assert by_key(history(cli, repo)[1], later)["path"] == "l.txt"
+    assert by_key(history(cli, scratch, "--no-cache")[1], key)["in_head"] is True

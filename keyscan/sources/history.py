@@ -492,13 +492,35 @@ def all_refs(git_dir: Path, reflog: bool = False, refs: list[Ref] | None = None,
     tips = list(dict.fromkeys(r.target for r in listed if r.kind != "missing"))
     if head is None:
         head = head_of(git_dir)[0]
-    if head and head not in tips:
-        tips.append(head)
+    tips += [h for h in dict.fromkeys([head, *worktree_heads(git_dir)]) if h and h not in tips]
     if reflog:
         log = subprocess.run(_git(git_dir, "log", "-g", "--all", "--format=%H"),
                              capture_output=True, check=False)
         tips.extend(t for t in dict.fromkeys(log.stdout.decode().split()) if t not in tips)
     return tips
+
+
+def worktree_heads(git_dir: Path) -> list[str]:
+    """The commits the repository's other worktrees are on when detached there (a branch
+    checked out there is a ref already): git counts them as reachable (`--all`, `gc`), so
+    a key committed in a scratch worktree is in history. Read from their HEAD files."""
+    common = objects_dir(git_dir).parent
+    try:
+        names = os.listdir(common / "worktrees")
+    except OSError:
+        names = []
+    out = []
+    here = os.path.realpath(git_dir)
+    for folder in [common, *(common / "worktrees" / name for name in names)]:
+        if os.path.realpath(folder) == here:
+            continue
+        try:
+            text = (folder / "HEAD").read_bytes().strip().decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(text) in (40, 64) and not text.strip("0123456789abcdef"):
+            out.append(text)
+    return out
 
 
 def is_partial_clone(git_dir: Path) -> bool:
