@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -1614,3 +1615,31 @@ def test_a_key_committed_on_a_detached_head_of_another_worktree_is_in_history(
         commit(scratch, {"l.txt": f"id {later}\n"}, "more scratch work")
     assert by_key(history(cli, repo)[1], later)["path"] == "l.txt"
     assert by_key(history(cli, scratch, "--no-cache")[1], key)["in_head"] is True
+
+
+def test_a_non_utf8_path_is_escaped_in_every_field_of_the_json(cli: Cli, repo: Path) -> None:
+    """The finding's `path` was escaped but `occurrences[].path` held a lone surrogate,
+    which strict JSON readers (and UTF-8 encoders) reject."""
+    key = fake_key_id()
+    name = os.fsdecode(b"caf\xe9.txt")
+    (repo / name).write_text(f"key = {key}\n")
+    (repo / "plain.txt").write_text(f"key = {key}\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "two copies")
+    result = cli("scan", "--history", repo, "--format", "json")
+    assert result.code == 1, result.err
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    doc = result.json
+    for text in strings(doc):
+        text.encode("utf-8")  # strict: no lone surrogate anywhere
+    [finding] = doc["findings"]
+    assert sorted(o["path"] for o in finding["occurrences"]) == ["caf\\xe9.txt", "plain.txt"]

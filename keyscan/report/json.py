@@ -39,8 +39,24 @@ def finding_dict(f: Finding, reveal: bool) -> dict[str, Any]:
     }
     if f.commit is not None:
         out["commit"] = commit_dict(f.commit)
-    out.update(f.extra)
+    out.update(_history_fields(f.extra))
     out.update(ownership_fields(f))
+    return out
+
+
+def _history_fields(extra: dict[str, Any]) -> dict[str, Any]:
+    """A history finding's fields, with what a repository names (paths, members, refs)
+    escaped as `path` is: a non-UTF-8 path gave a lone surrogate that strict JSON readers
+    reject."""
+    if not extra:
+        return extra
+    out = dict(extra)
+    if isinstance(out.get("refs"), list):
+        out["refs"] = [printable(r) for r in out["refs"]]
+    if isinstance(out.get("occurrences"), list):
+        out["occurrences"] = [
+            {k: printable(v) if k in ("path", "member") and isinstance(v, str) else v
+             for k, v in o.items()} for o in out["occurrences"]]
     return out
 
 
