@@ -225,7 +225,7 @@ def _attributed(run: _Run, hits: _Hits, reach: source.Reachability | None,
     tagged, named = _tags(run, [sha for sha, (kind, _) in hits.commits.items()
                                 if kind == "tag"])
     held.update({tag: [(ref, "") for ref in refs] for tag, refs in named.items()})
-    _filter_unreachable(hits, _reachable(hits, reach, appearances, held, run.tips, refs_of),
+    _filter_unreachable(hits, _reachable(run, hits, reach, appearances, held, refs_of),
                         hopts, result)
     # listed with --unreachable: where the commits no ref reaches put them (not cached:
     # the next scan must not take them for reachable)
@@ -1068,25 +1068,41 @@ def _held(git_dir: Path, refs: list[source.Ref], blobs: Collection[str]
     return out
 
 
-def _reachable(hits: _Hits, reach: source.Reachability | None,
+def _reachable(run: _Run, hits: _Hits, reach: source.Reachability | None,
                appearances: dict[str, list[attribute.Appearance]],
-               held: dict[str, list[tuple[str, str]]], tips: list[str],
-               refs_of: dict[str, list[str]]) -> set[str] | None:
-    """Which objects holding findings some ref reaches; None when that cannot be told.
-    `held`: objects refs hold outside any commit (`_held`, and annotated tags)."""
+               held: dict[str, list[tuple[str, str]]], refs_of: dict[str, list[str]]
+               ) -> set[str] | None:
+    """Which objects holding findings some ref (or HEAD, another worktree's detached
+    HEAD, a reflog entry with --reflog: `run.tips`) reaches; None when that cannot be
+    told. `held`: objects refs hold outside any commit (`_held`, and annotated tags)."""
     if reach is not None:
         if reach.error:
             return None
         return {sha for sha in [*hits.blobs, *hits.commits] if sha in reach}
-    # no walk: a blob is reachable when some commit on a ref put it at a path (or a ref
-    # names it or a tree holding it), a commit when a ref contains it, an annotated tag
-    # when a ref names it or a tag of it
+    # no walk: a blob is reachable when some commit of history put it at a path (or a
+    # ref names it or a tree holding it), a commit when a ref contains it or a tip no
+    # ref names reaches it, an annotated tag when a ref names it or a tag of it
     found = {b for b in hits.blobs if appearances.get(b) or b in held}
+    orphans = []
     for sha, (kind, _) in hits.commits.items():
-        if (kind == "tag" and (sha in tips or sha in held)) or (
+        if (kind == "tag" and (sha in run.tips or sha in held)) or (
                 kind == "commit" and refs_of.get(sha)):
             found.add(sha)
-    return found
+        elif kind == "commit":
+            orphans.append(sha)
+    return found | _reached_off_refs(run, orphans)
+
+
+def _reached_off_refs(run: _Run, commits: list[str]) -> set[str]:
+    """Those of `commits` (no ref contains them) that a tip no ref names reaches: a
+    detached HEAD, here or in another worktree (git asked only when there is one)."""
+    if not commits:
+        return set()
+    named = {sha for r in run.refs_listed if r.kind != "missing" for sha in (r.target, r.commit)}
+    off_refs = [t for t in run.tips if t not in named]
+    if not off_refs:
+        return set()
+    return set(commits) - source.unreachable(run.git_dir, commits, off_refs)
 
 
 def _unreachable_places(run: _Run, hits: _Hits,

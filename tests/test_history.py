@@ -1643,3 +1643,43 @@ def test_a_non_utf8_path_is_escaped_in_every_field_of_the_json(cli: Cli, repo: P
         text.encode("utf-8")  # strict: no lone surrogate anywhere
     [finding] = doc["findings"]
     assert sorted(o["path"] for o in finding["occurrences"]) == ["caf\\xe9.txt", "plain.txt"]
+
+
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+@pytest.mark.parametrize("where", ["head", "worktree"])
+def test_a_rescan_keeps_keys_only_a_detached_head_reaches(
+        cli: Cli, repo: Path, tmp_path: Path, read_files: bool, where: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit only a detached HEAD (this checkout's, or another worktree's) reaches is
+    in history, as git counts it. Without the walk of every object (re-scans, and fresh
+    scans of large repositories) a commit holding a key in its message counted as
+    reachable only when some ref contained it: a re-scan dropped the key a fresh scan
+    reported, and so did a fresh scan without the walk."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    in_message, in_file = fake_key_id(), fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "a")
+    detached = repo
+    if where == "head":
+        git(repo, "checkout", "-q", "--detach")
+    else:
+        detached = tmp_path / "scratch"
+        git(repo, "worktree", "add", "-q", "--detach", str(detached), "HEAD")
+    history(cli, repo)  # the cache is made
+    said = commit(detached, {}, f"rotate {in_message}")
+    put = commit(detached, {"k.txt": f"id {in_file}\n"}, "add k")
+    for step in ("new commits", "nothing new", "one more commit"):
+        _, found, doc = history(cli, repo)
+        _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+        _, unwalked, _ = history(cli, repo, "--no-cache", "--no-check-missing")
+        assert by_key(fresh, in_message)["commit"]["sha"] == said, step
+        assert by_key(fresh, in_file)["commit"]["sha"] == put, step
+        assert (found, doc["notes"]) == (fresh, fresh_doc["notes"]), step
+        assert unwalked == fresh, step
+        if step == "nothing new":
+            commit(detached, {"b.txt": "b\n"}, "b")
+    git(detached, "checkout", "-q", "--detach", "main")  # now no ref nor HEAD reaches them
+    _, found, doc = history(cli, repo)
+    _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+    assert (found, fresh) == ([], [])
+    assert doc["notes"] == fresh_doc["notes"]
