@@ -99,11 +99,12 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
     find = sorted(wanted) if filter_in_git else []
     logs = [Later(_log_find_objects, git_dir, find, spec, merges) for spec in passes]
     halves = [list(_raw_appearances(log.get(), wanted)) for log in logs]
-    return numbered(wanted, in_history_order(git_dir, halves), first_order)
+    return numbered(wanted, in_history_order(git_dir, halves, () if exclude else tips),
+                    first_order)
 
 
-def in_history_order(git_dir: Path, parts: Sequence[Sequence[Appearance]]
-                     ) -> list[Appearance]:
+def in_history_order(git_dir: Path, parts: Sequence[Sequence[Appearance]],
+                     tips: Sequence[str] = (), reorder: bool = False) -> list[Appearance]:
     """The appearances of `parts` (each oldest first, ancestors before descendants) as
     one `git log --date-order --reverse` over all their commits would list them.
 
@@ -113,25 +114,33 @@ def in_history_order(git_dir: Path, parts: Sequence[Sequence[Appearance]]
     part (a side branch fetched late or left unmerged, a clock set wrong) git orders the
     commits, so that the earliest appearance comes first, and no commit comes before its
     ancestor whatever the dates say (a sort by date would put a commit made on a machine
-    whose clock ran behind before its own parent)."""
+    whose clock ran behind before its own parent).
+    `tips`: the history's tips, when git orders: it walks all of it, as one pass would
+    (a commit dated before its parent holds that parent back, whether or not it holds an
+    appearance); `reorder`: git orders the parts in any case (the commits of earlier
+    parts may have changed order among themselves)."""
+    if reorder:
+        return _ordered_by_git(git_dir, [a for part in parts for a in part], tips)
     latest = float("-inf")
     joined: list[Appearance] = []
     for part in parts:
         dates = [timestamp(d) for d in {a.commit.commit_date for a in part}]
         if dates and joined and min(dates) < latest:
-            return _ordered_by_git(git_dir, [a for part in parts for a in part])
+            return _ordered_by_git(git_dir, [a for part in parts for a in part], tips)
         latest = max([latest, *dates])
         joined += part
     return joined
 
 
-def _ordered_by_git(git_dir: Path, places: list[Appearance]) -> list[Appearance]:
-    """`places` in `git rev-list --date-order --reverse`'s order of their commits; ties
-    (the places of one commit) and commits git does not list keep their order."""
+def _ordered_by_git(git_dir: Path, places: list[Appearance], tips: Sequence[str] = ()
+                   ) -> list[Appearance]:
+    """`places` in `git rev-list --date-order --reverse`'s order of their commits, walked
+    from `tips` (none: from those commits); ties (the places of one commit) and commits
+    git does not list keep their order."""
     shas = {a.commit.sha for a in places}
     proc = subprocess.run(["git", f"--git-dir={git_dir}", "rev-list", "--ignore-missing",
                            "--date-order", "--reverse", "--stdin"],
-                          input="".join(f"{s}\n" for s in sorted(shas)).encode(),
+                          input="".join(f"{s}\n" for s in (tips or sorted(shas))).encode(),
                           capture_output=True, check=False)
     rank: dict[str, int] = {}
     for line in proc.stdout.split():

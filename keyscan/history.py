@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from keyscan import ancestry, attribute, cache, gitrepo
@@ -432,6 +432,9 @@ class _Run:
         # a re-scan read from the files: what its new commits put where, oldest first
         self.recent: list[recent.Change] | None = None
         self.grown_from: set[str] = set()  # old commits the new ones grew from (`recent`)
+        # old commits may list in another order among themselves than the cache keeps
+        # them: a commit dated before its parent came (`_backdated`) or went (`_gone`)
+        self.reordered = False
         self.range: list[list[str]] = []  # --range / --since-commit: [its tips, its bases]
         self.shallow = ""  # the clone's shallow boundary, kept by the cache
         # loose objects written from here on are the next re-scan's to list (2 s early:
@@ -472,8 +475,10 @@ def _read(run: _Run, rules: RuleSet, options: ScanOptions, hopts: HistoryOptions
             run.start_containment()  # through git, as the rest of this scan
     if run.ranged:
         run.range = _range_ends(git_dir, hopts)
+    dates: dict[str, tuple[int, list[str]]] = {}
     refs, everything, run.cached = _plan(git_dir, tips, run.range, hopts, run.state,
-                                         run.old_tips)
+                                         run.old_tips, dates)
+    run.reordered = _backdated(dates)
     if run.range:
         refs = _fetched(git_dir, refs, result)
     run.split = everything
@@ -551,6 +556,11 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         fresh = [c.sha for c in line] + tags + [c.blob for c in changes]
         wanted = [sha for sha in dict.fromkeys(fresh) if bytes.fromhex(sha) not in state.scanned]
         run.grown_from = {p for c in line for p in c.parents}.difference(c.sha for c in line)
+        dates = {c.sha: (c.when, c.parents) for c in line}
+        for parent in run.grown_from:
+            if (old_commit := recent.read_commit(store, parent)) is not None:
+                dates[parent] = (old_commit.when, old_commit.parents)
+        run.reordered = _backdated(dates)
         wanted += _stored_unscanned(run.git_dir, state, wanted, typed=True)
         shas = list(dict.fromkeys(wanted + again))
         gone = store.missing(held)
@@ -576,6 +586,15 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
     result.stats.files += partial.stats.files
     result.stats.bytes += partial.stats.bytes
     return hits, read_ids, None
+
+
+def _backdated(dates: Mapping[str, tuple[int, Sequence[str]]]) -> bool:
+    """Whether, of the commits of `dates` (timestamp and parents: the new ones and those
+    they grew from), one is dated before one of its parents (a clock set wrong): it holds
+    that parent back in `git log --date-order`, and with it the old commits only that
+    parent leads to, which then come in another order among the other old ones."""
+    return any(when < dates[parent][0] for when, parents in dates.values()
+               for parent in parents if parent in dates)
 
 
 def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | None]],
@@ -643,6 +662,9 @@ def _gone(run: _Run) -> set[str]:
     left = _left_behind(run, state)
     if not left or not source.unreachable(run.git_dir, left, run.tips):
         return set()
+    # a commit dated before its parent may have gone with them, no longer holding that
+    # parent back in `git log --date-order`: the places are put in order again
+    run.reordered = True
     places = {str(row[1]) for rows in state.appearances.values() for row in rows}
     return source.unreachable(run.git_dir, places, run.tips)
 
@@ -683,7 +705,8 @@ def _where(run: _Run, hits: _Hits, gone: set[str]
     else:
         appearances = _appearances(run.git_dir, hits, run.tips, run.state, run.old_tips,
                                    _cut(run) if run.split and hits.blobs else None,
-                                   run.change <= _LIST_CHANGES, run.recent, gone)
+                                   run.change <= _LIST_CHANGES, run.recent, gone,
+                                   run.reordered)
     if run.containment is None:
         return appearances, {}
     return appearances, run.containment.refs_containing({
@@ -766,19 +789,21 @@ def _unread_in_range(result: ScanResult) -> None:
 
 
 def _plan(git_dir: Path, tips: list[str], ranged: list[list[str]], hopts: HistoryOptions,
-          state: cache.CacheState | None, old_tips: list[str]
+          state: cache.CacheState | None, old_tips: list[str],
+          dates: dict[str, tuple[int, list[str]]]
           ) -> tuple[list[source.ObjectRef], bool, set[str]]:
     """The objects to read, or none and True: every object in the store (read from the
     packs, or listed by git); and the objects whose findings the cache gives. `ranged`:
-    a range's ends (`_range_ends`), or none."""
+    a range's ends (`_range_ends`), or none. `dates`: filled with the new commits' dates
+    and parents (`source.new_objects`)."""
     if ranged:
         # new objects (commits and tags for their messages), and every blob the range's
         # commits put at a path: a key copied from an allowed or baselined file is new there
-        wanted = dict.fromkeys([*source.new_objects(git_dir, *ranged),
+        wanted = dict.fromkeys([*source.new_objects(git_dir, ranged[0], ranged[1]),
                                 *source.changed_blobs(git_dir, *ranged)])
         return source.describe_objects(git_dir, list(wanted)), False, set()
     if state is not None:
-        ids = source.new_objects(git_dir, tips, old_tips) if old_tips else []
+        ids = source.new_objects(git_dir, tips, old_tips, dates) if old_tips else []
         fresh = [i for i in ids if bytes.fromhex(i) not in state.scanned]
         fresh += _stored_unscanned(git_dir, state, fresh)
         # unreadable ones are tried (and reported) again; the findings of the others
@@ -1232,12 +1257,13 @@ _LIST_CHANGES = 20_000
 
 def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.CacheState | None,
                  old_tips: list[str], cut: str | None, small_change: bool,
-                 changes: list[recent.Change] | None = None, gone: Collection[str] = ()
-                 ) -> dict[str, list[attribute.Appearance]]:
+                 changes: list[recent.Change] | None = None, gone: Collection[str] = (),
+                 reordered: bool = False) -> dict[str, list[attribute.Appearance]]:
     """Where finding blobs appear. Incremental: the cached answer (less the places in
     commits `gone`) plus one `git log` over the new commits only (a blob new to the store
     can only be in new commits), or `changes`, what they put where, when read from the
-    files."""
+    files. `reordered`: the old commits may list in another order among themselves
+    (`_Run.reordered`): git orders every place again."""
     if state is None or not old_tips or not state.findings.keys() <= state.appearances.keys():
         return attribute.introductions(git_dir, hits.blobs.keys(), tips, cut=cut)
     known = attribute.appearances_from_rows(
@@ -1253,12 +1279,16 @@ def _appearances(git_dir: Path, hits: _Hits, tips: list[str], state: cache.Cache
         else attribute.introductions(git_dir, hits.blobs.keys() - again, tips, old_tips,
                                      filter_in_git=not small_change)
     parts.append(_flat(new))
+    old = _flat(known)
+    if reordered:  # the old commits themselves may come in another order now: git says
+        hits.places_changed = True
+        return attribute.numbered(hits.blobs, attribute.in_history_order(
+            git_dir, [old, *parts], tips, reorder=True), 0)
     if not any(parts):  # no new place: the cached ones as they were
         return {b: known.get(b, []) for b in hits.blobs}
     # the new places come after the cached ones, unless git says some come first: then
     # all are numbered again (and saved so: `_save`)
-    old = _flat(known)
-    places = attribute.in_history_order(git_dir, [old, *parts])
+    places = attribute.in_history_order(git_dir, [old, *parts], tips)
     if all(a is b for a, b in zip(old, places, strict=False)):
         added = attribute.numbered(hits.blobs, places[len(old):], _after(old))
         return {b: [*known.get(b, []), *added[b]] for b in hits.blobs}

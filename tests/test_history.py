@@ -1683,3 +1683,40 @@ def test_a_rescan_keeps_keys_only_a_detached_head_reaches(
     _, fresh, fresh_doc = history(cli, repo, "--no-cache")
     assert (found, fresh) == ([], [])
     assert doc["notes"] == fresh_doc["notes"]
+
+
+@pytest.mark.parametrize("read_files", [True, False], ids=["from-files", "through-git"])
+@pytest.mark.parametrize("change", ["backdated-commit", "branch-deleted", "amend"])
+def test_a_rescan_orders_places_as_a_fresh_scan_when_a_skewed_clock_reorders_history(
+        cli: Cli, repo: Path, change: str, read_files: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit dated before its parent holds that parent, and all it alone leads to,
+    back in `git log --date-order`: adding one (a clock set wrong), or dropping one (its
+    branch deleted, the commit amended), changes the order of old commits among
+    themselves. The cache kept its places' old order: a re-scan named another first
+    commit and path than a fresh scan, and listed the occurrences in another order."""
+    if not read_files:
+        monkeypatch.setenv("KEYSCAN_READ_PACKS", "0")
+    key = fake_key_id()
+    commit(repo, {"base.txt": "b\n"}, "base", when="2024-01-01T00:00:00+00:00")
+    git(repo, "checkout", "-q", "-b", "side")
+    commit(repo, {"q.txt": f"id {key}\n"}, "q", when="2024-01-02T00:00:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    commit(repo, {"p.txt": f"x\nid {key}\n"}, "p", when="2024-01-03T00:00:00+00:00")
+    if change != "backdated-commit":
+        git(repo, "checkout", "-q", "-b", "skew")
+        commit(repo, {"s.txt": "s\n"}, "skewed", when="2023-06-01T00:00:00+00:00")
+    _, found, _ = history(cli, repo)
+    assert by_key(found, key)["path"] == ("q.txt" if change == "backdated-commit" else "p.txt")
+    if change == "backdated-commit":
+        commit(repo, {"n.txt": "n\n"}, "skewed", when="2023-06-01T00:00:00+00:00")
+    elif change == "branch-deleted":
+        git(repo, "checkout", "-q", "main")
+        git(repo, "branch", "-q", "-D", "skew")
+    else:
+        git(repo, "commit", "-q", "--amend", "-m", "fixed clock",
+            env=clean_env(GIT_COMMITTER_DATE="2024-01-04T00:00:00+00:00"))
+    _, found, doc = history(cli, repo)
+    _, fresh, fresh_doc = history(cli, repo, "--no-cache")
+    assert by_key(fresh, key)["path"] == ("p.txt" if change == "backdated-commit" else "q.txt")
+    assert (found, doc["notes"]) == (fresh, fresh_doc["notes"])

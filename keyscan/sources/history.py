@@ -220,11 +220,28 @@ def _walk(git_dir: Path, args: Sequence[str], tips: Sequence[str], since: Sequen
     return proc.stdout
 
 
-def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
-    """Objects reachable from `tips` but not from `since`: what those commits added."""
-    out = _walk(git_dir, ["rev-list", "--objects", "--missing=print", "--no-object-names"],
-                tips, since)
-    return [line.lstrip("?") for line in out.decode("ascii").split()]
+def new_objects(git_dir: Path, tips: Sequence[str], since: Sequence[str],
+                commits: dict[str, tuple[int, list[str]]] | None = None) -> list[str]:
+    """Objects reachable from `tips` but not from `since`: what those commits added.
+    `commits`: filled with each new commit's committer timestamp and parents, and those
+    of the old commits they grew from (the walk's boundary)."""
+    if commits is None:
+        out = _walk(git_dir, ["rev-list", "--objects", "--missing=print",
+                              "--no-object-names"], tips, since)
+        return [line.lstrip("?") for line in out.decode("ascii").split()]
+    out = _walk(git_dir, ["rev-list", "--objects", "--missing=print", "--no-object-names",
+                          "--timestamp", "--parents", "--boundary"], tips, since)
+    found = []
+    for line in out.decode("ascii").splitlines():
+        fields = line.split()
+        if len(fields) == 1:  # not a commit: its id alone
+            found.append(fields[0].lstrip("?"))
+        elif len(fields) > 1:  # a commit: its timestamp, id ("-": boundary), parents
+            sha = fields[1].lstrip("-")
+            commits[sha] = (int(fields[0]), fields[2:])
+            if sha == fields[1]:
+                found.append(sha)
+    return found
 
 
 def changed_blobs(git_dir: Path, tips: Sequence[str], since: Sequence[str]) -> list[str]:
