@@ -1212,20 +1212,33 @@ def _outside_commits(held_at: list[tuple[str, str]]) -> str:
     return "(path unknown: blob not in any commit)"
 
 
-def _in_time(seen: _Seen) -> tuple[int, float, str]:
-    """The order of a credential's appearances: in history order; those outside it (commit
-    and tag messages) by date, in time whatever the time zone each date is written in,
-    then by id (a stash's commits share a date: a re-scan lists them as a fresh scan)."""
+def _in_time(seen: list[_Seen]) -> None:
+    """Put a credential's appearances in order: in history order; those outside it
+    (commit and tag messages, which share one place in it) by date, in time whatever the
+    time zone each date is written in, then by id (a stash's commits share a date: a
+    re-scan lists them as a fresh scan). Dates are parsed for those only."""
+    seen.sort(key=lambda s: s[0])
+    at = 0
+    while at < len(seen):
+        end = at + 1
+        while end < len(seen) and seen[end][0] == seen[at][0]:
+            end += 1
+        if end - at > 1:
+            seen[at:end] = sorted(seen[at:end], key=_when)
+        at = end
+
+
+def _when(seen: _Seen) -> tuple[float, str]:
     commit = seen[1]
     if commit is None:
-        return seen[0], float("inf"), ""
-    return seen[0], attribute.timestamp(commit.commit_date), commit.sha
+        return float("inf"), ""
+    return attribute.timestamp(commit.commit_date), commit.sha
 
 
 def _merge(seen: list[_Seen], refs_of: dict[str, list[str]],
            held: dict[str, list[tuple[str, str]]]) -> Finding:
     """One finding per credential: the first appearance, with every other listed."""
-    seen.sort(key=_in_time)
+    _in_time(seen)
     _, commit, cred, location, _ = seen[0]
     first = to_finding(cred, location, commit)
     last = seen[-1][1]
