@@ -136,3 +136,16 @@ def test_no_report_shows_a_5_character_piece_of_a_secret(secret: str, token: str
     stand_in = every_report("~" * len(secret), "~" * len(token), status)
     for out, baseline in zip(real, stand_in, strict=True):
         assert not {p for p in pieces if p in out and p not in baseline}
+
+
+@settings(max_examples=500, deadline=None)
+@given(when=st.integers(-(2**34), 2**35), minutes=st.integers(-14 * 60, 14 * 60))
+def test_commit_dates_are_read_as_datetime_reads_them(when: int, minutes: int) -> None:
+    """attribute.timestamp reads git's ISO dates by arithmetic (no datetime import on a
+    re-scan): the same instant as datetime, in every time zone and year."""
+    from datetime import datetime, timedelta, timezone
+
+    from keyscan.attribute import timestamp
+
+    iso = datetime.fromtimestamp(when, timezone(timedelta(minutes=minutes))).isoformat()
+    assert timestamp(iso) == datetime.fromisoformat(iso).timestamp()
