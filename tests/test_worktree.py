@@ -101,6 +101,25 @@ def test_a_subfolder_scan_applies_the_roots_settings_ignore_file_and_baseline(
     assert known.json["baseline"]["stale"] == []  # the rest of the tree was not scanned
 
 
+def test_a_folder_whose_name_starts_with_two_dots_is_named_from_the_root(
+        cli: Cli, repo: Path) -> None:
+    """`..cache` is inside the repository: its files are named from the root as every
+    other subfolder's (it was taken for a path out of the repository, so allow_paths,
+    .keyscanignore and baselines missed its findings)."""
+    for name in ("..cache", "...", "..a/b"):
+        (repo / name).mkdir(parents=True)
+        (repo / name / "k.ini").write_text(credentials())
+    commit_all(repo)
+    whole = {f["path"]: f["fingerprint"] for f in scan(cli, repo)[1]["findings"]}
+    assert sorted(whole) == [".../k.ini", "..a/b/k.ini", "..cache/k.ini"]
+    for name in ("..cache", "...", "..a/b", "..a"):
+        part = {f["path"]: f["fingerprint"] for f in scan(cli, repo / name)[1]["findings"]}
+        assert part and part.items() <= whole.items(), name
+    (repo / ".keyscan.yaml").write_text("allow_paths: ['..cache/*']\n")
+    code, doc = scan(cli, repo / "..cache")
+    assert code == 0 and doc["summary"]["allowed_by_path"] == 1
+
+
 def test_a_plain_folder_scans_every_regular_file(cli: Cli, tmp_path: Path) -> None:
     folder = tmp_path / "not-a-repo"
     (folder / "deep" / "er").mkdir(parents=True)

@@ -22,8 +22,9 @@ def files(target: Path, follow_symlinks: bool = False) -> tuple[Path, list[bytes
     root = repo.root if repo is not None and not repo.bare else None
     inside = os.fsencode(os.path.relpath(os.path.realpath(target), os.path.realpath(root))) \
         if root is not None else b""
-    if inside.startswith(b".."):  # a link out of the repository: scanned where it leads
-        root, inside = None, b""
+    up = os.fsencode(os.pardir)  # `..cache` is a folder in the repository, `../x` is not
+    if inside == up or inside.startswith(up + os.fsencode(os.sep)):
+        root, inside = None, b""  # a link out of the repository: scanned where it leads
     if target.is_file() and not target.is_symlink():
         return (root, [inside]) if root is not None else (target.parent,
                                                           [os.fsencode(target.name)])
