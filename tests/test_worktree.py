@@ -132,6 +132,29 @@ def test_a_plain_folder_scans_every_regular_file(cli: Cli, tmp_path: Path) -> No
     assert doc["summary"]["files"] == 3
 
 
+def test_a_folder_thousands_deep_is_walked(cli: Cli, tmp_path: Path) -> None:
+    """A plain folder 1500 levels deep (an unpacked archive can be): walked without
+    recursion (os.walk raised RecursionError: an internal error, nothing scanned)."""
+    folder = tmp_path / "deep"
+    deepest = os.fsencode(folder)
+    os.mkdir(deepest)
+    for _ in range(1500):
+        deepest = os.path.join(deepest, b"d")
+        os.mkdir(deepest)
+    with open(os.path.join(deepest, b"k.ini"), "w") as fh:
+        fh.write(credentials())
+    (folder / "top.ini").write_text(credentials())
+    try:
+        code, doc = scan(cli, folder)
+        assert code == 1
+        assert paths_of(doc) == ["d/" * 1500 + "k.ini", "top.ini"]
+    finally:  # pytest's clean-up of tmp_path recurses too
+        os.remove(os.path.join(deepest, b"k.ini"))
+        while deepest != os.fsencode(folder):
+            os.rmdir(deepest)
+            deepest = os.path.dirname(deepest)
+
+
 def test_a_single_file_can_be_scanned(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "one.ini").write_text(credentials())
     (tmp_path / "two.ini").write_text(credentials())

@@ -38,28 +38,38 @@ def files(target: Path, follow_symlinks: bool = False) -> tuple[Path, list[bytes
 
 
 def _walk(top: Path, follow_symlinks: bool) -> Iterator[bytes]:
+    """Every path under `top`, relative to it, but inside `.git` folders; the folders that
+    could not be listed, and (unfollowed) links to folders, as paths too: read() reports
+    them, nothing is skipped silently. A stack, not recursion: os.walk recursed, and a
+    tree some 1000 folders deep raised RecursionError."""
     base = os.fsencode(top)
     seen: set[tuple[int, int]] = set()
-    unopened: list[bytes] = []  # read() reports these folders: nothing is skipped silently
-    for folder, dirs, names in os.walk(base, followlinks=follow_symlinks,
-                                       onerror=lambda exc: unopened.append(exc.filename)):
-        yield from (os.path.relpath(u, base) for u in unopened)
-        unopened.clear()
-        if follow_symlinks:  # a symlink loop must not walk forever
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen:
-                dirs[:] = []
-                yield os.path.relpath(folder, base)  # read() says why it was not walked
-                continue
-            seen.add((st.st_dev, st.st_ino))
-        dirs[:] = [d for d in dirs if d != b".git"]
-        rel = os.path.relpath(folder, base)
-        for name in names:
-            yield name if rel == b"." else os.path.join(rel, name)
-        if not follow_symlinks:
-            yield from (os.path.join(rel, d) if rel != b"." else d
-                        for d in dirs if os.path.islink(os.path.join(folder, d)))
-    yield from (os.path.relpath(u, base) for u in unopened)
+    stack = [b""]
+    while stack:
+        rel = stack.pop()
+        folder = os.path.join(base, rel) if rel else base
+        try:
+            if follow_symlinks:  # a symlink loop must not walk forever
+                st = os.stat(folder)
+                if (st.st_dev, st.st_ino) in seen:
+                    yield rel  # read() says why it was not walked
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            yield rel or os.fsencode(os.curdir)  # read() reports the unopened folder
+            continue
+        for entry in entries:
+            path = os.path.join(rel, entry.name) if rel else entry.name
+            try:
+                is_dir = entry.is_dir(follow_symlinks=follow_symlinks)
+            except OSError:  # a symlink loop, a name gone since: read() says which
+                is_dir = False
+            if not is_dir:
+                yield path  # a file, a link not followed, a FIFO...: read() sorts them
+            elif entry.name != b".git":
+                stack.append(path)
 
 
 def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: bool = False
