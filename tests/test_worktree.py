@@ -155,6 +155,30 @@ def test_a_folder_thousands_deep_is_walked(cli: Cli, tmp_path: Path) -> None:
             deepest = os.path.dirname(deepest)
 
 
+def test_a_file_whose_size_the_system_does_not_know_is_read_to_its_end(
+        cli: Cli, tmp_path: Path) -> None:
+    """/proc/PID/environ (and /sys, some FUSE files) say size 0 and hold more: read to
+    the end, not to the size stat gave (one byte was read: a key there went unseen)."""
+    key, secret = fake_key_id(), fake_secret()
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_ACCESS_KEY_ID": key,
+           "AWS_SECRET_ACCESS_KEY": secret}
+    child = subprocess.Popen(["sleep", "30"], env=env)
+    try:
+        environ = Path(f"/proc/{child.pid}/environ")
+        if not environ.exists() or environ.stat().st_size != 0:
+            pytest.skip("needs Linux's /proc")
+        code, doc = scan(cli, environ)
+        assert code == 1
+        assert [(f["key_id"], f["kind"]) for f in doc["findings"]] == [(key, "pair")]
+        code, doc = scan(cli, environ, "--max-file-size", "10")
+        assert code == 0 and doc["findings"] == []
+        assert [s["path"] for s in doc["skipped"]] == ["environ"]
+        assert "size limit" in doc["skipped"][0]["reason"]
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_single_file_can_be_scanned(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "one.ini").write_text(credentials())
     (tmp_path / "two.ini").write_text(credentials())

@@ -38,7 +38,7 @@ def files(target: Path, follow_symlinks: bool = False) -> tuple[Path, list[bytes
 
 
 def _walk(top: Path, follow_symlinks: bool) -> Iterator[bytes]:
-    """Every path under `top`, relative to it, but inside `.git` folders; the folders that
+    """Every path under `top`, relative to it, except inside `.git` folders; the folders that
     could not be listed, and (unfollowed) links to folders, as paths too: read() reports
     them, nothing is skipped silently. A stack, not recursion: os.walk recursed, and a
     tree some 1000 folders deep raised RecursionError."""
@@ -106,21 +106,26 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
         except OSError as exc:
             yield Skipped(shown, _why(exc))
             continue
+        if len(data) > max_size:  # grown since stat, or sized 0 by the system (/proc)
+            yield Skipped(shown, f"larger than the size limit (over {max_size} bytes when "
+                                 "read; raise it with --max-file-size)")
+            continue
         yield Content(Location(path=shown), data)
 
 
 def _read_file(full: bytes, size: int, max_size: int) -> bytes:
-    """The file's bytes, sized from stat: no buffer of max_size allocated per file."""
+    """The file's bytes to its end, up to max_size + 1 (more: over the limit). Sized from
+    stat, so no buffer of max_size is allocated per file; but not cut there: a file in
+    /proc or /sys says size 0 and holds more, and a file may grow since stat."""
     fd = os.open(full, os.O_RDONLY)
     try:
-        want = min(size, max_size) + 1
-        data = os.read(fd, want)
-        while len(data) < want:  # a short read, or the file grew since stat
-            more = os.read(fd, want - len(data))
-            if not more:
-                break
-            data += more
-        return data
+        want = max_size + 1
+        chunks = [os.read(fd, min(size, max_size) + 1)]
+        got = len(chunks[0])
+        while chunks[-1] and got < want:
+            chunks.append(os.read(fd, min(want - got, 1 << 20)))
+            got += len(chunks[-1])
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
     finally:
         os.close(fd)
 
