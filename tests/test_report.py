@@ -184,6 +184,19 @@ def test_output_into_a_missing_folder_is_a_clear_error(
     assert "Traceback" not in result.err
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["scan", "baseline"])
+def test_a_full_disk_is_a_clear_error(cli: Cli, leaky: tuple[Path, str, str, str, str],
+                                      command: str) -> None:
+    """A report that cannot be written whole (no space left) is one line and exit 2,
+    not an internal error."""
+    result = cli(command, leaky[0], "--output", "/dev/full")
+    assert result.code == 2
+    assert "cannot write" in result.err and "/dev/full" in result.err
+    assert "No space left on device" in result.err
+    assert "internal error" not in result.err and "Traceback" not in result.err
+
+
 # -- exit codes -----------------------------------------------------------------------------------
 
 

@@ -15,8 +15,11 @@ from keyscan.errors import KeyscanError
 def write_private(path: Path, text: str) -> None:
     """Write a report readable only by its owner, whatever the umask."""
     fd = open_private(path)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:  # a full disk, a quota, an I/O error: one line, exit 2
+        raise KeyscanError(f"cannot write report {path}: {exc.strerror or exc}") from None
 
 
 def open_private(path: Path) -> int:
