@@ -7,13 +7,14 @@ import json
 import os
 import random
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fakes import BASE32, NEW_FORMAT_5TH, fake_key_id, fake_secret, fake_session_token
-from repos import CliResult, clean_env, commit_all, git, run_keyscan
+from repos import KEYSCAN_BIN, CliResult, clean_env, commit_all, git, run_keyscan
 
 from keyscan.attribute import account_id
 from keyscan.cli import main
@@ -195,6 +196,50 @@ def test_a_full_disk_is_a_clear_error(cli: Cli, leaky: tuple[Path, str, str, str
     assert "cannot write" in result.err and "/dev/full" in result.err
     assert "No space left on device" in result.err
     assert "internal error" not in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_report_is_not_written_through_a_planted_symlink(
+        cli: Cli, leaky: tuple[Path, str, str, str, str], tmp_path: Path, fmt: str) -> None:
+    """The README's CI recipes write `--output keyscan.sarif` into the checkout: a link
+    committed under that name made keyscan overwrite (and chmod 0600) the file it points
+    to, or create the one a dangling link names. A link to a file is refused; one to a
+    device or a pipe (`-o /dev/stdout`, /dev/null) is still written."""
+    victim = tmp_path / "victim.sh"
+    victim.write_text("echo precious\n")
+    victim.chmod(0o755)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "keyscan.out").symlink_to(victim)
+    (checkout / "dangling.out").symlink_to(tmp_path / "created-by-keyscan")
+    for link in ("keyscan.out", "dangling.out"):
+        for command in ("scan", "baseline"):
+            extra = ("-f", fmt) if command == "scan" else ()
+            result = cli(command, leaky[0], *extra, "--output", checkout / link)
+            assert result.code == 2, (command, link, result.err)
+            assert "symbolic link" in result.err and "Traceback" not in result.err
+    assert victim.read_text() == "echo precious\n"
+    assert (victim.stat().st_mode & 0o777) == 0o755
+    assert not (tmp_path / "created-by-keyscan").exists()
+    (checkout / "null").symlink_to(os.devnull)
+    assert cli("scan", leaky[0], "-f", fmt, "--output", checkout / "null").code == 1
+    assert (os.stat(os.devnull).st_mode & 0o777) == 0o666
+
+
+def test_a_report_to_dev_stdout_reaches_standard_output(
+        leaky: tuple[Path, str, str, str, str], tmp_path: Path) -> None:
+    """`-o /dev/stdout` (a link to the process's own output) still works, into a pipe
+    and into a file the shell opened."""
+    proc = run_keyscan(["scan", leaky[0], "-f", "json", "-o", "/dev/stdout"])
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["summary"]["leaks"] == 2
+    out = tmp_path / "out.json"
+    with open(out, "w") as fh:
+        code = subprocess.run([str(KEYSCAN_BIN), "scan", str(leaky[0]), "-f", "json", "-o",
+                               "/dev/stdout"], stdout=fh, env=clean_env(),
+                              check=False).returncode
+    assert code == 1
+    assert json.loads(out.read_text())["summary"]["leaks"] == 2
 
 
 # -- exit codes -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ forget it. Report files are created private (0600).
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -26,13 +27,51 @@ def open_private(path: Path) -> int:
     """A report file opened for writing, readable only by its owner: an existing file
     is made so too. Not a device or a pipe (`-o /dev/null`, `-o /dev/stdout`): those
     are written as they are, their modes left alone (a chmod of /dev/null as root
-    would break every other program's use of it)."""
+    would break every other program's use of it). A symbolic link is not followed to a
+    file (see `_through_link`)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        raise KeyscanError(f"cannot write report {path}: {exc.strerror}") from None
+        if exc.errno != errno.ELOOP or not os.path.islink(path):
+            raise KeyscanError(f"cannot write report {path}: {exc.strerror}") from None
+        fd = _through_link(path)
     keep_private(fd)
     return fd
+
+
+def _through_link(path: Path) -> int:
+    """The device or pipe a link given as the report file leads to (/dev/stdout,
+    /dev/fd/N, a link to /dev/null), or the file standard output or error already
+    writes to (`-o /dev/stdout > report.json`). Never another file: the README's CI
+    recipes write `--output keyscan.sarif` into a checkout, and a link committed under
+    that name would have had keyscan overwrite, and chmod, whatever it points to (or
+    create the file a dangling link names)."""
+    import stat
+
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    refused = KeyscanError(
+        f"cannot write report {path}: it is a symbolic link{target}, which a report never "
+        "follows to a file: give the file's own path, or remove the link")
+    try:
+        fd = os.open(path, os.O_WRONLY)  # no O_CREAT: a dangling link makes nothing
+    except OSError:
+        raise refused from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return fd
+    for std in (1, 2):
+        try:
+            out = os.fstat(std)
+        except OSError:
+            continue
+        if (out.st_dev, out.st_ino) == (st.st_dev, st.st_ino):
+            os.ftruncate(fd, 0)
+            return fd
+    os.close(fd)
+    raise refused
 
 
 def keep_private(fd: int) -> None:
