@@ -113,8 +113,10 @@ def gather(query: str, target: Path, args: argparse.Namespace, settings: Config,
 
     query = query.strip()
     if not (_FINGERPRINT.match(query.lower()) or re.match(r"^[A-Z0-9]{16,128}$", query)):
-        raise KeyscanError(f"{query!r} is neither a fingerprint (20 hex characters) nor an "
-                           "access key ID: copy one from `keyscan scan` output")
+        from keyscan.report.redact import quoted  # a secret pasted here: not echoed whole
+
+        raise KeyscanError(f"{quoted(query)} is neither a fingerprint (20 hex characters) "
+                           "nor an access key ID: copy one from `keyscan scan` output")
     if not target.exists():
         raise KeyscanError(f"{target} does not exist: give a repository path")
     repo = gitrepo.discover(target)

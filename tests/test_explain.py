@@ -137,6 +137,18 @@ def test_something_that_is_neither_is_refused(cli: Cli, repo: Path) -> None:
     assert "is neither a fingerprint" in result.err
 
 
+def test_a_secret_pasted_instead_of_a_key_id_is_not_echoed(cli: Cli, repo: Path) -> None:
+    """A secret access key (or a whole config line) pasted by mistake: the error quotes
+    it as reports do, first 4 characters, not whole into the terminal and CI log."""
+    secret = fake_secret()
+    for pasted in (secret, f"aws_secret_access_key={secret}"):
+        result = cli("explain", pasted, repo)
+        assert result.code == 2
+        assert "is neither a fingerprint" in result.err
+        assert secret[:4] in result.err
+        assert not any(secret[i : i + 5] in result.err for i in range(len(secret) - 4))
+
+
 def test_an_ignored_finding_shows_why(cli: Cli, repo: Path) -> None:
     key = fake_key_id()
     commit(repo, {"docs/setup.md": f"Use {key}\n"}, "docs")
