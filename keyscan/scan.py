@@ -60,7 +60,24 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
     if workers > 1 and len(paths) >= _PARALLEL_FILES:
         return _run_parallel(str(target), base, paths, rules, options, workers)
     units = worktree.read(base, paths, options.max_file_size, options.follow_symlinks)
-    return _run(str(target), "worktree", units, rules, options)
+    result = _run(str(target), "worktree", units, rules, options)
+    if repo is not None and not paths and _ignored_by_git(target):
+        result.notes.append(
+            f"{target} is ignored by git: a repository's working tree is scanned as git "
+            "would commit it, so none of its files was read; name a file to scan it "
+            "(`keyscan scan FILE`), or scan a copy outside the repository")
+    return result
+
+
+def _ignored_by_git(folder: Path) -> bool:
+    """Whether git ignores `folder` (.gitignore, info/exclude, core.excludesFile)."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", "."],
+                              capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
 
 
 _PARALLEL_FILES = 2000  # below this, starting workers costs more than it saves

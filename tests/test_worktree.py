@@ -60,6 +60,23 @@ def test_a_repository_scans_what_git_would_commit(cli: Cli, repo: Path) -> None:
     assert paths_of(doc) == ["committed.ini", "forced.log", "new-untracked.env"]
 
 
+def test_a_folder_git_ignores_named_on_the_command_line_says_so(cli: Cli, repo: Path) -> None:
+    """`keyscan scan build/` where .gitignore has build/: nothing git would commit, so
+    nothing read; it said '0 leaks, 0 files' and no more, as if the folder were clean."""
+    (repo / ".gitignore").write_text("build/\n")
+    (repo / "build" / "deep").mkdir(parents=True)
+    (repo / "build" / "deep" / "k.ini").write_text(credentials())
+    (repo / "empty").mkdir()
+    commit_all(repo)
+    for target in (repo / "build", repo / "build" / "deep"):
+        result = cli("scan", target)
+        assert result.code == 0
+        assert "0 files" in result.err
+        assert "ignored by git" in result.err and "none of its files was read" in result.err
+    assert "ignored" not in cli("scan", repo / "empty").err  # empty, not ignored
+    assert cli("scan", repo / "build" / "deep" / "k.ini").code == 1  # a file named: read
+
+
 def test_a_file_deleted_from_the_work_tree_is_not_an_error(cli: Cli, repo: Path) -> None:
     (repo / "gone.ini").write_text(credentials())
     (repo / "kept.txt").write_text("hello\n")
