@@ -255,8 +255,9 @@ class Matcher:
 
         if budget.depth >= unpack.MAX_DEPTH:
             if budget.at and unpack.kind(data) is not None:
-                budget.note("", f"an archive inside {unpack.MAX_DEPTH} others: its members "
-                                "not unpacked (its bytes matched as they are)")
+                budget.note("", f"archives nested deeper than {unpack.MAX_DEPTH} levels (a "
+                                "compressed tar counts two): its members not unpacked, its "
+                                "bytes matched as they are")
             return None
         budget.depth += 1
         found: list[Credential] | None = None
