@@ -660,3 +660,28 @@ def test_the_console_script_flushes_everything_before_it_exits(tmp_path: Path) -
                           shell=True, capture_output=True, text=True, env=clean_env())
     assert head.stdout == proc.stdout[:10]
     assert "Traceback" not in head.stderr
+
+
+def test_a_file_swapped_after_its_check_is_never_followed_nor_waited_on(tmp_path: Path) -> None:
+    """Between the check of a path and its opening, a symlink or a FIFO may take the
+    file's place: the read neither follows the link nor blocks on the FIFO."""
+    import contextlib
+    import errno
+    import time
+
+    from keyscan.sources.worktree import _read_file
+
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not yours\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(secret)
+    with pytest.raises(OSError) as exc:
+        _read_file(os.fsencode(link), 10, 1 << 20)
+    assert exc.value.errno == errno.ELOOP
+    assert _read_file(os.fsencode(link), 10, 1 << 20, follow_symlinks=True) == b"not yours\n"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with contextlib.suppress(BlockingIOError):  # no writer: at once, empty or EAGAIN
+        assert _read_file(os.fsencode(fifo), 0, 1 << 20) == b""
+    assert time.monotonic() - started < 5

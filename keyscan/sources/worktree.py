@@ -102,9 +102,11 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
                                  " raise it with --max-file-size)")
             continue
         try:
-            data = _read_file(full, st.st_size, max_size)
+            data = _read_file(full, st.st_size, max_size, follow_symlinks)
         except OSError as exc:
-            yield Skipped(shown, _why(exc))
+            swapped = exc.errno == errno.ELOOP and not follow_symlinks
+            yield Skipped(shown, "replaced by a symlink while being scanned: not followed"
+                          if swapped else _why(exc))
             continue
         if len(data) > max_size:  # grown since stat, or sized 0 by the system (/proc)
             yield Skipped(shown, f"larger than the size limit (over {max_size} bytes when "
@@ -113,11 +115,14 @@ def read(base: Path, paths: Iterable[bytes], max_size: int, follow_symlinks: boo
         yield Content(Location(path=shown), data)
 
 
-def _read_file(full: bytes, size: int, max_size: int) -> bytes:
+def _read_file(full: bytes, size: int, max_size: int, follow_symlinks: bool = False) -> bytes:
     """The file's bytes to its end, up to max_size + 1 (more: over the limit). Sized from
     stat, so no buffer of max_size is allocated per file; but not cut there: a file in
-    /proc or /sys says size 0 and holds more, and a file may grow since stat."""
-    fd = os.open(full, os.O_RDONLY)
+    /proc or /sys says size 0 and holds more, and a file may grow since stat.
+    Swapped for a link (not followed) or a FIFO since stat: ELOOP, or EAGAIN at once,
+    not a read that hangs."""
+    nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
+    fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | nofollow)
     try:
         want = max_size + 1
         chunks = [os.read(fd, min(size, max_size) + 1)]
