@@ -486,11 +486,14 @@ def _near_rule_hits(rule: CompiledRule, data: bytes, key_hits: list[Hit]) -> lis
 
 
 def _after_escape(data: bytes, pos: int, bad: frozenset[int]) -> bool:
-    """`pos` follows an escaped separator: `key%3DAKIA...` in an encoded URL, or
-    `...\\nAKIA...` in a JSON or source-code string."""
+    """`pos` follows an escaped separator: `key%3DAKIA...` in an encoded URL,
+    `...\\nAKIA...` in a JSON or source-code string, or a quote written as `\\u0022`
+    (.NET's JSON encoder, a JSON document serialized into a string) or `\\x22` (C, shell)."""
     if pos >= 2 and data[pos - 2] == 0x5C and data[pos - 1] in b"nrt":  # backslash
         return True
-    if pos < 3 or data[pos - 3] != 0x25:  # '%'
+    escaped = (data[max(0, pos - 6) : pos - 2] == b"\\u00"
+               or data[max(0, pos - 4) : pos - 2] == b"\\x" or (pos >= 3 and data[pos - 3] == 0x25))
+    if not escaped:
         return False
     try:
         return int(data[pos - 2 : pos], 16) not in bad

@@ -618,3 +618,19 @@ def test_a_key_in_a_percent_encoded_url_inside_a_url(scan: Scanner, keys: Keys) 
 def test_an_escaped_letter_before_a_key_still_makes_a_longer_token(scan: Scanner,
                                                                   keys: Keys) -> None:
     assert scan(f"value = %41{keys.akia}\n") == []  # %41 is 'A': "AAKIA..."
+
+
+# .NET's System.Text.Json writes '"' as \u0022 (a JSON document serialized into a string),
+# C and shell sources write it as \x22: the escape's last character is no part of the key
+@pytest.mark.parametrize("escape", ["\\u0022", "\\u0027", "\\x22", "\\x27", "\\u003D"])
+def test_a_key_after_an_escaped_quote(scan: Scanner, keys: Keys, escape: str) -> None:
+    content = f'"{{{escape}id{escape}:{escape}{keys.akia}{escape}}}"\n'
+    line, column = where(content, keys.akia)
+    assert_findings(scan(content), [{"kind": "key-id", "status": "leak", "key_id": keys.akia,
+                                     "line": line, "column": column}])
+
+
+@pytest.mark.parametrize("escape", ["\\u0041", "\\x41", "\\u0039"])
+def test_an_escaped_letter_or_digit_before_a_key_still_makes_a_longer_token(
+        scan: Scanner, keys: Keys, escape: str) -> None:
+    assert scan(f'"{escape}{keys.akia}"\n') == []  # "AAKIA...", "9AKIA..."
