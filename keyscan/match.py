@@ -339,9 +339,10 @@ class Matcher:
                 # and the line after, when the keyword ends its line (but for the rest of
                 # its word, quotes and punctuation): the value of a two-line form (a
                 # Kubernetes env list's `- name: AWS_SECRET_ACCESS_KEY` then `value: ...`)
+                # or an XML element's (`<name>fs.s3a.secret.key</name>` then `<value>`)
                 end = pos + len(keyword)
                 if le < len(data) and le - end < 64 and \
-                        not data[end:le].lstrip(_WORD).strip(_LABEL_END):
+                        not _closing_tag(data[end:le].lstrip(_WORD)).strip(_LABEL_END):
                     le = _line_bounds(data, le + 1)[1]
                 out.extend(self._lines.hits(rule, data, ls, le))
         return out
@@ -465,8 +466,14 @@ def _positions(data: bytes, keyword: bytes, located: dict[bytes, list[int]] | No
         pos = data.find(keyword, pos + 1)
 
 
-_LABEL_END = b" \t\r\"',:;={(<>/"  # what may follow a label that ends its line
+# what may follow a label that ends its line (`|`, `>-`: a YAML block scalar)
+_LABEL_END = b" \t\r\"',:;={(<>/|-+"
 _WORD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-."  # its rest
+
+
+def _closing_tag(rest: bytes) -> bytes:
+    """`rest` less the XML closing tag it starts with, if any."""
+    return rest[rest.find(b">") + 1 :] if rest.startswith(b"</") else rest
 
 
 def _has(data: bytes, keyword: bytes, present: dict[bytes, bool]) -> bool:

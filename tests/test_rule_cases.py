@@ -148,6 +148,24 @@ SECRET_FORMS = {
     "makefile": "AWS_SECRET_ACCESS_KEY ?= {s}\n",
     "js-or-default": "const secret = process.env.AWS_SECRET_ACCESS_KEY || '{s}';\n",
     "js-nullish-default": "const secret = process.env.AWS_SECRET_ACCESS_KEY ?? '{s}';\n",
+    # JSON inside a JSON string (a notebook's source line, a log line, an Airflow extra)
+    "notebook-source": '{{"source": ["os.environ[\\"AWS_SECRET_ACCESS_KEY\\"] = \\"{s}\\"\\n"]}}\n',
+    "json-in-a-json-string": '{{"extra": "{{\\"aws_secret_access_key\\": \\"{s}\\"}}"}}\n',
+    # XML labelled by an element: Hadoop/Spark core-site.xml, a macOS plist
+    "hadoop-core-site": ("<property>\n  <name>fs.s3a.secret.key</name>\n"
+                         "  <value>{s}</value>\n</property>\n"),
+    "hadoop-one-line": "<property><name>fs.s3a.secret.key</name><value>{s}</value></property>\n",
+    "plist": "<dict>\n\t<key>AWS_SECRET_ACCESS_KEY</key>\n\t<string>{s}</string>\n</dict>\n",
+    # a shell or docker-compose default
+    "shell-default": 'export AWS_SECRET_ACCESS_KEY="${{AWS_SECRET_ACCESS_KEY:-{s}}}"\n',
+    "compose-default": "    environment:\n      AWS_SECRET_ACCESS_KEY: ${{AWS_SECRET:-{s}}}\n",
+    # YAML block scalars
+    "yaml-literal-block": "aws_secret_access_key: |\n  {s}\n",
+    "yaml-folded-block": "aws_secret_access_key: >-\n  {s}\n",
+    # string prefixes: Python raw and bytes strings, C# verbatim strings
+    "python-raw-string": 'AWS_SECRET_ACCESS_KEY = r"{s}"\n',
+    "python-bytes": "secret_key=b'{s}'\n",
+    "csharp-verbatim": 'var awsSecretKey = @"{s}";\n',
 }
 
 
@@ -181,6 +199,18 @@ def test_a_secret_label_two_lines_above_a_value_is_not_its_label(scan: Scanner,
                                                                   keys: Keys) -> None:
     content = f"- name: AWS_SECRET_ACCESS_KEY\n  valueFrom: aws\n  value: {keys.secret}\n"
     assert scan(content) == []
+
+
+@pytest.mark.parametrize("content", [
+    "AWS_SECRET_ACCESS_KEY: ${{AWS_SECRET_ACCESS_KEY:-}}\n",
+    "<name>fs.s3a.secret.key</name>\n<value>${{env.S3_SECRET}}</value>\n",
+    "<name>fs.s3a.secret.key</name>\n<description>{s}</description>\n",
+    "aws_secret_access_key: |\n\n  {s}\n",
+    "aws_secret_access_key = z'{s}'\n",
+])
+def test_near_forms_of_a_labelled_secret_that_label_nothing(scan: Scanner, keys: Keys,
+                                                           content: str) -> None:
+    assert [f for f in scan(content.format(s=keys.secret)) if f["status"] == "leak"] == []
 
 
 def test_a_40_character_value_without_an_aws_keyword_is_not_a_secret(scan: Scanner,
@@ -247,6 +277,16 @@ def test_sts_json_output_carries_the_session_token(scan: Scanner, keys: Keys) ->
     content = json.dumps({"Credentials": {
         "AccessKeyId": keys.asia, "SecretAccessKey": keys.secret,
         "SessionToken": keys.token, "Expiration": "2030-01-01T00:00:00Z"}}, indent=4)
+    assert_findings(scan(content), [{"kind": "pair", "key_id": keys.asia,
+                                     "secret": keys.secret, "token": keys.token}])
+
+
+def test_sts_output_logged_as_a_json_string_carries_the_session_token(scan: Scanner,
+                                                                      keys: Keys) -> None:
+    sts = json.dumps({"Credentials": {"AccessKeyId": keys.asia, "SecretAccessKey": keys.secret,
+                                      "SessionToken": keys.token}})
+    content = json.dumps({"level": "debug", "msg": sts}) + "\n"
+    assert '\\"SessionToken\\": \\"' in content
     assert_findings(scan(content), [{"kind": "pair", "key_id": keys.asia,
                                      "secret": keys.secret, "token": keys.token}])
 
