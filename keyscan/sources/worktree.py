@@ -125,12 +125,13 @@ def _read_file(full: bytes, size: int, max_size: int, follow_symlinks: bool = Fa
     fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | nofollow)
     try:
         want = max_size + 1
-        chunks = [os.read(fd, min(size, max_size) + 1)]
-        got = len(chunks[0])
-        while chunks[-1] and got < want:
-            chunks.append(os.read(fd, min(want - got, 1 << 20)))
-            got += len(chunks[-1])
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        data = os.read(fd, min(size, max_size) + 1)
+        while len(data) < want:  # the end (one more read, as short as can be), or more
+            more = os.read(fd, min(want - len(data), 1 << 20))
+            if not more:
+                return data  # no copy of the usual file's bytes
+            data += more
+        return data
     finally:
         os.close(fd)
 
