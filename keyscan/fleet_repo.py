@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from keyscan.aws.classify import Accounts
 from keyscan.errors import KeyscanError
@@ -67,16 +66,21 @@ def display_name(source: str) -> str:
     """The source with any password or token in the URL masked."""
     if not _URL.match(source):
         return source
-    parts = urlsplit(source)
-    if "@" not in parts.netloc:
+    scheme, rest = source.split("://", 1)
+    # the credentials end at the last "@" before the first "/", as git's own masking
+    # (report/redact.py) reads them: an unencoded "#" or "?" in a password would end
+    # the host for urlsplit, which then saw no credentials and showed them all
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
         return source
-    userinfo, host = parts.netloc.rsplit("@", 1)
+    userinfo, host = authority.rsplit("@", 1)
     user, has_password, _ = userinfo.partition(":")
+    scheme = scheme.lower()
     if has_password:
         userinfo = f"{user}:***"
-    elif parts.scheme in ("http", "https"):
+    elif scheme in ("http", "https"):
         userinfo = "***"  # a token given as the user name
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+    return f"{scheme}://{userinfo}@{host}{slash}{path}"
 
 
 def slug(name: str) -> str:

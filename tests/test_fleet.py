@@ -334,6 +334,12 @@ def test_repository_list_and_names(tmp_path: Path) -> None:
     assert display_name("https://x:tok@host/o/r.git") == "https://x:***@host/o/r.git"
     assert display_name("https://tok@host/o/r.git") == "https://***@host/o/r.git"
     assert display_name("ssh://git@host/o/r.git") == "ssh://git@host/o/r.git"
+    # a password or token with an unencoded "#" or "?" is masked too, as a whole
+    assert display_name("https://x:pa#ss@host/o/r.git") == "https://x:***@host/o/r.git"
+    assert display_name("https://x:pa?ss@host/o/r.git") == "https://x:***@host/o/r.git"
+    assert display_name("https://to#ken@host/o/r.git") == "https://***@host/o/r.git"
+    assert display_name("HTTPS://tok@host") == "https://***@host"
+    assert display_name("https://host/o/r.git?x=1#y") == "https://host/o/r.git?x=1#y"
     assert is_url("git@github.com:o/r.git") and not is_url("/srv/a")
 
 
@@ -347,3 +353,4 @@ def test_token_bucket_paces_every_thread_together() -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: bucket.take(), range(11)))
     assert time.monotonic() - started >= 0.45  # 1 at once, then 10 at 20 a second
+
