@@ -149,9 +149,10 @@ class _Audit:
         for error in self.aws_errors:
             print(f"keyscan: error: {error}", file=sys.stderr)
         print(report.summary_line(summary) + f" (status: {status_path})", file=sys.stderr)
-        if summary["leaks"]:
-            code: int = self.args.exit_code
+        code: int = self.args.exit_code
+        if summary["leaks"] and code:
             return code
+        # `--exit-code 0` lets leaks pass, never a repository left unscanned
         if summary["by_status"].get(ERROR) or summary["by_status"].get("timeout"):
             return EXIT_ERROR
         return EXIT_AWS_FAILED if self.aws_errors else EXIT_CLEAN

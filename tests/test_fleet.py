@@ -354,3 +354,27 @@ def test_token_bucket_paces_every_thread_together() -> None:
         list(pool.map(lambda _: bucket.take(), range(11)))
     assert time.monotonic() - started >= 0.45  # 1 at once, then 10 at 20 a second
 
+
+def _small_fleet(tmp_path: Path) -> Fleet:
+    fleet = Fleet(root=tmp_path / "repos", listing=tmp_path / "repos.txt")
+    _planted(fleet, "leaky-a")
+    _repo(fleet.root, "clean-0", {"main.py": "print(0)\n"})
+    return fleet
+
+
+def test_exit_code_zero_lets_leaks_pass_but_not_an_unscanned_repository(tmp_path: Path
+                                                                        ) -> None:
+    """`--exit-code 0` (report leaks, do not fail on them) still fails the run when a
+    repository could not be scanned: the leaks found elsewhere must not hide it."""
+    fleet = _small_fleet(tmp_path)
+    fleet.listing.write_text(f"{fleet.path('leaky-a')}\n{tmp_path / 'gone'}\n")
+    args = ["audit", "--repos", fleet.listing, "--workers", "1", "--workdir", tmp_path / "w",
+            "-o", tmp_path / "f.jsonl", "--exit-code", "0"]
+
+    result = run_keyscan(args)
+
+    assert result.returncode == 2, result.stderr
+    assert len(_findings(tmp_path / "f.jsonl")) == 1
+    fleet.listing.write_text(f"{fleet.path('leaky-a')}\n")
+    assert run_keyscan(args).returncode == 0  # leaks alone: the code asked for
+
