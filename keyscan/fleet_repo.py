@@ -298,13 +298,18 @@ def checkout(job: RepoJob) -> Path:
 
 
 def _clone(job: RepoJob, mirror: Path) -> None:
-    """A full bare mirror (every ref, every blob), renamed into place only when whole."""
+    """A full bare mirror (every ref, every blob), renamed into place only when whole
+    (the caller holds the mirror's lock)."""
     import shutil
     import tempfile
 
     from keyscan import gitrepo
 
-    tmp = Path(tempfile.mkdtemp(prefix=".clone-", dir=mirror.parent))
+    # the clone of a scan stopped by --timeout (or killed with its worker) was left
+    # half-made: removed now, under the mirror's lock, so no one else is writing it
+    for stale in mirror.parent.glob(f".clone-{mirror.stem}+*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".clone-{mirror.stem}+", dir=mirror.parent))
     try:
         gitrepo.mirror(job.source, tmp / "repo.git")
         (tmp / "repo.git").rename(mirror)

@@ -378,3 +378,27 @@ def test_exit_code_zero_lets_leaks_pass_but_not_an_unscanned_repository(tmp_path
     fleet.listing.write_text(f"{fleet.path('leaky-a')}\n")
     assert run_keyscan(args).returncode == 0  # leaks alone: the code asked for
 
+
+def test_a_clone_stopped_by_the_timeout_is_not_left_behind(tmp_path: Path) -> None:
+    """A clone killed by --timeout leaves a half-made copy in the workdir; the next clone
+    of that repository removes it, rather than piling up one a run."""
+    fleet = _small_fleet(tmp_path)
+    source = fleet.root / "slow-clone"
+    shutil.copytree(fleet.root / "leaky-a", source)
+    fleet.listing.write_text(f"file://{source}\n")
+    work = tmp_path / "w"
+    args = ["audit", "--repos", fleet.listing, "--workers", "1", "--workdir", work,
+            "-o", tmp_path / "f.jsonl", "--status", tmp_path / "status.json"]
+    mirrors = work / "mirrors"
+
+    stopped = run_keyscan([*args, "--timeout", "3"],
+                          env=_worker_env(tmp_path, tmp_path / "no-kill"))
+    assert _rows(tmp_path / "status.json")[f"file://{source}"]["status"] == "timeout", \
+        stopped.stderr
+    assert list(mirrors.glob(".clone-*"))  # what the killed clone left
+
+    again = run_keyscan(args)
+    assert again.returncode == 1, again.stderr
+    assert _rows(tmp_path / "status.json")[f"file://{source}"]["status"] == "scanned"
+    assert not list(mirrors.glob(".clone-*"))
+
