@@ -71,13 +71,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise KeyscanError(f"no repositories listed in {args.repos}: one path or URL a line")
     workdir = args.workdir or user_cache_folder() / "fleet"
     state = AuditState(workdir, settings_digest(rules.digest, jobs[0].max_file_size,
-                                                args.unreachable))
+                                                args.unreachable, jobs[0].accounts))
     out = report.FindingsFile(args.output)
     audit = _Audit(args, state, out, len(jobs))
     try:
         todo = []
         for job in jobs:
-            earlier = state.done(job.name) if args.resume else None
+            earlier = state.done(job.name, job.sarif) if args.resume else None
             if earlier is not None:
                 audit.add(_resumed(earlier), record=False)
             else:

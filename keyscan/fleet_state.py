@@ -2,9 +2,9 @@
 which settings, and their (redacted) results. One JSON Lines file in the workdir,
 appended as each repository finishes, so an audit stopped half-way loses nothing.
 
-It holds what the findings file holds (key IDs, paths, commits; secrets redacted), so
-it is private (0600 in a 0700 folder). The last line for a repository wins; a torn
-last line from a killed run is ignored.
+It holds what the findings file and the SARIF reports hold (key IDs, paths, commits;
+secrets redacted), so it is private (0600 in a 0700 folder). The last line for a
+repository wins; a torn last line from a killed run is ignored.
 """
 
 from __future__ import annotations
@@ -15,14 +15,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keyscan.aws.classify import Accounts
 from keyscan.fleet_repo import PARTIAL, SCANNED
 
 FILE_NAME = "audit-state.jsonl"
 
 
-def settings_digest(rules_digest: str, max_file_size: int, unreachable: bool) -> str:
-    """What must match for an earlier result to count: the rules and what changes findings."""
-    material = json.dumps([rules_digest, max_file_size, unreachable])
+def settings_digest(rules_digest: str, max_file_size: int, unreachable: bool,
+                    accounts: Accounts) -> str:
+    """What must match for an earlier result to count: the rules and what changes findings
+    (the accounts given as ours or canaries classify each finding)."""
+    material = json.dumps([rules_digest, max_file_size, unreachable,
+                           sorted(accounts.ours), sorted(accounts.canaries)])
     return hashlib.sha256(material.encode()).hexdigest()[:24]
 
 
@@ -34,17 +38,20 @@ class AuditState:
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._compact()
 
-    def done(self, name: str) -> dict[str, Any] | None:
-        """The earlier payload of `name` when it finished under the same settings."""
+    def done(self, name: str, sarif: bool = False) -> dict[str, Any] | None:
+        """The earlier payload of `name` when it finished under the same settings (and
+        made its SARIF report, when `sarif`: it is written again from here)."""
         entry = self.entries.get(name)
         if entry is None or entry.get("settings") != self.digest:
             return None
         payload: dict[str, Any] = entry["payload"]
+        if sarif and not payload.get("sarif"):
+            return None
         return payload if payload["row"]["status"] in (SCANNED, PARTIAL) else None
 
     def record(self, payload: dict[str, Any]) -> None:
         entry = {"repo": payload["row"]["repo"], "settings": self.digest,
-                 "payload": {k: v for k, v in payload.items() if k != "sarif"}}
+                 "payload": payload}
         self.entries[entry["repo"]] = entry
         with _open_private(self.path, os.O_APPEND) as fh:
             fh.write(json.dumps(entry) + "\n")

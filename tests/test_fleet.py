@@ -402,3 +402,31 @@ def test_a_clone_stopped_by_the_timeout_is_not_left_behind(tmp_path: Path) -> No
     assert _rows(tmp_path / "status.json")[f"file://{source}"]["status"] == "scanned"
     assert not list(mirrors.glob(".clone-*"))
 
+
+def test_resume_gives_each_report_asked_for_now(tmp_path: Path) -> None:
+    """--resume reuses an earlier result only when it answers this run: a SARIF report
+    is written for a repository done earlier, and a finding is classified with the
+    accounts given now (--our-account), not those of the earlier run."""
+    from keyscan.attribute import account_id
+
+    fleet = _small_fleet(tmp_path)
+    fleet.listing.write_text(f"{fleet.path('leaky-a')}\n{fleet.path('clean-0')}\n")
+    out, sarif = tmp_path / "f.jsonl", tmp_path / "sarif"
+    args = ["audit", "--repos", fleet.listing, "--workers", "1", "--workdir", tmp_path / "w",
+            "-o", out, "--status", tmp_path / "status.json"]
+    assert run_keyscan(args).returncode == 1
+    assert _findings(out)[0]["classification"] == "unknown"
+
+    with_sarif = run_keyscan([*args, "--resume", "--sarif-dir", sarif])
+    assert with_sarif.returncode == 1, with_sarif.stderr
+    assert {p.name.split("-")[0] for p in sarif.glob("*.sarif")} == {"leaky", "clean"}
+    shutil.rmtree(sarif)
+    resumed = run_keyscan([*args, "--resume", "--sarif-dir", sarif])
+    assert "2 done earlier" in resumed.stderr  # the reports come from the state now
+    assert len(list(sarif.glob("*.sarif"))) == 2
+
+    ours = account_id(fleet.keys["leaky-a"])
+    mine = run_keyscan([*args, "--resume", "--our-account", ours])
+    assert mine.returncode == 1, mine.stderr
+    assert [f["classification"] for f in _findings(out)] == ["ours"]
+    _assert_no_secret(fleet, out, tmp_path / "w", sarif)
