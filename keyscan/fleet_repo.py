@@ -41,6 +41,7 @@ DONE = "done"  # --resume: scanned by an earlier run with the same rules
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^[^/\s:@]+@[^/\s:]+:")  # git@host:org/repo.git
+_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's remote-helper form: ext::CMD
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,10 @@ def _without(message: str, job: RepoJob) -> str:
 
 def checkout(job: RepoJob) -> Path:
     """The repository to scan: a local path as is, a URL as a bare mirror in the workdir."""
+    if _HELPER.match(job.source) and not Path(job.source).exists():
+        helper = job.source.split("::", 1)[0]
+        raise KeyscanError(f"refused: {helper}:: names a git remote helper, which may run "
+                           "commands; list the repository by its URL or path")
     if not is_url(job.source):
         return Path(job.source)
     from keyscan.cache import user_cache_folder

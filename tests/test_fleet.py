@@ -322,6 +322,26 @@ def test_a_clone_url_that_would_run_a_command_is_refused(tmp_path: Path) -> None
     assert not marker.exists() and not (tmp_path / "mirror.git").exists()
 
 
+def test_a_remote_helper_line_in_the_list_is_refused_not_taken_for_a_missing_path(
+        tmp_path: Path) -> None:
+    """`ext::…` in the repository list was taken for a local path ("does not exist"):
+    safe, but it hid that the line was refused. Also in a `--sarif-dir` folder made 0700."""
+    from keyscan.errors import KeyscanError
+    from keyscan.fleet_repo import RepoJob, checkout
+    from keyscan.report.fleet import write_sarif
+    from keyscan.rules import load_rules
+
+    marker = tmp_path / "ran"
+    job = RepoJob(source=f"ext::sh -c touch% {marker}", name="x", workdir=str(tmp_path),
+                  rules=load_rules(), max_file_size=1 << 20)
+    with pytest.raises(KeyscanError, match=r"refused: ext:: names a git remote helper"):
+        checkout(job)
+    assert not marker.exists()
+    folder = tmp_path / "sarif"
+    write_sarif(folder, "repo", "{}")
+    assert folder.stat().st_mode & 0o777 == 0o700
+
+
 def test_repository_list_and_names(tmp_path: Path) -> None:
     from keyscan.fleet import read_repo_list
     from keyscan.fleet_repo import display_name, is_url

@@ -41,7 +41,7 @@ class FindingsFile:
 
 
 def write_sarif(folder: Path, label: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # its reports name leaked keys
     path = folder / f"{label}.sarif"
     write_private(path, text)
     return path
