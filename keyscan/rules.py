@@ -36,6 +36,7 @@ TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
     from typing import Any
 
+RULES_VERSION = 1
 _ID_RE = lazy_pattern(r"^[a-z0-9][a-z0-9-]*$")
 _KNOWN_FIELDS = {
     "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
@@ -85,14 +86,22 @@ def builtin_rules_dir() -> Path:
 
 def rule_files(folders: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
+    seen: set[Path] = set()
     for folder in folders:
         if folder.is_file():
-            files.append(folder)
+            found = [folder]
         elif folder.is_dir():
-            files.extend(sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]))
+            found = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
+            if not found:  # a typo'd folder or misnamed files: no rule would run, silently
+                raise KeyscanError(f"rules folder {folder} holds no rule file (*.yaml, *.yml): "
+                                   "check --rules and the settings' `rules:`")
         else:
             raise KeyscanError(f"rules folder {folder} does not exist: check --rules and "
                                "the settings' `rules:` (.keyscan.yaml, [tool.keyscan])")
+        for file in found:  # one folder named twice (the settings and --rules): read once
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
     return files
 
 
@@ -104,11 +113,15 @@ def load_rules(extra: Sequence[Path] = (), builtin: bool = True) -> RuleSet:
         for rule, tests in parse_rule_file(path):
             rules.append(rule)
             raw_tests[rule.id] = tests
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for rule in rules:
         if rule.id in seen:
-            raise KeyscanError(f"{rule.source}: rule id '{rule.id}' is defined twice")
-        seen.add(rule.id)
+            first = seen[rule.id]
+            where = "" if first == rule.source else f", first in {first}"
+            raise KeyscanError(f"{rule.source}: rule id '{rule.id}' is defined twice{where}: "
+                               "give each rule its own id (`disable_rules` turns a built-in "
+                               "rule off)")
+        seen[rule.id] = rule.source
     if extra:
         _refuse_slow_patterns([r for r in rules if not _is_builtin(r)])
     return RuleSet(tuple(compile_rule(r) for r in rules))
@@ -136,6 +149,13 @@ def parse_rule_file(path: Path) -> list[tuple[Rule, dict[str, list[str]]]]:
     doc, save = _read_rule_doc(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
         raise KeyscanError(f"{path}: expected a mapping with a 'rules:' list")
+    unknown = sorted(str(k) for k in doc if k not in ("version", "rules"))
+    if unknown:  # a misspelt key, or YAML anchors kept aside: never taken silently
+        raise KeyscanError(f"{path}: unknown top-level key {unknown[0]!r} "
+                           "(a rule file holds `version: 1` and `rules:`)")
+    if doc.get("version", RULES_VERSION) != RULES_VERSION or isinstance(doc.get("version"), bool):
+        raise KeyscanError(f"{path}: 'version' must be {RULES_VERSION}: this keyscan reads rule "
+                           "files of version 1 (a newer one needs a newer keyscan)")
     # a copy from the cache was checked whole when it was written: its allowlist and
     # example patterns are compiled only when needed (`lazy_pattern`)
     parsed = [_parse_rule(path, i, entry, checked=save is None)
@@ -248,8 +268,8 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
             raise _fail(path, where, f"field '{name}' must be a whole number 0-1000")
         ints[name] = value
     for name in ("boundary", "value_chars"):
-        if name in entry and not isinstance(entry[name], str):
-            raise _fail(path, where, f"field '{name}' must be a string")
+        if name in entry and not checked:
+            _check_class(path, where, name, entry[name])
     placeholder = entry.get("placeholder", False)
     if not isinstance(placeholder, bool):
         raise _fail(path, where, "field 'placeholder' must be true or false")
@@ -296,12 +316,70 @@ def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bo
         raise _fail(path, where, f"field '{name}' is not a valid regex: {exc}") from None
     if need_value and "value" not in compiled.groupindex:
         raise _fail(path, where, f"field '{name}' needs a named group (?P<value>...)")
+    if need_value and (problem := _value_group_problem(pattern)):
+        raise _fail(path, where, f"field '{name}' {problem}")
     if _nested_quantifier(pattern):
         raise _fail(
             path, where,
             f"field '{name}' nests repeats like (a+)+ that can take forever on some input: "
             "rewrite it without a repeated group inside a repeat",
         )
+
+
+def _check_class(path: Path, where: str, name: str, spec: Any) -> None:
+    """`boundary` and `value_chars` are the inside of a [...] character class."""
+    ok = isinstance(spec, str) and spec != ""
+    if ok:
+        try:
+            re.compile(f"[{spec}]".encode())
+        except re.error:
+            ok = False
+    if not ok:
+        raise _fail(path, where, f"field '{name}' must be the inside of a regex character "
+                                 "class, such as 'A-Za-z0-9/+'")
+
+
+def _value_group_problem(pattern: str) -> str | None:
+    """Why the `value` group could hold no value in a match, or None: it sits in one
+    alternative, an optional part or a conditional (no value at all), or it can match
+    the empty string (an empty "secret" on every line)."""
+    import importlib
+
+    sre = importlib.import_module("re._parser")  # the parser `re` itself uses
+    c = importlib.import_module("re._constants")
+    tree = sre.parse(pattern)
+    gid = tree.state.groupdict["value"]
+
+    def walk(items: Any, optional: bool) -> tuple[bool, int] | None:
+        for op, av in items:
+            found: tuple[bool, int] | None = None
+            if op is c.SUBPATTERN:
+                if av[0] == gid:
+                    return optional, av[3].getwidth()[0]
+                found = walk(av[3], optional)
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+                found = walk(av[2], optional or av[0] == 0)
+            elif op is c.BRANCH:
+                for alternative in av[1]:
+                    found = found or walk(alternative, True)
+            elif op is c.GROUPREF_EXISTS:
+                found = walk(av[1], True) or (walk(av[2], True) if av[2] else None)
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                found = walk(av[1], optional or op is c.ASSERT_NOT)
+            elif op is getattr(c, "ATOMIC_GROUP", None):
+                found = walk(av, optional)
+            if found is not None:
+                return found
+        return None
+
+    found = walk(tree, False)
+    if found is None or found[0]:
+        return "puts the group (?P<value>...) in an alternative or an optional part: " \
+               "a match could hold no value; move the choice inside the group"
+    if found[1] == 0:
+        return "lets the group (?P<value>...) match nothing: an empty value would be " \
+               "reported on every line; require at least one character"
+    return None
 
 
 _NESTED = lazy_pattern(r"\((?:\?:)?[^()]*[+*][^()]*\)[+*{]")

@@ -136,7 +136,29 @@ BROKEN = {
     "catastrophic-regex": ("rules:\n  - id: r1\n    description: d\n"
                            "    regex: '(?P<value>(a+)+b)'\n", ["r1", "'regex'"]),
     "duplicate-id": ("rules:\n  - id: aws-access-key-id\n    description: d\n"
-                     "    regex: '(?P<value>x)'\n", ["aws-access-key-id", "twice"]),
+                     "    regex: '(?P<value>x)'\n", ["aws-access-key-id", "twice", "aws.yaml"]),
+    # found by QA: each of these passed the load and crashed the scan ("internal error")
+    # or reported an empty value on every line
+    "bad-boundary": ("rules:\n  - id: r1\n    description: d\n    role: key-id\n"
+                     "    regex: '(?P<value>AKIA[A-Z]{4})'\n    boundary: 'z-a'\n",
+                     ["r1", "'boundary'"]),
+    "empty-boundary": ("rules:\n  - id: r1\n    description: d\n    role: key-id\n"
+                       "    regex: '(?P<value>AKIA[A-Z]{4})'\n    boundary: ''\n",
+                       ["r1", "'boundary'"]),
+    "bad-value-chars": ("rules:\n  - id: r1\n    description: d\n    role: secret\n"
+                        "    regex: '(?P<value>AKIA[A-Z]{4})'\n    value_chars: 'z-a'\n"
+                        "    value_length: 40\n", ["r1", "'value_chars'"]),
+    "optional-value": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)?y'\n",
+                       ["r1", "'regex'", "optional"]),
+    "value-in-one-branch": ("rules:\n  - id: r1\n    description: d\n"
+                            "    regex: 'y|(?P<value>x)'\n", ["r1", "'regex'", "alternative"]),
+    "empty-value": ("rules:\n  - id: r1\n    description: d\n    regex: 'x(?P<value>y*)'\n",
+                    ["r1", "'regex'", "match nothing"]),
+    "unknown-top-level-key": ("rule:\n  - id: r1\n", ["'rules:' list"]),
+    "extra-top-level-key": ("rulez: []\nrules:\n  - id: r1\n    description: d\n"
+                            "    regex: '(?P<value>x)'\n", ["'rulez'"]),
+    "newer-version": ("version: 2\nrules:\n  - id: r1\n    description: d\n"
+                      "    regex: '(?P<value>x)'\n", ["'version'", "newer keyscan"]),
 }
 
 
@@ -157,6 +179,69 @@ def test_a_malformed_rule_file_gives_one_clear_line(cli: Callable[..., CliResult
     for word in words:
         assert word in lines[0]
     assert "Traceback" not in result.err
+
+
+def test_a_bad_class_or_optional_value_stops_the_load_not_the_scan(
+        cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """The bad `boundary` reached the matcher: the scan of a file holding a key-ID
+    prefix stopped with 'internal error'; the optional value group did too."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    target = tmp_path / "code"
+    target.mkdir()
+    (target / "a.txt").write_text("AKIA" + "QRST\nxy\n")
+    for case in ("bad-boundary", "bad-value-chars", "optional-value"):
+        (rules_dir / "mine.yaml").write_text(BROKEN[case][0])
+        result = cli("scan", target, "--rules", rules_dir)
+        assert result.code == 2 and "internal error" not in result.err, (case, result.err)
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_and_not_cached(
+        cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """Aliases kept aside in a top-level key were expanded into the JSON copy of the
+    rule file in the user cache: 8 levels wrote 351 MB in 6 s, 9 levels exhausted memory."""
+    import time
+
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "bomb.yaml").write_text("\n".join(levels) + "\n" + GOOD_RULE)
+    started = time.monotonic()
+    result = cli("rules", tmp_path, "--rules", rules_dir)
+    assert time.monotonic() - started < 5
+    assert result.code == 2 and "bomb.yaml" in result.err and "'a0'" in result.err
+
+
+def test_a_folder_holding_no_rule_file_is_an_error(cli: Callable[..., CliResult],
+                                                   tmp_path: Path) -> None:
+    """An empty folder (or rules saved as .json) silently added no rule."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "acme.json").write_text("{}")
+    result = cli("scan", tmp_path, "--rules", rules_dir)
+    assert result.code == 2
+    assert f"rules folder {rules_dir} holds no rule file" in result.err
+
+
+def test_a_rule_file_with_an_upper_case_suffix_is_loaded(cli: Callable[..., CliResult],
+                                                         tmp_path: Path) -> None:
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    (rules_dir / "ACME.YML").write_text(GOOD_RULE)
+    assert "acme-deploy-token" in cli("rules", tmp_path, "--rules", rules_dir).out
+
+
+def test_a_folder_named_by_the_settings_and_the_flag_is_read_once(
+        cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """CI adding `--rules ci/keyscan-rules` to a repository whose settings name it
+    failed with "rule id ... is defined twice"."""
+    (tmp_path / "ci" / "keyscan-rules").mkdir(parents=True)
+    (tmp_path / "ci" / "keyscan-rules" / "acme.yaml").write_text(GOOD_RULE)
+    (tmp_path / ".keyscan.yaml").write_text("rules: [ci/keyscan-rules]\n")
+    result = cli("rules", tmp_path, "--rules", tmp_path / "ci" / "keyscan-rules" / "")
+    assert result.code == 0, result.err
+    assert result.out.count("acme-deploy-token") == 1
 
 
 def test_a_missing_rules_dir_is_a_clear_error(cli: Callable[..., CliResult],
