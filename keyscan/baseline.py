@@ -15,6 +15,7 @@ from pathlib import Path
 
 from keyscan import __version__
 from keyscan.errors import KeyscanError
+from keyscan.lazy import lazy_pattern
 from keyscan.model import BaselineCheck, BaselineEntry, Finding, ScanResult, Status
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
@@ -63,28 +64,50 @@ def render(result: ScanResult) -> str:
 
 def read(path: Path) -> tuple[str, list[BaselineEntry]]:
     """(mode the baseline was made in, its entries); KeyscanError says what is wrong."""
+    from keyscan.report.redact import quoted
+
     tip = f"make it with `keyscan baseline PATH --output {path}`"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: an editor's
     except FileNotFoundError:
         raise KeyscanError(f"baseline {path} does not exist: {tip}") from None
     except OSError as exc:
         raise KeyscanError(f"cannot read baseline {path}: {exc.strerror}") from None
     except (ValueError, UnicodeDecodeError):
         raise KeyscanError(f"baseline {path} is not JSON: {tip}") from None
-    if not isinstance(doc, dict) or doc.get("keyscan_baseline") != FORMAT_VERSION \
+    version = doc.get("keyscan_baseline") if isinstance(doc, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise KeyscanError(f"{path} is a baseline of format {version}, made by a newer keyscan: "
+                           f"this one (version {__version__}) reads format {FORMAT_VERSION}; "
+                           "upgrade keyscan, or rewrite the baseline with this one")
+    if not isinstance(doc, dict) or type(version) is not int or version != FORMAT_VERSION \
             or not isinstance(doc.get("findings"), list):
         raise KeyscanError(f"{path} is not a keyscan baseline (version {FORMAT_VERSION}): {tip}")
     entries = []
     for number, row in enumerate(doc["findings"], 1):
         if not isinstance(row, dict) or not isinstance(row.get("fingerprint"), str):
             raise KeyscanError(f"{path}: entry {number} has no fingerprint: {tip}")
+        # a hand-edited file: what is shown back (stale entries) must be what a report
+        # shows, never a secret pasted into a field
+        for name, shape in _FIELDS.items():
+            value = row.get(name)
+            if value is not None and not (isinstance(value, str) and shape.match(value)):
+                raise KeyscanError(f"{path}: entry {number}: {quoted(value)} is not a "
+                                   f"{name.replace('_', ' ')} ({_SHAPES[name]}): {tip}")
         entries.append(BaselineEntry(
-            fingerprint=row["fingerprint"], rule=str(row.get("rule") or ""),
+            fingerprint=row["fingerprint"].lower(), rule=str(row.get("rule") or ""),
             kind=str(row.get("kind") or ""), path=str(row.get("path") or ""),
             key_id=str(row.get("key_id") or ""), line=_int(row.get("line")),
             column=_int(row.get("column")), commit=str(row.get("commit") or "")))
-    return str(doc.get("mode", "")), entries
+    mode = doc.get("mode")
+    return (mode if isinstance(mode, str) and mode.isidentifier() else ""), entries
+
+
+_SHAPES = {"fingerprint": "20 hex characters", "rule": "a rule ID", "kind": "a finding kind",
+           "key_id": "an access key ID", "commit": "a commit ID"}
+_FIELDS = {name: lazy_pattern(shape) for name, shape in (
+    ("fingerprint", r"^[0-9a-fA-F]{20}$"), ("rule", r"^[a-z0-9][a-z0-9-]*$"),
+    ("kind", r"^[a-z-]+$"), ("key_id", r"^[A-Z0-9]{16,128}$"), ("commit", r"^[0-9a-f]{4,64}$"))}
 
 
 def _int(value: object) -> int:

@@ -33,7 +33,7 @@ class Ignored:
 def read(path: Path) -> dict[str, Ignored]:
     """The entries of an ignore file by fingerprint; none when the file does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark: Notepad's
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:

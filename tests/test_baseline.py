@@ -253,3 +253,50 @@ def test_a_working_tree_scan_does_not_call_a_history_baseline_stale(
     assert files.code == 0 and history.code == 0
     assert "STALE" not in files.out and "1 stale baseline entries" not in files.err
     assert history.json["baseline"]["stale_checked"] is True
+
+
+def test_a_secret_pasted_into_a_baseline_is_not_echoed(cli: Cli, repo: Path,
+                                                       old_repo: dict[str, str]) -> None:
+    """A hand-edited baseline: its entries came back whole in the STALE block (text and
+    JSON), so a secret pasted into `fingerprint` or `key_id` was printed to the CI log."""
+    secret = fake_secret()
+    for field in ("fingerprint", "key_id", "rule"):
+        row = {"fingerprint": "0" * 20, field: secret}
+        path = repo.parent / "baseline.json"
+        path.write_text(json.dumps({"keyscan_baseline": 1, "mode": "worktree",
+                                    "findings": [row]}))
+        for fmt in ("text", "json"):
+            result = cli("scan", repo, "--baseline", path, "-f", fmt)
+            assert result.code == 2, (field, result.out)
+            assert secret[:8] not in result.out + result.err
+            assert result.err.startswith(f"keyscan: error: {path}: entry 1:"), result.err
+
+
+def test_a_hand_edited_fingerprint_in_capitals_still_matches(
+        cli: Cli, repo: Path, old_repo: dict[str, str]) -> None:
+    """.keyscanignore takes them in any case; the baseline listed them as stale and
+    reported the leaks as new."""
+    out = make_baseline(cli, repo)
+    doc = json.loads(out.read_text())
+    for row in doc["findings"]:
+        row["fingerprint"] = row["fingerprint"].upper()
+    out.write_text(json.dumps(doc))
+    result = cli("scan", repo, "--baseline", out, "-f", "json")
+    assert result.code == 0, result.err
+    assert result.json["baseline"]["stale"] == []
+
+
+def test_a_baseline_from_a_newer_keyscan_says_so(cli: Cli, repo: Path,
+                                                 old_repo: dict[str, str]) -> None:
+    path = repo.parent / "baseline.json"
+    path.write_text('{"keyscan_baseline": 2, "findings": []}')
+    result = cli("scan", repo, "--baseline", path)
+    assert result.code == 2
+    assert "made by a newer keyscan" in result.err and "upgrade keyscan" in result.err
+
+
+def test_a_baseline_saved_with_a_byte_order_mark_is_read(cli: Cli, repo: Path,
+                                                         old_repo: dict[str, str]) -> None:
+    out = make_baseline(cli, repo)
+    out.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())
+    assert cli("scan", repo, "--baseline", out).code == 0

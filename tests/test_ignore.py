@@ -78,3 +78,16 @@ def test_a_line_that_is_not_a_fingerprint_is_one_clear_error(cli: Cli, repo: Pat
     assert result.err == (f"keyscan: error: {repo / '.keyscanignore'}:2: 'docs/setup.md' is "
                           "not a fingerprint (20 hex characters, as `keyscan scan` prints "
                           "them)\n")
+
+
+def test_an_ignore_file_saved_with_a_byte_order_mark_and_crlf_is_read(cli: Cli,
+                                                                      repo: Path) -> None:
+    """Notepad's UTF-8 starts with a BOM: the first fingerprint was refused."""
+    revoked, live = two_leaks(repo)
+    fp = fingerprint_of(cli, repo, revoked)
+    (repo / ".keyscanignore").write_bytes(b"\xef\xbb\xbf" + f"{fp}  revoked\r\n".encode())
+
+    result = cli("scan", repo, "-f", "json")
+
+    assert result.code == 1, result.err
+    assert [f["key_id"] for f in result.json["findings"]] == [live]
