@@ -257,7 +257,8 @@ def apply(args: argparse.Namespace, cfg: Config) -> None:
     """
     args.rules = [*cfg.rules, *getattr(args, "rules", [])]
     args.disable_rule = [*cfg.disable_rules, *getattr(args, "disable_rule", [])]
-    args.allow_path = [*cfg.allow_paths, *getattr(args, "allow_path", [])]
+    args.allow_path = [g for glob in [*cfg.allow_paths, *getattr(args, "allow_path", [])]
+                       for g in path_globs(glob)]
     if hasattr(args, "our_account"):
         args.our_account = [*cfg.our_accounts, *args.our_account]
     if getattr(args, "max_file_size", None) is None:
@@ -268,6 +269,20 @@ def apply(args: argparse.Namespace, cfg: Config) -> None:
         args.exit_code = DEFAULT_EXIT_CODE if cfg.exit_code is None else cfg.exit_code
     if hasattr(args, "baseline") and args.baseline is None:  # scans, not `keyscan baseline`
         args.baseline = cfg.baseline
+
+
+def path_globs(glob: str) -> list[str]:
+    """What an allowed path means, as fnmatch sees the paths a scan reports (relative to
+    the repository root): `/tests/fixtures/*` and `./tests/...` as from the root, and a
+    folder (`tests/fixtures`, `tests/fixtures/`) as everything in it. Taken literally,
+    each of these matched nothing, silently."""
+    while glob.startswith(("./", "/")):
+        glob = glob[2:] if glob.startswith("./") else glob[1:]
+    if glob.endswith("/"):
+        return [glob + "*"]
+    if glob and not any(c in glob for c in "*?["):
+        return [glob, glob + "/*"]
+    return [glob]
 
 
 def without_rules(rules: RuleSet, disabled: list[str], cfg: Config) -> RuleSet:

@@ -271,3 +271,24 @@ def test_a_secret_pasted_into_the_settings_is_not_echoed(cli: Cli, project: Path
     result = cli("scan", project)
     assert result.code == 2 and ".keyscanignore:1" in result.err
     assert secret.lower()[:8] not in result.err.lower()
+
+
+@pytest.mark.parametrize("glob", ["/tests/fixtures/*", "./tests/fixtures/*", "tests/fixtures",
+                                  "tests/fixtures/"])
+def test_an_allowed_path_written_as_from_the_root_or_as_a_folder_applies(
+        cli: Cli, project: Path, glob: str) -> None:
+    """Each of these matched no path (paths are relative to the root, and a glob names
+    files): the setting was silently a no-op."""
+    (project / ".keyscan.yaml").write_text(f"allow_paths: ['{glob}']\n")
+
+    result = cli("scan", project, "-f", "json")
+
+    assert leak_paths(result) == ["app/settings.ini"]
+    assert result.json["summary"]["allowed_by_path"] == 1
+    assert cli("scan", project, "-f", "json", "--no-config", "--allow-path", glob
+               ).json["summary"]["allowed_by_path"] == 1
+
+
+def test_an_allowed_folder_does_not_allow_a_longer_name(cli: Cli, project: Path) -> None:
+    result = cli("scan", project, "-f", "json", "--allow-path", "tests/fix")
+    assert leak_paths(result) == ["app/settings.ini", "tests/fixtures/creds.ini"]
