@@ -345,8 +345,12 @@ def _value_group_problem(pattern: str) -> str | None:
     the empty string (an empty "secret" on every line)."""
     import importlib
 
-    sre = importlib.import_module("re._parser")  # the parser `re` itself uses
-    c = importlib.import_module("re._constants")
+    try:  # the parser `re` itself uses (Python 3.11+; sre_parse before)
+        sre = importlib.import_module("re._parser")
+        c = importlib.import_module("re._constants")
+    except ModuleNotFoundError:
+        sre = importlib.import_module("sre_parse")
+        c = importlib.import_module("sre_constants")
     tree = sre.parse(pattern)
     gid = tree.state.groupdict["value"]
 
