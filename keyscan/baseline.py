@@ -134,7 +134,9 @@ def apply(result: ScanResult, path: Path, complete: bool) -> None:
     stale = tuple(e for e in entries if e.fingerprint not in present) if checked else ()
     result.baseline = BaselineCheck(path=str(path), entries=len(known),
                                     stale=stale, checked_stale=checked)
-    if complete and other_mode:
+    # a history baseline holds all a scan of the files can find in committed files (the
+    # setup the README recommends): no note on every such scan
+    if complete and other_mode and not (mode == "history" and result.mode == "worktree"):
         result.notes.append(f"the baseline was made by a {mode} scan and this is a "
                             f"{result.mode} scan: leaks only this one sees show as new, and "
                             f"stale entries are checked only by a {mode} scan")

@@ -253,6 +253,11 @@ def test_a_working_tree_scan_does_not_call_a_history_baseline_stale(
     assert files.code == 0 and history.code == 0
     assert "STALE" not in files.out and "1 stale baseline entries" not in files.err
     assert history.json["baseline"]["stale_checked"] is True
+    assert "the baseline was made by" not in files.err  # no note on every scan of the files
+    # the other way round, a history scan against a baseline of the files says so
+    cli("baseline", repo, "-o", repo / "files-baseline.json")
+    other = cli("scan", "--history", repo, "--baseline", repo / "files-baseline.json")
+    assert "the baseline was made by a worktree scan" in other.err
 
 
 def test_a_secret_pasted_into_a_baseline_is_not_echoed(cli: Cli, repo: Path,
