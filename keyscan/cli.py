@@ -132,6 +132,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
                            help="also load the rules in DIR (repeatable)")
         config.add_options(rules)
+        rules.add_argument("--test", action="store_true",
+                           help="run every rule's own examples (tests: match / no_match): "
+                                "exit 1 when one does not hold")
         rules.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
         rules.set_defaults(func=cmd_rules)
     return parser
@@ -475,7 +478,18 @@ def cmd_rules(args: argparse.Namespace) -> int:
                                          settings).rules:
         r = compiled.rule
         print(f"{r.id:32s} {r.severity:9s} {r.role.value:14s} {r.description}")
-    return EXIT_CLEAN
+    if not args.test:
+        return EXIT_CLEAN
+    from keyscan import ruletests
+    from keyscan.report.redact import printable
+    from keyscan.rules import builtin_rules_dir, rule_files
+
+    run, failed = ruletests.failures(rule_files([builtin_rules_dir(), *args.rules]),
+                                     args.disable_rule)
+    for line in failed:
+        print(f"keyscan: {printable(line)}", file=sys.stderr)
+    print(f"keyscan: {run - len(failed)} of {run} rule examples hold", file=sys.stderr)
+    return EXIT_LEAKS if failed else EXIT_CLEAN
 
 
 def entry() -> None:

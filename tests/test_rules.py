@@ -298,3 +298,27 @@ def test_the_user_cache_keeps_the_newest_compiled_files_of_each_kind(
     kept = sorted(p.name for p in folder.glob("rules-*.json"))
     assert kept == [f"rules-{i:04d}.json" for i in range(total - cache.DERIVED_KEPT, total)]
     assert (folder / "cache.key").exists() and (folder / "prefilter-1.hsdb").exists()
+
+
+def test_keyscan_rules_test_runs_a_teams_own_examples(
+        cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    """A rule file's `tests:` were 'checked by the test suite' - keyscan's own, which never
+    sees a team's rules. `keyscan rules --test` runs them, the shipped ones too."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    good = GOOD_RULE if "tests:" in GOOD_RULE else None
+    assert good is not None
+    (folder / "acme.yaml").write_text(good)
+    passed = cli("rules", tmp_path, "--rules", folder, "--test")
+    assert passed.code == 0, passed.err
+    assert "acme-deploy-token" in passed.out
+    held = passed.err.strip().splitlines()[-1]
+    assert held.startswith("keyscan: ") and held.endswith(" rule examples hold")
+    # an example the rule does not meet: named by file, rule and number, exit 1
+    broken = good.replace("no_match: [", "no_match: ['acme_dt_0123456789abcdefghijklmn', ", 1)
+    assert broken != good
+    (folder / "acme.yaml").write_text(broken)
+    failed = cli("rules", tmp_path, "--rules", folder, "--test")
+    assert failed.code == 1
+    assert "rule acme-deploy-token finds its tests.no_match example 1" in failed.err
+    assert "acme_dt_0123" not in failed.err  # examples are not echoed
