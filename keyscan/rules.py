@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 RULES_VERSION = 1
+# bumped when loading checks more: a rule file cached by an older keyscan is read (and
+# checked) again, not trusted as checked
+_CHECKS = 2
 _ID_RE = lazy_pattern(r"^[a-z0-9][a-z0-9-]*$")
 _KNOWN_FIELDS = {
     "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
@@ -179,7 +182,7 @@ def _read_rule_doc(path: Path) -> tuple[Any, Callable[[], None] | None]:
         raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
     # named by a checksum, and holding the whole key it was made for: no hashlib (and
     # its OpenSSL start, ~4 ms) on the hook's path, and no mix-up on a checksum clash
-    key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}"
+    key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{_CHECKS}"
     cached = user_cache_folder() / f"rules-{binascii.crc32(key.encode()):08x}.json"
     try:
         entry = json.loads(cached.read_bytes())

@@ -322,3 +322,29 @@ def test_keyscan_rules_test_runs_a_teams_own_examples(
     assert failed.code == 1
     assert "rule acme-deploy-token finds its tests.no_match example 1" in failed.err
     assert "acme_dt_0123" not in failed.err  # examples are not echoed
+
+
+def test_a_rule_file_cached_by_an_older_keyscan_is_read_and_checked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cached copy of a rule file was trusted as checked whatever keyscan wrote it, so
+    the checks a newer keyscan adds were skipped until the file changed."""
+    import json
+
+    from keyscan import cache, rules
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "acme.yaml").write_text(GOOD_RULE)
+    monkeypatch.setattr(rules, "_CHECKS", rules._CHECKS - 1)  # as an older keyscan
+    load_rules([folder])
+    [copy] = [p for p in cache.user_cache_folder().glob("rules-*.json")
+              if "acme.yaml" in p.read_text()]
+    entry = json.loads(copy.read_text())
+    entry["doc"]["rules"][0]["description"] = "from the old cache"
+    copy.write_text(json.dumps(entry))
+    old = {c.rule.id: c.rule.description for c in load_rules([folder]).rules}
+    assert old["acme-deploy-token"] == "from the old cache"  # the old keyscan trusts it
+    monkeypatch.setattr(rules, "_CHECKS", rules._CHECKS + 1)  # this keyscan
+    new = {c.rule.id: c.rule.description for c in load_rules([folder]).rules}
+    assert new["acme-deploy-token"] == "ACME deploy token"  # read from the file again
