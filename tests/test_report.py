@@ -514,6 +514,41 @@ def test_sarif_from_a_subprocess_in_a_repository(repo: Path, sarif_schema: dict[
     validate_sarif(json.loads(proc.stdout), sarif_schema)
 
 
+def test_sarif_results_of_one_key_in_one_file_keep_apart(
+        cli: Cli, tmp_path: Path, sarif_schema: dict[str, Any]) -> None:
+    """Code scanning merges results whose fingerprints are equal into one alert: a line
+    allowed inline must not carry the alert of a leak of the same key in the same file."""
+    import io
+    import zipfile
+
+    key = fake_key_id()
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "twice.txt").write_text(f"{key}  # keyscan:allow\n\n\n\n\n\n{key}\n")
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        for member in ("a/.env", "b/.env"):
+            archive.writestr(member, f"AWS_ACCESS_KEY_ID={key}\n")
+    (folder / "two.zip").write_bytes(packed.getvalue())
+
+    def partial(doc: dict[str, Any]) -> list[tuple[str, int, str | None, str]]:
+        return [(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+                 r["locations"][0]["physicalLocation"]["region"]["startLine"],
+                 r["properties"].get("member"), r["partialFingerprints"]["keyscan/v1"])
+                for r in doc["runs"][0]["results"]]
+
+    result = cli("scan", folder, "--format", "sarif")
+    doc = json.loads(result.out)
+    validate_sarif(doc, sarif_schema)
+    got = partial(doc)
+    assert len(got) == 4
+    assert len({fp for *_, fp in got}) == 4  # one alert each
+    fingerprints = {f["fingerprint"] for f in cli("scan", folder, "--format", "json").json[
+        "findings"]}
+    assert {fp.split(":")[0] for *_, fp in got} == fingerprints  # the report's, numbered
+    assert partial(json.loads(cli("scan", folder, "--format", "sarif").out)) == got  # stable
+
+
 # -- terminal safety ---------------------------------------------------------------------
 
 HOSTILE = "Eve\x1b]0;pwned\x07\x1b[2J"  # retitles the terminal, then clears the screen

@@ -45,7 +45,8 @@ def render(result: ScanResult, reveal: bool = False) -> str:
                 "informationUri": "https://github.com/keyscan/keyscan",
                 "rules": [_rule(rid, rules_by_id[rid]) for rid in rule_ids],
             }},
-            "results": [_result(f, rule_ids.index(f.rule_id), reveal) for f in leaks],
+            "results": [_result(f, rule_ids.index(f.rule_id), reveal, key)
+                        for f, key in zip(leaks, _partial_fingerprints(leaks), strict=True)],
             "invocations": [_invocation(result)],
             "columnKind": "unicodeCodePoints",
             "originalUriBaseIds": {_OBJECTS: {"description": {"text": (
@@ -54,6 +55,21 @@ def render(result: ScanResult, reveal: bool = False) -> str:
         }],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _partial_fingerprints(leaks: list[Finding]) -> list[str]:
+    """Each result's own `partialFingerprints` value. A fingerprint names a credential in
+    a file, so the same key twice in one file (two lines, two members of an archive, one
+    line allowed inline and one not) shares it; code scanning merges results with equal
+    fingerprints into one alert, where an allowed (suppressed) line could then close a
+    leak's alert. The first keeps the fingerprint, the n-th gets `:n` (as CodeQL numbers
+    equal line hashes): stable across runs and line moves, unique in the run."""
+    seen: dict[str, int] = {}
+    keys = []
+    for f in leaks:
+        n = seen[f.fingerprint] = seen.get(f.fingerprint, 0) + 1
+        keys.append(f.fingerprint if n == 1 else f"{f.fingerprint}:{n}")
+    return keys
 
 
 def _invocation(result: ScanResult) -> dict[str, Any]:
@@ -79,7 +95,7 @@ def _rule(rule_id: str, sample: Finding) -> dict[str, Any]:
     }
 
 
-def _result(f: Finding, index: int, reveal: bool) -> dict[str, Any]:
+def _result(f: Finding, index: int, reveal: bool, fingerprint: str) -> dict[str, Any]:
     what = f.description
     if f.key_id:
         what += f" {f.key_id}"
@@ -105,7 +121,7 @@ def _result(f: Finding, index: int, reveal: bool) -> dict[str, Any]:
             "artifactLocation": {"uri": quote(f.location.path.encode("utf-8", "surrogateescape"))},
             "region": {"startLine": f.line, "startColumn": f.column},
         }}],
-        "partialFingerprints": {"keyscan/v1": f.fingerprint},
+        "partialFingerprints": {"keyscan/v1": fingerprint},
         "properties": properties,
     }
     if f.status is Status.ALLOWED:
