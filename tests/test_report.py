@@ -370,6 +370,19 @@ def test_colour_on_a_terminal_unless_no_color(
     assert "\033[" not in cli("scan", leaky[0]).out
 
 
+def test_colour_keeps_the_columns_of_the_plain_report(
+        cli: Cli, leaky: tuple[Path, str, str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    plain = cli("scan", leaky[0]).out
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    coloured = cli("scan", leaky[0]).out
+    assert "\033[" in coloured
+    assert re.sub("\033\\[[0-9;]*m", "", coloured) == plain
+
+
 def test_a_clean_scan_prints_only_the_summary(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello\n")
     result = cli("scan", tmp_path)

@@ -54,10 +54,10 @@ def _block(f: Finding, reveal: bool, colour: bool) -> str:
     inside = f"!{printable(f.member)}" if f.member else ""
     where = f"{printable(f.location.path)}{inside}:{f.line}:{f.column}"
     label = f.status.value.upper()
-    sev = f.severity
+    sev = f"{f.severity:9s}"  # padded before colouring: the columns line up either way
     if colour and f.status is Status.LEAK:
-        sev = f"{_COLOURS.get(sev, '')}{sev}{_RESET}"
-    lines = [f"{label:8s}{sev:9s} {where}  {f.description}"]
+        sev = f"{_COLOURS.get(f.severity, '')}{f.severity}{_RESET}{sev[len(f.severity):]}"
+    lines = [f"{label:8s}{sev} {where}  {f.description}"]
     if f.key_id:
         account = account_note(f.key_id, f.account)
         lines.append(f"        key ID   {f.key_id}  ({f.key_type}; {account})")
