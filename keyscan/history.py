@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # imported when a scan reads much: an incremental scan does w
     from keyscan.sources import packs, parallel
 
 _SCANNED_KINDS = ("blob", "commit", "tag")
+# why an object is skipped, the same whether a scan read it or its cache held it
+MISSING = "missing from the object store (partial clone or damaged repository)"
 
 
 @record
@@ -581,7 +583,7 @@ def _read_recent(run: _Run, state: cache.CacheState, rules: RuleSet, options: Sc
         run.known, run.refs_listed, {c.sha: c.parents for c in line}
     ) if run.known is not None else None)
     run.cached = set(held).difference(gone)
-    result.skipped += [Skipped(f"object {sha}", "missing from the object store")
+    result.skipped += [Skipped(f"object {sha}", MISSING)
                        for sha in gone] + partial.skipped
     result.stats.files += partial.stats.files
     result.stats.bytes += partial.stats.bytes
@@ -606,7 +608,7 @@ def _match_read(objects: Iterable[tuple[str, tuple[str, int, bytes | None] | Non
     read: list[bytes] = []
     for sha, found in objects:
         if found is None:
-            result.skipped.append(Skipped(f"object {sha}", "missing from the object store"))
+            result.skipped.append(Skipped(f"object {sha}", MISSING))
             continue
         kind, size, data = found
         read.append(bytes.fromhex(sha))
@@ -905,7 +907,7 @@ def _wanted(refs: list[source.ObjectRef], options: ScanOptions, result: ScanResu
     wanted = []
     for ref in refs:
         if ref.kind == "missing":
-            result.skipped.append(Skipped(f"object {ref.sha}", "missing from the object store"))
+            result.skipped.append(Skipped(f"object {ref.sha}", MISSING))
         elif ref.kind == "corrupt":
             result.skipped.append(Skipped(f"object {ref.sha}", "corrupt: git cannot read it"))
         elif ref.kind == "blob" and ref.size > options.max_file_size:
@@ -1058,8 +1060,7 @@ def _report_missing(reach: source.Reachability | None, result: ScanResult) -> No
         result.errors.append(f"walking the history: {reach.error} (the scan read every "
                              "object still in the store)")
     for sha in reach.missing:
-        result.skipped.append(Skipped(f"object {sha}", "missing from the object store "
-                                      "(partial clone or damaged repository)"))
+        result.skipped.append(Skipped(f"object {sha}", MISSING))
 
 
 # Walking all refs costs ~8 µs an object, trees included (about as many again as the

@@ -110,6 +110,26 @@ def test_json_lines_has_one_finding_per_line(cli: Cli,
     assert sorted(r["path"] for r in rows) == ["app.env", "creds.ini"]
 
 
+def test_a_history_report_is_the_same_from_the_cache(
+        cli: Cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-scan answered from the cache reports what the first scan did: the same
+    findings and the same skipped objects, for the same reason."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (repo / "lost.txt").write_text("gone soon\n")
+    (repo / "app.env").write_text(f"AWS_ACCESS_KEY_ID={fake_key_id()}\n")
+    commit_all(repo)
+    blob = git(repo, "rev-parse", "HEAD:lost.txt").stdout.strip()
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+
+    def report() -> dict[str, Any]:
+        doc: dict[str, Any] = cli("scan", "--history", repo, "--format", "json").json
+        return {key: doc[key] for key in ("findings", "skipped", "errors", "notes")}
+
+    first = report()
+    assert [s["path"] for s in first["skipped"]] == [f"object {blob}"]
+    assert report() == first
+
+
 # -- fingerprints ------------------------------------------------------------------------------
 
 
