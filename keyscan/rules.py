@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 RULES_VERSION = 1
 # bumped when loading checks more: a rule file cached by an older keyscan is read (and
 # checked) again, not trusted as checked
-_CHECKS = 2
-_ID_RE = lazy_pattern(r"^[a-z0-9][a-z0-9-]*$")
+_CHECKS = 3
+_ID_RE = lazy_pattern(r"[a-z0-9][a-z0-9-]*\Z")  # \Z: `$` allows a final newline
 _KNOWN_FIELDS = {
     "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
     "near_lines", "near_prefixes", "value_chars", "value_length", "placeholder", "examples",

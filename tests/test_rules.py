@@ -116,6 +116,10 @@ BROKEN = {
     "bad-yaml": ("rules:\n  - id: x\n    regex: [unclosed\n", ["not valid YAML", "line"]),
     "not-a-rule-list": ("rules: nope\n", ["'rules:' list"]),
     "missing-id": ("rules:\n  - description: d\n    regex: '(?P<value>x)'\n", ["'id'"]),
+    # `$` matched before a final newline: the id reached the reports with it (SARIF, and
+    # JSON against the schema's pattern as ECMAScript reads it)
+    "id-with-a-newline": ('rules:\n  - id: "r1\\n"\n    description: d\n'
+                          "    regex: '(?P<value>x)'\n", ["'id'"]),
     "missing-description": ("rules:\n  - id: r1\n    regex: '(?P<value>x)'\n",
                             ["r1", "'description'"]),
     "missing-regex": ("rules:\n  - id: r1\n    description: d\n", ["r1", "'regex'"]),
