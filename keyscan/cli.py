@@ -152,7 +152,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files", nargs="*", metavar="FILE", default=None,
                    help="with --staged: the staged content of these files (or folders), "
                         "changed or not, named from the current folder; the pre-commit hook "
-                        "passes them (all tracked files for `pre-commit run --all-files`)")
+                        "passes them (all tracked files for `pre-commit run --all-files`); "
+                        "after `--files --`, every name is a file, even `-rf`")
     hist = p.add_argument_group(
         "history", "--since-commit, --range, --unreachable, --reflog and --check-missing "
                    "imply --history, and cannot go with --staged")
@@ -518,6 +519,20 @@ def _traceback_if(debug: bool) -> bool:
     return debug
 
 
+def _literal_files(args_list: list[str]) -> tuple[list[str], list[str] | None]:
+    """`--files -- NAME…` (the pre-commit hook's entry): every NAME after the `--` is a
+    file, as it is, even one named like an option. argparse would read `--help`, a
+    staged file's name, as asking for help (exit 0: the commit passed unscanned) and
+    `-rf` as an unknown option. None: no such list (the arguments are argparse's)."""
+    try:
+        at = args_list.index("--files")
+    except ValueError:
+        return args_list, None
+    if args_list[at + 1 : at + 2] != ["--"]:
+        return args_list, None
+    return args_list[: at + 1], args_list[at + 2 :]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list == ["--version"]:  # answered before building the parser: no imports
@@ -528,7 +543,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     gitrepo.forget()
     command = args_list[0] if args_list and args_list[0] in COMMANDS else None
     parser = build_parser(command)
+    args_list, literal_files = _literal_files(args_list)
     args = parser.parse_args(args_list)
+    if literal_files is not None:
+        args.files = [*(args.files or []), *literal_files]
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR

@@ -67,7 +67,8 @@ def test_the_hook_definition_scans_what_is_staged() -> None:
     hooks = {h["id"]: h for h in yaml.safe_load((PROJECT / ".pre-commit-hooks.yaml").read_text())}
     hook = hooks["keyscan"]
     # the files pre-commit passes are read from the index, not the work tree
-    assert hook["entry"].split() == ["keyscan", "scan", "--staged", "--files"]
+    # after `--`, a file named `--help` or `-rf` is a file, not an option
+    assert hook["entry"].split() == ["keyscan", "scan", "--staged", "--files", "--"]
     assert hook["language"] == "python"
     assert hook["pass_filenames"] is True
     assert hook.get("always_run") is True  # with no file: all staged changes
@@ -145,6 +146,20 @@ def test_the_hook_checks_the_index_not_the_working_file(framework_repo: Path,
     assert clean_index.returncode == 0, clean_index.stdout + clean_index.stderr
     assert "never staged" in target.read_text()
     assert "KEY = os.environ" in git(framework_repo, "show", "HEAD:app.py").stdout
+
+
+def test_a_staged_file_named_like_an_option_does_not_pass_the_key_beside_it(
+        framework_repo: Path, hook_env: dict[str, str]) -> None:
+    """pre-commit appends the staged names to the entry: a file named `--help` made
+    keyscan print its help and exit 0, and the commit of a key beside it went through."""
+    (framework_repo / "--help").write_text("how to deploy\n")
+    (framework_repo / "deploy.cfg").write_text(f"aws_access_key_id = {fake_key_id()}\n")
+    git(framework_repo, "add", "--", "--help", "deploy.cfg", env=hook_env)
+
+    blocked = commit(framework_repo, hook_env, "docs and config")
+
+    assert blocked.returncode != 0 and commits(framework_repo) == 1
+    assert "deploy.cfg:1:21" in blocked.stdout + blocked.stderr
 
 
 def test_pre_commit_run_from_ref_to_ref_scans_those_commits(framework_repo: Path,

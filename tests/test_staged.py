@@ -301,3 +301,20 @@ def test_files_names_literal_paths_and_only_goes_with_staged(
     with pytest.raises(SystemExit) as exc:
         cli("scan", repo, "--files", "a.txt")
     assert exc.value.code == 2 and "use it with --staged" in capsys.readouterr().err
+
+
+def test_files_after_a_double_dash_are_files_even_named_like_options(cli: Cli,
+                                                                    repo: Path) -> None:
+    """The hook's entry is `--files --`: pre-commit appends the staged names, and a file
+    named `--help` printed the help and exited 0 (the key beside it passed), `-rf` made
+    the hook fail on an unknown option, and `--` was dropped unscanned."""
+    (repo / "app.py").write_text("print('hi')\n")
+    commit_all(repo)
+    names = ["--help", "-rf", "--", "--version", "deploy.cfg"]
+    for name in names:
+        (repo / name).write_text(f"aws_access_key_id = {fake_key_id()}\n")
+    git(repo, "add", "--", *names)
+    code, doc = staged_json(cli, repo, "--files", "--", *names)
+    assert code == 1 and leak_paths(doc) == sorted(names)
+    assert staged_json(cli, repo, "--files", "--", "app.py")[0] == 0
+    assert staged_json(cli, repo, "--files", "--")[1]["summary"]["files"] == 5  # all staged
