@@ -225,13 +225,17 @@ class StagedEntry:
     blob: str
 
 
+UNMERGED = "unmerged"  # the mode of a StagedEntry of a path with a conflict to resolve
+
+
 def staged_entries(root: Path) -> list[StagedEntry]:
-    """Files added or changed in the index against HEAD (all of them before the first commit)."""
+    """Files added or changed in the index against HEAD (all of them before the first
+    commit), and those with a conflict to resolve (mode UNMERGED)."""
     has_head = subprocess.run(
         ["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
         capture_output=True, check=False,
     ).returncode == 0
-    raw = run(root, ["diff-index", "--cached", "-z", "--no-renames", "--diff-filter=ACMT",
+    raw = run(root, ["diff-index", "--cached", "-z", "--no-renames", "--diff-filter=ACMTU",
                      "HEAD" if has_head else _empty_tree(root)])
     fields = raw.split(b"\0")
     entries = []
@@ -239,7 +243,9 @@ def staged_entries(root: Path) -> list[StagedEntry]:
         meta = fields[i].decode("ascii").split()
         if len(meta) < 5:
             continue
-        entries.append(StagedEntry(path=fields[i + 1], mode=meta[1], blob=meta[3]))
+        unmerged = meta[4] == "U"  # a conflict: no one content staged yet
+        entries.append(StagedEntry(path=fields[i + 1], mode=UNMERGED if unmerged else meta[1],
+                                   blob=meta[3]))
     return entries
 
 

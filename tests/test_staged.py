@@ -358,3 +358,23 @@ def test_a_long_file_list_is_looked_up_in_one_listing_of_the_index(cli: Cli,
                  cwd=repo / "sub")
     assert result.code == 1 and leak_paths(result.json) == ["sub/deploy.cfg"]
     assert result.json["summary"]["files"] == 10_001
+
+
+def test_a_path_with_a_merge_conflict_is_said_not_passed_over(cli: Cli, project: Path) -> None:
+    """In a merge with conflicts the index holds no one content of a path (stages 1-3):
+    `--staged` listed nothing and said `0 files`, whatever the other branch brought."""
+    git(project, "checkout", "-q", "-b", "other")
+    (project / "app.py").write_text(f"KEY = '{fake_key_id()}'\n")
+    commit_all(project, "theirs")
+    git(project, "checkout", "-q", "-")
+    (project / "app.py").write_text("print('ours')\n")
+    commit_all(project, "ours")
+    assert git(project, "merge", "other", check=False).returncode != 0  # the conflict
+
+    code, doc = staged_json(cli, project)
+    assert code == 0 and doc["skipped"] == [{"path": "app.py", "reason": (
+        "unmerged: a conflict to resolve, not scanned (`git add` it once resolved, then "
+        "scan again)")}]
+    git(project, "add", "app.py")  # resolved as it is, conflict markers and key included
+    code, doc = staged_json(cli, project)
+    assert code == 1 and leak_paths(doc) == ["app.py"]

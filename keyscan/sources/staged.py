@@ -11,6 +11,8 @@ from keyscan.sources import Content, Unit
 
 _SUBMODULE = "160000"
 TOO_LARGE = "larger than the size limit"
+UNMERGED = ("unmerged: a conflict to resolve, not scanned (`git add` it once resolved, "
+            "then scan again)")
 NOT_STAGED = "not in the index: nothing staged to scan (`git add` it first)"
 
 
@@ -28,6 +30,8 @@ def read(root: Path, max_size: int, files: list[str] | None = None) -> Iterator[
     for entry in entries:
         if entry.mode == _SUBMODULE:
             yield Skipped(gitrepo.fsdecode(entry.path), "submodule (not followed)")
+        elif entry.mode == gitrepo.UNMERGED:  # git commits none until it is resolved
+            yield Skipped(gitrepo.fsdecode(entry.path), UNMERGED)
         else:
             wanted.append(entry)
     blobs = gitrepo.read_blobs(root, [e.blob for e in wanted], max_size)
