@@ -156,6 +156,12 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions,
     repo = gitrepo.discover(target)
     if repo is None or repo.bare:
         raise KeyscanError(f"{target} is not inside a git work tree: --staged needs one")
+    if files and not _same_repo(gitrepo.discover(Path.cwd()), repo):
+        # the names would be looked up in another index (or none), and reported as
+        # missing from this one's object store: a damaged repository, said wrongly
+        raise KeyscanError(
+            f"--files names files from the current folder, which is not in the repository "
+            f"at {repo.root}: run the scan from there (`cd {repo.root}`)")
     result = _run(str(repo.root), "staged",
                   staged.read(repo.root, options.max_file_size, files), rules, options)
     # the hook fails closed: a staged file it could not read would go in unscanned
@@ -173,6 +179,16 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions,
                 f"({listed([printable(s.path) for s in unread])}): the commit is stopped. "
                 f"{advice}")
     return result
+
+
+def _same_repo(here: gitrepo.Repo | None, repo: gitrepo.Repo) -> bool:
+    """Whether `here` is `repo` (the same git dir, and so the same index)."""
+    import os
+
+    try:
+        return here is not None and os.path.samefile(here.git_dir, repo.git_dir)
+    except OSError:
+        return False
 
 
 def listed(names: list[str], most: int = 3) -> str:

@@ -378,3 +378,23 @@ def test_a_path_with_a_merge_conflict_is_said_not_passed_over(cli: Cli, project:
     git(project, "add", "app.py")  # resolved as it is, conflict markers and key included
     code, doc = staged_json(cli, project)
     assert code == 1 and leak_paths(doc) == ["app.py"]
+
+
+def test_files_from_outside_the_repository_scanned_is_a_clear_error(
+        cli: Cli, project: Path, tmp_path: Path) -> None:
+    """`--files` names files from the current folder: from another repository, its
+    index was read and its blobs looked up in the one scanned, and the hook said the
+    repository was damaged (`git fsck`)."""
+    (project / "deploy.cfg").write_text(f"aws_access_key_id = {fake_key_id()}\n")
+    git(project, "add", "deploy.cfg")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    git(elsewhere, "init", "-q")
+    (elsewhere / "deploy.cfg").write_text("nothing\n")
+    git(elsewhere, "add", "deploy.cfg")
+    for cwd in (elsewhere, tmp_path):
+        result = cli("scan", "--staged", project, "--files", "deploy.cfg", cwd=cwd)
+        assert result.code == 2 and "git fsck" not in result.err
+        assert f"not in the repository at {project.resolve()}" in result.err
+    result = cli("scan", "--staged", project, "--files", "deploy.cfg", cwd=project)
+    assert result.code == 1
