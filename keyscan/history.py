@@ -1195,7 +1195,7 @@ def _attribute(hits: _Hits, head: dict[str, list[str]],
             grouped.setdefault(identity(cred), []).append(
                 (last, meta.get(sha), cred, where, False))
     result.stats.path_allowed += sum(1 for seen in grouped.values() if not seen)
-    return [_merge(seen, refs_of, held) for seen in grouped.values() if seen]
+    return [_merge(seen, refs_of, held, head, options) for seen in grouped.values() if seen]
 
 
 # a credential's appearance: its order in history, the commit, the credential as found
@@ -1237,8 +1237,10 @@ def _when(seen: _Seen) -> tuple[float, str]:
 
 
 def _merge(seen: list[_Seen], refs_of: dict[str, list[str]],
-           held: dict[str, list[tuple[str, str]]]) -> Finding:
-    """One finding per credential: the first appearance, with every other listed."""
+           held: dict[str, list[tuple[str, str]]], head: dict[str, list[str]],
+           options: ScanOptions) -> Finding:
+    """One finding per credential: the first appearance, with every other listed, and
+    where it is in HEAD's tree now (`head`: the paths of HEAD's blobs)."""
     _in_time(seen)
     _, commit, cred, location, _ = seen[0]
     first = to_finding(cred, location, commit)
@@ -1261,7 +1263,28 @@ def _merge(seen: list[_Seen], refs_of: dict[str, list[str]],
             for _, commit, cred, location, _ in seen
         ],
     })
+    places = _head_places(seen, head, options)
+    if places:
+        first.extra["head_places"] = places
     return first
+
+
+def _head_places(seen: list[_Seen], head: dict[str, list[str]], options: ScanOptions
+                 ) -> list[dict[str, object]]:
+    """Where the credential is in HEAD's tree: each path of HEAD holding one of its blobs,
+    at the line and column in that blob (the first appearance is where it came in, which
+    may be another path, or other lines than HEAD's). What a report of HEAD's files
+    (SARIF for code scanning) places its results at."""
+    places: dict[tuple[str, int, int, str], None] = {}
+    for _, _, cred, location, in_head in seen:
+        if not in_head:
+            continue
+        anchor = cred.anchor
+        for path in head.get(location.blob, []):
+            if not path_allowed(path, cred, options):
+                places[(path, anchor.line, anchor.column, anchor.member)] = None
+    return [{"path": path, "line": line, "column": column, **({"member": m} if m else {})}
+            for path, line, column, m in sorted(places)]
 
 
 # Below this many new objects, a re-scan lists every change of the new commits and

@@ -1720,3 +1720,30 @@ def test_a_rescan_orders_places_as_a_fresh_scan_when_a_skewed_clock_reorders_his
     _, fresh, fresh_doc = history(cli, repo, "--no-cache")
     assert by_key(fresh, key)["path"] == ("p.txt" if change == "backdated-commit" else "q.txt")
     assert (found, doc["notes"]) == (fresh, fresh_doc["notes"])
+
+
+def test_history_sarif_places_a_key_still_in_head_where_head_has_it(cli: Cli, repo: Path
+                                                                      ) -> None:
+    """Code scanning shows results on the files of the commit scanned: a key committed at
+    line 1, then moved down to line 5, was placed at line 1; a copy of it in another file
+    of HEAD got no result of its own. A key only in history stays where it came in."""
+    kept, gone = fake_key_id(), fake_key_id()
+    first = commit(repo, {"cfg/prod.ini": f"key = {kept}\n", "old.ini": f"key = {gone}\n"},
+                   "add keys")
+    commit(repo, {"cfg/prod.ini": "# a\n# b\n# c\n# d\n" + f"key = {kept}\n", "old.ini": None,
+                  "copy.ini": f"\n\nkey = {kept}\n"}, "move it down, copy it, drop the other")
+    code, findings, doc = history(cli, repo)
+    assert code == 1
+    found = by_key(findings, kept)
+    assert found["commit"]["sha"] == first and found["line"] == 1  # where it came in
+    assert found["head_places"] == [{"path": "cfg/prod.ini", "line": 5, "column": 7},
+                                    {"path": "copy.ini", "line": 3, "column": 7}]
+    assert "head_places" not in by_key(findings, gone)
+    sarif = json.loads(cli("scan", "--history", repo, "--format", "sarif").out)
+    results = sarif["runs"][0]["results"]
+    placed = sorted((r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+                     r["locations"][0]["physicalLocation"]["region"]["startLine"])
+                    for r in results)
+    assert placed == [("cfg/prod.ini", 5), ("copy.ini", 3), ("old.ini", 1)]
+    prints = [r["partialFingerprints"]["keyscan/v1"] for r in results]
+    assert len(set(prints)) == len(prints) == 3

@@ -53,10 +53,11 @@ def _history_fields(extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(extra)
     if isinstance(out.get("refs"), list):
         out["refs"] = [printable(r) for r in out["refs"]]
-    if isinstance(out.get("occurrences"), list):
-        out["occurrences"] = [
-            {k: printable(v) if k in ("path", "member") and isinstance(v, str) else v
-             for k, v in o.items()} for o in out["occurrences"]]
+    for places in ("occurrences", "head_places"):
+        if isinstance(out.get(places), list):
+            out[places] = [
+                {k: printable(v) if k in ("path", "member") and isinstance(v, str) else v
+                 for k, v in o.items()} for o in out[places]]
     return out
 
 

@@ -7,6 +7,11 @@ keeps one, relative to the `GITOBJECTS` base (the repository's objects, declared
 `originalUriBaseIds`, not its tree), beside a logical location naming the commit or
 tag. Every history result carries its commit (a tag's message: the tag) in its
 properties, as the JSON report's `commit`.
+
+A history finding still in HEAD gives one result for each place it is in HEAD's tree
+(`head_places`), at that line: code scanning shows results on the files of the commit
+scanned, where the line it was first committed at may be another. A finding only in
+history is placed where it was first committed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ _OBJECTS = "GITOBJECTS"
 
 def render(result: ScanResult, reveal: bool = False) -> str:
     leaks = [f for f in result.findings if f.status in (Status.LEAK, Status.ALLOWED)]
+    placed = [(f, place) for f in leaks for place in _places(f)]
     rule_ids = sorted({f.rule_id for f in leaks})
     rules_by_id = {f.rule_id: f for f in leaks}
     doc = {
@@ -45,8 +51,10 @@ def render(result: ScanResult, reveal: bool = False) -> str:
                 "informationUri": "https://github.com/keyscan/keyscan",
                 "rules": [_rule(rid, rules_by_id[rid]) for rid in rule_ids],
             }},
-            "results": [_result(f, rule_ids.index(f.rule_id), reveal, key)
-                        for f, key in zip(leaks, _partial_fingerprints(leaks), strict=True)],
+            "results": [_result(f, rule_ids.index(f.rule_id), reveal, key, place)
+                        for (f, place), key in zip(
+                            placed, _partial_fingerprints([f for f, _ in placed]),
+                            strict=True)],
             "invocations": [_invocation(result)],
             "columnKind": "unicodeCodePoints",
             "originalUriBaseIds": {_OBJECTS: {"description": {"text": (
@@ -55,6 +63,13 @@ def render(result: ScanResult, reveal: bool = False) -> str:
         }],
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _places(f: Finding) -> list[dict[str, Any] | None]:
+    """Where `f`'s results go: each of its places in HEAD's tree, or (None) where it was
+    found."""
+    places = f.extra.get("head_places")
+    return list(places) if isinstance(places, list) and places else [None]
 
 
 def _partial_fingerprints(leaks: list[Finding]) -> list[str]:
@@ -95,31 +110,38 @@ def _rule(rule_id: str, sample: Finding) -> dict[str, Any]:
     }
 
 
-def _result(f: Finding, index: int, reveal: bool, fingerprint: str) -> dict[str, Any]:
+def _result(f: Finding, index: int, reveal: bool, fingerprint: str,
+            place: dict[str, Any] | None = None) -> dict[str, Any]:
+    path, line, column = f.location.path, f.line, f.column
+    member = f.member
+    if place is not None:  # in HEAD's tree now: there, not where it first came in
+        path, line, column = str(place["path"]), int(place["line"]), int(place["column"])
+        member = str(place.get("member") or "")
     what = f.description
     if f.key_id:
         what += f" {f.key_id}"
     if f.secret is not None:
         what += f" (secret {show(f.secret, reveal)})"
-    kind = _MESSAGES.get(f.location.source)
+    # a message's finding whose key is in HEAD's files too: placed in those files
+    kind = _MESSAGES.get(f.location.source) if place is None else None
     if kind is not None:
         what += f" in the message of {kind} {f.location.blob[:12]}"
-    if f.member:  # the region's line is the member's
-        what += f" in {printable(f.member)}, inside this archive ({f.encoding.split('+')[0]})"
+    if member:  # the region's line is the member's
+        what += f" in {printable(member)}, inside this archive ({f.encoding.split('+')[0]})"
     properties: dict[str, Any] = {"security-severity": _SCORE.get(f.severity, "8.0"),
                                   "kind": f.kind, "source": f.location.source}
     if f.commit is not None:
         properties["commit"] = commit_dict(f.commit)
-    if f.member:
-        properties["member"] = printable(f.member)
+    if member:
+        properties["member"] = printable(member)
     out: dict[str, Any] = {
         "ruleId": f.rule_id,
         "ruleIndex": index,
         "level": _LEVEL.get(f.severity, "error"),
         "message": {"text": what},
         "locations": [_location(f, kind) if kind is not None else {"physicalLocation": {
-            "artifactLocation": {"uri": quote(f.location.path.encode("utf-8", "surrogateescape"))},
-            "region": {"startLine": f.line, "startColumn": f.column},
+            "artifactLocation": {"uri": quote(path.encode("utf-8", "surrogateescape"))},
+            "region": {"startLine": line, "startColumn": column},
         }}],
         "partialFingerprints": {"keyscan/v1": fingerprint},
         "properties": properties,
