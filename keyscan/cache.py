@@ -212,15 +212,17 @@ DERIVED_KEPT = 32  # compiled rule files and prefilter databases kept, of each k
 
 def write_derived(path: Path, data: bytes) -> None:
     """Write a file of the user's cache (`rules-….json`, `prefilter-….hsdb`), and drop the
-    oldest of its kind beyond DERIVED_KEPT: each rule file edit or keyscan upgrade makes
-    a new one, and nothing else would ever remove the old ones."""
+    least recently used of its kind beyond DERIVED_KEPT: each rule file edit or keyscan
+    upgrade makes a new one, and nothing else would ever remove the old ones. Used: read
+    or written, as the file's times say (a copy every scan reads is kept, however old)."""
     write_private(path, data)
     kind = path.name.split("-", 1)[0] + "-*" + path.suffix
     with contextlib.suppress(OSError):
         dated = []
         for other in path.parent.glob(kind):
             with contextlib.suppress(OSError):  # removed meanwhile by another keyscan
-                dated.append((other.stat().st_mtime_ns, other))
+                st = other.stat()  # last written or read (atime, where the system keeps it)
+                dated.append((max(st.st_mtime_ns, st.st_atime_ns), other))
         for _, old in sorted(dated, reverse=True)[DERIVED_KEPT:]:
             with contextlib.suppress(OSError):
                 old.unlink()

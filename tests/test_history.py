@@ -1732,7 +1732,7 @@ def test_history_sarif_places_a_key_still_in_head_where_head_has_it(cli: Cli, re
                    "add keys")
     commit(repo, {"cfg/prod.ini": "# a\n# b\n# c\n# d\n" + f"key = {kept}\n", "old.ini": None,
                   "copy.ini": f"\n\nkey = {kept}\n"}, "move it down, copy it, drop the other")
-    code, findings, doc = history(cli, repo)
+    code, findings, _ = history(cli, repo)
     assert code == 1
     found = by_key(findings, kept)
     assert found["commit"]["sha"] == first and found["line"] == 1  # where it came in
