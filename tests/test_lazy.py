@@ -51,3 +51,28 @@ def test_scans_import_neither_gitpython_nor_boto3_nor_dask(tmp_path: Path) -> No
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True)
         assert proc.stderr.strip().splitlines()[-1] == "[]", (args, proc.stderr)
+
+
+def test_small_scans_and_rescans_import_no_typing_nor_the_pack_reader(tmp_path: Path
+                                                                     ) -> None:
+    """The hook, a scan of a few files and a history re-scan pay neither `typing` (~2.5 ms:
+    the stdin support imported it at the top of scan.py) nor the parallel pack reader
+    with dulwich and process pools (~40 ms: every scan of files imported it to ask how
+    many CPUs there are, even for three files)."""
+    from repos import commit_all, git
+
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("a\n")
+    commit_all(tmp_path)
+    main = "from keyscan.cli import main; "
+    subprocess.run([sys.executable, "-c", main + f"main(['scan', '--history', {str(tmp_path)!r}])"],
+                   capture_output=True, check=True)  # the cache a re-scan starts from
+    (tmp_path / "b.txt").write_text("b\n")
+    commit_all(tmp_path)
+    for args in (["--staged"], [], ["--history"]):
+        code = ("import sys; " + main + f"main(['scan', *{args!r}, {str(tmp_path)!r}]); "
+                "print(sorted(m for m in ('typing', 'dulwich', 'keyscan.sources.parallel') "
+                "if m in sys.modules), file=sys.stderr)")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True)
+        assert proc.stderr.strip().splitlines()[-1] == "[]", (args, proc.stderr)
