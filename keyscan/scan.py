@@ -58,6 +58,11 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
     if repo is not None and repo.bare:
         raise KeyscanError(f"{target} is a bare repository: it has no files to scan; scan "
                            "its history with `keyscan scan --history`")
+    if repo is not None and _inside(target, repo.git_dir):
+        raise KeyscanError(
+            f"{target} is in the repository's git folder, which holds git's objects, not "
+            f"files to scan: scan the repository's files (`keyscan scan {repo.root}`) or "
+            f"its whole history (`keyscan scan --history {repo.root}`)")
     base, paths = worktree.files(target, options.follow_symlinks)
     if len(paths) >= _PARALLEL_FILES:
         # imported only then: with the pack reader and process pools it costs ~40 ms
@@ -74,6 +79,14 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
             "would commit it, so none of its files was read; name a file to scan it "
             "(`keyscan scan FILE`), or scan a copy outside the repository")
     return result
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or below it (both resolved)."""
+    import os
+
+    here, there = os.path.realpath(path), os.path.realpath(folder)
+    return here == there or here.startswith(there.rstrip(os.sep) + os.sep)
 
 
 def _ignored_by_git(folder: Path) -> bool:

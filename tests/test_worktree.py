@@ -685,3 +685,12 @@ def test_a_file_swapped_after_its_check_is_never_followed_nor_waited_on(tmp_path
     with contextlib.suppress(BlockingIOError):  # no writer: at once, empty or EAGAIN
         assert _read_file(os.fsencode(fifo), 0, 1 << 20) == b""
     assert time.monotonic() - started < 5
+
+
+def test_a_repositorys_git_folder_named_is_a_clear_error(cli: Cli, repo: Path) -> None:
+    """`keyscan scan repo/.git` passed on git's 'must be run in a work tree'."""
+    for folder in (repo / ".git", repo / ".git" / "objects"):
+        result = cli("scan", folder)
+        assert result.code == 2
+        assert "in the repository's git folder" in result.err
+        assert f"keyscan scan --history {repo}" in result.err
