@@ -310,6 +310,15 @@ def _full_name(prefix: str, path: str) -> bytes:
     return b"" if joined == "." else os.fsencode(joined)
 
 
+def ignored(folder: Path) -> bool:
+    """Whether git ignores `folder` (.gitignore, info/exclude, core.excludesFile)."""
+    try:
+        return subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", "."],
+                              capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
 def _empty_tree(root: Path) -> str:
     """The empty tree's id in this repository's object format (a first commit is
     compared with it; SHA-256 repositories name it differently)."""

@@ -1034,10 +1034,8 @@ def _match_objects(git_dir: Path, wanted: list[source.ObjectRef], matcher: Match
                 result.stats.bytes += len(obj.data)
                 progress.update(result.stats.files, result.stats.bytes)
             hits.add(obj.sha, obj.kind, _found_in(obj.kind, obj.data, matcher))
-            if matcher.unread:
-                unread = unread_members(matcher, f"blob {obj.sha}")
-                if result is not None:
-                    result.skipped += unread
+            if matcher.unread and result is not None:
+                result.skipped += unread_members(matcher, f"blob {obj.sha}")
     except KeyboardInterrupt:  # every object matched so far is whole: report those
         hits.interrupted = True
     finally:

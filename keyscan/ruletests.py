@@ -19,20 +19,23 @@ def failures(files: Sequence[Path], disabled: Sequence[str] = ()) -> tuple[int, 
     key_rules = [compile_rule(r) for _, r, _ in cases if r.role is Role.KEY_ID]
     run, failed = 0, []
     for path, rule, tests in cases:
-        matcher = Matcher(_alone(rule, key_rules))
+        matcher = Matcher(alone(rule, key_rules))
         for want, lines in ((True, tests.get("match", [])), (False, tests.get("no_match", []))):
             for number, line in enumerate(lines, 1):
                 run += 1
-                found = rule.id in {p.rule.rule.id for c in matcher.find(line.encode())
-                                    for p in c.parts}
-                if found != want:
+                if (rule.id in rule_ids_found(matcher, line)) != want:
                     which = "misses its tests.match" if want else "finds its tests.no_match"
                     # the line is not shown: an example may hold a real key by mistake
                     failed.append(f"{path}: rule {rule.id} {which} example {number}")
     return run, failed
 
 
-def _alone(rule: Rule, key_rules: list[CompiledRule]) -> RuleSet:
+def rule_ids_found(matcher: Matcher, line: str) -> set[str]:
+    """The ids of the rules whose parts `matcher` finds in `line`."""
+    return {p.rule.rule.id for c in matcher.find(line.encode()) for p in c.parts}
+
+
+def alone(rule: Rule, key_rules: list[CompiledRule]) -> RuleSet:
     """Only `rule`, plus the key-ID rules it is looked for around (session tokens)."""
     compiled = [compile_rule(rule)]
     if rule.near_prefixes:

@@ -6,6 +6,7 @@ The CLI, the pre-commit hook and the fleet audit all call these functions.
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,7 +74,7 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
             return _run_parallel(str(target), base, paths, rules, options, workers)
     units = worktree.read(base, paths, options.max_file_size, options.follow_symlinks)
     result = _run(str(target), "worktree", units, rules, options)
-    if repo is not None and not paths and _ignored_by_git(target):
+    if repo is not None and not paths and gitrepo.ignored(target):
         result.notes.append(
             f"{target} is ignored by git: a repository's working tree is scanned as git "
             "would commit it, so none of its files was read; name a file to scan it "
@@ -83,21 +84,8 @@ def scan_worktree(target: Path, rules: RuleSet, options: ScanOptions) -> ScanRes
 
 def _inside(path: Path, folder: Path) -> bool:
     """Whether `path` is `folder` or below it (both resolved)."""
-    import os
-
     here, there = os.path.realpath(path), os.path.realpath(folder)
     return here == there or here.startswith(there.rstrip(os.sep) + os.sep)
-
-
-def _ignored_by_git(folder: Path) -> bool:
-    """Whether git ignores `folder` (.gitignore, info/exclude, core.excludesFile)."""
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(folder), "check-ignore", "-q", "."],
-                              capture_output=True, check=False).returncode == 0
-    except OSError:
-        return False
 
 
 _PARALLEL_FILES = 2000  # below this, starting workers costs more than it saves
@@ -203,8 +191,6 @@ def scan_staged(target: Path, rules: RuleSet, options: ScanOptions,
 
 def _same_repo(here: gitrepo.Repo | None, repo: gitrepo.Repo) -> bool:
     """Whether `here` is `repo` (the same git dir, and so the same index)."""
-    import os
-
     try:
         return here is not None and os.path.samefile(here.git_dir, repo.git_dir)
     except OSError:
@@ -314,10 +300,8 @@ def findings_in(unit: Content, matcher: Matcher, options: ScanOptions,
     """The findings in `unit`; those in allowed paths are counted in `result` instead,
     and what of an archive was not read is listed in its `skipped`."""
     creds = matcher.find(unit.data)
-    if matcher.unread:
-        unread = unread_members(matcher, unit.location.path)
-        if result is not None:
-            result.skipped += unread
+    if matcher.unread and result is not None:
+        result.skipped += unread_members(matcher, unit.location.path)
     if not creds:
         return []
     path = unit.location.path

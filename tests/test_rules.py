@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from repos import CliResult
 
+from keyscan import ruletests
 from keyscan.match import Matcher
 from keyscan.model import Role, Rule
-from keyscan.rules import RuleSet, builtin_rules_dir, compile_rule, load_rules, rule_tests
+from keyscan.rules import builtin_rules_dir, compile_rule, load_rules, rule_tests
 
 RULE_FILES = sorted(builtin_rules_dir().glob("*.y*ml"))
 RULE_CASES = [
@@ -36,17 +37,11 @@ def test_every_rule_carries_true_and_false_examples() -> None:
         assert tests["no_match"], f"rule {rule.id} has no tests.no_match lines"
 
 
-def rules_for(rule: Rule) -> RuleSet:
-    """Only this rule, plus the key-ID rules it is looked for around (session tokens)."""
-    compiled = [compile_rule(rule)]
-    if rule.near_prefixes:
-        compiled += [compile_rule(r) for _, r, _ in RULE_CASES if r.role is Role.KEY_ID]
-    return RuleSet(tuple(compiled))
-
-
 def rule_ids_found(rule: Rule, line: str) -> set[str]:
-    creds = Matcher(rules_for(rule)).find(line.encode())
-    return {p.rule.rule.id for c in creds for p in c.parts}
+    """What this rule alone (with the key-ID rules a session-token rule looks around)
+    finds in `line`, as `keyscan rules --test` runs it."""
+    key_rules = [compile_rule(r) for _, r, _ in RULE_CASES if r.role is Role.KEY_ID]
+    return ruletests.rule_ids_found(Matcher(ruletests.alone(rule, key_rules)), line)
 
 
 @pytest.mark.parametrize(
