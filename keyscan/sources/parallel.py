@@ -46,7 +46,7 @@ class Found:
     bytes: int = 0
     interrupted: bool = False  # Ctrl-C: the chunks finished before it
     failed: list[tuple[int, int]] = field(default_factory=list)  # (pack, p): git reads them
-    # (blob, member, why): what of an archive was not read (`Matcher.take_unread`)
+    # (blob, member, why): what of an archive was not read (`Matcher.unread`)
     unread: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add(self, part: Found) -> None:
