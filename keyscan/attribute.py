@@ -283,20 +283,42 @@ def masked_subject(subject: str) -> str:
 
 
 def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
-    """Metadata of given commits (for findings in commit messages)."""
-    if not shas:
-        return {}
-    proc = subprocess.run(
-        ["git", f"--git-dir={git_dir}", "log", "--no-walk=unsorted", "--stdin", "-z",
-         f"--format={_FIELDS}"],
-        input="".join(f"{s}\n" for s in shas).encode(), capture_output=True, check=False,
-    )
+    """Who wrote the commits `shas` and when (for findings in commit messages), read
+    through gitpython and parsed as a re-scan parses the commits it reads from the
+    files (`recent.parse_commit`), so both tell the same; a commit in another encoding
+    as gitpython decodes it. A commit missing from the store is left out."""
+    from keyscan.gitrepo import read_small
+    from keyscan.sources.recent import parse_commit
+    from keyscan.sources.store import StoreError
+
     out = {}
-    for entry in proc.stdout.split(b"\0"):
-        if entry.strip():
-            c = _commit(entry.strip(b"\n"))
-            out[c.sha] = c
+    for sha, (kind, data) in read_small(git_dir, sorted(shas), _COMMIT_SIZE).items():
+        if kind != "commit":
+            continue
+        try:
+            out[sha] = parse_commit(sha, data).meta
+        except StoreError:  # another encoding, or an ident line this does not read
+            out[sha] = _decoded(git_dir, sha)
     return out
+
+
+def _decoded(git_dir: Path, sha: str) -> Commit:
+    """A commit `recent.parse_commit` does not read, as gitpython decodes it; only its
+    id when gitpython cannot either."""
+    from keyscan.gitrepo import commit_fields
+    from keyscan.sources.recent import parse_fields
+    from keyscan.sources.store import StoreError
+
+    fields = commit_fields(git_dir, sha)
+    try:
+        if fields is not None:
+            return parse_fields(sha, *fields)
+    except StoreError:
+        pass
+    return Commit(sha=sha, author_name="", author_email="", author_date="", commit_date="")
+
+
+_COMMIT_SIZE = 64 << 20  # a commit object larger than this is no commit anyone wrote
 
 
 # an annotated tag read: the object it names, and its tagger, date and subject

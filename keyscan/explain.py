@@ -186,7 +186,12 @@ def _history_facts(story: Story, git_dir: Path | None) -> None:
     meta = {f.commit.sha: f.commit for f in story.findings if f.commit is not None}
     asked = shas.difference(meta)
     if git_dir is not None and asked:
-        meta.update(attribute.commits(git_dir, asked))
+        from keyscan import gitrepo
+
+        try:
+            meta.update(attribute.commits(git_dir, asked))
+        finally:
+            gitrepo.close(git_dir)
     places = [Place(path, line, source, meta.get(sha), status)
               for path, line, sha, source, status in rows]
     places.sort(key=lambda p: (p.commit.commit_date if p.commit else "~", p.path))

@@ -1,17 +1,22 @@
-"""The one place that runs git. Plumbing with -z output, parsed into plain values.
+"""The one place that runs git: gitpython, and plumbing with -z output parsed into plain
+values.
 
-Scans use plain `git` subprocesses rather than gitpython, whose import alone costs
-50-80 ms (measured 53-67 ms here: most of a pre-commit hook's budget, and about as much
-as a whole 1-commit history re-scan). History scans read pack files in-process
-(sources/packs.py) and everything else through `git cat-file --batch`
-(sources/history.py). Fleet audits, whose scanner processes live for many repositories,
-use gitpython for what it does well there (`mirror`, `fetch`, `facts`): cloning and
-fetching untrusted URLs with its checks for unsafe protocols and options, and the
-repository's refs and metadata, read through its persistent `cat-file`.
+A history scan opens the repository with gitpython (`opened`) and asks it for the refs,
+HEAD and the commits and tags a report names (`ref_rows`, `head_of`, `read_small`):
+gitpython's import costs ~65 ms once, against the seconds a first scan takes. Two paths
+do without it, because its import alone would be most of their time: the work-tree and
+staged scans of a pre-commit hook (`discover`, `staged_entries`: plain `git`), and a
+history re-scan that reads the refs and new objects from the repository's files
+(sources/store.py: ~80 ms in all). Bulk reading streams through the plumbing gitpython
+wraps, run directly (`cat-file --batch`, `rev-list --objects`: sources/history.py) or
+in-process from the packs (sources/packs.py). Fleet audits clone and fetch untrusted URLs
+with gitpython (`mirror`, `fetch`, `facts`), for its checks of unsafe protocols and
+options.
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,11 +30,14 @@ if TYPE_CHECKING:
     import subprocess
     import threading
     from typing import IO
+
+    import git
 else:  # run git: imported only once git runs (keyscan/lazy.py)
     subprocess = LazyModule("subprocess")
     threading = LazyModule("threading")
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+NO_GIT = "git is not installed or not on PATH: install git"
 
 # keyscan reads what the repository really holds: without this, a `git replace` of a
 # blob or commit makes every git command show the replacement, hiding a committed key
@@ -64,7 +72,7 @@ def run(repo: Path, args: Sequence[str], check: bool = True, input: bytes | None
             ["git", "-C", str(repo), *args], input=input, capture_output=True, check=False
         )
     except FileNotFoundError:
-        raise KeyscanError("git is not installed or not on PATH: install git") from None
+        raise KeyscanError(NO_GIT) from None
     if check and proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         detail = err[-1] if err else f"exit {proc.returncode}"
@@ -452,6 +460,120 @@ def facts(git_dir: Path) -> Facts:
                          last_commit=max(dates).isoformat() if dates else "")
     except (git.GitError, ValueError, OSError):
         return Facts()
+
+
+# A history scan's repository as gitpython opens it, one per git dir: its commands (and
+# the persistent `cat-file` its object database keeps) run on that git dir. Closed when
+# the scan ends (`close`): an audit scans many repositories in one process.
+_opened: dict[Path, tuple[object, git.Git]] = {}
+_opened_lock = _thread.allocate_lock()  # a scan asks for refs and HEAD in a thread
+
+
+def opened(git_dir: Path) -> git.Git:
+    """gitpython's command object for the repository at `git_dir` (found by `discover`),
+    opened as a `git.Repo`; a repository gitpython will not open as one (damaged: HEAD
+    names nothing valid) still gets a command object, so the scan reads what git can."""
+    with _opened_lock:
+        found = _opened.get(git_dir)
+        if found is None:
+            try:
+                import git
+            except ImportError as exc:  # its import runs `git version`
+                if "git executable" not in str(exc):
+                    raise
+                raise KeyscanError(NO_GIT) from None
+            try:
+                repo: object = git.Repo(git_dir)
+                command = repo.git  # type: ignore[attr-defined]
+            except (git.InvalidGitRepositoryError, git.NoSuchPathError, OSError,
+                    ValueError):  # WorkTreeRepositoryUnsupported is an InvalidGit... too
+                repo, command = None, git.Git(git_dir)
+            command.set_persistent_git_options(git_dir=str(git_dir))
+            found = _opened[git_dir] = (repo, command)
+        return found[1]
+
+
+def close(git_dir: Path) -> None:
+    """Close what `opened` opened for `git_dir` (stops its persistent `cat-file`s)."""
+    with _opened_lock:
+        found = _opened.pop(git_dir, None)
+    if found is not None:
+        repo, command = found
+        if repo is not None:
+            repo.close()  # type: ignore[attr-defined]
+        else:
+            command.clear_cache()
+
+
+def ref_rows(git_dir: Path) -> list[tuple[str, str, str]]:
+    """Every ref's name and the object it names (and the ref a symbolic ref names), as
+    gitpython's `for-each-ref` lists them: a listing that reads no object (one naming a
+    missing object does not make git give up on the rest, as asking for types would).
+    Not gitpython's `Repo.refs`: it reads ref files itself (no reftable) and scans
+    packed-refs once per ref (12.7 s for 5,000 tags, against 8 ms)."""
+    _, out, _ = opened(git_dir).for_each_ref(
+        "--format=%(objectname) %(symref) %(refname)", with_extended_output=True,
+        with_exceptions=False, stdout_as_string=False)
+    rows = [line.split(" ", 2) for line in
+            bytes(out).decode("utf-8", "surrogateescape").splitlines()]
+    return [(row[0], row[1], row[2]) for row in rows if len(row) == 3]
+
+
+def head_of(git_dir: Path) -> tuple[str, str]:
+    """HEAD's commit ("" when unborn) and the branch it is on ("HEAD" when detached or
+    unborn), asked through gitpython in one `rev-parse` (any ref storage git has)."""
+    status, out, _ = opened(git_dir).rev_parse(
+        "HEAD", "--symbolic-full-name", "HEAD", with_extended_output=True,
+        with_exceptions=False, stdout_as_string=False)
+    lines = bytes(out).decode("utf-8", "surrogateescape").splitlines()
+    if status != 0 or len(lines) != 2:
+        return "", "HEAD"
+    return lines[0], lines[1] or "HEAD"
+
+
+def read_small(git_dir: Path, shas: Sequence[str], limit: int
+               ) -> dict[str, tuple[str, bytes]]:
+    """The type and bytes of each of `shas` (commits and tags a report names) read
+    through gitpython's persistent `cat-file`; one missing from the store, or over
+    `limit` bytes (no commit or tag anyone wrote), is left out."""
+    command = opened(git_dir)
+    out: dict[str, tuple[str, bytes]] = {}
+    with _opened_lock:  # one question at a time on the persistent pipes
+        for sha in shas:
+            try:
+                _, kind, size = command.get_object_header(sha)
+                if size <= limit:  # gitpython gives the type as bytes, typed as str
+                    out[sha] = (os.fsdecode(kind), command.get_object_data(sha)[3])
+            except (ValueError, OSError):  # missing, or a corrupt one stopped git
+                command.clear_cache()  # the next question starts a fresh `cat-file`
+    return out
+
+
+def commit_fields(git_dir: Path, sha: str) -> tuple[bytes, bytes, str] | None:
+    """A commit's author and committer ident lines (UTF-8) and message, as gitpython
+    decodes them by the commit's `encoding` header: for commits written in another
+    encoding, which git re-encodes when it shows them. None when gitpython cannot."""
+    with _opened_lock:
+        repo = _opened.get(git_dir, (None, None))[0]
+        if repo is None:
+            return None
+        try:
+            commit = repo.commit(sha)  # type: ignore[attr-defined]
+            return (_ident_line(commit.author, commit.authored_date, commit.author_tz_offset),
+                    _ident_line(commit.committer, commit.committed_date,
+                                commit.committer_tz_offset),
+                    str(commit.message))
+        except Exception:  # whatever gitpython fails on: the commit is left unparsed
+            return None
+
+
+def _ident_line(actor: object, when: int, west: int) -> bytes:
+    """A git ident line from gitpython's parsed fields (`west`: seconds west of UTC)."""
+    sign = "-" if west > 0 else "+"
+    hours, minutes = divmod(abs(west) // 60, 60)
+    name = getattr(actor, "name", "") or ""
+    email = getattr(actor, "email", "") or ""
+    return f"{name} <{email}> {when} {sign}{hours:02d}{minutes:02d}".encode()
 
 
 def fsdecode(path: bytes) -> str:

@@ -102,13 +102,14 @@ def scan_history(target: Path, rules: RuleSet, options: ScanOptions, hopts: Hist
         else None
     if shape is None:
         shape = Later(_shape_notes, git_dir)  # said first, once the scan is done
-    # listing refs is a re-scan's longest git call: the cache is loaded meanwhile
-    listing = Later(source.ref_rows, git_dir) if files is None else Later.done(files[0])
-    head = Later(source.head_of, git_dir) if files is None else Later.done(files[1])
+    # refs and HEAD asked of gitpython (its import included) while the cache is loaded
+    listing = Later(gitrepo.ref_rows, git_dir) if files is None else Later.done(files[0])
+    head = Later(gitrepo.head_of, git_dir) if files is None else Later.done(files[1])
     if hopts.use_cache and not ranged and not sha1:
         result.notes.append("SHA-256 repository: the incremental cache is not used (every "
                             "scan reads the whole history)")
     with contextlib.ExitStack() as stack:
+        stack.callback(gitrepo.close, git_dir)  # what gitpython opened, if anything
         if store is not None:
             stack.callback(store.close)  # its maps of the packs (an audit opens many repos)
         if use_cache and (why := stack.enter_context(cache.locked(git_dir))):
@@ -281,9 +282,8 @@ def _read_tags(run: _Run, shas: Collection[str]) -> dict[str, attribute.TagFacts
         if len(objects) == len(shas) and all(objects.values()):
             return {sha: recent.parse_tag(sha, obj[2]) for sha, obj in objects.items()
                     if obj is not None and obj[0] == "tag" and obj[2] is not None}
-    return {o.sha: recent.parse_tag(o.sha, o.data) for o in source.read_objects(
-        run.git_dir, [source.ObjectRef(sha, "tag", 0) for sha in sorted(shas)])
-        if o.kind == "tag" and o.data is not None}
+    return {sha: recent.parse_tag(sha, data) for sha, (kind, data) in
+            gitrepo.read_small(run.git_dir, sorted(shas), _TAG_SIZE).items() if kind == "tag"}
 
 
 _TAG_SIZE = 1 << 20  # an object larger than this is no tag anyone wrote: not read

@@ -1747,3 +1747,34 @@ def test_history_sarif_places_a_key_still_in_head_where_head_has_it(cli: Cli, re
     assert placed == [("cfg/prod.ini", 5), ("copy.ini", 3), ("old.ini", 1)]
     prints = [r["partialFingerprints"]["keyscan/v1"] for r in results]
     assert len(set(prints)) == len(prints) == 3
+
+
+def test_a_message_finding_in_a_latin1_commit_names_its_author_as_git_shows_it(
+        cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """Metadata read through gitpython: a commit written in another encoding (an old
+    Windows or Java toolchain's ISO-8859-1) names its author as `git log` shows him,
+    in a first scan and in a re-scan after a new commit, and no git process is left."""
+    key = fake_key_id()
+    commit(repo, {"a.txt": "a\n"}, "initial")
+    (tmp_path / "msg").write_bytes(f"rotate {key} (caf\xe9)\n".encode("latin-1"))
+    git(repo, "-c", "i18n.commitEncoding=ISO-8859-1", "commit", "-q", "--allow-empty",
+        "-F", str(tmp_path / "msg"),
+        env=clean_env(GIT_AUTHOR_NAME="Jos\udce9 M\udcfcller",  # latin-1 bytes
+                      GIT_AUTHOR_EMAIL="jose@example.com",
+                      GIT_AUTHOR_DATE="2021-03-04T05:06:07+05:30"))
+    shown = git(repo, "log", "-1", "--format=%an|%aI|%s").stdout.strip()
+    assert shown.startswith("José Müller|2021-03-04T05:06:07+05:30|")
+    for rescan in (False, True):
+        if rescan:
+            commit(repo, {"b.txt": "b\n"}, "later")
+        _, findings, _ = history(cli, repo)
+        found = by_key(findings, key)
+        assert found["source"] == "commit-message"
+        assert (found["commit"]["author_name"], found["commit"]["author_date"]) == \
+            ("José Müller", "2021-03-04T05:06:07+05:30")
+        assert found["commit"]["message"].endswith("(café)")
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+    if children.exists():
+        names = [Path(f"/proc/{pid}/comm").read_text().strip()
+                 for pid in children.read_text().split() if Path(f"/proc/{pid}").exists()]
+        assert "git" not in names, names

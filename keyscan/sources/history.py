@@ -16,7 +16,7 @@ from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from keyscan.errors import KeyscanError
-from keyscan.gitrepo import feed, run, tree_walk
+from keyscan.gitrepo import feed, head_of, ref_rows, run, tree_walk
 from keyscan.lazy import LazyModule
 from keyscan.record import record
 
@@ -441,18 +441,6 @@ def list_refs(git_dir: Path) -> list[Ref]:
     return typed_refs(git_dir, ref_rows(git_dir))
 
 
-def ref_rows(git_dir: Path) -> list[RefRow]:
-    """Every ref's name and the object it names: a listing that reads no object (one
-    naming a missing object does not make git give up on the rest, as asking for types
-    would)."""
-    proc = subprocess.run(
-        _git(git_dir, "for-each-ref", "--format=%(objectname) %(symref) %(refname)"),
-        stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    rows = [line.split(" ", 2) for line in
-            proc.stdout.decode("utf-8", "surrogateescape").splitlines()]
-    return [(row[0], row[1], row[2]) for row in rows if len(row) == 3]
-
-
 def typed_refs(git_dir: Path, rows: Sequence[RefRow],
                known: Mapping[str, tuple[str, str]] | None = None) -> list[Ref]:
     """`rows` with what each ref comes down to and its type. `known`: object -> (what it
@@ -475,17 +463,6 @@ def _peeled(git_dir: Path, objects: Sequence[str]) -> list[tuple[str, str]]:
     lines += [[]] * (len(objects) - len(lines))
     return [(line[0], line[1]) if len(line) == 2 and line[1] != "missing" else (sha, "missing")
             for sha, line in zip(objects, lines, strict=False)]
-
-
-def head_of(git_dir: Path) -> tuple[str, str]:
-    """HEAD's commit ("" when unborn) and the branch it is on ("HEAD" when detached or
-    unborn), from one `rev-parse`."""
-    proc = subprocess.run(_git(git_dir, "rev-parse", "HEAD", "--symbolic-full-name", "HEAD"),
-                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
-    lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
-    if proc.returncode != 0 or len(lines) != 2:
-        return "", "HEAD"
-    return lines[0], lines[1] or "HEAD"
 
 
 def default_branch(refs: list[Ref]) -> str:

@@ -137,7 +137,7 @@ def parse_commit(sha: str, data: bytes) -> NewCommit:
     head, _, message = data.partition(b"\n\n")
     tree = ""
     parents: list[str] = []
-    author = committer = b""
+    author = committer = encoding = b""
     for line in head.split(b"\n"):
         key, _, value = line.partition(b" ")
         if key == b"tree":
@@ -148,18 +148,42 @@ def parse_commit(sha: str, data: bytes) -> NewCommit:
             author = value
         elif key == b"committer":
             committer = value
-        elif key == b"encoding" and value.strip().lower() not in (b"utf-8", b"utf8"):
-            raise StoreError("commit in another encoding")  # git re-encodes it: ask git
+        elif key == b"encoding":
+            encoding = value.strip()
     if len(tree) != 40 or not author or not committer:
         raise StoreError(f"commit {sha} not understood")
+    if encoding and encoding.lower() not in (b"utf-8", b"utf8"):
+        author, committer, message = _to_utf8(encoding, author, committer, message)
+    meta = parse_fields(sha, author, committer, message)
+    return NewCommit(sha, tree, tuple(parents), meta, data, _ident(committer)[3])
+
+
+def _to_utf8(encoding: bytes, *parts: bytes) -> list[bytes]:
+    """`parts` of a commit written in `encoding` (its `encoding` header: an old
+    toolchain's ISO-8859-1, Shift_JIS...) in UTF-8, as `git log` shows them; as they are
+    when Python knows no such encoding (git shows them as they are when iconv does not).
+    (gitpython does not read that header: `buf[0:10] == b"encoding "` never holds.)"""
+    import codecs
+
+    try:
+        codec = codecs.lookup(encoding.decode("ascii"))
+    except (LookupError, UnicodeDecodeError):
+        return list(parts)
+    return [codec.decode(part, "replace")[0].encode() for part in parts]
+
+
+def parse_fields(sha: str, author: bytes, committer: bytes, message: bytes | str) -> Commit:
+    """What a report shows of a commit: its author, dates and subject (masked) from its
+    author and committer ident lines and its message."""
     name, email, author_date, _ = _ident(author)
-    _, _, commit_date, when = _ident(committer)
+    commit_date = _ident(committer)[2]
+    if isinstance(message, str):
+        message = message.encode("utf-8", "surrogateescape")
     from keyscan.attribute import masked_subject
 
-    meta = Commit(sha=sha, author_name=name, author_email=email, author_date=author_date,
+    return Commit(sha=sha, author_name=name, author_email=email, author_date=author_date,
                   commit_date=commit_date,
                   message=masked_subject(_subject(message).decode("utf-8", "replace")))
-    return NewCommit(sha, tree, tuple(parents), meta, data, when)
 
 
 def parse_tag(sha: str, data: bytes) -> tuple[str, Commit | None]:
