@@ -571,6 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_CLEAN
     except Exception as exc:  # no traceback (it could hold scanned content) unless --debug
+        if isinstance(exc, FileNotFoundError) and exc.filename == "git":
+            # a repository is found from its files before any git runs: git is missing
+            print(f"keyscan: error: {gitrepo.NO_GIT}", file=sys.stderr)
+            return EXIT_ERROR
         if _traceback_if(args.debug):
             return EXIT_ERROR
         print(f"keyscan: internal error: {type(exc).__name__}; rerun with --debug for details",

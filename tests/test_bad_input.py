@@ -283,3 +283,22 @@ def test_a_repository_git_refuses_for_its_owner_says_so(repo: Path) -> None:
         proc = run_keyscan(["scan", *args, sub])
         assert proc.returncode == 2, (args, proc.stderr)
         assert "safe.directory" in proc.stderr and "another user" in proc.stderr, args
+
+
+def test_git_missing_from_path_is_a_clear_error_in_every_scan(repo: Path, tmp_path: Path
+                                                             ) -> None:
+    """A repository is found from its files before any git runs: with no git on PATH
+    (a slim CI image), each scan says to install git; a history scan said "internal
+    error: FileNotFoundError" (ImportError once gitpython opened the repository)."""
+    import sys
+
+    commit_file(repo, "a.txt", "a\n")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    for args in (["--history"], ["--history", "--no-cache"], [], ["--staged"]):
+        proc = subprocess.run([sys.executable, "-m", "keyscan", "scan", *args, str(repo)],
+                              capture_output=True, text=True, check=False,
+                              env={**clean_env(), "PATH": str(empty)})
+        assert (proc.returncode, proc.stderr.strip()) == (2, "keyscan: error: git is not "
+                                                          "installed or not on PATH: "
+                                                          "install git"), args
