@@ -30,7 +30,7 @@ from typing import IO, Any
 
 from keyscan.aws.classify import Accounts
 from keyscan.errors import KeyscanError
-from keyscan.report.redact import without_userinfo
+from keyscan.report.redact import masked_query, userinfo_end, without_userinfo
 from keyscan.rules import RuleSet
 
 SCANNED = "scanned"  # the whole history was read
@@ -41,6 +41,7 @@ DONE = "done"  # --resume: scanned by an earlier run with the same rules
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SCP = re.compile(r"^[^/\s:@]+@[^/\s:]+:")  # git@host:org/repo.git
+_SCP_PASSWORD = re.compile(r"^([^/\s:@]+):[^/\s@]+@(?=[^/\s:@]+:)")
 _HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")  # git's remote-helper form: ext::CMD
 
 
@@ -66,22 +67,23 @@ def is_url(source: str) -> bool:
 def display_name(source: str) -> str:
     """The source with any password or token in the URL masked."""
     if not _URL.match(source):
-        return source
+        scp = _SCP_PASSWORD.match(source)  # user:password@host:path: git sees no password
+        return f"{scp[1]}:***@{source[scp.end():]}" if scp else source
     scheme, rest = source.split("://", 1)
-    # the credentials end at the last "@" before the first "/", as git's own masking
-    # (report/redact.py) reads them: an unencoded "#" or "?" in a password would end
-    # the host for urlsplit, which then saw no credentials and showed them all
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return source
-    userinfo, host = authority.rsplit("@", 1)
-    user, has_password, _ = userinfo.partition(":")
     scheme = scheme.lower()
+    # the credentials end where git's own masking (report/redact.py) says: an unencoded
+    # "#" or "?" in a password would end the host for urlsplit, which then saw no
+    # credentials and showed them all
+    end = userinfo_end(rest)
+    if end < 0:
+        return masked_query(f"{scheme}://{rest}")
+    userinfo, host = rest[:end], rest[end + 1:]
+    user, has_password, _ = userinfo.partition(":")
     if has_password:
         userinfo = f"{user}:***"
     elif scheme in ("http", "https"):
         userinfo = "***"  # a token given as the user name
-    return f"{scheme}://{userinfo}@{host}{slash}{path}"
+    return masked_query(f"{scheme}://{userinfo}@{host}")
 
 
 def slug(name: str) -> str:

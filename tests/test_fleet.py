@@ -360,7 +360,29 @@ def test_repository_list_and_names(tmp_path: Path) -> None:
     assert display_name("https://to#ken@host/o/r.git") == "https://***@host/o/r.git"
     assert display_name("HTTPS://tok@host") == "https://***@host"
     assert display_name("https://host/o/r.git?x=1#y") == "https://host/o/r.git?x=1#y"
+    # a password with an unencoded "/", one in git's scp form, a token in the query
+    assert display_name("https://x:pa/ss@host/o/r.git") == "https://x:***@host/o/r.git"
+    assert display_name("https://host:8443/o/r@v1.git") == "https://host:8443/o/r@v1.git"
+    assert display_name("x:pw@host:o/r.git") == "x:***@host:o/r.git"
+    assert display_name("git@host:o/r.git") == "git@host:o/r.git"
+    assert display_name("https://host/o/r.git?access_token=abc&x=1") == \
+        "https://host/o/r.git?access_token=***&x=1"
+    assert display_name("https://host/o/r.git?private_token=abc") == \
+        "https://host/o/r.git?private_token=***"
     assert is_url("git@github.com:o/r.git") and not is_url("/srv/a")
+
+
+def test_git_messages_mask_every_url_credential() -> None:
+    from keyscan.report.redact import without_userinfo
+
+    said = ("fatal: unable to access 'https://x:pa/ss@host/o/r.git/': Could not resolve "
+            "host: x; also https://t0k3n@h2/r and https://h3/r?access_token=abc&y=2")
+    masked = without_userinfo(said)
+    assert "pa/ss" not in masked and "t0k3n" not in masked and "abc" not in masked, masked
+    assert "https://***@host/o/r.git/" in masked and "https://***@h2/r" in masked
+    assert "https://h3/r?access_token=***&y=2" in masked
+    assert without_userinfo("fetch https://host:8443/o/r.git failed") == \
+        "fetch https://host:8443/o/r.git failed"
 
 
 def test_token_bucket_paces_every_thread_together() -> None:

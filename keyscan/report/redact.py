@@ -37,7 +37,35 @@ def printable(text: str) -> str:
 
 def without_userinfo(message: str) -> str:
     """`message` (git's own wording too) with the credentials of any URL in it masked:
-    `https://user:token@host/...` -> `https://***@host/...`."""
+    `https://user:token@host/...` -> `https://***@host/...`, and the value of a query
+    parameter named like a token (`?access_token=...`) -> `***`."""
     import re
 
-    return re.sub(r"(://)[^/@\s]+@", r"\1***@", message)
+    def masked(url: re.Match[str]) -> str:
+        scheme, rest = url[1], url[2]
+        end = userinfo_end(rest)
+        return masked_query(f"{scheme}***{rest[end:]}" if end >= 0 else url[0])
+
+    return re.sub(r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s'\"<>]+)", masked, message)
+
+
+def userinfo_end(rest: str) -> int:
+    """Where a URL's credentials end in `rest` (the URL after `scheme://`): at the last
+    "@" before the first "/", as git reads them; when the text before that "/" holds a
+    ":" that starts no port number (a password with an unencoded "/"), at the last "@"
+    of the URL. -1: no credentials."""
+    authority = rest.split("/", 1)[0]
+    if "@" in authority:
+        return authority.rfind("@")
+    if ":" in authority and not authority.rsplit(":", 1)[1].isdigit():
+        return rest.rfind("@")
+    return -1
+
+
+def masked_query(url: str) -> str:
+    """`url` with the values of query parameters named like credentials masked
+    (`?access_token=`, `private_token`, `password`, `sig`...)."""
+    import re
+
+    return re.sub(r"(?i)([?&;][\w.-]*(?:token|key|secret|passw|pwd|auth|sig|credential)"
+                  r"[\w.-]*=)[^&#;]+", r"\1***", url)
