@@ -414,7 +414,8 @@ def fetch(mirror_dir: Path, source: str) -> None:
     import git
 
     try:
-        with git.Repo(mirror_dir) as repo, repo.git.custom_environment(**_git_env()):
+        with git.Repo(mirror_dir, expand_vars=False) as repo, \
+                repo.git.custom_environment(**_git_env()):
             repo.remote("origin").fetch(prune=True)
     except (git.GitCommandError, git.InvalidGitRepositoryError, ValueError) as exc:
         raise KeyscanError(f"git fetch of {source} failed: {_why_not(exc)}") from None
@@ -444,7 +445,7 @@ def facts(git_dir: Path) -> Facts:
     import git
 
     try:
-        with git.Repo(git_dir) as repo:
+        with git.Repo(git_dir, expand_vars=False) as repo:
             try:
                 branch = repo.head.reference.name
             except (TypeError, ValueError):  # detached, or HEAD names nothing
@@ -483,7 +484,7 @@ def opened(git_dir: Path) -> git.Git:
                     raise
                 raise KeyscanError(NO_GIT) from None
             try:
-                repo: object = git.Repo(git_dir)
+                repo: object = git.Repo(git_dir, expand_vars=False)  # a "$x" in a path
                 command = repo.git  # type: ignore[attr-defined]
             except (git.InvalidGitRepositoryError, git.NoSuchPathError, OSError,
                     ValueError):  # WorkTreeRepositoryUnsupported is an InvalidGit... too

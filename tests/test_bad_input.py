@@ -302,3 +302,26 @@ def test_git_missing_from_path_is_a_clear_error_in_every_scan(repo: Path, tmp_pa
         assert (proc.returncode, proc.stderr.strip()) == (2, "keyscan: error: git is not "
                                                           "installed or not on PATH: "
                                                           "install git"), args
+
+
+def test_a_repository_under_a_folder_named_like_a_variable(tmp_path: Path) -> None:
+    """gitpython expands "$HOME" in a repository path unless told not to: it warned on
+    stderr and looked for another folder. The history scan of a repository under a
+    folder literally named `$HOME` finds a key in a commit message, with its author,
+    and says nothing else."""
+    from repos import run_keyscan
+
+    repo = tmp_path / "$HOME" / "r"
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q")
+    key = fake_key_id()
+    git(repo, "commit", "-q", "--allow-empty", "-m", f"old key {key}",
+        env=clean_env(GIT_AUTHOR_NAME="Odd", GIT_AUTHOR_EMAIL="odd@example.com"))
+
+    result = run_keyscan(["scan", "--history", repo, "--no-cache", "--format", "json"])
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("keyscan: 1 leak"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    [found] = json.loads(result.stdout)["findings"]
+    assert (found["key_id"], found["commit"]["author_name"]) == (key, "Odd")
