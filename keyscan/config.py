@@ -130,17 +130,9 @@ def load(path: Path) -> Config:
 
 
 def _read_yaml(path: Path) -> Any:
-    import yaml
+    from keyscan import yamlfile
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(path.read_bytes(), Loader=loader)
-    except OSError as exc:
-        raise KeyscanError(f"cannot read config file {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise KeyscanError(f"{path}:{where} is not valid YAML: fix the config file") from None
+    doc = yamlfile.read(path, "config file")
     return {} if doc is None else doc
 
 

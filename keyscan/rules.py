@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 RULES_VERSION = 1
 # bumped when loading checks more: a rule file cached by an older keyscan is read (and
-# checked) again, not trusted as checked
-_CHECKS = 3
+# checked) again, not trusted as checked. 4: a key given twice in one mapping is refused
+_CHECKS = 4
 _ID_RE = lazy_pattern(r"[a-z0-9][a-z0-9-]*\Z")  # \Z: `$` allows a final newline
 _KNOWN_FIELDS = {
     "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
@@ -190,7 +190,9 @@ def _read_rule_doc(path: Path) -> tuple[Any, Callable[[], None] | None]:
             return entry["doc"], None
     except (OSError, ValueError):
         pass
-    doc = _parse_yaml(path)
+    from keyscan import yamlfile  # only a changed rule file pays for the parser
+
+    doc = yamlfile.read(path, "rule file")
 
     def save() -> None:
         # a value JSON cannot hold (a YAML date) is not cached
@@ -198,21 +200,6 @@ def _read_rule_doc(path: Path) -> tuple[Any, Callable[[], None] | None]:
             write_derived(cached, json.dumps({"key": key, "doc": doc}).encode())
 
     return doc, save
-
-
-def _parse_yaml(path: Path) -> Any:
-    import yaml  # only a changed rule file pays for the parser
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~30x faster
-    try:
-        doc = yaml.load(path.read_bytes(), Loader=loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise KeyscanError(f"{path}:{where} is not valid YAML: fix the rule file") from None
-    except OSError as exc:
-        raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
-    return doc
 
 
 def _fail(path: Path, where: str, message: str) -> KeyscanError:

@@ -225,6 +225,9 @@ def test_config_flag_names_another_file(cli: Cli, project: Path, tmp_path: Path)
     ("our_accounts: ['12345']\n", "'our_accounts' has '12345', not an AWS account ID"),
     ("- just\n- a list\n", "settings must be a mapping of keys"),
     ("format: [json\n", "line 2 is not valid YAML"),
+    # PyYAML kept the last silently: a reviewer reading the first saw another setting
+    ("format: sarif\nexit_code: 1\nformat: text\n",
+     "line 3: key 'format' is given twice in one mapping (first on line 1)"),
     ("disable_rules: [no-such-rule]\n", "'disable_rules' names 'no-such-rule', which no rule"),
 ])
 def test_a_bad_setting_is_one_clear_line(cli: Cli, project: Path, text: str,

@@ -7,11 +7,15 @@ when it is wrong, and their rule is used when it is right.
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from repos import CliResult
+from repos import CliResult, clean_env
 
 from keyscan import ruletests
 from keyscan.match import Matcher
@@ -158,6 +162,15 @@ BROKEN = {
                             "    regex: '(?P<value>x)'\n", ["'rulez'"]),
     "newer-version": ("version: 2\nrules:\n  - id: r1\n    description: d\n"
                       "    regex: '(?P<value>x)'\n", ["'version'", "newer keyscan"]),
+    # PyYAML kept the last of the two silently: the rule ran a regex its author did not
+    # see at a glance
+    "duplicate-key": ("rules:\n  - id: r1\n    description: d\n    regex: '(?P<value>x)'\n"
+                      "    regex: '(?P<value>y)'\n",
+                      ["line 5: key 'regex' is given twice", "first on line 4"]),
+    "duplicate-key-in-a-flow-mapping": ("rules:\n  - id: r1\n    description: d\n"
+                                        "    regex: '(?P<value>x)'\n"
+                                        "    tests: {match: [x], match: [y]}\n",
+                                        ["line 5: key 'match' is given twice"]),
 }
 
 
@@ -367,3 +380,85 @@ def test_the_user_cache_keeps_a_compiled_file_that_is_read_however_old(
         cache.write_derived(path, b"{}")
         os.utime(path, ns=(10**9 + i, 10**9 + i))
     assert used.exists()
+
+
+def test_a_key_given_beside_a_merged_mapping_overrides_it(cli: Callable[..., CliResult],
+                                                          tmp_path: Path) -> None:
+    """`<<: *rule` then `id:`: YAML's way to write a second rule like the first. The
+    refusal of keys given twice does not count the merged keys."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    twin = GOOD_RULE.replace("  - id: acme-deploy-token\n",
+                             "  - &acme\n    id: acme-deploy-token\n")
+    twin += "  - <<: *acme\n    id: acme-deploy-token-2\n    severity: low\n"
+    (rules_dir / "acme.yaml").write_text(twin)
+    result = cli("rules", tmp_path, "--rules", rules_dir)
+    assert result.code == 0, result.err
+    assert "acme-deploy-token " in result.out and "acme-deploy-token-2 " in result.out
+
+
+# -- a rule file cached by another keyscan ---------------------------------------------------
+
+_PAD = "    #" + " " * 20 + "\n"  # a comment line, for an edit that keeps the file's size
+PADDED_RULE = GOOD_RULE.replace("    role: generic\n", "    role: generic\n" + _PAD)
+_ROLE_TWICE = "    role: secret".ljust(len(_PAD) - 1) + "\n"
+
+
+def another_keyscan(folder: Path, module: str, name: str, value: str
+                    ) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """This keyscan copied into `folder`, with `name = value` in its `module` (another
+    version, or one from before a check): runs `keyscan ARGS` as that keyscan."""
+    import keyscan
+
+    shutil.copytree(Path(keyscan.__file__).parent, folder / "keyscan",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(builtin_rules_dir(), folder / "rules")  # where a source checkout has it
+    source = folder / "keyscan" / module
+    text, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", source.read_text(),
+                          count=1, flags=re.M)
+    assert count == 1, f"no `{name} = ` in {module}"
+    source.write_text(text)
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "keyscan", *map(str, args)],
+                              cwd=folder, env=clean_env(PYTHONPATH=str(folder)),
+                              capture_output=True, text=True, check=False)
+
+    return run
+
+
+def edit_keeping_size_and_time(path: Path, old: str, new: str) -> None:
+    """`old` replaced by `new`, as long, the modification time put back: an edit that a
+    cache keyed by size and time cannot see."""
+    assert len(old) == len(new)
+    st = path.stat()
+    path.write_text(path.read_text().replace(old, new, 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize(("module", "name", "value"), [
+    # the checks before keys given twice were refused
+    ("rules.py", "_CHECKS", "3"),
+], ids=["checks-before-duplicate-keys"])
+def test_a_rule_file_another_keyscan_cached_is_read_and_checked_again(
+        cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        module: str, name: str, value: str) -> None:
+    """The cached copy of a rule file vouches for the checks of the keyscan that wrote
+    it: another keyscan reads and checks the file again, though it did not change."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    rule_file = folder / "acme.yaml"
+    rule_file.write_text(PADDED_RULE)
+    other = another_keyscan(tmp_path / "other", module, name, value)
+    cached = other("rules", "--rules", folder)
+    assert cached.returncode == 0, cached.stderr
+    edit_keeping_size_and_time(rule_file, _PAD, _ROLE_TWICE)
+    trusted = other("rules", "--rules", folder)  # its own copy vouches for the file
+    assert trusted.returncode == 0 and "acme-deploy-token" in trusted.stdout, trusted.stderr
+
+    result = cli("rules", tmp_path, "--rules", folder)
+
+    assert result.code == 2, result.out
+    line = PADDED_RULE[:PADDED_RULE.index(_PAD)].count("\n") + 1
+    assert f"{rule_file}: line {line}: key 'role' is given twice" in result.err
