@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from keyscan import __version__
 from keyscan.errors import KeyscanError
 from keyscan.lazy import lazy_pattern
 from keyscan.model import SEVERITIES, Role, Rule
@@ -181,8 +182,9 @@ def _read_rule_doc(path: Path) -> tuple[Any, Callable[[], None] | None]:
     except OSError as exc:
         raise KeyscanError(f"cannot read rule file {path}: {exc.strerror}") from None
     # named by a checksum, and holding the whole key it was made for: no hashlib (and
-    # its OpenSSL start, ~4 ms) on the hook's path, and no mix-up on a checksum clash
-    key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{_CHECKS}"
+    # its OpenSSL start, ~4 ms) on the hook's path, and no mix-up on a checksum clash.
+    # Another keyscan's copy vouches for its checks, not this one's: read the file again
+    key = f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{_CHECKS}\0{__version__}"
     cached = user_cache_folder() / f"rules-{binascii.crc32(key.encode()):08x}.json"
     try:
         entry = json.loads(cached.read_bytes())
@@ -403,7 +405,6 @@ def compile_rule(rule: Rule) -> CompiledRule:
 def _digest(rules: Iterable[Rule]) -> str:
     """What the rules find, and the keyscan that finds with them (a new release may
     find more with the same rules): not where the rule files are installed."""
-    from keyscan import __version__
     from keyscan.digest import sha256
 
     h = sha256(__version__.encode())

@@ -439,7 +439,9 @@ def edit_keeping_size_and_time(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize(("module", "name", "value"), [
     # the checks before keys given twice were refused
     ("rules.py", "_CHECKS", "3"),
-], ids=["checks-before-duplicate-keys"])
+    # another release with the same `_CHECKS` (its checks may differ all the same)
+    ("__init__.py", "__version__", '"0.0.0"'),
+], ids=["checks-before-duplicate-keys", "another-version"])
 def test_a_rule_file_another_keyscan_cached_is_read_and_checked_again(
         cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         module: str, name: str, value: str) -> None:
