@@ -175,7 +175,7 @@ def parse(table: Any, path: Path) -> Config:
                                "ID: give 12 digits, quoted (\"012345678901\")")
     return Config(
         source=path,
-        rules=tuple(path.parent / p for p in strings("rules")),
+        rules=tuple(path.parent / p for p in _rule_folders(strings("rules"), where)),
         disable_rules=strings("disable_rules"),
         allow_paths=strings("allow_paths"),
         our_accounts=accounts,
@@ -184,6 +184,15 @@ def parse(table: Any, path: Path) -> Config:
         exit_code=_exit_code(table, where),
         baseline=path.parent / _baseline(table, where) if table.get("baseline") else None,
     )
+
+
+def _rule_folders(folders: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """`folders` as given; an empty entry (`rules: [""]`) is refused: joined to the
+    settings file's folder, it read that folder as a rules folder."""
+    if any(not folder.strip() for folder in folders):
+        raise KeyscanError(f"{where} 'rules' has an empty entry: give each rules folder's "
+                           "path, relative to this file ('.' for its own folder)")
+    return folders
 
 
 def _baseline(table: dict[str, Any], where: str) -> str:

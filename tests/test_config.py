@@ -244,6 +244,31 @@ def test_a_bad_setting_is_one_clear_line(cli: Cli, project: Path, text: str,
     assert expected in result.err
 
 
+@pytest.mark.parametrize(("name", "text"), [
+    (".keyscan.yaml", 'rules: [""]\n'),
+    (".keyscan.yaml", "rules: ['  ', ci/keyscan-rules]\n"),
+    (".keyscan.yaml", 'rules: ""\n'),
+    ("pyproject.toml", '[tool.keyscan]\nrules = [""]\n'),
+])
+def test_an_empty_rules_entry_is_refused(cli: Cli, project: Path, name: str, text: str
+                                         ) -> None:
+    """`rules: [""]` was joined to the settings file's folder: the repository root was
+    read as a rules folder (each YAML file in it a rule file, or none and an error
+    about a folder the user never named)."""
+    (project / "ci" / "keyscan-rules").mkdir(parents=True)
+    (project / "ci" / "keyscan-rules" / "acme.yaml").write_text(
+        "rules:\n  - id: acme-token\n    description: d\n    regex: 'acme_(?P<value>[a-z]{9})'\n")
+    (project / name).write_text(text)
+    table = ": [tool.keyscan]" if name.endswith(".toml") else ":"
+
+    result = cli("scan", project)
+
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {project / name}{table} 'rules' has an "
+                                 "empty entry: give each rules folder's path"), result.err
+
+
 def test_a_bad_pyproject_table_names_the_table(cli: Cli, project: Path) -> None:
     (project / "pyproject.toml").write_text('[tool.keyscan]\nmax-file-size = "1M"\n')
 
