@@ -29,18 +29,13 @@ if TYPE_CHECKING:
 
 
 def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    text = text.strip().lower().rstrip("b")
+    """--max-file-size, read as the settings' `max_file_size` is (`config.parse_size`)."""
+    from keyscan.config import parse_size  # (a scan reads its settings with it anyway)
+
     try:
-        size = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units \
-            else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 50M)") from None
-    if size <= 0:  # 0 means "no limit" to some tools and "skip everything" to others
-        raise argparse.ArgumentTypeError(
-            f"the size must be above 0, not {text!r}: e.g. 50M (there is no unlimited "
-            "setting: to scan bigger files, give a bigger size such as 4G)")
-    return size
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"the size {exc}") from None
 
 
 def _leak_exit_code(text: str) -> int:

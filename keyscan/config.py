@@ -39,7 +39,9 @@ KEYS = ("rules", "disable_rules", "allow_paths", "our_accounts", "max_file_size"
         "exit_code", "baseline")
 DEFAULT_FORMAT = "text"
 DEFAULT_EXIT_CODE = EXIT_LEAKS
-_SIZE_RE = lazy_pattern(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)b?\s*$", re.IGNORECASE)
+# a whole or decimal number, a unit and an optional B: 1048576, 512k, 1.5M, 50 MB (-5: said
+# to be below 1 byte, not a malformed size)
+_SIZE_RE = lazy_pattern(r"\s*(-?)(\d{1,20})(?:\.(\d{1,20}))?\s*([kmg]?)b?\s*\Z", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -207,13 +209,32 @@ def _size(table: dict[str, Any], key: str, where: str) -> int | None:
     value = table.get(key)
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    m = _SIZE_RE.match(value) if isinstance(value, str) else None
-    if m is None or float(m.group(1)) <= 0:
-        raise KeyscanError(f"{where} '{key}' must be a size such as 1048576, 512k or 50M, "
-                           f"not {quoted(value)}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise KeyscanError(f"{where} '{key}' {exc}") from None
+
+
+def parse_size(value: object) -> int:
+    """The bytes in a size, as the settings' `max_file_size` and `--max-file-size` take
+    it: a whole number of bytes, or a number of k, M or G (1024-based; any case, an
+    optional B). ValueError says what is wrong, after the setting's name. A size under
+    1 byte (`0`, `0.0001k`) is refused: 0 was taken as no setting (the 100M default)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        m = _SIZE_RE.match(value) if isinstance(value, str) else None
+        if m is None:
+            raise ValueError(f"must be a size such as 1048576, 512k or 50M, not {quoted(value)}")
+        sign, whole, fraction, unit = m.groups(default="")
+        scale = _UNITS[unit.lower()]  # in whole numbers: no float to round or overflow
+        size = int(whole) * scale + int(fraction or "0") * scale // 10 ** len(fraction)
+        size = -size if sign else size
+    if size < 1:
+        raise ValueError(f"must be above 0, 1 byte at least, not {quoted(value)}: give a size "
+                         "such as 1048576, 512k or 50M (there is no unlimited setting: to "
+                         "scan bigger files, give a bigger size such as 4G)")
+    return size
 
 
 def _choice(table: dict[str, Any], key: str, choices: tuple[str, ...], where: str) -> str | None:

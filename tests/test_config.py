@@ -269,6 +269,42 @@ def test_an_empty_rules_entry_is_refused(cli: Cli, project: Path, name: str, tex
                                  "empty entry: give each rules folder's path"), result.err
 
 
+@pytest.mark.parametrize("size", ["'0.0001k'", "'0.5'", "'0'", "0", "'-5'"])
+def test_a_size_under_one_byte_is_refused(cli: Cli, project: Path, size: str) -> None:
+    """`max_file_size: "0.0001k"` came to 0 bytes, taken as no setting: the 100M
+    default applied without a word."""
+    settings = project / ".keyscan.yaml"
+    settings.write_text(f"max_file_size: {size}\n")
+
+    result = cli("scan", project)
+
+    assert result.code == 2
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {settings}: 'max_file_size' must be above "
+                                 "0, 1 byte at least, not "), result.err
+    assert "give a size such as 1048576, 512k or 50M" in result.err
+
+
+@pytest.mark.parametrize("size", ["1k", "1.5K", " 2 kb ", "1e3k", "0.0001k", "-1k"])
+def test_the_settings_and_the_command_line_read_a_size_alike(
+        cli: Cli, project: Path, size: str) -> None:
+    """One reader for both: the flag took `1e3k` (as a float), the settings refused it;
+    the settings took `0.0001k` (as no setting), the flag refused it."""
+    (project / "app" / "big.ini").write_text(pair() + "#" * 1100 + "\n")  # over 1k, under 1.5k
+    (project / ".keyscan.yaml").write_text(f"max_file_size: '{size}'\n")
+
+    from_file = cli("scan", project, "-f", "json")
+    try:
+        flag = cli("scan", project, "--no-config", "-f", "json", "--max-file-size", size)
+    except SystemExit as exc:  # argparse's usage error
+        assert exc.code == 2
+        assert from_file.code == 2 and "'max_file_size' must be" in from_file.err
+    else:
+        assert from_file.code == flag.code == 1, from_file.err
+        assert from_file.json["skipped"] == flag.json["skipped"]
+        assert from_file.json["findings"] == flag.json["findings"]
+
+
 def test_a_bad_pyproject_table_names_the_table(cli: Cli, project: Path) -> None:
     (project / "pyproject.toml").write_text('[tool.keyscan]\nmax-file-size = "1M"\n')
 

@@ -298,10 +298,13 @@ def test_an_exit_code_keyscan_uses_for_something_else_is_refused(
         assert f"{code} already means" in err
 
 
-def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+# `infk`, `1e400k`: an internal error (OverflowError) when the flag read sizes as floats
+@pytest.mark.parametrize("size", ["lots", "infk", "1e400k", "1e3k"])
+def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str], size: str) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["scan", "--max-file-size", "lots"])
+        main(["scan", "--max-file-size", size])
     assert exc.value.code == 2
+    assert "the size must be a size such as 1048576, 512k or 50M" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["scan"], ["baseline", "-o", "b.json"],
