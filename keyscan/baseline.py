@@ -89,9 +89,9 @@ def read(path: Path) -> tuple[str, list[BaselineEntry]]:
             raise KeyscanError(f"{path}: entry {number} has no fingerprint: {tip}")
         # a hand-edited file: what is shown back (stale entries) must be what a report
         # shows, never a secret pasted into a field
-        for name, shape in _FIELDS.items():
+        for name in _SHAPES:
             value = row.get(name)
-            if value is not None and not (isinstance(value, str) and shape.match(value)):
+            if value is not None and not (isinstance(value, str) and _fits(name, value)):
                 raise KeyscanError(f"{path}: entry {number}: {quoted(value)} is not a "
                                    f"{name.replace('_', ' ')} ({_SHAPES[name]}): {tip}")
         entries.append(BaselineEntry(
@@ -104,10 +104,26 @@ def read(path: Path) -> tuple[str, list[BaselineEntry]]:
 
 
 _SHAPES = {"fingerprint": "20 hex characters", "rule": "a rule ID", "kind": "a finding kind",
+           "path": "one line of printable characters, as reports show a path",
            "key_id": "an access key ID", "commit": "a commit ID"}
 _FIELDS = {name: lazy_pattern(shape) for name, shape in (
     ("fingerprint", r"^[0-9a-fA-F]{20}$"), ("rule", r"^[a-z0-9][a-z0-9-]*$"),
     ("kind", r"^[a-z-]+$"), ("key_id", r"^[A-Z0-9]{16,128}$"), ("commit", r"^[0-9a-f]{4,64}$"))}
+
+
+def _fits(name: str, value: str) -> bool:
+    """Whether `value` has the shape of the field `name` (`_SHAPES`)."""
+    if name == "path":  # any file name, as `render` writes it (`printable`)
+        return _printed_path(value)
+    return _FIELDS[name].match(value) is not None
+
+
+def _printed_path(value: str) -> bool:
+    """A path as a report prints it: not empty, and no NUL, line break or other control
+    character. `render` writes every path through `printable`, which escapes them (a
+    file named with one is written `\\x1b`): a path holding one is no entry keyscan
+    wrote."""
+    return value != "" and value.isprintable()
 
 
 def _int(value: object) -> int:

@@ -7,6 +7,7 @@ what is new and lists the baseline entries that are gone.
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -275,6 +276,44 @@ def test_a_secret_pasted_into_a_baseline_is_not_echoed(cli: Cli, repo: Path,
             assert result.code == 2, (field, result.out)
             assert secret[:8] not in result.out + result.err
             assert result.err.startswith(f"keyscan: error: {path}: entry 1:"), result.err
+
+
+@pytest.mark.parametrize("bad_path", ["config/\x00prod.ini", "config/prod.ini\n",
+                                      "\x1b[2Jprod.ini", "", 42, ["config/prod.ini"]],
+                         ids=["nul", "newline", "escape", "empty", "number", "list"])
+def test_a_baseline_path_that_is_no_path_is_one_clear_error(
+        cli: Cli, repo: Path, old_repo: dict[str, str], bad_path: object) -> None:
+    """`path` was the one field whose shape was not checked: a number or a list was
+    taken as its text, a NUL or a line break as part of a path."""
+    out = make_baseline(cli, repo)
+    doc = json.loads(out.read_text())
+    doc["findings"][1]["path"] = bad_path
+    out.write_text(json.dumps(doc))
+
+    result = cli("scan", repo, "--baseline", out)
+
+    assert result.code == 2, result.out
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {out}: entry 2: "), result.err
+    assert "is not a path (one line of printable characters, as reports show a path): " \
+           "make it with `keyscan baseline" in result.err
+
+
+def test_a_baseline_of_files_with_odd_names_is_read_back(cli: Cli, repo: Path) -> None:
+    """Whatever a file is named (spaces, accents, an escape character, bytes that are
+    not UTF-8), the path keyscan writes for it passes the check on reading."""
+    names = ["a file with spaces.ini", "caf\u00e9.ini", "esc\x1bape.ini", "tab\there.ini"]
+    for name in names:
+        (repo / name).write_text(f"KEY = '{fake_key_id()}'\n")
+    (repo / os.fsdecode(b"latin-\xe9.ini")).write_text(f"KEY = '{fake_key_id()}'\n")
+    commit_all(repo)
+    out = make_baseline(cli, repo)
+    assert len(json.loads(out.read_text())["findings"]) == len(names) + 1
+
+    result = cli("scan", repo, "--baseline", out, "-f", "json")
+
+    assert result.code == 0, result.err
+    assert result.json["summary"]["baselined"] == len(names) + 1
 
 
 def test_a_hand_edited_fingerprint_in_capitals_still_matches(
