@@ -191,6 +191,10 @@ class Commit:
     message: str = ""  # first line only
 
 
+# The note --verify-live leaves on a pair it could not try (not a failure: no AWS step ran)
+LIVENESS_NOT_CHECKED = "liveness not checked"
+
+
 @record
 class Ownership:
     """Whose key a found key ID is: offline classification, then (with --verify) IAM's answer.
@@ -212,7 +216,7 @@ class Ownership:
     last_service: str = ""
     last_region: str = ""
     key_count: int = 0  # the owner's access keys (IAM allows at most two)
-    live: bool | None = None  # --verify-live: the found pair signs requests
+    live: bool | None = None  # --verify-live: the found pair signs requests (None: not known)
     live_arn: str = ""
     action: str = ""  # what deactivation did or would do
     notes: tuple[str, ...] = ()

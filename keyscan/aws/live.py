@@ -9,11 +9,12 @@ found pair explicitly.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from keyscan.aws import classify
 from keyscan.aws.session import ERROR_SEPARATOR, AwsOptions, client, describe, error_code
-from keyscan.model import Finding, Ownership, Secret, Status
+from keyscan.model import LIVENESS_NOT_CHECKED, Finding, Ownership, Secret, Status
 from keyscan.record import replace
 
 _DEAD = {
@@ -44,23 +45,35 @@ def _pair_id(f: Finding) -> tuple[str, str]:
     return f.key_id, f.secret.digest() if f.secret is not None else ""
 
 
-def _attach(f: Finding, answer: tuple[bool | None, str, str] | None) -> Finding:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One pair's liveness. `error`: the check itself failed (an AWS step failed, exit 3);
+    `note`: why the pair is not live, or why it was not checked (no failure)."""
+
+    live: bool | None = None  # None: not known (not checked, or the check failed)
+    arn: str = ""
+    note: str = ""
+    error: str = ""
+
+
+NO_SESSION_TOKEN = Answer(note=f"{LIVENESS_NOT_CHECKED}: a temporary (ASIA) key found "
+                               "without its session token cannot sign a request")
+
+
+def _attach(f: Finding, answer: Answer | None) -> Finding:
     if answer is None or f.ownership is None:
         return f
-    live, arn, why = answer
     own: Ownership = f.ownership
-    if live is None:
-        own = replace(own, error=ERROR_SEPARATOR.join(filter(None, (own.error, why))))
-    else:
-        notes = own.notes + ((f"not live: {why}",) if not live else ())
-        own = replace(own, live=live, live_arn=arn, notes=notes)
+    own = replace(own, live=answer.live, live_arn=answer.arn,
+                  notes=own.notes + ((answer.note,) if answer.note else ()),
+                  error=ERROR_SEPARATOR.join(filter(None, (own.error, answer.error))))
     return replace(f, ownership=own)
 
 
-def check_pair(f: Finding, session: Any, options: AwsOptions) -> tuple[bool | None, str, str]:
-    """(live, caller ARN, why not); live is None when the check itself failed."""
+def check_pair(f: Finding, session: Any, options: AwsOptions) -> Answer:
+    """Sign sts:GetCallerIdentity with the found pair: live, dead (why), or the check failed."""
     if f.key_id.startswith("ASIA") and f.session_token is None:
-        return None, "", "temporary key without its session token: liveness not checked"
+        return NO_SESSION_TOKEN  # nothing failed: keyscan cannot sign with it
     try:
         sts = client(session, "sts", options, **_credentials(f.key_id, f.secret,
                                                              f.session_token))
@@ -68,9 +81,9 @@ def check_pair(f: Finding, session: Any, options: AwsOptions) -> tuple[bool | No
     except Exception as exc:
         code = error_code(exc)
         if code in _DEAD:
-            return False, "", _DEAD[code]
-        return None, "", describe(exc, "sts:GetCallerIdentity with the found key")
-    return True, str(identity.get("Arn", "")), ""
+            return Answer(live=False, note=f"not live: {_DEAD[code]}")
+        return Answer(error=describe(exc, "sts:GetCallerIdentity with the found key"))
+    return Answer(live=True, arn=str(identity.get("Arn", "")))
 
 
 def _credentials(key_id: str, secret: Secret | None, token: Secret | None) -> dict[str, str]:

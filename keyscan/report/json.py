@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from keyscan import __version__
-from keyscan.model import Commit, Finding, ScanResult, Skipped, Status
+from keyscan.model import LIVENESS_NOT_CHECKED, Commit, Finding, ScanResult, Skipped, Status
 from keyscan.report.redact import printable, show
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
@@ -157,7 +157,10 @@ def ownership_fields(f: Finding) -> dict[str, Any]:
         classification = "canary" if canary_service(f.account) else "unknown"
     else:
         classification = None
-    # a check made (IAM answered, the pair was tried) or one that failed for this key
-    checked = own is not None and (own.checked or own.live is not None or bool(own.error))
+    # a check made (IAM answered, the pair was tried), one that failed for this key, or a
+    # pair --verify-live could not try (its note says why)
+    checked = own is not None and (own.checked or own.live is not None or bool(own.error)
+                                   or any(n.startswith(LIVENESS_NOT_CHECKED)
+                                          for n in own.notes))
     return {"classification": classification,
             "ownership": asdict(own) if checked and own is not None else None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,54 @@ def test_a_live_check_that_fails_is_in_the_findings_json(
                              "--aws-max-attempts", "1")
     assert code == 3, err
     found = {k: f["ownership"] for k, f in json_findings(out).items()}
-    assert "without its session token" in found[temp]["error"]
+    assert found[temp]["error"] == ""  # not checked is no failure: a note
+    assert "without its session token" in " ".join(found[temp]["notes"])
     assert found[temp]["live"] is None
     assert "cannot reach the AWS endpoint" in found[key["AccessKeyId"]]["error"]
     assert found[key["AccessKeyId"]]["live"] is None
+
+
+def test_a_temporary_key_without_its_token_is_not_checked_and_not_a_failure(
+        iam: Iam, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ASIA key found without its session token cannot be signed with: it was counted
+    as a failed AWS step (exit 3, "an AWS step failed") although nothing failed. It is a
+    note on the finding; the exit code follows the findings."""
+    from aws_helpers import fake_key_id
+
+    temp = fake_key_id(DEFAULT_ACCOUNT, prefix="ASIA")
+    key = iam.new_key("alice")
+    repo = make_repo(tmp_path / "repo", {
+        "temp.env": env_file(temp, fake_secret()),
+        "alice.env": env_file(key["AccessKeyId"], key["SecretAccessKey"])})
+    code, out, err = run_cli(capsys, "scan", str(repo), "--verify-live", "-f", "json")
+    assert code == 1, err
+    assert json.loads(out)["errors"] == [] and "error" not in err
+    found = {k: f["ownership"] for k, f in json_findings(out).items()}
+    assert found[temp]["live"] is None and found[temp]["error"] == ""
+    assert any("liveness not checked" in n and "session token" in n
+               for n in found[temp]["notes"])
+    assert found[key["AccessKeyId"]]["live"] is True
+    code, out, err = run_cli(capsys, "scan", str(repo), "--verify-live")
+    assert code == 1, err
+    assert "note     liveness not checked" in out
+    assert "error    " not in out
+
+
+def test_a_live_check_that_is_throttled_is_still_a_failure_beside_an_unchecked_key(
+        iam: Iam, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Real failures still give exit 3: a GetCallerIdentity AWS kept throttling."""
+    from aws_helpers import fake_key_id
+
+    temp = fake_key_id(DEFAULT_ACCOUNT, prefix="ASIA")
+    key = iam.new_key("alice")
+    repo = make_repo(tmp_path / "repo", {
+        "temp.env": env_file(temp, fake_secret()),
+        "alice.env": env_file(key["AccessKeyId"], key["SecretAccessKey"])})
+    iam.fail("GetCallerIdentity", "Throttling")
+    code, out, err = run_cli(capsys, "scan", str(repo), "--verify-live", "-f", "json",
+                             "--aws-max-attempts", "1")
+    assert code == 3, err
+    found = {k: f["ownership"] for k, f in json_findings(out).items()}
+    assert "kept throttling sts:GetCallerIdentity" in found[key["AccessKeyId"]]["error"]
+    assert found[temp]["error"] == ""
+    assert json.loads(out)["errors"] == [found[key["AccessKeyId"]]["error"]]
