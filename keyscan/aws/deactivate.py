@@ -191,13 +191,16 @@ def set_status(step: Step, iam: Any, operator: Operator, log: AuditLog,
                status: str) -> Outcome:
     """Idempotent: the status is read first, and a key already there gets no call."""
     action = "deactivate" if status == "Inactive" else "reactivate"
-    previous = ""
     try:
         previous = current_status(iam, step.user, step.key_id)
-        if not previous:
-            return Outcome(step, FAILED, f"IAM no longer lists this key under {step.user}")
-        if previous == status:
-            return Outcome(step, f"already-{status.lower()}")
+    except Exception as exc:  # the read failed: UpdateAccessKey was never sent
+        return _failed(step, operator, log, action, describe(exc, _read_before(
+            "iam:ListAccessKeys", action)))
+    if not previous:
+        return Outcome(step, FAILED, f"IAM no longer lists this key under {step.user}")
+    if previous == status:
+        return Outcome(step, f"already-{status.lower()}")
+    try:
         iam.update_access_key(UserName=step.user, AccessKeyId=step.key_id, Status=status)
     except KeyboardInterrupt:  # a second Ctrl-C: the call's fate is unknown, so say so
         log.record(_entry(step, operator, action, previous, "", FAILED,
@@ -206,15 +209,25 @@ def set_status(step: Step, iam: Any, operator: Operator, log: AuditLog,
         raise
     except Exception as exc:
         message = describe(exc, f"iam:UpdateAccessKey ({action})")
-        if previous and _status_now(iam, step) == status:
+        if _status_now(iam, step) == status:
             # the change was made and only its answer lost (a timeout): record what IS
             log.record(_entry(step, operator, action, previous, status, OK,
                               f"{message}; yet IAM now lists the key as {status}"))
             return Outcome(step, "deactivated" if status == "Inactive" else "reactivated")
-        log.record(_entry(step, operator, action, previous, previous, FAILED, message))
-        return Outcome(step, FAILED, message)
+        return _failed(step, operator, log, action, message, previous)
     log.record(_entry(step, operator, action, previous, status, OK))
     return Outcome(step, "deactivated" if status == "Inactive" else "reactivated")
+
+
+def _read_before(call: str, action: str) -> str:
+    """How a failed read names itself: the call that failed, and that no change followed."""
+    return f"{call} (read before {action}; nothing was changed)"
+
+
+def _failed(step: Step, operator: Operator, log: AuditLog, action: str, message: str,
+            previous: str = "") -> Outcome:
+    log.record(_entry(step, operator, action, previous, previous, FAILED, message))
+    return Outcome(step, FAILED, message)
 
 
 def _status_now(iam: Any, step: Step) -> str:
@@ -230,17 +243,20 @@ def set_quarantine(step: Step, iam: Any, operator: Operator, log: AuditLog,
     action = "quarantine" if on else "unquarantine"
     try:
         present = has_quarantine(iam, step.user)
-        if present == on:
-            return Outcome(step, "already-quarantined" if on else "not-quarantined")
+    except Exception as exc:  # the read failed: Put/DeleteUserPolicy was never sent
+        return _failed(step, operator, log, action,
+                       describe(exc, _read_before("iam:GetUserPolicy", action)))
+    if present == on:
+        return Outcome(step, "already-quarantined" if on else "not-quarantined")
+    try:
         if on:
             iam.put_user_policy(UserName=step.user, PolicyName=QUARANTINE_POLICY,
                                 PolicyDocument=DENY_ALL)
         else:
             iam.delete_user_policy(UserName=step.user, PolicyName=QUARANTINE_POLICY)
     except Exception as exc:
-        message = describe(exc, f"iam:{'Put' if on else 'Delete'}UserPolicy ({action})")
-        log.record(_entry(step, operator, action, "", "", FAILED, message))
-        return Outcome(step, FAILED, message)
+        return _failed(step, operator, log, action,
+                       describe(exc, f"iam:{'Put' if on else 'Delete'}UserPolicy ({action})"))
     states = ("", QUARANTINE_POLICY) if on else (QUARANTINE_POLICY, "")
     log.record(_entry(step, operator, action, *states, OK))
     return Outcome(step, "quarantined" if on else "unquarantined")

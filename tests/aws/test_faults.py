@@ -161,6 +161,42 @@ def test_a_throttling_storm_fails_cleanly(world: World,
     assert len(world.iam.calls("UpdateAccessKey")) == 9  # 3 attempts each, none reached IAM
 
 
+def test_a_throttled_status_read_is_named_not_the_update_it_came_before(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deactivation reads each key's status (ListAccessKeys) before UpdateAccessKey: a
+    throttled read was reported as "kept throttling iam:UpdateAccessKey", a call never
+    made. The ownership checks (which list keys too) run before the audit log exists."""
+    world.inject(lambda op, body: _error_response("Throttling", 400)
+                 if op == "ListAccessKeys" and world.log.exists() else None)
+    code, out, _ = world.deactivate(capsys)
+    assert code == 3
+    assert out.count("kept throttling iam:ListAccessKeys") == 3
+    assert "UpdateAccessKey" not in out
+    assert world.iam.calls("UpdateAccessKey") == []
+    world.check_invariants()
+    entries = world.entries()
+    assert [e["result"] for e in entries] == ["failed"] * 3
+    assert all("iam:ListAccessKeys" in e["error"] and "UpdateAccessKey" not in e["error"]
+               for e in entries)
+    assert all(world.iam.status(k) == "Active" for k in world.keys.values())
+
+
+def test_a_throttled_policy_read_is_named_not_the_quarantine_it_came_before(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    """Quarantine reads the user's policy (GetUserPolicy) before PutUserPolicy: a
+    throttled read was reported as "kept throttling iam:PutUserPolicy"."""
+    world.inject(for_ops(("GetUserPolicy",), error("Throttling")))
+    code, out, _ = world.deactivate(capsys, "--quarantine")
+    assert code == 3
+    assert out.count("kept throttling iam:GetUserPolicy") == 3
+    assert "PutUserPolicy" not in out
+    assert world.iam.calls("PutUserPolicy") == []
+    world.check_invariants()
+    failed = [e for e in world.entries() if e["result"] == "failed"]
+    assert [e["action"] for e in failed] == ["quarantine"] * 3
+    assert all("iam:GetUserPolicy" in e["error"] for e in failed)
+
+
 def test_throttling_that_eases_is_retried_to_success(world: World,
                                                     capsys: pytest.CaptureFixture[str]
                                                     ) -> None:
