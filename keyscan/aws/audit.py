@@ -7,8 +7,10 @@ identifiers that AWS itself logs in CloudTrail. Created private (0600).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -71,16 +73,42 @@ class AuditLog:
                 raise KeyscanError(f"{exc}; nothing was changed in IAM") from None
 
     def _open(self) -> int:
+        """The log opened for append: never through a symbolic link (one committed into a
+        repository under the log's name would have keyscan append to the file it points
+        to), never a pipe or device (O_NONBLOCK: a pipe nobody reads does not hang)."""
+        from keyscan.report import is_link, keep_private, link_refused, open_unlinked
+
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = open_unlinked(self.path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
         except OSError as exc:
-            raise KeyscanError(f"cannot write the audit log {self.path}: {exc.strerror}; "
-                               "choose another with --audit-log FILE") from None
-        from keyscan.report import keep_private
-
+            if is_link(exc, self.path):
+                raise link_refused("the audit log", self.path, "which keyscan never "
+                                   "follows: give the log's own path with --audit-log "
+                                   "FILE, or remove the link") from None
+            raise KeyscanError(f"cannot write the audit log {self.path}: "
+                               f"{_why_not(self.path, exc)}; choose another with "
+                               "--audit-log FILE") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise KeyscanError(f"cannot write the audit log {self.path}: "
+                               f"{_NOT_REGULAR}; choose another with --audit-log FILE")
         keep_private(fd)
         return fd
+
+
+_NOT_REGULAR = "it is not a regular file (a device, a pipe or a socket)"
+
+
+def _why_not(path: Path, exc: OSError) -> str:
+    """Why the log could not be opened: a pipe nobody reads or a socket (ENXIO) is
+    named as what it is, not as 'No such device or address'."""
+    try:
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        regular = True  # gone, or unreadable: the system's own reason
+    return _NOT_REGULAR if exc.errno == errno.ENXIO and not regular \
+        else str(exc.strerror or exc)
 
 
 def read(path: Path) -> Iterator[Entry]:

@@ -30,13 +30,34 @@ def open_private(path: Path) -> int:
     would break every other program's use of it). A symbolic link is not followed to a
     file (see `_through_link`)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = open_unlinked(path, os.O_WRONLY | os.O_TRUNC)
     except OSError as exc:
-        if exc.errno != errno.ELOOP or not os.path.islink(path):
+        if not is_link(exc, path):
             raise KeyscanError(f"cannot write report {path}: {exc.strerror}") from None
         fd = _through_link(path)
     keep_private(fd)
     return fd
+
+
+def open_unlinked(path: Path, flags: int) -> int:
+    """`path` opened with `flags`, never through a symbolic link (O_NOFOLLOW), created
+    readable only by its owner (0600) when new. An OSError as os.open raises it: see
+    `is_link` and `link_refused` for the link."""
+    return os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+
+def is_link(exc: OSError, path: Path) -> bool:
+    """Whether `open_unlinked` failed because `path` is a symbolic link."""
+    return exc.errno == errno.ELOOP and os.path.islink(path)
+
+
+def link_refused(what: str, path: Path, why: str) -> KeyscanError:
+    """The error for a link keyscan will not write through, naming where it leads."""
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return KeyscanError(f"cannot write {what} {path}: it is a symbolic link{target}, {why}")
 
 
 def _through_link(path: Path) -> int:
@@ -48,13 +69,8 @@ def _through_link(path: Path) -> int:
     create the file a dangling link names)."""
     import stat
 
-    try:
-        target = f" (to {os.readlink(path)})"
-    except OSError:
-        target = ""
-    refused = KeyscanError(
-        f"cannot write report {path}: it is a symbolic link{target}, which a report never "
-        "follows to a file: give the file's own path, or remove the link")
+    refused = link_refused("report", path, "which a report never follows to a file: give "
+                                           "the file's own path, or remove the link")
     try:
         fd = os.open(path, os.O_WRONLY)  # no O_CREAT: a dangling link makes nothing
     except OSError:

@@ -291,6 +291,68 @@ def test_reactivate_with_an_audit_log_that_cannot_be_written_changes_nothing(
     assert iam.status(leaked) == "Inactive"
 
 
+def _acting_argv(command: str, repo: Path) -> list[str]:
+    return {"deactivate": ["deactivate", str(repo)],
+            "scan": ["scan", str(repo), "--deactivate"],
+            "reactivate": ["reactivate", "--from-audit-log", str(repo.parent / "done.jsonl")],
+            }[command]
+
+
+@pytest.mark.parametrize("command", ["deactivate", "scan", "reactivate"])
+def test_the_audit_log_is_never_written_through_a_planted_symlink(
+        iam: Iam, repo: Path, leaked: dict[str, str], tmp_path: Path, command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--audit-log audit.jsonl` run in a checkout where a commit planted `audit.jsonl`
+    as a symbolic link: keyscan appended its audit lines to the file the link points to
+    (or created the file a dangling link names). Refused, before any change in IAM."""
+    if command == "reactivate":  # something to undo, logged in an ordinary file
+        run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log",
+                str(repo.parent / "done.jsonl"))
+    before = iam.status(leaked)
+    victim = tmp_path / "victim.sh"
+    victim.write_text("echo precious\n")
+    victim.chmod(0o755)
+    checkout = make_repo(tmp_path / "checkout", {"README": "hello\n"})
+    (checkout / "audit.jsonl").symlink_to(victim)
+    (checkout / "dangling.jsonl").symlink_to(tmp_path / "created-by-keyscan")
+    for name in ("audit.jsonl", "dangling.jsonl"):
+        link = checkout / name
+        code, _, err = run_cli(capsys, *_acting_argv(command, repo), "--yes",
+                               "--audit-log", str(link))
+        assert code == (3 if command == "scan" else 2), err
+        assert f"cannot write the audit log {link}: it is a symbolic link" in err
+        assert "--audit-log FILE" in err and "nothing was changed in IAM" in err
+        assert "Traceback" not in err
+    assert iam.status(leaked) == before
+    assert victim.read_text() == "echo precious\n"
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+    assert not (tmp_path / "created-by-keyscan").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["deactivate", "reactivate"])
+def test_an_audit_log_that_is_not_a_regular_file_is_refused(
+        iam: Iam, repo: Path, leaked: dict[str, str], tmp_path: Path, command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A named pipe (nobody reading: opening it must not hang) or a device is no log."""
+    import os
+
+    if command == "reactivate":
+        run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log",
+                str(repo.parent / "done.jsonl"))
+    before = iam.status(leaked)
+    fifo = tmp_path / "audit.fifo"
+    os.mkfifo(fifo)
+    for path in (Path(os.devnull), fifo):  # pre-fix: the pipe hung the run
+        code, _, err = run_cli(capsys, *_acting_argv(command, repo), "--yes",
+                               "--audit-log", str(path))
+        assert code == 2, err
+        assert f"cannot write the audit log {path}: it is not a regular file" in err
+        assert "nothing was changed in IAM" in err
+    assert iam.status(leaked) == before
+    assert stat.S_IMODE(os.stat(os.devnull).st_mode) == 0o666
+
+
 def test_reactivate_never_sends_a_canary_key_to_aws(iam: Iam, log: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """`keyscan reactivate KEY_ID` asked IAM and STS about a canary key: its alarm fired."""
