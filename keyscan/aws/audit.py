@@ -44,6 +44,24 @@ def default_path() -> Path:
     return Path(state) / "keyscan" / "audit.jsonl"
 
 
+class Unlogged(KeyscanError):
+    """The audit log did not take `entry`: what was done (or failed) is told nowhere else."""
+
+    def __init__(self, reason: str, entry: Entry) -> None:
+        super().__init__(reason)
+        self.entry = entry
+
+
+def _append(fd: int, line: bytes) -> None:
+    """`line` appended whole, or not at all: a write cut short (a full disk, a file size
+    limit) is taken back, so the log never holds half a line that undo cannot read."""
+    size = os.fstat(fd).st_size
+    written = os.write(fd, line)
+    if written != len(line):
+        os.ftruncate(fd, size)
+        raise OSError(errno.ENOSPC, "the line was cut short (disk full?)")
+
+
 class AuditLog:
     """Appends entries; each line is written and flushed at once, so a crash loses none."""
 
@@ -55,11 +73,17 @@ class AuditLog:
         stamped = Entry(**{**asdict(entry),
                            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "tool": f"keyscan {__version__}"})
-        line = json.dumps(asdict(stamped), sort_keys=True) + "\n"
+        line = (json.dumps(asdict(stamped), sort_keys=True) + "\n").encode()
         with self._lock:
-            fd = self._open()
             try:
-                os.write(fd, line.encode())
+                fd = self._open()
+            except KeyscanError as exc:  # it could be written when the run started
+                raise Unlogged(str(exc), stamped) from None
+            try:
+                _append(fd, line)
+            except OSError as exc:
+                raise Unlogged(f"cannot write the audit log {self.path}: "
+                               f"{_why_not(self.path, exc)}", stamped) from None
             finally:
                 os.close(fd)
         return stamped

@@ -9,18 +9,19 @@ exceptions: one key's failure never stops the others.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from keyscan.aws import classify
-from keyscan.aws.audit import FAILED, OK, AuditLog, Entry
+from keyscan.aws.audit import FAILED, OK, AuditLog, Entry, Unlogged
 from keyscan.aws.session import Operator, describe, error_code
 from keyscan.interrupt import held
 from keyscan.model import Finding, Status
 from keyscan.report.redact import printable
 
 QUARANTINE_POLICY = "keyscan-quarantine"
+UNLOGGED = "made-unlogged"  # changed in IAM, but the audit log did not take the line
 INTERRUPTED = "interrupted"  # Ctrl-C came before this step: nothing was done to the key
 NOT_IAM_USER_KEYS = ("ASIA", "ABIA", "ACCA")  # STS and context-specific credentials
 TEMPORARY = ("not a long-term IAM user key: IAM cannot switch it off or on; temporary "
@@ -55,7 +56,7 @@ class Outcome:
 
     @property
     def failed(self) -> bool:
-        return self.result == FAILED
+        return self.result in (FAILED, UNLOGGED)
 
 
 def interrupted(step: Step) -> Outcome:
@@ -150,14 +151,29 @@ def render_outcomes(outcomes: list[Outcome]) -> str:
 
 def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
           dry_run: bool) -> list[Outcome]:
-    """Deactivate (and optionally quarantine) every step that acts.
+    """Deactivate (and optionally quarantine) every step that acts (`run_steps`)."""
 
-    Ctrl-C lets the key in progress finish (its IAM change and audit line), then the
-    rest are reported as not attempted.
-    """
+    def act(step: Step, out: list[Outcome]) -> None:
+        out.append(set_status(step, iam, operator, log, "Inactive"))
+        if step.quarantine:
+            out.append(set_quarantine(step, iam, operator, log, on=True))
+
+    return run_steps(steps, log, dry_run, act,
+                     lambda step: "would-deactivate" + "+quarantine" * step.quarantine)
+
+
+def run_steps(steps: list[Step], log: AuditLog, dry_run: bool,
+              act: Callable[[Step, list[Outcome]], None], would: Callable[[Step], str]
+              ) -> list[Outcome]:
+    """`act` on every step that acts (its outcomes appended to the list it is given), or
+    say what it `would` do with `dry_run`. The log is checked before any change; once
+    it stops taking lines, the change it did not take is told in full and no other is
+    made. Ctrl-C lets the key in progress finish (its IAM change and audit line), then
+    the rest are reported as not attempted."""
     if not dry_run and any(s.act for s in steps):
         log.check()  # an IAM change the log cannot hold would be one no undo can find
     out: list[Outcome] = []
+    broken = ""  # why the audit log stopped taking lines
     with held() as hold:
         for step in steps:
             if not step.act:
@@ -165,17 +181,30 @@ def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
             elif hold.received:
                 out.append(interrupted(step))
             elif dry_run:
-                out.append(Outcome(step, "would-deactivate" + "+quarantine" * step.quarantine))
+                out.append(Outcome(step, would(step)))
+            elif broken:
+                out.append(Outcome(step, FAILED, f"not attempted: {broken}"))
             else:
-                out.extend(_deactivate(step, iam, operator, log))
+                try:
+                    act(step, out)
+                except Unlogged as exc:
+                    out.append(unlogged(step, exc))
+                    broken = f"the audit log stopped taking lines ({exc})"
     return out
 
 
-def _deactivate(step: Step, iam: Any, operator: Operator, log: AuditLog) -> list[Outcome]:
-    done = [set_status(step, iam, operator, log, "Inactive")]
-    if step.quarantine:
-        done.append(set_quarantine(step, iam, operator, log, on=True))
-    return done
+def unlogged(step: Step, exc: Unlogged) -> Outcome:
+    """A change the audit log did not take, told in full here (the report is then its
+    only record), or a failed one."""
+    e = exc.entry
+    if e.result != OK:
+        return Outcome(step, FAILED, f"{e.error}; and {exc}")
+    undo = f"; undo: `keyscan reactivate {e.key_id}`" \
+        if e.action in ("deactivate", "quarantine") else ""
+    return Outcome(step, UNLOGGED, (
+        f"{e.action} of {e.key_id} (user {e.user}, account {e.account}) WAS MADE in IAM "
+        f"at {e.time} ({e.previous_status or 'none'} -> {e.new_status or 'none'}) but is in "
+        f"no audit log ({exc}){undo}"))
 
 
 def current_status(iam: Any, user: str, key_id: str) -> str:

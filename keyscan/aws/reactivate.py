@@ -20,13 +20,12 @@ from keyscan.aws.deactivate import (
     Outcome,
     Step,
     has_quarantine,
-    interrupted,
+    run_steps,
     set_quarantine,
     set_status,
 )
 from keyscan.aws.ownership import Checker
 from keyscan.aws.session import Operator
-from keyscan.interrupt import held
 from keyscan.model import Ownership
 
 
@@ -120,21 +119,13 @@ def _replace(step: Step, **changes: Any) -> Step:
 
 def apply(steps: list[Step], iam: Any, operator: Operator, log: AuditLog,
           dry_run: bool) -> list[Outcome]:
-    if not dry_run and any(s.act for s in steps):
-        log.check()  # an IAM change the log cannot hold would be one no undo can find
-    out: list[Outcome] = []
-    with held() as hold:  # Ctrl-C: finish the key in progress, then stop
-        for step in steps:
-            if not step.act:
-                out.append(Outcome(step, "skipped", step.reason))
-            elif hold.received:
-                out.append(interrupted(step))
-            elif dry_run:
-                out.append(Outcome(step, "would-lift-quarantine" if step.quarantine_only
-                                   else "would-reactivate"))
-            else:
-                if not step.quarantine_only:
-                    out.append(set_status(step, iam, operator, log, "Active"))
-                if step.quarantine:
-                    out.append(set_quarantine(step, iam, operator, log, on=False))
-    return out
+    """Reactivate, or lift the quarantine of, every step that acts (`run_steps`)."""
+
+    def act(step: Step, out: list[Outcome]) -> None:
+        if not step.quarantine_only:
+            out.append(set_status(step, iam, operator, log, "Active"))
+        if step.quarantine:
+            out.append(set_quarantine(step, iam, operator, log, on=False))
+
+    return run_steps(steps, log, dry_run, act, lambda step: "would-lift-quarantine"
+                     if step.quarantine_only else "would-reactivate")

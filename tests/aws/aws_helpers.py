@@ -130,6 +130,19 @@ class Iam:
             return _error_response(code, status)
         self._faults.append(fault)
 
+    def on_send(self, operation: str, action: Callable[[], None], when: str = "") -> None:
+        """Run `action` as keyscan sends `operation` (a request whose body holds `when`),
+        once: the world changing under a run (a disk filling up), at a known step."""
+        self.record()
+        left = [1]
+
+        def hook(op: str, body: str) -> Any:
+            if op == operation and when in body and left[0]:
+                left[0] -= 1
+                action()
+            return None
+        self._faults.append(hook)
+
     def _before_send(self, request: Any, **_: Any) -> Any:
         body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
         op = next((p.split("=", 1)[1] for p in body.split("&") if p.startswith("Action=")), "")

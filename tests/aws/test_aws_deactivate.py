@@ -479,3 +479,43 @@ def test_undo_from_the_log_does_not_reactivate_a_key_keyscan_did_not_switch_off(
     assert iam.status(leaked) == "Inactive"
     assert iam.client("iam").list_user_policies(UserName="ci-deployer")["PolicyNames"] == []
     assert [e["action"] for e in entries(log)] == ["quarantine", "unquarantine"]
+
+
+@pytest.mark.parametrize("command", ["deactivate", "reactivate"])
+def test_an_audit_log_lost_in_the_middle_of_a_run_loses_no_change(
+        iam: Iam, leaked: dict[str, str], tmp_path: Path, log: Path, command: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The log was writable when the run started, then stopped taking lines (its disk
+    gone: a folder where the file was) just as IAM switched a key off: keyscan stopped
+    with "cannot write the audit log" and no word of the change it had made, and never
+    tried the other key. Now the report tells that change in full (the key, its user,
+    the switch, how to undo it), no other change is made, and the run exits 3."""
+    second = iam.new_key("web")
+    repo = make_repo(tmp_path / "repo", {"a.env": env_file(leaked["AccessKeyId"]),
+                                         "b.env": env_file(second["AccessKeyId"])})
+    if command == "reactivate":
+        run_cli(capsys, "deactivate", str(repo), "--yes", "--audit-log",
+                str(tmp_path / "done.jsonl"))
+    moved = log.with_name("moved.jsonl")
+
+    def lose_the_log() -> None:
+        log.rename(moved)
+        log.mkdir()
+
+    iam.on_send("UpdateAccessKey", lose_the_log)
+    argv = [str(repo)] if command == "deactivate" else [
+        leaked["AccessKeyId"], second["AccessKeyId"]]
+    code, out, err = run_cli(capsys, command, *argv, "--yes", "--audit-log", str(log))
+
+    assert code == 3, (out, err)
+    assert "Traceback" not in err
+    changed = {k["AccessKeyId"]: iam.status(k) for k in (leaked, second)}
+    made = [key for key, status in changed.items()
+            if status == ("Inactive" if command == "deactivate" else "Active")]
+    assert len(made) == 1, changed  # the one IAM switched; the other was not attempted
+    assert f"{command} of {made[0]}" in out and "WAS MADE in IAM" in out, out
+    assert "made-unlogged" in out and "is in no audit log" in out
+    assert "not attempted: the audit log stopped" in out
+    if command == "deactivate":
+        assert f"keyscan reactivate {made[0]}" in out
+    assert moved.read_text() == ""  # the line was never half-written anywhere
