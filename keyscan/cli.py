@@ -38,6 +38,14 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"the size {exc}") from None
 
 
+def _rules_folder(text: str) -> Path:
+    """--rules DIR. An empty one is refused, as the settings' `rules:` entries are:
+    `Path("")` is the current folder, which was read as a rules folder."""
+    from keyscan.config import not_blank  # (a scan reads its settings with it anyway)
+
+    return Path(not_blank("a rules folder's path ('.' for the current folder)")(text))
+
+
 def _leak_exit_code(text: str) -> int:
     try:
         value = int(text)
@@ -124,8 +132,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                           "the settings name, less the rules they disable")
         rules.add_argument("path", nargs="?", default=".",
                            help="the repository or folder whose settings apply (.)")
-        rules.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
-                           help="also load the rules in DIR (repeatable)")
+        rules.add_argument("--rules", action="append", type=_rules_folder, default=[],
+                           metavar="DIR", help="also load the rules in DIR (repeatable)")
         config.add_options(rules)
         rules.add_argument("--test", action="store_true",
                            help="run every rule's own examples (tests: match / no_match): "
@@ -231,7 +239,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_rules_and_size(group: argparse._ActionsContainer, what: str) -> None:
-    group.add_argument("--rules", action="append", type=Path, default=[], metavar="DIR",
+    group.add_argument("--rules", action="append", type=_rules_folder, default=[], metavar="DIR",
                        help="also load rule files from DIR (repeatable)")
     group.add_argument("--max-file-size", type=_size, default=None, metavar="SIZE",
                        help=f"skip (and report) {what} larger than SIZE: bytes, or 512k / "

@@ -30,6 +30,7 @@ from keyscan.rules import RuleSet
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up: ~2.5 ms)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 YAML_NAME = ".keyscan.yaml"
@@ -191,10 +192,28 @@ def parse(table: Any, path: Path) -> Config:
 def _rule_folders(folders: tuple[str, ...], where: str) -> tuple[str, ...]:
     """`folders` as given; an empty entry (`rules: [""]`) is refused: joined to the
     settings file's folder, it read that folder as a rules folder."""
-    if any(not folder.strip() for folder in folders):
+    if any(blank(folder) for folder in folders):
         raise KeyscanError(f"{where} 'rules' has an empty entry: give each rules folder's "
                            "path, relative to this file ('.' for its own folder)")
     return folders
+
+
+def blank(text: str) -> bool:
+    """An empty or whitespace-only value, which names no folder, rule or path: as a
+    folder (`Path("")`) it is the current one, which nobody meant."""
+    return not text.strip()
+
+
+def not_blank(give: str) -> Callable[[str], str]:
+    """An argparse `type` taking the value as typed, but refusing an empty or blank one
+    (`--rules ""`) with a usage error saying what to `give` instead."""
+
+    def value(text: str) -> str:
+        if blank(text):
+            raise argparse.ArgumentTypeError(f"{quoted(text)} is empty: give {give}")
+        return text
+
+    return value
 
 
 def _baseline(table: dict[str, Any], where: str) -> str:

@@ -18,6 +18,11 @@ from keyscan.attribute import account_id
 Cli = Callable[..., CliResult]
 
 
+# a rule file of one rule, for a rules folder
+ACME_RULES = ("rules:\n  - id: acme-token\n    description: d\n"
+              "    regex: 'acme_(?P<value>[a-z]{9})'\n")
+
+
 def pair(key: str | None = None) -> str:
     return (f"aws_access_key_id = {key or fake_key_id()}\n"
             f"aws_secret_access_key = {fake_secret()}\n")
@@ -256,8 +261,7 @@ def test_an_empty_rules_entry_is_refused(cli: Cli, project: Path, name: str, tex
     read as a rules folder (each YAML file in it a rule file, or none and an error
     about a folder the user never named)."""
     (project / "ci" / "keyscan-rules").mkdir(parents=True)
-    (project / "ci" / "keyscan-rules" / "acme.yaml").write_text(
-        "rules:\n  - id: acme-token\n    description: d\n    regex: 'acme_(?P<value>[a-z]{9})'\n")
+    (project / "ci" / "keyscan-rules" / "acme.yaml").write_text(ACME_RULES)
     (project / name).write_text(text)
     table = ": [tool.keyscan]" if name.endswith(".toml") else ":"
 
@@ -267,6 +271,31 @@ def test_an_empty_rules_entry_is_refused(cli: Cli, project: Path, name: str, tex
     assert result.err.count("\n") == 1
     assert result.err.startswith(f"keyscan: error: {project / name}{table} 'rules' has an "
                                  "empty entry: give each rules folder's path"), result.err
+
+
+@pytest.mark.parametrize("command", [["scan"], ["baseline", "-o", "baseline.json"], ["rules"],
+                                     ["audit", "--repos", "repos.txt"]], ids=lambda c: c[0])
+@pytest.mark.parametrize("folder", ["", "  "], ids=["empty", "blank"])
+def test_an_empty_rules_option_is_a_usage_error(
+        cli: Cli, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        command: list[str], folder: str) -> None:
+    """`--rules ""` was `Path(".")`: the current folder was read as a rules folder
+    (here one holding a rule file, so the scan ran with a rule nobody named), as
+    `rules: [""]` in the settings was."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "acme.yaml").write_text(ACME_RULES)
+    target = [] if command[0] == "audit" else [project]
+
+    with pytest.raises(SystemExit) as exc:
+        cli(*command, *target, "--rules", folder, cwd=here)
+
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith(
+        f"error: argument --rules: {folder!r} is empty: give a rules folder's path ('.' for "
+        "the current folder)"), err
+    assert sorted(p.name for p in here.iterdir()) == ["acme.yaml"]  # nothing written
 
 
 @pytest.mark.parametrize("size", ["'0.0001k'", "'0.5'", "'0'", "0", "'-5'"])
