@@ -44,6 +44,13 @@ DEFAULT_EXIT_CODE = EXIT_LEAKS
 # to be below 1 byte, not a malformed size)
 _SIZE_RE = lazy_pattern(r"\s*(-?)(\d{1,20})(?:\.(\d{1,20}))?\s*([kmg]?)b?\s*\Z", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# what each entry of a list setting (and of its option) must be: said when one is empty
+_ENTRY = {
+    "rules": "each rules folder's path, relative to this file ('.' for its own folder)",
+    "disable_rules": "each rule's ID (`keyscan rules` lists them)",
+    "allow_paths": "each path or glob to allow, relative to the repository root, such as "
+                   "tests/fixtures/* ('/' or './' alone names none)",
+}
 
 
 @record
@@ -67,8 +74,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         "repository root's .keyscan.yaml / pyproject.toml")
     g.add_argument("--no-config", action="store_true", help="ignore any config file")
     g.add_argument("--disable-rule", action="append", default=[], metavar="ID",
+                   type=not_blank(_ENTRY["disable_rules"]),
                    help="do not run rule ID (repeatable)")
     g.add_argument("--allow-path", action="append", default=[], metavar="GLOB",
+                   type=not_blank(_ENTRY["allow_paths"], _no_path),
                    help="never report findings in paths matching GLOB (repeatable)")
 
 
@@ -169,7 +178,8 @@ def parse(table: Any, path: Path) -> Config:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) for v in value):
             raise KeyscanError(f"{where} '{key}' must be a list of strings")
-        return tuple(str(v) for v in value)
+        values = tuple(str(v) for v in value)
+        return _filled(key, values, where) if key in _ENTRY else values
 
     accounts = strings("our_accounts")
     for account in accounts:
@@ -178,7 +188,7 @@ def parse(table: Any, path: Path) -> Config:
                                "ID: give 12 digits, quoted (\"012345678901\")")
     return Config(
         source=path,
-        rules=tuple(path.parent / p for p in _rule_folders(strings("rules"), where)),
+        rules=tuple(path.parent / p for p in strings("rules")),
         disable_rules=strings("disable_rules"),
         allow_paths=strings("allow_paths"),
         our_accounts=accounts,
@@ -189,13 +199,15 @@ def parse(table: Any, path: Path) -> Config:
     )
 
 
-def _rule_folders(folders: tuple[str, ...], where: str) -> tuple[str, ...]:
-    """`folders` as given; an empty entry (`rules: [""]`) is refused: joined to the
-    settings file's folder, it read that folder as a rules folder."""
-    if any(blank(folder) for folder in folders):
-        raise KeyscanError(f"{where} 'rules' has an empty entry: give each rules folder's "
-                           "path, relative to this file ('.' for its own folder)")
-    return folders
+def _filled(key: str, values: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The entries of the list setting `key` as given; an empty or blank one is refused.
+    In `rules` it was joined to the settings file's folder, which was read as a rules
+    folder; in `allow_paths` it matched no path, silently; in `disable_rules` it was
+    said to be a rule no rule file has."""
+    empty = _no_path if key == "allow_paths" else blank
+    if any(empty(value) for value in values):
+        raise KeyscanError(f"{where} '{key}' has an empty entry: give {_ENTRY[key]}")
+    return values
 
 
 def blank(text: str) -> bool:
@@ -204,12 +216,18 @@ def blank(text: str) -> bool:
     return not text.strip()
 
 
-def not_blank(give: str) -> Callable[[str], str]:
-    """An argparse `type` taking the value as typed, but refusing an empty or blank one
+def _no_path(glob: str) -> bool:
+    """An allowed path that names none: blank, or only `/` and `./`, which `path_globs`
+    drops, leaving an empty glob (which matches no path)."""
+    return blank(path_globs(glob)[0])
+
+
+def not_blank(give: str, empty: Callable[[str], bool] = blank) -> Callable[[str], str]:
+    """An argparse `type` taking the value as typed, but refusing an `empty` one
     (`--rules ""`) with a usage error saying what to `give` instead."""
 
     def value(text: str) -> str:
-        if blank(text):
+        if empty(text):
             raise argparse.ArgumentTypeError(f"{quoted(text)} is empty: give {give}")
         return text
 

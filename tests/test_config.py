@@ -298,6 +298,57 @@ def test_an_empty_rules_option_is_a_usage_error(
     assert sorted(p.name for p in here.iterdir()) == ["acme.yaml"]  # nothing written
 
 
+@pytest.mark.parametrize(("name", "key", "text"), [
+    (".keyscan.yaml", "allow_paths", 'allow_paths: [""]\n'),
+    (".keyscan.yaml", "allow_paths", "allow_paths: ['tests/fixtures/*', '  ']\n"),
+    (".keyscan.yaml", "allow_paths", "allow_paths: ''\n"),
+    (".keyscan.yaml", "allow_paths", "allow_paths: ['/']\n"),
+    ("pyproject.toml", "allow_paths", '[tool.keyscan]\nallow_paths = ["./"]\n'),
+    (".keyscan.yaml", "disable_rules", 'disable_rules: [""]\n'),
+    ("pyproject.toml", "disable_rules", '[tool.keyscan]\ndisable_rules = ["  "]\n'),
+], ids=["allow-empty", "allow-blank", "allow-empty-string", "allow-slash",
+        "allow-dot-slash-toml", "disable-empty", "disable-blank-toml"])
+def test_an_empty_allow_paths_or_disable_rules_entry_is_refused(
+        cli: Cli, project: Path, name: str, key: str, text: str) -> None:
+    """An empty allowed path (or one of only `/` or `./`, which are dropped) was an
+    empty glob, taken without a word though it allowed no path; an empty rule to
+    disable was said to be a rule no rule file has."""
+    (project / name).write_text(text)
+    table = ": [tool.keyscan]" if name.endswith(".toml") else ":"
+    give = {"allow_paths": "give each path or glob to allow, relative to the repository root",
+            "disable_rules": "give each rule's ID (`keyscan rules` lists them)"}[key]
+
+    result = cli("scan", project)
+
+    assert result.code == 2, result.out
+    assert result.out == ""
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {project / name}{table} '{key}' has an "
+                                 f"empty entry: {give}"), result.err
+
+
+@pytest.mark.parametrize("command", [["scan"], ["baseline", "-o", "baseline.json"], ["rules"]],
+                         ids=lambda c: c[0])
+@pytest.mark.parametrize(("option", "value"), [
+    ("--allow-path", ""), ("--allow-path", "  "), ("--allow-path", "/"), ("--allow-path", "./"),
+    ("--disable-rule", ""), ("--disable-rule", " "),
+])
+def test_an_empty_allow_path_or_disable_rule_option_is_a_usage_error(
+        cli: Cli, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        command: list[str], option: str, value: str) -> None:
+    """As in the settings: `--allow-path ""` was taken, allowing no path, and
+    `--disable-rule ""` was said to be a rule no rule file has."""
+    with pytest.raises(SystemExit) as exc:
+        cli(*command, project, option, value, cwd=tmp_path)
+
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    give = {"--allow-path": "give each path or glob to allow, relative to the repository root",
+            "--disable-rule": "give each rule's ID (`keyscan rules` lists them)"}[option]
+    assert f"error: argument {option}: {value!r} is empty: {give}" in err.splitlines()[-1], err
+    assert not (tmp_path / "baseline.json").exists()
+
+
 @pytest.mark.parametrize("size", ["'0.0001k'", "'0.5'", "'0'", "0", "'-5'"])
 def test_a_size_under_one_byte_is_refused(cli: Cli, project: Path, size: str) -> None:
     """`max_file_size: "0.0001k"` came to 0 bytes, taken as no setting: the 100M
