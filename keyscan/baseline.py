@@ -106,9 +106,10 @@ def read(path: Path) -> tuple[str, list[BaselineEntry]]:
 _SHAPES = {"fingerprint": "20 hex characters", "rule": "a rule ID", "kind": "a finding kind",
            "path": "one line of printable characters, as reports show a path",
            "key_id": "an access key ID", "commit": "a commit ID"}
+# matched from the start (`match`) to the very end: `\Z`, as `$` allows a final newline
 _FIELDS = {name: lazy_pattern(shape) for name, shape in (
-    ("fingerprint", r"^[0-9a-fA-F]{20}$"), ("rule", r"^[a-z0-9][a-z0-9-]*$"),
-    ("kind", r"^[a-z-]+$"), ("key_id", r"^[A-Z0-9]{16,128}$"), ("commit", r"^[0-9a-f]{4,64}$"))}
+    ("fingerprint", r"[0-9a-fA-F]{20}\Z"), ("rule", r"[a-z0-9][a-z0-9-]*\Z"),
+    ("kind", r"[a-z-]+\Z"), ("key_id", r"[A-Z0-9]{16,128}\Z"), ("commit", r"[0-9a-f]{4,64}\Z"))}
 
 
 def _fits(name: str, value: str) -> bool:

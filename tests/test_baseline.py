@@ -299,6 +299,26 @@ def test_a_baseline_path_that_is_no_path_is_one_clear_error(
            "make it with `keyscan baseline" in result.err
 
 
+@pytest.mark.parametrize("field", ["fingerprint", "rule", "kind", "key_id", "commit"])
+def test_a_baseline_field_ending_in_a_newline_is_one_clear_error(
+        cli: Cli, repo: Path, old_repo: dict[str, str], field: str) -> None:
+    """The fields' shapes ended in `$`, which also matches before a final newline: a
+    fingerprint, rule, kind, key ID or commit with one was taken (a fingerprint then
+    matched nothing: its leak came back as new and its entry as stale)."""
+    out = make_baseline(cli, repo, "--history")
+    doc = json.loads(out.read_text())
+    doc["findings"][0][field] += "\n"
+    out.write_text(json.dumps(doc))
+
+    result = cli("scan", "--history", repo, "--baseline", out)
+
+    assert result.code == 2, result.out
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {out}: entry 1: "), result.err
+    assert f"\\n' is not a {field.replace('_', ' ')} (" in result.err
+    assert "make it with `keyscan baseline" in result.err
+
+
 def test_a_baseline_of_files_with_odd_names_is_read_back(cli: Cli, repo: Path) -> None:
     """Whatever a file is named (spaces, accents, an escape character, bytes that are
     not UTF-8), the path keyscan writes for it passes the check on reading."""
