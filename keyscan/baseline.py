@@ -68,7 +68,12 @@ def read(path: Path) -> tuple[str, list[BaselineEntry]]:
 
     tip = f"make it with `keyscan baseline PATH --output {path}`"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM: an editor's
+        doc = json.loads(path.read_text(encoding="utf-8-sig"),  # a BOM: an editor's
+                         object_pairs_hook=_object)
+    except _KeyGivenTwice as twice:
+        raise KeyscanError(f"{path}: key {quoted(twice.key)} is given twice in one object, and "
+                           "JSON readers keep only the last: remove the one you do not mean, "
+                           f"or {tip}") from None
     except FileNotFoundError:
         raise KeyscanError(f"baseline {path} does not exist: {tip}") from None
     except OSError as exc:
@@ -125,6 +130,25 @@ def _printed_path(value: str) -> bool:
     file named with one is written `\\x1b`): a path holding one is no entry keyscan
     wrote."""
     return value != "" and value.isprintable()
+
+
+class _KeyGivenTwice(Exception):
+    """A JSON object gives `key` twice (raised through `json.loads`: no ValueError, which
+    would say the file is not JSON)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of a baseline, refusing a key given twice: `json` keeps the last of
+    two, silently (a hand-merged entry with two `fingerprint`s matched only one)."""
+    doc = dict(pairs)
+    if len(doc) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _KeyGivenTwice(next(key for i, key in enumerate(keys) if key in keys[:i]))
+    return doc
 
 
 def _int(value: object) -> int:

@@ -319,6 +319,33 @@ def test_a_baseline_field_ending_in_a_newline_is_one_clear_error(
     assert "make it with `keyscan baseline" in result.err
 
 
+@pytest.mark.parametrize(("key", "old", "new"), [
+    # the first leak's entry: json kept the second fingerprint, its leak came back as new
+    ("fingerprint", '"rule": ', '"fingerprint": "' + "0" * 20 + '", "rule": '),
+    # a merge gone wrong: json kept the last list of findings, the other was dropped
+    ("findings", '"findings": [', '"findings": [], "findings": ['),
+    ("version", '"version": ', '"version": "0.0.1", "version": '),
+], ids=["in-an-entry", "findings", "in-tool"])
+def test_a_key_given_twice_in_a_baseline_is_one_clear_error(
+        cli: Cli, repo: Path, old_repo: dict[str, str], key: str, old: str, new: str) -> None:
+    """`json.loads` keeps the last of two equal keys in an object, without a word: a
+    reviewer reading the first saw another baseline than the one applied."""
+    out = make_baseline(cli, repo)
+    text = out.read_text()
+    assert old in text
+    out.write_text(text.replace(old, new, 1))
+
+    result = cli("scan", repo, "--baseline", out)
+
+    assert result.code == 2, result.out
+    assert result.out == ""
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(
+        f"keyscan: error: {out}: key {key!r} is given twice in one object, and JSON readers "
+        "keep only the last: remove the one you do not mean, or make it with `keyscan "
+        "baseline"), result.err
+
+
 def test_a_baseline_of_files_with_odd_names_is_read_back(cli: Cli, repo: Path) -> None:
     """Whatever a file is named (spaces, accents, an escape character, bytes that are
     not UTF-8), the path keyscan writes for it passes the check on reading."""
