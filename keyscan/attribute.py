@@ -49,8 +49,6 @@ def account_note(key_id: str, account: str) -> str:
 
 # -- history: where a blob came from, paid only for blobs that hold findings -----------
 
-_FIELDS = "%H%x1f%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"
-
 
 @record
 class Appearance:
@@ -98,9 +96,19 @@ def introductions(git_dir: Path, blobs: Collection[str], tips: Sequence[str],
         filter_in_git = not is_partial_clone(git_dir)
     find = sorted(wanted) if filter_in_git else []
     logs = [Later(_log_find_objects, git_dir, find, spec, merges) for spec in passes]
-    halves = [list(_raw_appearances(log.get(), wanted)) for log in logs]
+    halves = _with_metadata(git_dir, [list(_raw_appearances(log.get(), wanted))
+                                      for log in logs])
     return numbered(wanted, in_history_order(git_dir, halves, () if exclude else tips),
                     first_order)
+
+
+def _with_metadata(git_dir: Path, parts: list[list[Appearance]]) -> list[list[Appearance]]:
+    """`parts` with who made each commit and when, read through gitpython (`commits`)
+    for the few commits that put finding blobs somewhere, as a re-scan reads its new
+    commits; a commit missing from the store keeps its id only."""
+    meta = commits(git_dir, {a.commit.sha for part in parts for a in part})
+    return [[Appearance(a.blob, a.path, meta.get(a.commit.sha, a.commit), a.order)
+             for a in part] for part in parts]
 
 
 def in_history_order(git_dir: Path, parts: Sequence[Sequence[Appearance]],
@@ -186,7 +194,7 @@ def _log_find_objects(git_dir: Path, blobs: list[str], spec: list[str], merges: 
     # (git's default walk, among commits of one date, can list a descendant first, and a
     # blob's first appearance would then be a later one)
     args = [*tree_walk(git_dir, "log", "--stdin"), "--date-order", "--reverse", "--raw",
-            "--no-abbrev", "--no-renames", merges, "-z", f"--format=%x01{_FIELDS}",
+            "--no-abbrev", "--no-renames", merges, "-z", "--format=%x01%H",
             *(f"--find-object={b}" for b in blobs)]
     proc = subprocess.run(args, input="".join(f"{x}\n" for x in spec).encode(),
                           capture_output=True, check=False)
@@ -201,8 +209,9 @@ def _raw_appearances(out: bytes, wanted: set[str]) -> Iterator[Appearance]:
     while i < len(tokens):
         token = tokens[i].lstrip(b"\n")
         i += 1
-        if token.startswith(b"\x01"):
-            commit = _commit(token[1:])
+        if token.startswith(b"\x01"):  # its metadata is read afterwards (`_with_metadata`)
+            commit = Commit(sha=token[1:].decode("ascii", "replace"), author_name="",
+                            author_email="", author_date="", commit_date="")
         elif token.startswith(b":") and i < len(tokens) and commit is not None:
             path = os.fsdecode(tokens[i])
             i += 1
@@ -256,14 +265,6 @@ def appearances_from_rows(rows: dict[str, list[list[object]]]) -> dict[str, list
         out[blob] = [Appearance(blob, r[0], Commit(*r[1:7]), r[7])  # type: ignore[arg-type]
                      for r in places]
     return out
-
-
-def _commit(header: bytes) -> Commit:
-    fields = header.decode("utf-8", "replace").split("\x1f")
-    fields += [""] * (6 - len(fields))
-    return Commit(sha=fields[0], author_name=fields[1], author_email=fields[2],
-                  author_date=fields[3], commit_date=fields[4],
-                  message=masked_subject(fields[5]))
 
 
 # A commit's subject goes into every report of its findings and into the cache: a key

@@ -542,9 +542,12 @@ def read_small(git_dir: Path, shas: Sequence[str], limit: int
     with _opened_lock:  # one question at a time on the persistent pipes
         for sha in shas:
             try:
-                _, kind, size = command.get_object_header(sha)
+                _, kind, size, stream = command.stream_object_data(sha)
                 if size <= limit:  # gitpython gives the type as bytes, typed as str
-                    out[sha] = (os.fsdecode(kind), command.get_object_data(sha)[3])
+                    out[sha] = (os.fsdecode(kind), stream.read())
+                else:
+                    while stream.read(1 << 20):  # passed over: the pipe read to its end
+                        pass
             except (ValueError, OSError):  # missing, or a corrupt one stopped git
                 command.clear_cache()  # the next question starts a fresh `cat-file`
     return out
