@@ -342,7 +342,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         print(f"keyscan: no baseline written to {args.output}: the scan could not read all "
               "it should have (above)", file=sys.stderr)
         return EXIT_ERROR
-    write_private(args.output, baseline.render(result))
+    write_private(args.output, baseline.render(result), scanned_tree(args))
     print(f"keyscan: baseline of {len(result.leaks)} leak(s) written to {args.output}",
           file=sys.stderr)
     said(result)
@@ -392,6 +392,15 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
         result.notes.append(f"pre-commit named the commits {args.range} (--from-ref, "
                             "--to-ref): scanned what they added, not the index")
     return result
+
+
+def scanned_tree(args: argparse.Namespace) -> Path | None:
+    """The work tree of the repository `args` scan (None: standard input, a file or
+    folder in no repository): a file keyscan writes is never created through a link
+    inside it (`report.refuse_linked_folder`)."""
+    from keyscan import gitrepo
+
+    return None if args.path == STDIN else gitrepo.work_tree(Path(args.path))
 
 
 def _pre_commit_range(args: argparse.Namespace) -> bool:
@@ -451,7 +460,7 @@ def emit(result: object, args: argparse.Namespace) -> None:
             and "NO_COLOR" not in os.environ
         body = text_report.render(result, reveal, args.verbose, colour)
     if args.output is not None:
-        write_private(args.output, body)
+        write_private(args.output, body, scanned_tree(args))
     elif body:
         sys.stdout.write(body)
         sys.stdout.flush()

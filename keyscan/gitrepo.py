@@ -121,6 +121,14 @@ def discover(path: Path) -> Repo | None:
     return repo
 
 
+def work_tree(path: Path) -> Path | None:
+    """The root of the work tree holding `path` (a file or folder), or None: no
+    repository there, or a bare one."""
+    folder = path if path.is_dir() else path.parent
+    repo = discover(folder) if folder.exists() else None
+    return None if repo is None or repo.bare else repo.root
+
+
 _discovered: dict[str, tuple[Repo, tuple[int, int, int] | None]] = {}
 # settings that change where git looks for a repository: git is asked then
 _DISCOVERY_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR", "GIT_CEILING_DIRECTORIES",

@@ -262,6 +262,63 @@ def test_a_report_to_dev_stdout_reaches_standard_output(
     assert json.loads(out.read_text())["summary"]["leaks"] == 2
 
 
+def _linked_checkout(tmp_path: Path) -> tuple[Path, Path]:
+    """A repository that commits two links to a folder outside it (`reports`, and
+    `deep/out` one level down), with a key in it; and that folder, empty."""
+    target = tmp_path / "cron.d"
+    target.mkdir()
+    checkout = tmp_path / "checkout"
+    (checkout / "deep").mkdir(parents=True)
+    (checkout / "real").mkdir()
+    (checkout / "leak.ini").write_text(f"aws_access_key_id = {fake_key_id()}\n")
+    (checkout / "reports").symlink_to(target)
+    (checkout / "deep" / "out").symlink_to(target)
+    git(checkout, "init", "-q")
+    commit_all(checkout)
+    return checkout, target
+
+
+@pytest.mark.parametrize("command", [*FORMATS, "baseline"])
+def test_a_report_is_not_written_through_a_linked_folder_of_the_scanned_repository(
+        cli: Cli, tmp_path: Path, command: str) -> None:
+    """O_NOFOLLOW guards the report's own name only: a pull request committing
+    `reports -> /etc/cron.d` had the CI step `keyscan scan . -o reports/keyscan.json`
+    create the report in the link's target (as root, often). A linked folder inside the
+    scanned repository is refused, however the path reaches it (from inside, from
+    outside, through `..`, through a link to the repository above it, scanning one of
+    its files); linked folders outside it are followed as before."""
+    checkout, target = _linked_checkout(tmp_path)
+    (tmp_path / "alias").symlink_to(checkout)
+    argv = ["baseline"] if command == "baseline" else ["scan", "-f", command]
+    real = checkout.resolve()
+    refused = [  # (current folder, what is scanned, --output, the link named)
+        (checkout, ".", "reports/keyscan.out", real / "reports"),
+        (tmp_path, checkout, checkout / "reports" / "keyscan.out", real / "reports"),
+        (checkout, "leak.ini", "deep/out/keyscan.out", real / "deep" / "out"),
+        (checkout, ".", "reports/../keyscan.out", real / "reports"),
+        (tmp_path, "alias", "alias/reports/keyscan.out", real / "reports"),
+        (tmp_path, checkout / "leak.ini", "checkout/real/../reports/x.out", real / "reports"),
+    ]
+    for cwd, scanned, output, link in refused:
+        result = cli(*argv, scanned, "-o", output, cwd=cwd)
+        assert result.code == 2, (output, result.err)
+        assert f"cannot write report {output}: {link} is a symbolic link (to {target}), a " \
+               f"folder of the scanned repository {real}" in result.err, result.err
+        assert "give a path outside the repository, or remove the link" in result.err
+        assert "Traceback" not in result.err
+    assert list(target.iterdir()) == []
+    assert not (tmp_path / "keyscan.out").exists()
+    (tmp_path / "out-link").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    written = [(checkout, ".", tmp_path / "out-link" / "keyscan.out"),  # a link outside
+               (tmp_path, "alias", "alias/real/keyscan.out")]  # no link inside
+    for cwd, scanned, output in written:
+        result = cli(*argv, scanned, "-o", output, cwd=cwd)
+        assert result.code == (0 if command == "baseline" else 1), result.err
+    assert (tmp_path / "elsewhere" / "keyscan.out").is_file()
+    assert (checkout / "real" / "keyscan.out").is_file()
+
+
 # -- exit codes -----------------------------------------------------------------------------------
 
 

@@ -65,8 +65,9 @@ def _append(fd: int, line: bytes) -> None:
 class AuditLog:
     """Appends entries; each line is written and flushed at once, so a crash loses none."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, inside: Path | None = None) -> None:
         self.path = path
+        self.inside = inside  # the work tree of the repository scanned, if any
         self._lock = threading.Lock()
 
     def record(self, entry: Entry) -> Entry:
@@ -99,9 +100,19 @@ class AuditLog:
     def _open(self) -> int:
         """The log opened for append: never through a symbolic link (one committed into a
         repository under the log's name would have keyscan append to the file it points
-        to), never a pipe or device (O_NONBLOCK: a pipe nobody reads does not hang)."""
-        from keyscan.report import is_link, keep_private, link_refused, open_unlinked
+        to), nor through a linked folder inside the repository scanned (one committed
+        as `logs -> /etc/cron.d`), never a pipe or device (O_NONBLOCK: a pipe nobody
+        reads does not hang)."""
+        from keyscan.report import (
+            is_link,
+            keep_private,
+            link_refused,
+            open_unlinked,
+            refuse_linked_folder,
+        )
 
+        refuse_linked_folder("the audit log", self.path, self.inside,
+                             "give a path outside the repository with --audit-log FILE")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = open_unlinked(self.path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)

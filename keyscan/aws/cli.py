@@ -136,7 +136,17 @@ def _acting(args: argparse.Namespace) -> Acting:
     from keyscan.aws.run import Acting
 
     return Acting(yes=args.yes, dry_run=args.dry_run,
-                  quarantine=getattr(args, "quarantine", False), audit_log=args.audit_log)
+                  quarantine=getattr(args, "quarantine", False), audit_log=args.audit_log,
+                  inside=_scanned_tree(args))
+
+
+def _scanned_tree(args: argparse.Namespace) -> Path | None:
+    """The work tree of the repository `scan PATH` or `deactivate PATH` scanned (None:
+    `reactivate`, or `deactivate --report`, which scan nothing)."""
+    from keyscan.cli import scanned_tree
+
+    scanned = hasattr(args, "path") and getattr(args, "report", None) is None
+    return scanned_tree(args) if scanned else None
 
 
 def after_scan(result: ScanResult, args: argparse.Namespace) -> int | None:
@@ -286,7 +296,7 @@ def cmd_reactivate(args: argparse.Namespace) -> int:
         steps += reactivate.steps_from_log(args.from_audit_log, checker.operator)
     print(deactivate.render_plan(steps, "reactivate", "lift quarantine"), end="")
     acting = _acting(args)
-    log = AuditLog(acting.audit_log or default_path())
+    log = AuditLog(acting.audit_log or default_path(), acting.inside)
     dry = acting.dry_run or not acting.yes
     outcomes = reactivate.apply(steps, checker.clients.iam, checker.operator, log, dry)
     _print_outcomes(steps, outcomes, acting, sys.stdout)

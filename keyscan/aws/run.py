@@ -90,6 +90,7 @@ class Acting:
     dry_run: bool = False
     quarantine: bool = False
     audit_log: Path | None = None
+    inside: Path | None = None  # the work tree scanned: the log is not written via links in it
 
 
 def plan_deactivation(findings: list[Finding], aws: Aws, acting: Acting) -> list[Step]:
@@ -103,7 +104,7 @@ def apply_deactivation(steps: list[Step], aws: Aws, acting: Acting) -> list[Outc
     if not steps:
         return []
     checker = aws.connect()
-    log = AuditLog(acting.audit_log or default_path())
+    log = AuditLog(acting.audit_log or default_path(), acting.inside)
     dry = acting.dry_run or not acting.yes
     return deactivate.apply(steps, checker.clients.iam, checker.operator, log, dry)
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from keyscan.errors import KeyscanError
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write a report readable only by its owner, whatever the umask."""
-    fd = open_private(path)
+def write_private(path: Path, text: str, inside: Path | None = None) -> None:
+    """Write a report readable only by its owner, whatever the umask; `inside`: the work
+    tree of the repository scanned (see `refuse_linked_folder`)."""
+    fd = open_private(path, inside)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -23,12 +24,13 @@ def write_private(path: Path, text: str) -> None:
         raise KeyscanError(f"cannot write report {path}: {exc.strerror or exc}") from None
 
 
-def open_private(path: Path) -> int:
+def open_private(path: Path, inside: Path | None = None) -> int:
     """A report file opened for writing, readable only by its owner: an existing file
     is made so too. Not a device or a pipe (`-o /dev/null`, `-o /dev/stdout`): those
     are written as they are, their modes left alone (a chmod of /dev/null as root
     would break every other program's use of it). A symbolic link is not followed to a
-    file (see `_through_link`)."""
+    file (see `_through_link`), nor a linked folder inside the work tree `inside`."""
+    refuse_linked_folder("report", path, inside, "give a path outside the repository")
     try:
         fd = open_unlinked(path, os.O_WRONLY | os.O_TRUNC)
     except OSError as exc:
@@ -51,13 +53,47 @@ def is_link(exc: OSError, path: Path) -> bool:
     return exc.errno == errno.ELOOP and os.path.islink(path)
 
 
-def link_refused(what: str, path: Path, why: str) -> KeyscanError:
-    """The error for a link keyscan will not write through, naming where it leads."""
+def link_refused(what: str, path: Path, why: str, link: Path | None = None) -> KeyscanError:
+    """The error for a link keyscan will not write through, naming where it leads:
+    `path` itself, or the folder `link` on the way to it."""
     try:
-        target = f" (to {os.readlink(path)})"
+        target = f" (to {os.readlink(link or path)})"
     except OSError:
         target = ""
-    return KeyscanError(f"cannot write {what} {path}: it is a symbolic link{target}, {why}")
+    said = "it" if link is None else str(link)
+    return KeyscanError(f"cannot write {what} {path}: {said} is a symbolic link{target}, {why}")
+
+
+def refuse_linked_folder(what: str, path: Path, inside: Path | None, give: str) -> None:
+    """Refuse to write `what` at `path` through a folder that is a symbolic link inside
+    `inside`, the work tree of the repository scanned (None: none was). O_NOFOLLOW
+    guards the last name only: a pull request committing `reports -> /etc/cron.d` had
+    `-o reports/keyscan.json` (or `--audit-log logs/audit.jsonl`) create the file in
+    the link's target, as root in many CI jobs. Links outside the work tree (a home
+    folder, /tmp on some systems) are followed as always. `give`: what to do instead."""
+    link = None if inside is None else linked_folder(path, inside)
+    if link is not None:
+        raise link_refused(what, path, f"a folder of the scanned repository {inside}, "
+                           f"which keyscan never follows there: {give}, or remove the link",
+                           link)
+
+
+def linked_folder(path: Path, tree: Path) -> Path | None:
+    """The first folder on the way to `path` that is a symbolic link at or below `tree`,
+    or None. Walked as the system resolves it, name by name (`reports/../x` goes up
+    from where `reports` leads), each link judged by where it sits, not by the name it
+    was reached through."""
+    tree = Path(os.path.realpath(tree))
+    here = os.path.realpath("/" if path.is_absolute() else ".")
+    for name in path.parts[1 if path.is_absolute() else 0 : -1]:
+        if name == "..":
+            here = os.path.dirname(here)
+            continue
+        entry = os.path.join(here, name)
+        if os.path.islink(entry) and Path(entry).is_relative_to(tree):
+            return Path(entry)
+        here = os.path.realpath(entry)
+    return None
 
 
 def _through_link(path: Path) -> int:

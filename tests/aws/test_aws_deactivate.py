@@ -16,6 +16,7 @@ from aws_helpers import (
     make_repo,
     run_cli,
 )
+from repos import commit_all
 
 from keyscan.aws.deactivate import QUARANTINE_POLICY
 
@@ -327,6 +328,42 @@ def test_the_audit_log_is_never_written_through_a_planted_symlink(
     assert victim.read_text() == "echo precious\n"
     assert stat.S_IMODE(victim.stat().st_mode) == 0o755
     assert not (tmp_path / "created-by-keyscan").exists()
+
+
+@pytest.mark.parametrize("command", ["deactivate", "scan"])
+def test_the_audit_log_is_never_written_through_a_linked_folder_of_the_scanned_repository(
+        iam: Iam, leaked: dict[str, str], tmp_path: Path, command: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--audit-log logs/audit.jsonl` in a CI checkout where a pull request committed
+    `logs` as a symbolic link to a folder (/etc/cron.d): O_NOFOLLOW guards the log's own
+    name only, and keyscan created the log in the link's target and appended to it.
+    Refused before any change in IAM; a linked folder outside the repository is
+    followed as before."""
+    target = tmp_path / "cron.d"
+    target.mkdir()
+    checkout = make_repo(tmp_path / "checkout", {
+        "deploy/prod.env": env_file(leaked["AccessKeyId"], leaked["SecretAccessKey"])})
+    (checkout / "logs").symlink_to(target)
+    commit_all(checkout, "a pull request: logs -> /etc/cron.d")
+    monkeypatch.chdir(checkout)
+    real = checkout.resolve()
+    for log in ("logs/audit.jsonl", str(checkout / "logs" / "audit.jsonl")):
+        code, _, err = run_cli(capsys, *_acting_argv(command, Path(".")), "--yes",
+                               "--audit-log", log)
+        assert code == (3 if command == "scan" else 2), err
+        assert f"cannot write the audit log {log}: {real / 'logs'} is a symbolic link (to " \
+               f"{target}), a folder of the scanned repository {real}" in err, err
+        assert "give a path outside the repository with --audit-log FILE, or remove the " \
+               "link" in err and "nothing was changed in IAM" in err
+    assert iam.status(leaked) == "Active"
+    assert list(target.iterdir()) == []
+    outside = tmp_path / "state"
+    outside.symlink_to(target)
+    code, _, err = run_cli(capsys, *_acting_argv(command, Path(".")), "--yes",
+                           "--audit-log", str(outside / "audit.jsonl"))
+    assert code == (1 if command == "scan" else 0), err
+    assert iam.status(leaked) == "Inactive"
+    assert [e["key_id"] for e in entries(target / "audit.jsonl")] == [leaked["AccessKeyId"]]
 
 
 @pytest.mark.timeout(60)
