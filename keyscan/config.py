@@ -49,8 +49,9 @@ _ENTRY = {
     "rules": "each rules folder's path, relative to this file ('.' for its own folder)",
     "disable_rules": "each rule's ID (`keyscan rules` lists them)",
     "allow_paths": "each path or glob to allow, relative to the repository root, such as "
-                   "tests/fixtures/* ('/' or './' alone names none)",
+                   "tests/fixtures/* ('/' or './' alone names none; '*' allows every path)",
 }
+EMPTY = "is empty"
 
 
 @record
@@ -77,7 +78,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                    type=not_blank(_ENTRY["disable_rules"]),
                    help="do not run rule ID (repeatable)")
     g.add_argument("--allow-path", action="append", default=[], metavar="GLOB",
-                   type=not_blank(_ENTRY["allow_paths"], _no_path),
+                   type=not_blank(_ENTRY["allow_paths"], _path_problem),
                    help="never report findings in paths matching GLOB (repeatable)")
 
 
@@ -200,13 +201,16 @@ def parse(table: Any, path: Path) -> Config:
 
 
 def _filled(key: str, values: tuple[str, ...], where: str) -> tuple[str, ...]:
-    """The entries of the list setting `key` as given; an empty or blank one is refused.
-    In `rules` it was joined to the settings file's folder, which was read as a rules
-    folder; in `allow_paths` it matched no path, silently; in `disable_rules` it was
-    said to be a rule no rule file has."""
-    empty = _no_path if key == "allow_paths" else blank
-    if any(empty(value) for value in values):
-        raise KeyscanError(f"{where} '{key}' has an empty entry: give {_ENTRY[key]}")
+    """The entries of the list setting `key` as given; an empty or blank one is refused,
+    and an allowed path that can match none. In `rules` it was joined to the settings
+    file's folder, which was read as a rules folder; in `allow_paths` it matched no
+    path, silently; in `disable_rules` it was said to be a rule no rule file has."""
+    problem = _path_problem if key == "allow_paths" else _blank_problem
+    for value in values:
+        why = problem(value)
+        if why:
+            entry = "an empty entry" if why == EMPTY else f"{quoted(value)}, which {why}"
+            raise KeyscanError(f"{where} '{key}' has {entry}: give {_ENTRY[key]}")
     return values
 
 
@@ -216,19 +220,36 @@ def blank(text: str) -> bool:
     return not text.strip()
 
 
-def _no_path(glob: str) -> bool:
-    """An allowed path that names none: blank, or only `/` and `./`, which `path_globs`
-    drops, leaving an empty glob (which matches no path)."""
-    return blank(path_globs(glob)[0])
+def _blank_problem(text: str) -> str:
+    """EMPTY for a `blank` value, else ""."""
+    return EMPTY if blank(text) else ""
 
 
-def not_blank(give: str, empty: Callable[[str], bool] = blank) -> Callable[[str], str]:
-    """An argparse `type` taking the value as typed, but refusing an `empty` one
-    (`--rules ""`) with a usage error saying what to `give` instead."""
+def _path_problem(glob: str) -> str:
+    """Why an allowed path can match no path a scan reports ("": it can). EMPTY: blank,
+    or only `/` and `./`, which `path_globs` drops, leaving an empty glob. Or it has a
+    `.`, `..` or empty part (`.`, `..`, `../shared/*`, `a/../b`, `a//b`): the paths it is
+    matched with are relative to the repository root and have none."""
+    glob = path_globs(glob)[0]
+    if blank(glob):
+        return EMPTY
+    if any(part in ("", ".", "..") for part in glob.split("/")):
+        return ("can match no path: allowed paths are matched with the paths a scan "
+                "reports, from the repository root, which never have a '.', '..' or "
+                "empty part")
+    return ""
+
+
+def not_blank(give: str, problem: Callable[[str], str] = _blank_problem
+              ) -> Callable[[str], str]:
+    """An argparse `type` taking the value as typed, but refusing one `problem` finds
+    something wrong with (by default an empty one, `--rules ""`) with a usage error
+    saying what to `give` instead."""
 
     def value(text: str) -> str:
-        if empty(text):
-            raise argparse.ArgumentTypeError(f"{quoted(text)} is empty: give {give}")
+        why = problem(text)
+        if why:
+            raise argparse.ArgumentTypeError(f"{quoted(text)} {why}: give {give}")
         return text
 
     return value

@@ -349,6 +349,65 @@ def test_an_empty_allow_path_or_disable_rule_option_is_a_usage_error(
     assert not (tmp_path / "baseline.json").exists()
 
 
+NO_MATCH = ("can match no path: allowed paths are matched with the paths a scan reports, "
+            "from the repository root, which never have a '.', '..' or empty part: give "
+            "each path or glob to allow, relative to the repository root")
+# each names no path a scan reports, once path_globs has dropped a leading `/` or `./`
+NO_MATCH_GLOBS = [".", "..", "./.", "/..", "../shared/*", "tests/../app/*", "tests//*",
+                  "app/./settings.ini"]
+
+
+@pytest.mark.parametrize("glob", NO_MATCH_GLOBS)
+@pytest.mark.parametrize("name", [".keyscan.yaml", "pyproject.toml"])
+def test_an_allow_paths_entry_that_can_match_no_path_is_refused(
+        cli: Cli, project: Path, name: str, glob: str) -> None:
+    """`allow_paths: ["."]` (meant as "the whole repository"), `[".."]` or a path out of
+    the repository (`../shared/*`) were taken without a word, and allowed nothing: the
+    paths a scan reports are relative to the root, with no `.` or `..` part."""
+    text = f"allow_paths: ['app/*', '{glob}']\n" if name == ".keyscan.yaml" \
+        else f'[tool.keyscan]\nallow_paths = ["app/*", "{glob}"]\n'
+    (project / name).write_text(text)
+    table = ": [tool.keyscan]" if name.endswith(".toml") else ":"
+
+    result = cli("scan", project)
+
+    assert result.code == 2, result.err
+    assert result.out == ""
+    assert result.err.count("\n") == 1
+    assert result.err.startswith(f"keyscan: error: {project / name}{table} 'allow_paths' has "
+                                 f"{glob!r}, which {NO_MATCH}"), result.err
+
+
+@pytest.mark.parametrize("command", [["scan"], ["baseline", "-o", "baseline.json"], ["rules"]],
+                         ids=lambda c: c[0])
+@pytest.mark.parametrize("glob", NO_MATCH_GLOBS)
+def test_an_allow_path_option_that_can_match_no_path_is_a_usage_error(
+        cli: Cli, project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        command: list[str], glob: str) -> None:
+    """As in the settings: `--allow-path .` or `--allow-path ../x` allowed nothing."""
+    with pytest.raises(SystemExit) as exc:
+        cli(*command, project, "--allow-path", glob, cwd=tmp_path)
+
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument --allow-path: {glob!r} {NO_MATCH}" in err.splitlines()[-1], err
+    assert not (tmp_path / "baseline.json").exists()
+
+
+def test_allowed_paths_named_like_dot_folders_still_apply(cli: Cli, project: Path) -> None:
+    """Only a part that is exactly `.` or `..` is refused: `..cache`, `.github` and a
+    glob such as `*.ini` are names a repository holds."""
+    (project / "..cache").mkdir()
+    (project / "..cache" / "k.ini").write_text(pair())
+    commit_all(project)
+    (project / ".keyscan.yaml").write_text("allow_paths: ['..cache/*', '.github', 'app/*.ini']\n")
+
+    result = cli("scan", project, "-f", "json")
+
+    assert leak_paths(result) == ["tests/fixtures/creds.ini"]
+    assert result.json["summary"]["allowed_by_path"] == 2
+
+
 @pytest.mark.parametrize("size", ["'0.0001k'", "'0.5'", "'0'", "0", "'-5'"])
 def test_a_size_under_one_byte_is_refused(cli: Cli, project: Path, size: str) -> None:
     """`max_file_size: "0.0001k"` came to 0 bytes, taken as no setting: the 100M
