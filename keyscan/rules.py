@@ -39,8 +39,9 @@ if TYPE_CHECKING:
 
 RULES_VERSION = 1
 # bumped when loading checks more: a rule file cached by an older keyscan is read (and
-# checked) again, not trusted as checked. 4: a key given twice in one mapping is refused
-_CHECKS = 4
+# checked) again, not trusted as checked. 4: a key given twice in one mapping is refused;
+# 5: an empty or blank `allowlist.paths` entry is refused
+_CHECKS = 5
 _ID_RE = lazy_pattern(r"[a-z0-9][a-z0-9-]*\Z")  # \Z: `$` allows a final newline
 _KNOWN_FIELDS = {
     "id", "description", "severity", "role", "regex", "keywords", "boundary", "prefixes",
@@ -244,6 +245,9 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
     if not isinstance(allow, dict) or set(allow) - {"values", "paths"}:
         raise _fail(path, where, "field 'allowlist' must be a mapping with 'values' and 'paths'")
     allow_values = _strings(path, where, allow.get("values"), "allowlist.values")
+    allow_paths = _strings(path, where, allow.get("paths"), "allowlist.paths")
+    if not checked:
+        _check_paths(path, where, allow_paths)
     examples = _strings(path, where, entry.get("examples"), "examples")
     for name, patterns in (("allowlist.values", allow_values), ("examples", examples)):
         for pattern in patterns if not checked else ():
@@ -280,7 +284,7 @@ def _parse_rule(path: Path, index: int, entry: Any, checked: bool = False
         regex=entry["regex"],
         keywords=_strings(path, where, entry.get("keywords"), "keywords"),
         allow_values=allow_values,
-        allow_paths=_strings(path, where, allow.get("paths"), "allowlist.paths"),
+        allow_paths=allow_paths,
         example_values=examples,
         prefixes=tuple(sorted(prefixes.items(), key=lambda kv: -len(kv[0]))),
         boundary=entry.get("boundary", "A-Za-z0-9"),
@@ -316,6 +320,15 @@ def _check_regex(path: Path, where: str, name: str, pattern: str, need_value: bo
             f"field '{name}' nests repeats like (a+)+ that can take forever on some input: "
             "rewrite it without a repeated group inside a repeat",
         )
+
+
+def _check_paths(path: Path, where: str, globs: tuple[str, ...]) -> None:
+    """An empty or blank `allowlist.paths` entry is refused: it was taken without a
+    word, and matched no path whatever its author meant by it."""
+    if any(not glob.strip() for glob in globs):
+        raise _fail(path, where, "field 'allowlist.paths' has an empty entry: give each "
+                                 "path or glob the rule never reports in, relative to the "
+                                 "repository root, such as tests/fixtures/*")
 
 
 def _check_class(path: Path, where: str, name: str, spec: Any) -> None:

@@ -464,3 +464,53 @@ def test_a_rule_file_another_keyscan_cached_is_read_and_checked_again(
     assert result.code == 2, result.out
     line = PADDED_RULE[:PADDED_RULE.index(_PAD)].count("\n") + 1
     assert f"{rule_file}: line {line}: key 'role' is given twice" in result.err
+
+
+# -- a rule's own allowed paths ---------------------------------------------------------------
+
+ALLOWING_RULE = GOOD_RULE + "    allowlist:\n      paths: ['docs/*', 'tests/fixtures/*']\n"
+_EMPTY_PATHS = "field 'allowlist.paths' has an empty entry: give each path or glob the rule " \
+               "never reports in, relative to the repository root, such as tests/fixtures/*"
+
+
+@pytest.mark.parametrize("entry", ["''", "'   '", "\"\\t\"", "\"\""])
+@pytest.mark.parametrize("command", ["scan", "rules"])
+def test_an_empty_allowlist_path_in_a_rule_file_is_refused(
+        cli: Callable[..., CliResult], tmp_path: Path, command: str, entry: str) -> None:
+    """`allowlist: {paths: ['']}` was loaded without a word: an empty glob, which
+    allowed no path whatever its author meant by it."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    rule_file = rules_dir / "acme.yaml"
+    rule_file.write_text(ALLOWING_RULE.replace("'docs/*'", entry))
+
+    result = cli(command, tmp_path, "--rules", rules_dir)
+
+    assert result.code == 2, result.out
+    assert result.out == ""
+    assert result.err == (f"keyscan: error: {rule_file}: rule 'acme-deploy-token': "
+                          f"{_EMPTY_PATHS}\n")
+
+
+def test_a_rule_file_cached_before_empty_allowlist_paths_were_refused_is_checked_again(
+        cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """A keyscan of the checks before this one (`_CHECKS = 4`) cached the file, then
+    an edit its cache cannot see (same size and time) blanked an allowed path: that
+    keyscan trusts its copy; this one reads the file again and refuses it."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    rule_file = folder / "acme.yaml"
+    rule_file.write_text(ALLOWING_RULE)
+    other = another_keyscan(tmp_path / "other", "rules.py", "_CHECKS", "4")
+    cached = other("rules", "--rules", folder)
+    assert cached.returncode == 0, cached.stderr
+    edit_keeping_size_and_time(rule_file, "'docs/*'", "'      '")
+    trusted = other("rules", "--rules", folder)  # its own copy vouches for the file
+    assert trusted.returncode == 0 and "acme-deploy-token" in trusted.stdout, trusted.stderr
+
+    result = cli("rules", tmp_path, "--rules", folder)
+
+    assert result.code == 2, result.out
+    assert f"{rule_file}: rule 'acme-deploy-token': {_EMPTY_PATHS}" in result.err
