@@ -149,3 +149,59 @@ def test_commit_dates_are_read_as_datetime_reads_them(when: int, minutes: int) -
 
     iso = datetime.fromtimestamp(when, timezone(timedelta(minutes=minutes))).isoformat()
     assert timestamp(iso) == datetime.fromisoformat(iso).timestamp()
+
+
+# -- commit metadata: keyscan's one parser against git's own formatting ------------------
+
+_ident_text = st.text(alphabet=st.characters(
+    blacklist_categories=("Cs", "Cc"), blacklist_characters="<>\n\x85\u2028\u2029"),
+    min_size=1, max_size=30).map(str.strip).filter(bool)
+_message = st.lists(st.text(alphabet=st.characters(  # \x1f: the test's field separator
+    blacklist_categories=("Cs",), blacklist_characters="\x00\x85\x1f"),
+                            max_size=40), min_size=1, max_size=5).map("\n".join)
+_zones = st.sampled_from(["+0000", "-0000", "+0100", "-0700", "+0530", "+1345", "-1200",
+                          "+1400", "-0930"])
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=_ident_text, email=_ident_text,  # git refuses times before 1970 in any zone
+       when=st.integers(50_400, 4_102_444_800),
+       zone=_zones, message=_message, latin1=st.booleans())
+def test_commit_metadata_is_read_as_git_log_shows_it(
+        tmp_path_factory: object, name: str, email: str, when: int, zone: str,
+        message: str, latin1: bool) -> None:
+    """Every commit a history report names (author, email, dates, subject) is read by
+    `recent.parse_commit`, fresh scans and re-scans alike (through gitpython, or from
+    the files): what it reads must be what `git log` shows, for any name, time zone,
+    subject (git's %s: the first paragraph, its lines joined) and encoding header."""
+    import subprocess
+
+    from keyscan.attribute import masked_subject
+    from keyscan.sources.recent import parse_commit
+
+    repo = tmp_path_factory.mktemp("meta")  # type: ignore[attr-defined]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    encoding = "ISO-8859-1" if latin1 else ""
+    codec = "latin-1" if latin1 else "utf-8"
+    if latin1:
+        name, email, message = (text.encode("latin-1", "replace").decode("latin-1")
+                                for text in (name, email, message))
+    header = (f"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+              f"author {name} <{email}> {when} {zone}\n"
+              f"committer Tester <t@example.com> {when + 60} {zone}\n"
+              + (f"encoding {encoding}\n" if encoding else "") + "\n")
+    data = (header + message).encode(codec)
+    sha = subprocess.run(["git", "-C", str(repo), "hash-object", "-t", "commit", "-w",
+                          "--literally", "--stdin"], input=data, capture_output=True,
+                         check=True).stdout.decode().strip()
+    shown = subprocess.run(["git", "-C", str(repo), "log", "-1", "-z", sha,
+                            "--format=%an%x1f%ae%x1f%aI%x1f%cI%x1f%s"],
+                           capture_output=True, check=True).stdout
+    fields = shown.rstrip(b"\0").decode("utf-8", "replace").split("\x1f")
+    git_says = (*fields[:4], masked_subject(fields[4]))
+
+    meta = parse_commit(sha, data).meta
+
+    assert (meta.author_name, meta.author_email, meta.author_date, meta.commit_date,
+            meta.message) == git_says

@@ -225,7 +225,8 @@ def _ident(value: bytes) -> tuple[str, str, str, int]:
         local = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(stamp[0]) + offset))
     except (OverflowError, OSError, ValueError):
         raise StoreError("date out of range") from None
-    return name, email, f"{local}{zone[0]}{zone[1:3]}:{zone[3:5]}", int(stamp[0])
+    sign = zone[0] if offset else "+"  # "-0000" is shown "+00:00", as git shows it
+    return name, email, f"{local}{sign}{zone[1:3]}:{zone[3:5]}", int(stamp[0])
 
 
 def _subject(message: bytes) -> bytes:
