@@ -356,6 +356,10 @@ def run_scan(args: argparse.Namespace) -> ScanResult:
 
     by_pre_commit = _pre_commit_range(args)
     target = Path("." if args.path == STDIN else args.path)
+    if getattr(args, "output", None) is not None:  # refused now, not after a long scan
+        from keyscan.report import REPORT_INSTEAD, refuse_linked_folder
+
+        refuse_linked_folder("report", args.output, scanned_tree(args), REPORT_INSTEAD)
     root = config.project_root(target)  # standard input: the current folder's settings
     settings = config.for_root(root, args.config, args.no_config)
     config.apply(args, settings)

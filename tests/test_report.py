@@ -319,6 +319,23 @@ def test_a_report_is_not_written_through_a_linked_folder_of_the_scanned_reposito
     assert (checkout / "real" / "keyscan.out").is_file()
 
 
+def test_a_report_path_through_a_linked_folder_is_refused_before_the_scan(
+        cli: Cli, tmp_path: Path) -> None:
+    """The refusal came when the report was written: after the whole scan, minutes of
+    it for a history audit. It now comes first: the history scan never runs (it leaves
+    no cache and no summary)."""
+    checkout, target = _linked_checkout(tmp_path)
+
+    result = cli("scan", "--history", ".", "-f", "json", "-o", "reports/x.json",
+                 cwd=checkout)
+
+    assert result.code == 2, result.err
+    assert result.err.count("\n") == 1, result.err
+    assert "cannot write report reports/x.json" in result.err
+    assert not (checkout / ".git" / "keyscan").exists()
+    assert list(target.iterdir()) == []
+
+
 # -- exit codes -----------------------------------------------------------------------------------
 
 

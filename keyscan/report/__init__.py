@@ -30,7 +30,7 @@ def open_private(path: Path, inside: Path | None = None) -> int:
     are written as they are, their modes left alone (a chmod of /dev/null as root
     would break every other program's use of it). A symbolic link is not followed to a
     file (see `_through_link`), nor a linked folder inside the work tree `inside`."""
-    refuse_linked_folder("report", path, inside, "give a path outside the repository")
+    refuse_linked_folder("report", path, inside, REPORT_INSTEAD)
     try:
         fd = open_unlinked(path, os.O_WRONLY | os.O_TRUNC)
     except OSError as exc:
@@ -62,6 +62,9 @@ def link_refused(what: str, path: Path, why: str, link: Path | None = None) -> K
         target = ""
     said = "it" if link is None else str(link)
     return KeyscanError(f"cannot write {what} {path}: {said} is a symbolic link{target}, {why}")
+
+
+REPORT_INSTEAD = "give a path outside the repository"
 
 
 def refuse_linked_folder(what: str, path: Path, inside: Path | None, give: str) -> None:
