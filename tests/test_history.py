@@ -1790,3 +1790,22 @@ def _git_children() -> set[str]:
         except OSError:
             continue  # gone meanwhile
     return out
+
+
+def test_a_history_report_says_to_rotate_first(cli: Cli, repo: Path) -> None:
+    """A history scan's leaks are mostly in no file any more, and in every clone: its
+    text report's advice starts with rotating the keys (it said to remove the key from
+    the file first, as a scan of the files does), and names the commands that help."""
+    commit(repo, {"creds.ini": pair_text(fake_key_id(), fake_secret())}, "add creds")
+    commit(repo, {"creds.ini": None}, "remove creds")
+    (repo / "local.ini").write_text(pair_text(fake_key_id(), fake_secret()))
+
+    history_text = cli("scan", "--history", repo).out
+    files_text = cli("scan", repo).out
+
+    advice = history_text[history_text.index("What to do:"):].splitlines()
+    assert advice[1].startswith("  1. Rotate each key: deactivate it and create a new one")
+    assert "`keyscan deactivate PATH" in history_text and "--history`" in history_text
+    assert "`keyscan explain FINGERPRINT PATH`" in history_text
+    advice = files_text[files_text.index("What to do:"):].splitlines()
+    assert advice[1].startswith("  1. Remove the key from the file")

@@ -18,6 +18,18 @@ ADVICE = (
     "     already hold it, so removing the line is not enough.\n"
     "  3. If it is an intended example, mark the line with a `keyscan:allow` comment.\n"
 )
+# after a history scan: most leaks are no longer in any file, and every clone holds them
+HISTORY_ADVICE = (
+    "What to do:\n"
+    "  1. Rotate each key: deactivate it and create a new one (`keyscan deactivate PATH\n"
+    "     --history` plans it for the keys of your account). A committed key stays in every\n"
+    "     clone and fork of the history: deleting the line, or rewriting history, is not\n"
+    "     enough.\n"
+    "  2. Remove the keys still in HEAD from their files (read them from the environment or\n"
+    "     a secrets manager).\n"
+    "  3. `keyscan explain FINGERPRINT PATH` tells one key's whole story and what to do.\n"
+    "  4. If it is an intended example, mark the line with a `keyscan:allow` comment.\n"
+)
 
 
 def render(result: ScanResult, reveal: bool = False, verbose: bool = False,
@@ -32,7 +44,7 @@ def render(result: ScanResult, reveal: bool = False, verbose: bool = False,
     if result.baseline is not None and result.baseline.stale:
         out += "\n" + stale_block(result)
     if result.leaks:
-        out += "\n" + ADVICE
+        out += "\n" + (HISTORY_ADVICE if result.mode == "history" else ADVICE)
     return out
 
 
