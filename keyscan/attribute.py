@@ -284,10 +284,11 @@ def masked_subject(subject: str) -> str:
 
 
 def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
-    """Who wrote the commits `shas` and when (for findings in commit messages), read
-    through gitpython and parsed as a re-scan parses the commits it reads from the
-    files (`recent.parse_commit`), so both tell the same; a commit in another encoding
-    as gitpython decodes it. A commit missing from the store is left out."""
+    """Who wrote the commits `shas` and when (those a report names: findings in their
+    messages, or the commits that put finding blobs at a path), read through gitpython
+    and parsed as a re-scan parses the commits it reads from the files
+    (`recent.parse_commit`, which also decodes an `encoding` header), so both tell the
+    same. A commit missing from the store is left out."""
     from keyscan.gitrepo import read_small
     from keyscan.sources.recent import parse_commit
     from keyscan.sources.store import StoreError
@@ -298,14 +299,15 @@ def commits(git_dir: Path, shas: Collection[str]) -> dict[str, Commit]:
             continue
         try:
             out[sha] = parse_commit(sha, data).meta
-        except StoreError:  # another encoding, or an ident line this does not read
+        except StoreError:  # an ident line parse_commit does not read (malformed)
             out[sha] = _decoded(git_dir, sha)
     return out
 
 
 def _decoded(git_dir: Path, sha: str) -> Commit:
-    """A commit `recent.parse_commit` does not read, as gitpython decodes it; only its
-    id when gitpython cannot either."""
+    """A commit whose ident lines `recent.parse_commit` does not read (no date, a
+    malformed zone), as gitpython's more lenient parser reads them; only its id when
+    gitpython cannot either."""
     from keyscan.gitrepo import commit_fields
     from keyscan.sources.recent import parse_fields
     from keyscan.sources.store import StoreError

@@ -562,9 +562,10 @@ def read_small(git_dir: Path, shas: Sequence[str], limit: int
 
 
 def commit_fields(git_dir: Path, sha: str) -> tuple[bytes, bytes, str] | None:
-    """A commit's author and committer ident lines (UTF-8) and message, as gitpython
-    decodes them by the commit's `encoding` header: for commits written in another
-    encoding, which git re-encodes when it shows them. None when gitpython cannot."""
+    """A commit's author and committer ident lines (UTF-8) and message as gitpython's
+    lenient parser reads them: for ident lines keyscan's own does not read (malformed).
+    gitpython ignores an `encoding` header (recent.parse_commit decodes those). None
+    when gitpython cannot read it either."""
     with _opened_lock:
         repo = _opened.get(git_dir, (None, None))[0]
         if repo is None:

@@ -154,8 +154,8 @@ def parse_commit(sha: str, data: bytes) -> NewCommit:
         raise StoreError(f"commit {sha} not understood")
     if encoding and encoding.lower() not in (b"utf-8", b"utf8"):
         author, committer, message = _to_utf8(encoding, author, committer, message)
-    meta = parse_fields(sha, author, committer, message)
-    return NewCommit(sha, tree, tuple(parents), meta, data, _ident(committer)[3])
+    meta, when = _fields(sha, author, committer, message)
+    return NewCommit(sha, tree, tuple(parents), meta, data, when)
 
 
 def _to_utf8(encoding: bytes, *parts: bytes) -> list[bytes]:
@@ -175,15 +175,20 @@ def _to_utf8(encoding: bytes, *parts: bytes) -> list[bytes]:
 def parse_fields(sha: str, author: bytes, committer: bytes, message: bytes | str) -> Commit:
     """What a report shows of a commit: its author, dates and subject (masked) from its
     author and committer ident lines and its message."""
-    name, email, author_date, _ = _ident(author)
-    commit_date = _ident(committer)[2]
     if isinstance(message, str):
         message = message.encode("utf-8", "surrogateescape")
+    return _fields(sha, author, committer, message)[0]
+
+
+def _fields(sha: str, author: bytes, committer: bytes, message: bytes) -> tuple[Commit, int]:
+    """`parse_fields`, and the commit's timestamp (each ident line read once)."""
+    name, email, author_date, _ = _ident(author)
+    _, _, commit_date, when = _ident(committer)
     from keyscan.attribute import masked_subject
 
     return Commit(sha=sha, author_name=name, author_email=email, author_date=author_date,
                   commit_date=commit_date,
-                  message=masked_subject(_subject(message).decode("utf-8", "replace")))
+                  message=masked_subject(_subject(message).decode("utf-8", "replace"))), when
 
 
 def parse_tag(sha: str, data: bytes) -> tuple[str, Commit | None]:
